@@ -1,0 +1,112 @@
+"""The `k6suite` command: stack management, suite runs, re-checking histories, observations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from k6suite_lib.profiles import DEFAULT_PROFILE, ProfileError, available_profiles, load_profile
+
+EPILOG = """examples:
+  k6suite stack up                      start the embedded KafScale stack (profile 'local')
+  k6suite stack status                  show every component, its PID and health
+  k6suite run                           run the smoke tier of every scenario, write outputs/<run-id>/
+  k6suite run --scenarios S3 --tier full
+  k6suite check outputs/<run>/S3-correctness/history.parquet
+  k6suite observe <run-id>              turn a run into observations/OBS-NN-<slug>/
+  k6suite stack down                    stop everything the stack started
+"""
+
+
+def _profile_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", "-p", default=DEFAULT_PROFILE,
+                        help=f"profile name in profiles/ or a path to a YAML file (default: {DEFAULT_PROFILE}; "
+                             f"known: {', '.join(available_profiles())})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="k6suite", description=__doc__, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    stack = commands.add_parser("stack", help="manage the embedded KafScale stack on 127.0.0.1")
+    stack_commands = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
+    stack_commands.add_parser("install", help="build KafScale, MinIO and Toxiproxy into .cache/bin (once)")
+    for name, text in (("up", "start etcd, MinIO, Toxiproxy, the brokers and the proxy"),
+                       ("status", "print every component's PID and health; exit 1 if any is unhealthy")):
+        _profile_arg(stack_commands.add_parser(name, help=text))
+    down = stack_commands.add_parser("down", help="stop every process the stack started")
+    _profile_arg(down)
+    down.add_argument("--all", action="store_true", help="stop every embedded stack recorded under outputs/stack/")
+    logs = stack_commands.add_parser("logs", help="print the tail of a component's log")
+    _profile_arg(logs)
+    logs.add_argument("component", help="etcd, minio, toxiproxy, broker-N or proxy")
+    logs.add_argument("--lines", "-n", type=int, default=50)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "stack":
+            return _stack(args)
+    except ProfileError as exc:
+        print(f"k6suite: profile error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("k6suite: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from k6suite_lib.stack import binaries
+    from k6suite_lib.stack.cluster import LocalStack
+    from k6suite_lib.stack.layout import StackLayout
+    from k6suite_lib.stack.process import StackError
+    from k6suite_lib.stack.state import stack_root
+
+    try:
+        if args.stack_command == "install":
+            binaries.install()
+            return 0
+        if args.stack_command == "down" and args.all:
+            for state_dir in sorted(p for p in stack_root().glob("*") if (p / "state.json").is_file()):
+                ended = LocalStack(StackLayout(port_base=int(state_dir.name))).down()
+                _print_ended(state_dir.name, ended)
+            return 0
+        stack = LocalStack.for_profile(load_profile(args.profile))
+        if args.stack_command == "up":
+            binaries.install(log=lambda _msg: None)
+            stack.up()
+            print(stack.status().drop(columns=["log"]).to_string(index=False))
+            return 0
+        if args.stack_command == "down":
+            _print_ended(str(stack.layout.port_base), stack.down())
+            return 0
+        if args.stack_command == "status":
+            table = stack.status()
+            if table.empty:
+                print(f"no embedded stack recorded for port base {stack.layout.port_base}")
+                return 1
+            print(table.drop(columns=["log"]).to_string(index=False))
+            return 0 if bool(table["healthy"].all()) else 1
+        if args.stack_command == "logs":
+            print(stack.logs(args.component, args.lines))
+            return 0
+    except (StackError, binaries.BinaryError) as exc:
+        print(f"k6suite stack {args.stack_command}: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _print_ended(label: str, ended: dict[str, str]) -> None:
+    if not ended:
+        print(f"stack {label}: nothing was running")
+    for name, how in ended.items():
+        print(f"stack {label}: {name} {how}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

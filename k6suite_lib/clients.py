@@ -1,0 +1,120 @@
+"""kafka-python clients built from a profile, with every network wait bounded.
+
+Two profile settings change what the client library does:
+
+- ``client.idempotence``: kafka-python 3 turns idempotence on by default, which needs
+  InitProducerId; KafScale has none, so its profiles turn it off.
+- ``client.max_api_versions``: kafka-python picks the highest version both sides advertise. A
+  target that advertises a version it mishandles (KafScale v1.5.0 and Fetch v12) can be capped.
+  The cap is process-wide (kafka-python negotiates per connection from one shared table), is
+  recorded in every run's manifest, and S1 probes the uncapped version to report the defect.
+"""
+
+from __future__ import annotations
+
+import ssl
+import uuid
+from typing import Any
+
+import kafka.protocol.broker_version_data as broker_version_data
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from kafka.protocol.api_key import ApiKey
+
+from k6suite_lib.profiles import API_KEYS, Profile, secret
+
+_CAPS: dict[int, int] = {}
+_original_api_version = broker_version_data.BrokerVersionData.api_version
+
+
+def _capped_api_version(self, operation, min_version=0, max_version=float("inf")):
+    key = operation.value if isinstance(operation, ApiKey) else operation.API_KEY
+    if key in _CAPS:
+        max_version = min(max_version, _CAPS[key])
+    return _original_api_version(self, operation, min_version, max_version)
+
+
+broker_version_data.BrokerVersionData.api_version = _capped_api_version
+
+
+def apply_version_caps(caps: dict[str, int]) -> None:
+    """Cap the API versions kafka-python negotiates (replaces any earlier caps)."""
+    _CAPS.clear()
+    _CAPS.update({API_KEYS[name]: version for name, version in caps.items()})
+
+
+def active_version_caps() -> dict[str, int]:
+    names = {key: name for name, key in API_KEYS.items()}
+    return {names[key]: version for key, version in sorted(_CAPS.items())}
+
+
+def common_config(profile: Profile, client_id: str | None = None) -> dict[str, Any]:
+    """Settings shared by producers, consumers and admin clients: endpoint, security, timeouts."""
+    apply_version_caps(profile.client.max_api_versions)
+    settings = profile.client
+    config: dict[str, Any] = {
+        "bootstrap_servers": list(profile.bootstrap_servers),
+        "client_id": client_id or f"k6suite-{uuid.uuid4().hex[:8]}",
+        "security_protocol": settings.security_protocol,
+        "request_timeout_ms": settings.request_timeout_ms,
+        "reconnect_backoff_max_ms": 1000,
+    }
+    if settings.api_version:
+        config["api_version"] = tuple(int(part) for part in settings.api_version.split("."))
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.tls.cafile)
+        context.check_hostname = settings.tls.check_hostname
+        if settings.tls.certfile:
+            context.load_cert_chain(settings.tls.certfile, settings.tls.keyfile)
+        config["ssl_context"] = context
+    if settings.security_protocol.startswith("SASL"):
+        config["sasl_mechanism"] = settings.sasl.mechanism
+        config["sasl_plain_username"] = secret(settings.sasl.username_env)
+        config["sasl_plain_password"] = secret(settings.sasl.password_env)
+    return config
+
+
+def producer(profile: Profile, client_id: str | None = None, **overrides: Any) -> KafkaProducer:
+    timeout = profile.client.request_timeout_ms
+    config = {
+        **common_config(profile, client_id),
+        "enable_idempotence": profile.client.idempotence,
+        "acks": "all",
+        "max_block_ms": timeout,
+        "bootstrap_timeout_ms": timeout,
+        "delivery_timeout_ms": max(30000, 3 * timeout),
+        "max_in_flight_requests_per_connection": 1,
+        **overrides,
+    }
+    return KafkaProducer(**config)
+
+
+def consumer(profile: Profile, client_id: str | None = None, **overrides: Any) -> KafkaConsumer:
+    timeout = profile.client.request_timeout_ms
+    config = {
+        **common_config(profile, client_id),
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "bootstrap_timeout_ms": timeout,
+        "fetch_max_wait_ms": 200,
+        **overrides,
+    }
+    return KafkaConsumer(**config)
+
+
+def admin(profile: Profile, client_id: str | None = None, **overrides: Any) -> KafkaAdminClient:
+    config = {**common_config(profile, client_id), "bootstrap_timeout_ms": profile.client.request_timeout_ms,
+              **overrides}
+    return KafkaAdminClient(**config)
+
+
+def create_topic(profile: Profile, name: str, partitions: int) -> None:
+    """Create a topic explicitly (the KafScale proxy does not auto-create); existing is fine."""
+    client = admin(profile)
+    try:
+        client.create_topics([NewTopic(name, partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        client.close()

@@ -1,0 +1,199 @@
+"""The operation history: what every client tried, and what it learned, with times.
+
+One row per completed operation, Jepsen style: an invocation time and a completion time, and a
+completion ``type`` of ``ok`` (it happened), ``fail`` (it certainly did not happen) or ``info``
+(unknown: a timeout, a lost connection). A poll that returns n records is n rows sharing one
+``op_id``. Faults are rows too (``f`` = ``fault``), so a history alone is enough to re-check a
+run and to shade fault windows on a plot. The format is documented in docs/history-format.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+FORMAT_VERSION = 1
+
+# column -> (pandas dtype, meaning); the order here is the order on disk
+COLUMNS: dict[str, tuple[str, str]] = {
+    "run_id": ("string", "id of the run that recorded the row"),
+    "op_id": ("int64", "operation id; the records of one poll share it"),
+    "process": ("string", "the client: producer-N, consumer-N, readback, nemesis"),
+    "f": ("string", "send | poll | assign | revoke | commit | fault"),
+    "type": ("string", "ok | fail | info (indeterminate)"),
+    "invoke_ns": ("int64", "time.monotonic_ns() when the operation started"),
+    "complete_ns": ("int64", "time.monotonic_ns() when its outcome was known"),
+    "wall_ns": ("int64", "time.time_ns() when the operation started"),
+    "topic": ("string", "topic, empty when not applicable"),
+    "partition": ("int64", "partition, -1 when unknown"),
+    "offset": ("int64", "offset acknowledged (send) or read (poll), -1 when unknown"),
+    "key": ("string", "record key, empty when none"),
+    "producer": ("string", "record identity: the producer that created the record"),
+    "seq": ("int64", "record identity: the producer's sequence number, -1 when none"),
+    "checksum": ("int64", "record identity: CRC32 of the payload body as written"),
+    "corrupt": ("bool", "poll: payload unparseable or its checksum does not match its body"),
+    "value_len": ("int64", "payload length in bytes"),
+    "intended_ns": ("int64", "open-loop sends: when the send was due (monotonic), -1 otherwise"),
+    "session": ("int64", "consumer: assignment epoch; offsets are compared only within one"),
+    "error": ("string", "error class and message for fail/info"),
+    "detail": ("string", "JSON: assignment, generation, fault parameters, ..."),
+}
+_DEFAULTS: dict[str, Any] = {
+    "topic": "", "partition": -1, "offset": -1, "key": "", "producer": "", "seq": -1, "checksum": -1,
+    "corrupt": False, "value_len": 0, "intended_ns": -1, "session": 0, "error": "", "detail": "",
+}
+PAYLOAD_MAGIC = b"k6s1"
+_SEP = b"|"
+
+
+class HistoryError(ValueError):
+    """A history file is missing columns or has the wrong format version."""
+
+
+def encode_payload(run_id: str, producer: str, seq: int, size: int) -> tuple[bytes, int]:
+    """A record value carrying its identity: magic|run|producer|seq|crc32(body)|body."""
+    head = _SEP.join([PAYLOAD_MAGIC, run_id.encode(), producer.encode(), str(seq).encode()])
+    body_len = max(0, size - len(head) - 10)
+    body = (f"{producer}:{seq}:".encode() * (body_len // 8 + 1))[:body_len]
+    crc = zlib.crc32(body)
+    return _SEP.join([head, f"{crc:08x}".encode(), body]), crc
+
+
+def decode_payload(value: bytes | None) -> dict[str, Any]:
+    """Identity of a read record; corrupt=True when it cannot be parsed or fails its checksum."""
+    if value is None:
+        return {"producer": "", "seq": -1, "checksum": -1, "corrupt": True, "run_id": ""}
+    parts = value.split(_SEP, 5)
+    try:
+        magic, run_id, producer, seq, crc, body = parts
+        crc_value = int(crc, 16)
+        seq_value = int(seq)
+    except ValueError:
+        return {"producer": "", "seq": -1, "checksum": -1, "corrupt": True, "run_id": ""}
+    return {
+        "producer": producer.decode(errors="replace"),
+        "seq": seq_value,
+        "checksum": crc_value,
+        "corrupt": magic != PAYLOAD_MAGIC or zlib.crc32(body) != crc_value,
+        "run_id": run_id.decode(errors="replace"),
+    }
+
+
+class Recorder:
+    """Thread-safe history under construction. Clients call record(); frame() builds the DataFrame."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self._rows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+
+    def next_op(self) -> int:
+        with self._lock:
+            return next(self._ids)
+
+    def record(self, **row: Any) -> None:
+        row.setdefault("run_id", self.run_id)
+        with self._lock:
+            self._rows.append(row)
+
+    def record_many(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            row.setdefault("run_id", self.run_id)
+        with self._lock:
+            self._rows.extend(rows)
+
+    def rows(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._rows)
+
+    def frame(self) -> pd.DataFrame:
+        return to_frame(self.rows())
+
+
+def now() -> tuple[int, int]:
+    """(monotonic ns, wall ns) at one instant."""
+    return time.monotonic_ns(), time.time_ns()
+
+
+def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fill optional columns with their defaults and give every column its documented dtype."""
+    for column, default in _DEFAULTS.items():
+        if column not in frame.columns or frame[column].isna().all():
+            frame[column] = default
+        else:
+            frame[column] = frame[column].fillna(default)
+    return frame[list(COLUMNS)].astype({c: dtype for c, (dtype, _) in COLUMNS.items()})
+
+
+def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows -> a history frame with every documented column and dtype, ordered by completion."""
+    frame = _normalise(pd.DataFrame(rows, columns=list(COLUMNS)))
+    return frame.sort_values(["complete_ns", "op_id"], kind="stable").reset_index(drop=True)
+
+
+def validate(frame: pd.DataFrame) -> pd.DataFrame:
+    required = [c for c in COLUMNS if c not in _DEFAULTS]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise HistoryError(f"history lacks columns: {', '.join(missing)} (see docs/history-format.md)")
+    return _normalise(frame.copy())
+
+
+def save(frame: pd.DataFrame, path: Path | str, meta: dict[str, Any] | None = None) -> Path:
+    """Parquet (.parquet) or JSON lines (.jsonl); meta (the workload config) travels with it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format_version": FORMAT_VERSION, **(meta or {})}
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               b"k6suite": json.dumps(meta, default=str).encode()})
+        pq.write_table(table, path)
+    elif path.suffix == ".jsonl":
+        with open(path, "w") as handle:
+            handle.write(json.dumps({"k6suite": meta}, default=str) + "\n")
+            frame.to_json(handle, orient="records", lines=True)
+    else:
+        raise HistoryError(f"{path}: history files are .parquet or .jsonl")
+    return path
+
+
+def load(path: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A saved history and its metadata; raises HistoryError naming what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise HistoryError(f"{path}: no such history file")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        raw_meta = (table.schema.metadata or {}).get(b"k6suite", b"{}")
+        meta = json.loads(raw_meta)
+        frame = table.to_pandas()
+    elif path.suffix == ".jsonl":
+        with open(path) as handle:
+            first = handle.readline()
+            header = json.loads(first) if first.strip() else {}
+            meta = header.get("k6suite", {}) if isinstance(header, dict) else {}
+            frame = pd.read_json(handle, orient="records", lines=True) if "k6suite" in header else None
+        if frame is None:
+            frame = pd.read_json(path, orient="records", lines=True)
+    else:
+        raise HistoryError(f"{path}: history files are .parquet or .jsonl")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise HistoryError(f"{path}: format version {version}, this k6suite reads version {FORMAT_VERSION}")
+    if frame.empty and not len(frame.columns):
+        frame = pd.DataFrame(columns=list(COLUMNS))
+    return validate(frame), meta

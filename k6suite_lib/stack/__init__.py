@@ -1,0 +1,1 @@
+"""The embedded KafScale stack: etcd, MinIO, Toxiproxy, brokers and the proxy as local processes."""

@@ -1,0 +1,68 @@
+"""A minimal etcd v3 client over etcd's JSON gateway (no gRPC dependency needed).
+
+Used to seed and update KafScale's cluster snapshot and to read what brokers store there
+(partition offsets), so a run can compare what clients saw with what the metadata store says.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import requests
+
+SNAPSHOT_KEY = "/kafscale/metadata/snapshot"
+
+
+def _b64(data: str | bytes) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def _prefix_end(prefix: str) -> str:
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1
+    return _b64(bytes(raw))
+
+
+class EtcdGateway:
+    def __init__(self, url: str, timeout_s: float = 5.0):
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = requests.post(f"{self.url}{path}", data=json.dumps(body), timeout=self.timeout_s)
+        response.raise_for_status()
+        return response.json()
+
+    def version(self) -> dict[str, str]:
+        response = requests.get(f"{self.url}/version", timeout=self.timeout_s)
+        response.raise_for_status()
+        return response.json()
+
+    def healthy(self) -> bool:
+        response = requests.get(f"{self.url}/health", timeout=self.timeout_s)
+        return response.ok and response.json().get("health") == "true"
+
+    def get(self, key: str) -> tuple[bytes | None, int]:
+        """The value and its mod_revision (0 when the key is absent)."""
+        kvs = self._post("/v3/kv/range", {"key": _b64(key)}).get("kvs", [])
+        if not kvs:
+            return None, 0
+        return base64.b64decode(kvs[0].get("value", "")), int(kvs[0]["mod_revision"])
+
+    def get_prefix(self, prefix: str) -> dict[str, bytes]:
+        body = {"key": _b64(prefix), "range_end": _prefix_end(prefix)}
+        kvs = self._post("/v3/kv/range", body).get("kvs", [])
+        return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")) for kv in kvs}
+
+    def put(self, key: str, value: str | bytes) -> None:
+        self._post("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
+
+    def compare_and_swap(self, key: str, mod_revision: int, value: str | bytes) -> bool:
+        """Write value only if the key is unchanged since mod_revision (0: only if absent)."""
+        body = {
+            "compare": [{"key": _b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": str(mod_revision)}],
+            "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
+        }
+        return bool(self._post("/v3/kv/txn", body).get("succeeded", False))

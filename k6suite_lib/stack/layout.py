@@ -1,0 +1,117 @@
+"""Where every component of an embedded stack listens, derived from one port base.
+
+All addresses are on 127.0.0.1. Brokers reach MinIO and etcd through Toxiproxy, so storage and
+metadata faults can be injected on the broker paths without touching the clients' path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+MAX_BROKERS = 10
+
+
+def outputs_root() -> Path:
+    """Where run archives and live stack state go (K6SUITE_OUTPUTS overrides, e.g. in tests)."""
+    return Path(os.environ.get("K6SUITE_OUTPUTS", REPO_ROOT / "outputs"))
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    port_base: int = 29000
+    brokers: int = 3
+    outputs: Path = field(default_factory=outputs_root)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.outputs / "stack" / str(self.port_base)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    # object store
+    @property
+    def minio_port(self) -> int:
+        return self.port_base
+
+    @property
+    def minio_console_port(self) -> int:
+        return self.port_base + 1
+
+    @property
+    def storage_proxy_port(self) -> int:
+        """Toxiproxy listener in front of MinIO: the brokers' S3 endpoint."""
+        return self.port_base + 2
+
+    @property
+    def minio_url(self) -> str:
+        return f"http://{HOST}:{self.minio_port}"
+
+    # metadata store
+    @property
+    def etcd_port(self) -> int:
+        return self.port_base + 790
+
+    @property
+    def etcd_peer_port(self) -> int:
+        return self.port_base + 800
+
+    @property
+    def metadata_proxy_port(self) -> int:
+        """Toxiproxy listener in front of etcd: the brokers' etcd endpoint."""
+        return self.port_base + 791
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://{HOST}:{self.etcd_port}"
+
+    # fault proxy
+    @property
+    def toxiproxy_port(self) -> int:
+        return self.port_base + 474
+
+    @property
+    def toxiproxy_url(self) -> str:
+        return f"http://{HOST}:{self.toxiproxy_port}"
+
+    # KafScale
+    @property
+    def proxy_port(self) -> int:
+        return self.port_base + 92
+
+    @property
+    def proxy_health_port(self) -> int:
+        return self.port_base + 93
+
+    @property
+    def proxy_address(self) -> str:
+        return f"{HOST}:{self.proxy_port}"
+
+    def broker_port(self, broker_id: int) -> int:
+        self._check_id(broker_id)
+        return self.port_base + 110 + broker_id
+
+    def broker_metrics_port(self, broker_id: int) -> int:
+        self._check_id(broker_id)
+        return self.port_base + 120 + broker_id
+
+    def broker_control_port(self, broker_id: int) -> int:
+        self._check_id(broker_id)
+        return self.port_base + 130 + broker_id
+
+    def broker_metrics_url(self, broker_id: int) -> str:
+        return f"http://{HOST}:{self.broker_metrics_port(broker_id)}/metrics"
+
+    @staticmethod
+    def _check_id(broker_id: int) -> None:
+        if not 0 <= broker_id < MAX_BROKERS:
+            raise ValueError(f"broker id {broker_id} outside 0..{MAX_BROKERS - 1}")

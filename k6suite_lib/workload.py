@@ -1,0 +1,459 @@
+"""Workloads: producers and consumers that run at the same time and record a history.
+
+Producers send identified records (see history.encode_payload) closed-loop or at an open-loop
+target rate; consumers read by direct assignment or through a consumer group, recording every
+record they see, every assignment and every commit. When producers stop, consumers get a grace
+period to catch up; then a final read-back assigns every partition from the beginning and reads
+until every acknowledged record is seen or a deadline passes. Every network wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+from kafka import TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import TopicAuthorizationFailedError
+from tqdm import tqdm
+
+from k6suite_lib import clients
+from k6suite_lib.history import Recorder, decode_payload, encode_payload, now
+from k6suite_lib.profiles import Profile
+
+POLL_MS = 200
+JOIN_TIMEOUT_S = 30.0
+# Errors whose send certainly did not happen: the broker refuses deterministically.
+DEFINITE_SEND_ERRORS = (TopicAuthorizationFailedError,)
+Nemesis = Callable[[Recorder, threading.Event], None]
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    producers: int = 1
+    consumers: int = 1
+    consumer_mode: str = "assign"  # assign | group | none
+    partitions: int = 1
+    records: int | None = 500  # total over all producers; None: run for duration_s
+    duration_s: float | None = None
+    rate: float = 0.0  # total sends per second; 0 = closed loop
+    acks: str | int = "all"
+    idempotence: bool | None = None  # None: the profile's setting
+    linger_ms: int = 0
+    max_in_flight: int = 1
+    message_bytes: int = 128
+    keyed: bool = False  # True: key = producer id (hash partitioning); False: explicit round-robin
+    max_outstanding: int = 64  # per producer: unacknowledged sends before send() waits
+    topic: str | None = None  # default: a fresh topic per run
+    create_topic: bool = True
+    group_id: str | None = None
+    commit: bool = True  # group mode: commit synchronously after every non-empty poll
+    consume_grace_s: float = 20.0
+    readback: bool = True
+    readback_timeout_s: float = 30.0
+    delivery_timeout_s: float = 30.0
+    progress: bool = True
+    label: str = "workload"
+
+    def __post_init__(self) -> None:
+        if self.consumer_mode not in ("assign", "group", "none"):
+            raise ValueError(f"consumer_mode must be assign, group or none, got {self.consumer_mode!r}")
+        if (self.records is None) == (self.duration_s is None):
+            raise ValueError("give exactly one of records and duration_s")
+        if self.producers < 1 or self.partitions < 1 or self.consumers < 0:
+            raise ValueError("need at least one producer and one partition")
+
+    def idempotent(self, profile: Profile) -> bool:
+        return profile.client.idempotence if self.idempotence is None else self.idempotence
+
+
+@dataclass
+class WorkloadResult:
+    run_id: str
+    topic: str
+    config: WorkloadConfig
+    history: pd.DataFrame
+    profile: str
+    started_wall: float
+    duration_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def meta(self) -> dict[str, Any]:
+        """What travels with a saved history so it can be re-checked with the same rules."""
+        return {"run_id": self.run_id, "topic": self.topic, "profile": self.profile,
+                "config": asdict(self.config), "started_wall": self.started_wall,
+                "duration_s": self.duration_s, "notes": self.notes,
+                "version_caps": clients.active_version_caps()}
+
+
+class _Tracker:
+    """Live bookkeeping for the coordinator: which identities are acked and which were read."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.acked: set[tuple[str, int]] = set()
+        self.read: set[tuple[str, int]] = set()
+        self.completed = 0
+
+    def ack(self, ident: tuple[str, int]) -> None:
+        with self.lock:
+            self.acked.add(ident)
+            self.completed += 1
+
+    def done(self) -> None:
+        with self.lock:
+            self.completed += 1
+
+    def saw(self, idents: list[tuple[str, int]]) -> None:
+        with self.lock:
+            self.read.update(idents)
+
+    def unseen(self) -> int:
+        with self.lock:
+            return len(self.acked - self.read)
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class Workload:
+    """One run of producers and consumers against a profile's target."""
+
+    def __init__(self, profile: Profile, config: WorkloadConfig, run_id: str | None = None,
+                 nemesis: Nemesis | None = None):
+        self.profile = profile
+        self.run_id = run_id or new_run_id()
+        topic = config.topic or re.sub(r"[^A-Za-z0-9._-]", "-", f"k6s-{self.run_id}-{config.label}")
+        self.config = replace(config, topic=topic)
+        self.topic = topic
+        self.nemesis = nemesis
+        self.recorder = Recorder(self.run_id)
+        self.tracker = _Tracker()
+        self.stop_producers = threading.Event()
+        self.stop_consumers = threading.Event()
+        self.stop_nemesis = threading.Event()
+        self.notes: list[str] = []
+
+    # ----------------------------------------------------------------- driver
+    def run(self) -> WorkloadResult:
+        config = self.config
+        started_wall, started = time.time(), time.monotonic()
+        if config.create_topic:
+            try:
+                clients.create_topic(self.profile, self.topic, config.partitions)
+            except Exception as exc:  # recorded: the checker will find no acked sends and say why
+                self._connect_failure("admin", exc)
+        consumers = [threading.Thread(target=self._consume, args=(i,), name=f"consumer-{i}", daemon=True)
+                     for i in range(config.consumers if config.consumer_mode != "none" else 0)]
+        producers = [threading.Thread(target=self._produce, args=(i,), name=f"producer-{i}", daemon=True)
+                     for i in range(config.producers)]
+        for thread in consumers + producers:
+            thread.start()
+        nemesis = None
+        if self.nemesis is not None:
+            nemesis = threading.Thread(target=self.nemesis, args=(self.recorder, self.stop_nemesis),
+                                       name="nemesis", daemon=True)
+            nemesis.start()
+        self._wait_producers(producers, started)
+        if nemesis is not None:
+            self.stop_nemesis.set()
+            nemesis.join(JOIN_TIMEOUT_S * 4)
+            if nemesis.is_alive():
+                self.notes.append("the nemesis did not finish within its join timeout")
+        self._wait_consumers(consumers)
+        if config.readback and self.tracker.acked:
+            self._readback()
+        return WorkloadResult(run_id=self.run_id, topic=self.topic, config=config,
+                              history=self.recorder.frame(), profile=self.profile.name,
+                              started_wall=started_wall, duration_s=time.monotonic() - started, notes=self.notes)
+
+    def _wait_producers(self, producers: list[threading.Thread], started: float) -> None:
+        config = self.config
+        total = config.records
+        bar = tqdm(total=total, desc="sends completed", unit="op", disable=not config.progress, mininterval=1.0)
+        limit = (config.duration_s or 0) + config.delivery_timeout_s + JOIN_TIMEOUT_S * 2
+        deadline = time.monotonic() + limit + (total or 0) * 0.05
+        last = 0
+        while any(t.is_alive() for t in producers) and time.monotonic() < deadline:
+            if config.duration_s is not None and time.monotonic() - started >= config.duration_s:
+                self.stop_producers.set()
+            time.sleep(0.2)
+            completed = self.tracker.completed
+            bar.update(completed - last)
+            last = completed
+        bar.close()
+        self.stop_producers.set()
+        for thread in producers:
+            thread.join(JOIN_TIMEOUT_S)
+            if thread.is_alive():
+                self.notes.append(f"{thread.name} did not stop within {JOIN_TIMEOUT_S:.0f} s")
+
+    def _wait_consumers(self, consumers: list[threading.Thread]) -> None:
+        deadline = time.monotonic() + self.config.consume_grace_s
+        while consumers and time.monotonic() < deadline and self.tracker.unseen() > 0:
+            time.sleep(0.2)
+        self.stop_consumers.set()
+        for thread in consumers:
+            thread.join(JOIN_TIMEOUT_S)
+            if thread.is_alive():
+                self.notes.append(f"{thread.name} did not stop within {JOIN_TIMEOUT_S:.0f} s")
+
+    def _connect_failure(self, process: str, exc: BaseException) -> None:
+        t_ns, wall = now()
+        self.recorder.record(op_id=self.recorder.next_op(), process=process, f="connect", type="fail",
+                             invoke_ns=t_ns, complete_ns=time.monotonic_ns(), wall_ns=wall, error=_error(exc))
+        self.notes.append(f"{process} could not connect: {_error(exc)}")
+
+    # ----------------------------------------------------------------- producers
+    def _produce(self, index: int) -> None:
+        config, name = self.config, f"producer-{index}"
+        try:
+            producer = clients.producer(
+                self.profile, client_id=f"{self.run_id}-{name}", acks=config.acks,
+                enable_idempotence=config.idempotent(self.profile), linger_ms=config.linger_ms,
+                max_in_flight_requests_per_connection=config.max_in_flight,
+                delivery_timeout_ms=int(config.delivery_timeout_s * 1000))
+        except Exception as exc:
+            self._connect_failure(name, exc)
+            return
+        pending: dict[int, dict[str, Any]] = {}  # sends whose outcome is not known yet
+        settle_lock = threading.Lock()
+
+        def settle(op: int, row: dict[str, Any]) -> bool:
+            """Record an outcome once: the first of callback, errback or close-time timeout wins."""
+            with settle_lock:
+                if pending.pop(op, None) is None:
+                    return False
+            self.recorder.record(**row)
+            return True
+
+        share = None
+        if config.records is not None:
+            share = config.records // config.producers + (1 if index < config.records % config.producers else 0)
+        per_producer_rate = config.rate / config.producers if config.rate > 0 else 0.0
+        outstanding: deque = deque()
+        start_ns = time.monotonic_ns()
+        seq = 0
+        while not self.stop_producers.is_set() and (share is None or seq < share):
+            intended = -1
+            if per_producer_rate:
+                intended = start_ns + int(seq * 1e9 / per_producer_rate)
+                wait = (intended - time.monotonic_ns()) / 1e9
+                if wait > 0 and self.stop_producers.wait(wait):
+                    break
+            payload, crc = encode_payload(self.run_id, name, seq, config.message_bytes)
+            partition = None if config.keyed else (seq + index) % config.partitions
+            key = name.encode() if config.keyed else None
+            op = self.recorder.next_op()
+            invoke_ns, wall_ns = now()
+            base = {"op_id": op, "process": name, "f": "send", "invoke_ns": invoke_ns, "wall_ns": wall_ns,
+                    "topic": self.topic, "key": name if config.keyed else "", "producer": name, "seq": seq,
+                    "checksum": crc, "value_len": len(payload), "intended_ns": intended}
+            pending[op] = base
+            try:
+                future = producer.send(self.topic, value=payload, key=key, partition=partition)
+            except Exception as exc:  # raised before anything reached the network
+                settle(op, {**base, "type": "fail", "complete_ns": time.monotonic_ns(), "partition":
+                            -1 if partition is None else partition, "error": _error(exc)})
+                self.tracker.done()
+                seq += 1
+                continue
+            future.add_callback(self._on_ack, op, base, settle)
+            future.add_errback(self._on_error, op, base, settle)
+            outstanding.append(future)
+            while len(outstanding) > config.max_outstanding:
+                oldest = outstanding.popleft()
+                with contextlib.suppress(Exception):  # its outcome is recorded by the callbacks
+                    oldest.get(timeout=config.delivery_timeout_s)
+            seq += 1
+        with contextlib.suppress(Exception):
+            producer.flush(timeout=config.delivery_timeout_s)
+        with contextlib.suppress(Exception):
+            producer.close(timeout=5)
+        with settle_lock:
+            unknown = dict(pending)
+        for op, base in unknown.items():
+            if settle(op, {**base, "type": "info", "complete_ns": time.monotonic_ns(),
+                           "error": "no outcome before the producer closed"}):
+                self.tracker.done()
+
+    def _on_ack(self, op: int, base: dict[str, Any], settle, metadata) -> None:
+        if settle(op, {**base, "type": "ok", "complete_ns": time.monotonic_ns(),
+                       "partition": metadata.partition, "offset": metadata.offset}):
+            self.tracker.ack((base["producer"], base["seq"]))
+
+    def _on_error(self, op: int, base: dict[str, Any], settle, exc: BaseException) -> None:
+        outcome = "fail" if isinstance(exc, DEFINITE_SEND_ERRORS) else "info"
+        if settle(op, {**base, "type": outcome, "complete_ns": time.monotonic_ns(), "error": _error(exc)}):
+            self.tracker.done()
+
+    # ----------------------------------------------------------------- consumers
+    def _my_partitions(self, index: int) -> list[int]:
+        lanes = min(self.config.consumers, self.config.partitions)
+        return [p for p in range(self.config.partitions) if p % lanes == index % lanes]
+
+    def _consume(self, index: int) -> None:
+        config, name = self.config, f"consumer-{index}"
+        group = config.group_id or f"k6s-{self.run_id}-{config.label}"
+        try:
+            consumer = clients.consumer(self.profile, client_id=f"{self.run_id}-{name}",
+                                        group_id=group if config.consumer_mode == "group" else None,
+                                        session_timeout_ms=10000, heartbeat_interval_ms=1000)
+        except Exception as exc:
+            self._connect_failure(name, exc)
+            return
+        state = {"session": 0}
+        try:
+            if config.consumer_mode == "group":
+                consumer.subscribe([self.topic], listener=_GroupListener(self, name, state))
+            else:
+                partitions = [TopicPartition(self.topic, p) for p in self._my_partitions(index)]
+                self._record_assignment(name, "assign", [tp.partition for tp in partitions], state)
+                consumer.assign(partitions)
+                consumer.seek_to_beginning(*partitions)
+            self._poll_loop(consumer, name, state, self.stop_consumers,
+                            commit=config.consumer_mode == "group" and config.commit)
+        finally:
+            with contextlib.suppress(Exception):
+                consumer.close()
+
+    def _record_assignment(self, name: str, kind: str, partitions: list[int], state: dict[str, int]) -> None:
+        if kind == "assign":
+            state["session"] += 1
+        t_ns, wall = now()
+        self.recorder.record(op_id=self.recorder.next_op(), process=name, f=kind, type="ok", invoke_ns=t_ns,
+                             complete_ns=t_ns, wall_ns=wall, topic=self.topic, session=state["session"],
+                             detail=json.dumps({"partitions": sorted(partitions)}))
+
+    def _poll_loop(self, consumer, name: str, state: dict[str, int], stop: threading.Event,
+                   commit: bool = False) -> None:
+        while not stop.is_set():
+            if self._poll_once(consumer, name, state) is None:
+                stop.wait(POLL_MS / 1000)
+            elif commit and consumer.assignment():
+                self._commit(consumer, name, state)
+
+    def _poll_once(self, consumer, name: str, state: dict[str, int]) -> list[tuple[str, int]] | None:
+        """One poll, recorded; returns the identities read (None when the poll itself failed)."""
+        op = self.recorder.next_op()
+        invoke_ns, wall_ns = now()
+        try:
+            batch = consumer.poll(timeout_ms=POLL_MS)
+        except Exception as exc:
+            self.recorder.record(op_id=op, process=name, f="poll", type="info", invoke_ns=invoke_ns,
+                                 complete_ns=time.monotonic_ns(), wall_ns=wall_ns, topic=self.topic,
+                                 session=state["session"], error=_error(exc))
+            return None
+        complete_ns = time.monotonic_ns()
+        rows, idents = [], []
+        for tp, records in batch.items():
+            for record in records:
+                identity = decode_payload(record.value)
+                rows.append({
+                    "op_id": op, "process": name, "f": "poll", "type": "ok", "invoke_ns": invoke_ns,
+                    "complete_ns": complete_ns, "wall_ns": wall_ns, "topic": tp.topic,
+                    "partition": tp.partition, "offset": record.offset,
+                    "key": record.key.decode(errors="replace") if record.key else "",
+                    "producer": identity["producer"], "seq": identity["seq"],
+                    "checksum": identity["checksum"], "corrupt": identity["corrupt"],
+                    "value_len": len(record.value or b""), "session": state["session"],
+                })
+                if not identity["corrupt"]:
+                    idents.append((identity["producer"], identity["seq"]))
+        if rows:
+            self.recorder.record_many(rows)
+            self.tracker.saw(idents)
+        return idents
+
+    def _commit(self, consumer, name: str, state: dict[str, int]) -> None:
+        op = self.recorder.next_op()
+        invoke_ns, wall_ns = now()
+        base = {"op_id": op, "process": name, "f": "commit", "invoke_ns": invoke_ns, "wall_ns": wall_ns,
+                "topic": self.topic, "session": state["session"]}
+        try:
+            positions = {tp.partition: consumer.position(tp) for tp in consumer.assignment()}
+            consumer.commit()
+        except Exception as exc:
+            self.recorder.record(**base, type="info", complete_ns=time.monotonic_ns(), error=_error(exc))
+            return
+        self.recorder.record(**base, type="ok", complete_ns=time.monotonic_ns(),
+                             detail=json.dumps({"offsets": positions}))
+
+    # ----------------------------------------------------------------- final read-back
+    def _readback(self) -> None:
+        """Read every partition from the beginning until each acked record is seen, the end of
+        every partition is reached with nothing new for 2 s, or readback_timeout_s passes."""
+        config, name = self.config, "readback"
+        with self.tracker.lock:
+            wanted = set(self.tracker.acked)
+        try:
+            consumer = clients.consumer(self.profile, client_id=f"{self.run_id}-{name}", group_id=None)
+        except Exception as exc:
+            self._connect_failure(name, exc)
+            return
+        state = {"session": 0}
+        partitions = [TopicPartition(self.topic, p) for p in range(config.partitions)]
+        self._record_assignment(name, "assign", list(range(config.partitions)), state)
+        bar = tqdm(total=len(wanted), desc="read-back", unit="rec", disable=not config.progress, mininterval=1.0)
+        deadline = time.monotonic() + config.readback_timeout_s
+        missing = set(wanted)
+        drained_since: float | None = None
+        try:
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            while missing and time.monotonic() < deadline:
+                idents = self._poll_once(consumer, name, state)
+                found = missing.intersection(idents or ())
+                missing -= found
+                bar.update(len(found))
+                if not idents and self._at_end(consumer, partitions):
+                    drained_since = drained_since or time.monotonic()
+                    if time.monotonic() - drained_since > 2.0:
+                        break
+                else:
+                    drained_since = None
+        finally:
+            bar.close()
+            with contextlib.suppress(Exception):
+                consumer.close()
+
+    @staticmethod
+    def _at_end(consumer, partitions: list[TopicPartition]) -> bool:
+        try:
+            ends = consumer.end_offsets(partitions)
+            return all(consumer.position(tp) >= ends[tp] for tp in partitions)
+        except Exception:  # an unanswered end-offset query just means "keep reading"
+            return False
+
+
+class _GroupListener(ConsumerRebalanceListener):
+    """Records every revocation and assignment the group protocol hands this consumer."""
+
+    def __init__(self, workload: Workload, name: str, state: dict[str, int]):
+        self.workload, self.name, self.state = workload, name, state
+
+    def on_partitions_revoked(self, revoked) -> None:
+        self.workload._record_assignment(self.name, "revoke", [tp.partition for tp in revoked], self.state)
+
+    def on_partitions_assigned(self, assigned) -> None:
+        self.workload._record_assignment(self.name, "assign", [tp.partition for tp in assigned], self.state)
+
+
+def run_workload(profile: Profile, config: WorkloadConfig, run_id: str | None = None,
+                 nemesis: Nemesis | None = None) -> WorkloadResult:
+    """Run one workload and return its history (see history.COLUMNS)."""
+    return Workload(profile, config, run_id=run_id, nemesis=nemesis).run()
