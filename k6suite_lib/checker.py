@@ -62,6 +62,15 @@ class CheckerConfig:
         if unknown:
             raise ValueError(f"unknown anomaly classes: {', '.join(sorted(unknown))}")
 
+    def to_json(self) -> dict:
+        return {"allowed": sorted(self.allowed), "min_acked": self.min_acked, "max_unacked": self.max_unacked}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> CheckerConfig:
+        data = data or {}
+        return cls(allowed=frozenset(data.get("allowed", ())), min_acked=int(data.get("min_acked", 1)),
+                   max_unacked=data.get("max_unacked"))
+
 
 def default_allowed(idempotent: bool, faults: bool, max_in_flight: int) -> frozenset[str]:
     """Duplicates are legitimate only when a non-idempotent producer may have retried (under

@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     _profile_arg(logs)
     logs.add_argument("component", help="etcd, minio, toxiproxy, broker-N or proxy")
     logs.add_argument("--lines", "-n", type=int, default=50)
+
+    check = commands.add_parser("check", help="re-judge a saved history; exit 1 if any check fails",
+                                description="Re-check a history file (.parquet or .jsonl, see docs/history-format.md) "
+                                            "with the rules saved beside it, or with --allow overrides.")
+    check.add_argument("history", help="path to history.parquet or history.jsonl")
+    check.add_argument("--allow", action="append", default=None, metavar="CLASS",
+                       help="anomaly class to report without failing (repeatable); replaces the saved rules")
+    check.add_argument("--min-acked", type=int, default=None, help="fewest acknowledged sends that prove anything")
     return parser
 
 
@@ -50,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "stack":
             return _stack(args)
+        if args.command == "check":
+            return _check(args)
     except ProfileError as exc:
         print(f"k6suite: profile error: {exc}", file=sys.stderr)
         return 2
@@ -98,6 +108,35 @@ def _stack(args: argparse.Namespace) -> int:
         print(f"k6suite stack {args.stack_command}: {exc}", file=sys.stderr)
         return 1
     return 2
+
+
+def _check(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from k6suite_lib import history
+    from k6suite_lib.checker import CheckerConfig, check, latency_summary
+
+    try:
+        frame, meta = history.load(args.history)
+        rules = CheckerConfig.from_json(meta.get("checker"))
+        if args.allow is not None:
+            rules = CheckerConfig(allowed=frozenset(args.allow), min_acked=rules.min_acked,
+                                  max_unacked=rules.max_unacked)
+        if args.min_acked is not None:
+            rules = CheckerConfig(allowed=rules.allowed, min_acked=args.min_acked, max_unacked=rules.max_unacked)
+    except (history.HistoryError, ValueError) as exc:
+        print(f"k6suite check: {exc}", file=sys.stderr)
+        return 2
+    result = check(frame, rules)
+    with pd.option_context("display.width", 200, "display.max_colwidth", 90):
+        print(f"history {args.history}: {len(frame)} rows, run {meta.get('run_id', '?')}, "
+              f"topic {meta.get('topic', '?')}")
+        print(result.verdicts.drop(columns=["passed"]).to_string(index=False))
+        print()
+        print(latency_summary(frame).round(2).to_string())
+    failed = int((result.verdicts["status"] == "FAIL").sum())
+    print(f"\n{'FAIL' if failed else 'PASS'}: {failed} of {len(result.verdicts)} checks failed")
+    return 1 if failed else 0
 
 
 def _print_ended(label: str, ended: dict[str, str]) -> None:

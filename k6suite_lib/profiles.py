@@ -158,13 +158,13 @@ class _Reader:
             self.fail("", f"must be a mapping, got {type(data).__name__}")
         self.data = data
         for key in data:
+            if isinstance(key, str) and _SECRET_KEY.search(key) and not key.endswith("_env"):
+                self.fail(key, "a literal secret is not allowed in a profile; "
+                               f"name an environment variable in '{key}_env' instead")
             if not isinstance(key, str) or key not in allowed:
                 hint = difflib.get_close_matches(str(key), allowed, n=1)
                 suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; allowed: {', '.join(allowed)}"
                 self.fail(str(key), f"unknown field{suggestion}")
-            if _SECRET_KEY.search(key) and not key.endswith("_env"):
-                self.fail(key, "a literal secret is not allowed in a profile; "
-                               f"name an environment variable in '{key}_env' instead")
 
     def path(self, key: str) -> str:
         return f"{self.prefix}.{key}".strip(".") if key else self.prefix or "<top level>"

@@ -87,6 +87,7 @@ class WorkloadResult:
     config: WorkloadConfig
     history: pd.DataFrame
     profile: str
+    idempotent: bool
     started_wall: float
     duration_s: float
     notes: list[str] = field(default_factory=list)
@@ -94,7 +95,7 @@ class WorkloadResult:
     def meta(self) -> dict[str, Any]:
         """What travels with a saved history so it can be re-checked with the same rules."""
         return {"run_id": self.run_id, "topic": self.topic, "profile": self.profile,
-                "config": asdict(self.config), "started_wall": self.started_wall,
+                "config": asdict(self.config), "idempotent": self.idempotent, "started_wall": self.started_wall,
                 "duration_s": self.duration_s, "notes": self.notes,
                 "version_caps": clients.active_version_caps()}
 
@@ -179,6 +180,7 @@ class Workload:
             self._readback()
         return WorkloadResult(run_id=self.run_id, topic=self.topic, config=config,
                               history=self.recorder.frame(), profile=self.profile.name,
+                              idempotent=config.idempotent(self.profile),
                               started_wall=started_wall, duration_s=time.monotonic() - started, notes=self.notes)
 
     def _wait_producers(self, producers: list[threading.Thread], started: float) -> None:

@@ -325,12 +325,23 @@ class LocalStack:
         return stop(self.record(f"broker-{broker_id}"), grace_s)
 
     def pause(self, broker_id: int) -> None:
-        if not send_signal(self.record(f"broker-{broker_id}"), signal.SIGSTOP):
-            raise StackError(f"broker {broker_id} was not running")
+        """SIGSTOP; returns once the kernel reports the process stopped."""
+        self._signal_until(broker_id, signal.SIGSTOP, "stopped")
 
     def resume(self, broker_id: int) -> None:
-        if not send_signal(self.record(f"broker-{broker_id}"), signal.SIGCONT):
+        """SIGCONT; returns once the process runs again."""
+        self._signal_until(broker_id, signal.SIGCONT, "running")
+
+    def _signal_until(self, broker_id: int, sig: signal.Signals, state: str, timeout_s: float = 5.0) -> None:
+        record = self.record(f"broker-{broker_id}")
+        if not send_signal(record, sig):
             raise StackError(f"broker {broker_id} was not running")
+        deadline = time.monotonic() + timeout_s
+        while process_state(record) != state:
+            if time.monotonic() > deadline:
+                raise StackError(f"broker {broker_id} is {process_state(record)}, not {state}, "
+                                 f"{timeout_s:.0f} s after {sig.name}")
+            time.sleep(0.01)
 
     def restart(self, broker_id: int) -> None:
         """Start a stopped broker again with the same id and settings."""

@@ -1,0 +1,70 @@
+"""Shared fixtures: embedded stacks on port bases of their own, so tests never touch a user's stack.
+
+Stacks are real (etcd, MinIO, Toxiproxy, KafScale brokers and proxy as local processes). Each
+fixture stops every process it started, by PID, even when a test fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from k6suite_lib.profiles import Profile, load_profile
+from k6suite_lib.stack.cluster import LocalStack
+from k6suite_lib.stack.process import is_alive
+
+SHARED_PORT_BASE = 31000  # 3 brokers, shared by read-only integration tests
+SINGLE_PORT_BASE = 31200  # 1 broker
+
+
+def write_profile(directory: Path, name: str, port_base: int, brokers: int) -> Path:
+    """An embedded profile like profiles/local.yaml, on a test port base."""
+    base = yaml.safe_load(Path("profiles/local.yaml").read_text())
+    base.update(name=name, stack={"brokers": brokers, "port_base": port_base})
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+@pytest.fixture(scope="session")
+def outputs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("outputs")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_outputs(outputs_dir: Path) -> Iterator[None]:
+    """Stack state and run archives of tests go to a temporary folder, not the checkout's outputs/."""
+    patcher = pytest.MonkeyPatch()
+    patcher.setenv("K6SUITE_OUTPUTS", str(outputs_dir))
+    yield
+    patcher.undo()
+
+
+def _stack_fixture(tmp_path_factory, name: str, port_base: int, brokers: int) -> Iterator[tuple[LocalStack, Profile]]:
+    profile_path = write_profile(tmp_path_factory.mktemp(name), name, port_base, brokers)
+    profile = load_profile(profile_path)
+    stack = LocalStack.for_profile(profile, log=lambda _msg: None)
+    stack.up()
+    try:
+        yield stack, profile
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def shared_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[LocalStack, Profile]]:
+    yield from _stack_fixture(tmp_path_factory, "test-shared", SHARED_PORT_BASE, 3)
+
+
+@pytest.fixture(scope="session")
+def single_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[LocalStack, Profile]]:
+    yield from _stack_fixture(tmp_path_factory, "test-single", SINGLE_PORT_BASE, 1)
+
+
+def assert_all_dead(records) -> None:
+    survivors = [f"{r.name} (pid {r.pid})" for r in records if is_alive(r)]
+    assert not survivors, f"still running: {', '.join(survivors)}"
+

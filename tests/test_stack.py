@@ -1,0 +1,118 @@
+"""The embedded stack on real processes: lifecycle, broker operations, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from k6suite_lib.checker import CheckerConfig, check
+from k6suite_lib.profiles import load_profile
+from k6suite_lib.stack.cluster import LocalStack
+from k6suite_lib.stack.etcd import SNAPSHOT_KEY
+from k6suite_lib.stack.process import process_state
+from k6suite_lib.workload import WorkloadConfig, run_workload
+from tests.conftest import assert_all_dead, write_profile
+
+pytestmark = pytest.mark.stack
+LIFECYCLE_PORT_BASE = 31400
+
+
+def round_trip(profile, label: str) -> None:
+    """Produce identified records through the single endpoint, read them all back, judge them."""
+    result = run_workload(profile, WorkloadConfig(records=20, producers=1, consumers=0, consumer_mode="none",
+                                                  progress=False, label=label, readback_timeout_s=20))
+    verdict = check(result.history, CheckerConfig(min_acked=20, max_unacked=0))
+    assert verdict.passed, verdict.verdicts.to_string()
+    assert verdict.stats["read_by_readback"] == 20
+
+
+def _cli(*args: str, env_outputs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "k6suite_lib.cli", *args], capture_output=True, text=True,
+                          timeout=180, env={**os.environ, "K6SUITE_OUTPUTS": str(env_outputs)})
+
+
+def test_lifecycle_kill_restart_and_nothing_left_behind(tmp_path, outputs_dir):
+    profile_path = write_profile(tmp_path, "lifecycle", LIFECYCLE_PORT_BASE, 3)
+    up = _cli("stack", "up", "--profile", str(profile_path), env_outputs=outputs_dir)
+    assert up.returncode == 0, up.stderr
+    # the CLI process has exited: from here on the stack is driven from its saved state only
+    profile = load_profile(profile_path)
+    stack = LocalStack.for_profile(profile, log=lambda _msg: None)
+    records = list(stack.records.values())
+    try:
+        status = _cli("stack", "status", "--profile", str(profile_path), env_outputs=outputs_dir)
+        assert status.returncode == 0, status.stdout + status.stderr
+        for component in ("etcd", "minio", "toxiproxy", "broker-0", "broker-1", "broker-2", "proxy"):
+            assert component in status.stdout
+        table = stack.status()
+        assert table["healthy"].all(), table.to_string()
+        assert stack.snapshot_broker_ids() == [0, 1, 2]
+
+        round_trip(profile, "before-kill")
+
+        victim = stack.record("broker-1")
+        stack.kill(1)
+        assert process_state(victim) == "dead"
+        assert not stack.status().set_index("component").loc["broker-1", "healthy"]
+        stack.restart(1)
+        assert stack.record("broker-1").pid != victim.pid
+        assert stack.status()["healthy"].all()
+
+        round_trip(profile, "after-restart")
+        records = list(stack.records.values())
+    finally:
+        down = _cli("stack", "down", "--profile", str(profile_path), env_outputs=outputs_dir)
+    assert down.returncode == 0, down.stderr
+    assert_all_dead(records)
+    assert LocalStack.for_profile(profile).records == {}
+
+
+def test_broker_signals_pause_terminate_and_add(tmp_path, outputs_dir):
+    profile = load_profile(write_profile(tmp_path, "signals", LIFECYCLE_PORT_BASE + 200, 1))
+    stack = LocalStack.for_profile(profile, log=lambda _msg: None)
+    stack.up()
+    try:
+        stack.pause(0)
+        assert process_state(stack.record("broker-0")) == "stopped"
+        stack.resume(0)
+        assert process_state(stack.record("broker-0")) == "running"
+
+        new_id = stack.add_broker()
+        assert new_id == 1
+        assert stack.snapshot_broker_ids() == [0, 1]
+        raw, _ = stack.etcd.get(SNAPSHOT_KEY)
+        assert {b["Port"] for b in json.loads(raw)["Brokers"]} == {stack.layout.broker_port(0),
+                                                                  stack.layout.broker_port(1)}
+        assert stack.status()["healthy"].all()
+
+        how = stack.terminate(1, grace_s=5)
+        assert how in ("terminated", "killed")
+        assert process_state(stack.record("broker-1")) == "dead"
+        round_trip(profile, "after-terminate")
+        records = list(stack.records.values())
+    finally:
+        stack.down()
+    assert_all_dead(records)
+
+
+def test_up_refuses_a_second_stack_on_the_same_ports(single_stack):
+    stack, _ = single_stack
+    twin = type(stack)(stack.layout, log=lambda _msg: None)
+    with pytest.raises(Exception, match="already running"):
+        twin.up()
+
+
+def test_down_all_stops_every_recorded_stack(tmp_path, monkeypatch):
+    own_outputs = tmp_path / "outputs"  # --all must not reach the session's shared stacks
+    monkeypatch.setenv("K6SUITE_OUTPUTS", str(own_outputs))
+    profile_path = write_profile(tmp_path, "downall", LIFECYCLE_PORT_BASE + 400, 1)
+    assert _cli("stack", "up", "--profile", str(profile_path), env_outputs=own_outputs).returncode == 0
+    records = list(LocalStack.for_profile(load_profile(profile_path)).records.values())
+    result = _cli("stack", "down", "--all", env_outputs=own_outputs)
+    assert result.returncode == 0, result.stderr
+    assert "broker-0 terminated" in result.stdout or "broker-0 killed" in result.stdout
+    assert_all_dead(records)

@@ -1,0 +1,65 @@
+"""A real workload against the embedded stack: recorded, judged clean, saved, re-judged by the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from k6suite_lib import history
+from k6suite_lib.checker import CheckerConfig, check, latency_summary
+from k6suite_lib.workload import WorkloadConfig, run_workload
+
+pytestmark = pytest.mark.stack
+
+
+def test_concurrent_workload_on_one_broker_is_clean(single_stack, tmp_path):
+    _, profile = single_stack
+    config = WorkloadConfig(producers=3, consumers=2, partitions=3, records=600, rate=400, progress=False,
+                            label="clean")
+    result = run_workload(profile, config)
+    rules = CheckerConfig(min_acked=600, max_unacked=0)
+    verdict = check(result.history, rules)
+    assert verdict.passed, verdict.verdicts.to_string()
+    assert verdict.stats["read_by_readback"] == 600
+    # produce and consume overlapped: live consumers read records before the last send was acked
+    sends = result.history[result.history["f"] == "send"]
+    live = result.history[(result.history["f"] == "poll") & (result.history["process"] != "readback")]
+    assert live["complete_ns"].min() < sends["complete_ns"].max()
+    latency = latency_summary(result.history)
+    assert latency.loc["publish_ms", "count"] == 600
+    assert latency.loc["publish_delay_ms", "count"] == 600  # open loop records its schedule
+
+    path = history.save(result.history, tmp_path / "history.parquet",
+                        meta={**result.meta(), "checker": rules.to_json()})
+    cli = subprocess.run([sys.executable, "-m", "k6suite_lib.cli", "check", str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "PASS: 0 of" in cli.stdout
+
+
+def test_cli_check_fails_a_history_with_a_lost_write(single_stack, tmp_path):
+    _, profile = single_stack
+    result = run_workload(profile, WorkloadConfig(records=30, consumers=1, progress=False, label="tampered"))
+    frame = result.history
+    victim = frame[(frame["f"] == "send") & (frame["offset"] == 3)].iloc[0]
+    tampered = frame[~((frame["f"] == "poll") & (frame["seq"] == victim["seq"]))]
+    path = history.save(tampered, tmp_path / "tampered.jsonl", meta=result.meta())
+    cli = subprocess.run([sys.executable, "-m", "k6suite_lib.cli", "check", str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert cli.returncode == 1
+    assert "lost-write" in cli.stdout and f"producer-0#{victim['seq']}" in cli.stdout
+
+
+def test_unreachable_target_fails_quickly_with_the_reason(tmp_path):
+    from k6suite_lib.profiles import load_profile
+    from tests.conftest import write_profile
+
+    profile = load_profile(write_profile(tmp_path, "nowhere", 39500, 1))  # no stack runs there
+    result = run_workload(profile, WorkloadConfig(records=10, progress=False, label="nowhere"))
+    verdict = check(result.history)
+    row = verdict.verdicts.set_index("check").loc["acknowledged sends"]
+    assert row["status"] == "FAIL"
+    assert "NoBrokersAvailable" in row["evidence"] or "KafkaTimeoutError" in row["evidence"], row["evidence"]
+    assert result.duration_s < 120
