@@ -97,55 +97,62 @@ class CheckResult:
 
 
 def _ident(frame: pd.DataFrame) -> pd.Series:
+    """Readable record identity, producer#seq (only built for the few rows shown as evidence)."""
     return frame["producer"].astype(str) + "#" + frame["seq"].astype("int64").astype(str)
 
 
-def _positions(acked: pd.DataFrame, reads: pd.DataFrame) -> pd.DataFrame:
-    cols = ["ident", "topic", "partition", "offset"]
-    both = pd.concat([acked[cols], reads[cols]], ignore_index=True)
-    return both[both["offset"] >= 0].drop_duplicates()
+def _with_codes(history: pd.DataFrame) -> pd.DataFrame:
+    """Add an int64 identity code per row; integer set operations keep a 1M-row check fast."""
+    producer_codes, _ = pd.factorize(history["producer"])
+    code = (producer_codes.astype("int64") << 32) | (history["seq"].to_numpy(dtype="int64") & 0xFFFFFFFF)
+    return history.assign(code=code)
+
+
+def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.assign(ident=_ident(frame)) if len(frame) else frame.assign(ident=pd.Series(dtype="string"))
 
 
 def find_anomalies(history: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
-    """Every anomaly class -> the offending rows; plus the counts that describe the history."""
-    sends = history[history["f"] == "send"].copy()
-    sends["ident"] = _ident(sends)
+    """Every anomaly class -> the offending rows (with an ident column); plus descriptive counts."""
+    history = _with_codes(history)
+    sends = history[history["f"] == "send"]
     acked = sends[sends["type"] == "ok"]
-    failed_ids = set(sends.loc[sends["type"] == "fail", "ident"])
-    reads = history[(history["f"] == "poll") & (history["type"] == "ok")].copy()
-    reads["ident"] = _ident(reads)
-    sent_ids = set(sends["ident"])
-    bad = reads["corrupt"].astype(bool) | ~reads["ident"].isin(sent_ids)
+    failed_codes = sends.loc[sends["type"] == "fail", "code"].to_numpy()
+    reads = history[(history["f"] == "poll") & (history["type"] == "ok")]
+    bad = reads["corrupt"].to_numpy(dtype=bool) | ~np.isin(reads["code"].to_numpy(), sends["code"].to_numpy())
     valid = reads[~bad]
     found: dict[str, pd.DataFrame] = {"corrupted": reads[bad]}
 
-    read_ids = set(valid["ident"])
-    not_read = acked[~acked["ident"].isin(read_ids)]
+    read_codes = np.unique(valid["code"].to_numpy())
+    not_read = acked[~np.isin(acked["code"].to_numpy(), read_codes)]
     top_read = reads.groupby(["topic", "partition"])["offset"].max().rename("highest_read").reset_index()
     highest = not_read[["topic", "partition"]].merge(top_read, on=["topic", "partition"], how="left")
     is_lost = not_read["offset"].to_numpy() < highest["highest_read"].fillna(-1).to_numpy()
     found["lost-write"] = not_read[is_lost]
     found["unseen"] = not_read[~is_lost]
 
-    positions = _positions(acked, valid)
-    per_ident = positions.groupby("ident")["offset"].transform("size")
-    found["duplicate"] = positions[per_ident > 1].sort_values(["ident", "partition", "offset"])
-    per_slot = positions.groupby(["topic", "partition", "offset"])["ident"].transform("nunique")
+    cols = ["code", "producer", "seq", "topic", "partition", "offset"]
+    positions = pd.concat([acked[cols], valid[cols]], ignore_index=True)
+    positions = positions[positions["offset"] >= 0].drop_duplicates(["code", "topic", "partition", "offset"])
+    per_code = positions.groupby("code")["offset"].transform("size")
+    found["duplicate"] = positions[per_code > 1].sort_values(["code", "partition", "offset"])
+    per_slot = positions.groupby(["topic", "partition", "offset"])["code"].transform("nunique")
     found["inconsistent-offsets"] = positions[per_slot > 1].sort_values(["topic", "partition", "offset"])
 
-    found["aborted-read"] = valid[valid["ident"].isin(failed_ids)]
+    found["aborted-read"] = valid[np.isin(valid["code"].to_numpy(), failed_codes)]
     found["poll-skip"], found["nonmonotonic-poll"] = _poll_order(reads, acked)
     found["nonmonotonic-send"] = _send_order(acked)
     readback_ran = bool((history["process"] == READBACK).any())
-    read_back = set(valid.loc[valid["process"] == READBACK, "ident"])
-    found["readback-missing"] = acked[~acked["ident"].isin(read_back)] if readback_ran else acked.iloc[0:0]
+    read_back = np.unique(valid.loc[valid["process"] == READBACK, "code"].to_numpy())
+    found["readback-missing"] = (acked[~np.isin(acked["code"].to_numpy(), read_back)] if readback_ran
+                                 else acked.iloc[0:0])
 
     stats = {
         "sends": len(sends), "acked": len(acked), "failed": int((sends["type"] == "fail").sum()),
         "indeterminate": int((sends["type"] == "info").sum()), "reads": len(reads),
-        "distinct_read": len(read_ids), "read_by_readback": len(read_back), "readback_ran": int(readback_ran),
+        "distinct_read": len(read_codes), "read_by_readback": len(read_back), "readback_ran": int(readback_ran),
     }
-    return {name: found[name] for name in ANOMALIES}, stats
+    return {name: _labelled(found[name]).drop(columns=["code"]) for name in ANOMALIES}, stats
 
 
 def _poll_order(reads: pd.DataFrame, acked: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -251,7 +258,7 @@ def anomaly_count(name: str, rows: pd.DataFrame) -> int:
     if rows.empty:
         return 0
     if name == "duplicate":
-        return rows["ident"].nunique()
+        return rows[["producer", "seq"]].drop_duplicates().shape[0]
     if name == "inconsistent-offsets":
         return len(rows[["topic", "partition", "offset"]].drop_duplicates())
     return len(rows)
@@ -329,21 +336,19 @@ def throughput(history: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
 
 def unseen_over_time(history: pd.DataFrame) -> pd.DataFrame:
     """During the final read-back: acknowledged records not yet read by anyone, over time."""
-    sends = history[(history["f"] == "send") & (history["type"] == "ok")]
-    acked = set(_ident(sends))
+    history = _with_codes(history)
+    acked = history.loc[(history["f"] == "send") & (history["type"] == "ok"), "code"].to_numpy()
     reads = history[(history["f"] == "poll") & (history["type"] == "ok") & ~history["corrupt"].astype(bool)]
-    live = set(_ident(reads[reads["process"] != READBACK]))
+    live = reads.loc[reads["process"] != READBACK, "code"].to_numpy()
+    remaining = np.setdiff1d(acked, live)
     back = reads[reads["process"] == READBACK]
-    remaining = acked - live
-    if back.empty:
-        return pd.DataFrame({"elapsed_s": [0.0], "unseen": [len(remaining)]})
-    ids = _ident(back)
-    new = ids.isin(remaining) & ~ids.duplicated()
-    start = back["invoke_ns"].min()
-    elapsed = (back["complete_ns"] - start) / 1e9
-    unseen = len(remaining) - new.cumsum()
-    frame = pd.DataFrame({"elapsed_s": elapsed.to_numpy(), "unseen": unseen.to_numpy()})
     first = pd.DataFrame({"elapsed_s": [0.0], "unseen": [len(remaining)]})
+    if back.empty:
+        return first
+    codes = back["code"]
+    new = codes.isin(remaining) & ~codes.duplicated()
+    elapsed = (back["complete_ns"] - back["invoke_ns"].min()) / 1e9
+    frame = pd.DataFrame({"elapsed_s": elapsed.to_numpy(), "unseen": (len(remaining) - new.cumsum()).to_numpy()})
     return pd.concat([first, frame.groupby("elapsed_s", as_index=False)["unseen"].min()], ignore_index=True)
 
 

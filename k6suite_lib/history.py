@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -87,32 +86,31 @@ def decode_payload(value: bytes | None) -> dict[str, Any]:
 
 
 class Recorder:
-    """Thread-safe history under construction. Clients call record(); frame() builds the DataFrame."""
+    """History under construction, shared by client threads; frame() builds the DataFrame.
+
+    No lock on the hot path: list.append and next() on itertools.count are atomic in CPython, and a
+    per-send lock measurably slowed producers (benchmarks/recording_overhead.py).
+    """
 
     def __init__(self, run_id: str):
         self.run_id = run_id
         self._rows: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
         self._ids = itertools.count()
 
     def next_op(self) -> int:
-        with self._lock:
-            return next(self._ids)
+        return next(self._ids)
 
     def record(self, **row: Any) -> None:
         row.setdefault("run_id", self.run_id)
-        with self._lock:
-            self._rows.append(row)
+        self._rows.append(row)
 
     def record_many(self, rows: list[dict[str, Any]]) -> None:
         for row in rows:
             row.setdefault("run_id", self.run_id)
-        with self._lock:
-            self._rows.extend(rows)
+        self._rows.extend(rows)
 
     def rows(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self._rows)
+        return list(self._rows)
 
     def frame(self) -> pd.DataFrame:
         return to_frame(self.rows())

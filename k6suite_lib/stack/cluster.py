@@ -17,7 +17,8 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -375,3 +376,22 @@ class LocalStack:
 
     def log_files(self) -> list[Path]:
         return sorted(self.layout.log_dir.glob("*.log"))
+
+
+@contextmanager
+def running(profile, log: Callable[[str], None] = print) -> Iterator[LocalStack | None]:
+    """The profile's embedded stack, started unless it already runs and stopped afterwards only if
+    started here. Yields None for profiles that describe an external system."""
+    if not profile.embedded:
+        yield None
+        return
+    stack = LocalStack.for_profile(profile, log=log)
+    if stack.is_up():
+        yield stack
+        return
+    binaries.install(log=lambda _msg: None)
+    stack.up()
+    try:
+        yield stack
+    finally:
+        stack.down()
