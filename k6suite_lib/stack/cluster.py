@@ -367,6 +367,22 @@ class LocalStack:
             time.sleep(0.05)
         raise StackError(f"could not add broker {broker_id} to the snapshot: 20 compare-and-swap conflicts")
 
+    def heal(self) -> list[str]:
+        """Restart every dead component in start order (a crash probe or a fault may kill some);
+        returns the names restarted, so a run can report that it had to."""
+        dead = [r for r in self.records.values() if not is_alive(r)]
+        restart = {
+            "metadata": lambda r: self._start_etcd(),
+            "storage": lambda r: self._start_minio(),
+            "fault-proxy": lambda r: self._start_toxiproxy(),
+            "broker": lambda r: self.restart(int(r.name.split("-")[1])),
+            "proxy": lambda r: self._start_proxy(),
+        }
+        for record in sorted(dead, key=lambda r: ROLE_ORDER.index(r.role)):
+            restart[record.role](record)
+            self.log(f"healed: restarted {record.name}")
+        return [r.name for r in dead]
+
     def snapshot_broker_ids(self) -> list[int]:
         raw, _ = self.etcd.get(SNAPSHOT_KEY)
         return sorted(b["NodeID"] for b in (json.loads(raw).get("Brokers") or [])) if raw else []

@@ -1,0 +1,248 @@
+"""Protocol probes: single requests on raw sockets, to see exactly what a target answers.
+
+A Kafka client hides most protocol behaviour behind retries and version negotiation; these probes
+do not. Each sends one request of a chosen version and reports what came back: a decoded
+response, a closed connection, a refused connection or a timeout. S1 uses them for the API
+version table, the single-endpoint check (Metadata lists only the endpoint), the coordinator
+check (FindCoordinator returns a node that Metadata lists) and the robustness probes (requests
+real clients send that a target must survive).
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import kafka.admin  # noqa: F401 - imports every request/response class into kafka-python's registry
+import pandas as pd
+from kafka.protocol.api_header import ResponseClassRegistry
+from kafka.protocol.api_key import ApiKey
+from kafka.protocol.consumer import (
+    FetchRequest,
+    FetchResponse,
+    OffsetFetchRequest,
+    OffsetFetchResponse,
+)
+from kafka.protocol.metadata import (
+    ApiVersionsRequest,
+    ApiVersionsResponse,
+    FindCoordinatorRequest,
+    FindCoordinatorResponse,
+    MetadataRequest,
+    MetadataResponse,
+)
+from kafka.protocol.producer import ProduceRequest, ProduceResponse
+
+from k6suite_lib.clients import active_version_caps
+from k6suite_lib.profiles import API_KEYS, Profile
+
+_correlation = itertools.count(1)
+
+
+@dataclass
+class ProbeOutcome:
+    """What one request got: 'response', 'closed', 'refused', 'timeout' or 'error'."""
+
+    outcome: str
+    response: Any = None
+    error: str = ""
+    elapsed_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "response"
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"response in {self.elapsed_ms:.0f} ms"
+        return f"{self.outcome}{': ' + self.error if self.error else ''} after {self.elapsed_ms:.0f} ms"
+
+
+def _read_exact(sock: socket.socket, size: int) -> bytes | None:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data.extend(chunk)
+    return bytes(data)
+
+
+def call(address: str, request_cls, response_cls, version: int, timeout_s: float = 5.0, **fields) -> ProbeOutcome:
+    """Send one request of the given version on a fresh connection and decode the answer."""
+    host, port = address.rsplit(":", 1)
+    request = request_cls[version](**fields)
+    request.with_header(correlation_id=next(_correlation), client_id="k6suite-probe")
+    started = time.monotonic()
+
+    def elapsed() -> float:
+        return (time.monotonic() - started) * 1000
+
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+            sock.sendall(request.encode(header=True, framed=True))
+            head = _read_exact(sock, 4)
+            if head is None:
+                return ProbeOutcome("closed", error="the target closed the connection without answering",
+                                    elapsed_ms=elapsed())
+            payload = _read_exact(sock, struct.unpack(">i", head)[0])
+            if payload is None:
+                return ProbeOutcome("closed", error="the connection closed in the middle of the answer",
+                                    elapsed_ms=elapsed())
+    except ConnectionRefusedError as exc:
+        return ProbeOutcome("refused", error=str(exc), elapsed_ms=elapsed())
+    except ConnectionResetError as exc:
+        return ProbeOutcome("closed", error=f"reset: {exc}", elapsed_ms=elapsed())
+    except TimeoutError:
+        return ProbeOutcome("timeout", error=f"no answer within {timeout_s:.0f} s", elapsed_ms=elapsed())
+    except OSError as exc:
+        return ProbeOutcome("error", error=f"{type(exc).__name__}: {exc}", elapsed_ms=elapsed())
+    try:
+        response = response_cls.decode(payload, version=version, header=True)
+    except Exception as exc:  # an undecodable answer is itself a finding
+        return ProbeOutcome("error", error=f"undecodable response: {type(exc).__name__}: {exc}",
+                            elapsed_ms=elapsed())
+    return ProbeOutcome("response", response=response, elapsed_ms=elapsed())
+
+
+def endpoint(profile: Profile) -> str:
+    return profile.bootstrap_servers[0]
+
+
+def api_versions(address: str, timeout_s: float = 5.0) -> ProbeOutcome:
+    return call(address, ApiVersionsRequest, ApiVersionsResponse, 0, timeout_s)
+
+
+def _client_range(api_key: int) -> tuple[int | None, int | None]:
+    response_cls = ResponseClassRegistry._response_class_registry.get(api_key)
+    if response_cls is None:
+        return None, None
+    return response_cls.min_version, response_cls.max_version
+
+
+def api_versions_table(outcome: ProbeOutcome) -> pd.DataFrame:
+    """Per API the target advertises: its range, kafka-python's range, and what they negotiate."""
+    caps = {API_KEYS[name]: version for name, version in active_version_caps().items()}
+    rows = []
+    for entry in outcome.response.api_keys if outcome.ok else []:
+        key, low, high = entry.api_key, entry.min_version, entry.max_version
+        client_low, client_high = _client_range(key)
+        usable_high = min(v for v in (high, client_high, caps.get(key, high)) if v is not None)
+        usable_low = max(low, client_low or 0)
+        negotiated = usable_high if client_high is not None and low >= 0 and usable_low <= usable_high else None
+        rows.append({
+            "api_key": key, "api": ApiKey(key).name if key in ApiKey._value2member_map_ else f"key {key}",
+            "broker_min": low, "broker_max": high, "client_min": client_low, "client_max": client_high,
+            "negotiated": negotiated, "capped_by_profile": key in caps,
+            "note": "advertised with version -1 (unsupported)" if low < 0 or high < 0 else "",
+        })
+    return pd.DataFrame(rows).sort_values("api_key").reset_index(drop=True) if rows else pd.DataFrame(
+        columns=["api_key", "api", "broker_min", "broker_max", "client_min", "client_max", "negotiated",
+                 "capped_by_profile", "note"])
+
+
+def metadata(address: str, version: int = 12, topics: list[str] | None = None) -> ProbeOutcome:
+    fields: dict[str, Any] = {"topics": None if topics is None else [
+        MetadataRequest.MetadataRequestTopic(name=t) for t in topics]}
+    if version >= 4:
+        fields["allow_auto_topic_creation"] = False
+    if 8 <= version <= 10:
+        fields["include_cluster_authorized_operations"] = False
+    if version >= 8:
+        fields["include_topic_authorized_operations"] = False
+    return call(address, MetadataRequest, MetadataResponse, version, **fields)
+
+
+def metadata_brokers(outcome: ProbeOutcome) -> pd.DataFrame:
+    brokers = outcome.response.brokers if outcome.ok else []
+    return pd.DataFrame([{"node_id": b.node_id, "host": b.host, "port": b.port, "address": f"{b.host}:{b.port}"}
+                         for b in brokers], columns=["node_id", "host", "port", "address"])
+
+
+def find_coordinator(address: str, group: str, version: int = 3) -> ProbeOutcome:
+    return call(address, FindCoordinatorRequest, FindCoordinatorResponse, version, key=group, key_type=0)
+
+
+def offset_fetch(address: str, group: str, topic: str | None, version: int) -> ProbeOutcome:
+    """topic=None asks for every committed offset of the group (null topics), as admin tools do."""
+    topics = None if topic is None else [OffsetFetchRequest.OffsetFetchRequestTopic(name=topic, partition_indexes=[0])]
+    return call(address, OffsetFetchRequest, OffsetFetchResponse, version, group_id=group, topics=topics)
+
+
+def fetch_by_name(address: str, topic: str, version: int = 12) -> ProbeOutcome:
+    """A Fetch that names its topic, at a version where names are still used (v12 is the last)."""
+    partition = FetchRequest.FetchTopic.FetchPartition(partition=0, current_leader_epoch=-1, fetch_offset=0,
+                                                      last_fetched_epoch=-1, log_start_offset=-1,
+                                                      partition_max_bytes=1 << 20)
+    return call(address, FetchRequest, FetchResponse, version, replica_id=-1, max_wait_ms=100, min_bytes=1,
+                max_bytes=1 << 20, isolation_level=0, session_id=0, session_epoch=-1,
+                topics=[FetchRequest.FetchTopic(topic=topic, partitions=[partition])], forgotten_topics_data=[],
+                rack_id="")
+
+
+def produce_two_partitions(address: str, topic: str, version: int = 9) -> ProbeOutcome:
+    """One Produce request carrying batches for partitions 0 and 1 (what a batching client sends)."""
+    from kafka.record.memory_records import MemoryRecordsBuilder
+
+    def batch() -> bytes:
+        builder = MemoryRecordsBuilder(magic=2, compression_type=0, batch_size=1 << 16)
+        builder.append(timestamp=None, key=None, value=b"k6suite-probe", headers=[])
+        builder.close()
+        return builder.buffer()
+
+    data = ProduceRequest.TopicProduceData
+    partitions = [data.PartitionProduceData(index=p, records=batch()) for p in (0, 1)]
+    return call(address, ProduceRequest, ProduceResponse, version, transactional_id=None, acks=-1,
+                timeout_ms=5000, topic_data=[data(name=topic, partition_data=partitions)])
+
+
+def _established_on(port: int) -> int:
+    """Established TCP connections whose local end is port (server side), from /proc/net/tcp*."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]  # noqa: SIM115 - tiny procfs file
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def connection_spread(address: str, broker_ports: dict[int, int], connections: int,
+                      group: str = "k6suite-spread") -> pd.DataFrame:
+    """Open client connections to the endpoint, make each one reach a broker, and count per broker
+    (from the kernel's socket table: the embedded stack runs on this machine) how many landed."""
+    from kafka.protocol.admin import ListGroupsRequest
+
+    table = api_versions_table(api_versions(address))
+    row = table[table["api"] == "ListGroups"]
+    if row.empty or pd.isna(row["negotiated"].iloc[0]):
+        raise ValueError(f"{address} does not offer ListGroups, which the spread probe forwards to a broker")
+    version = int(row["negotiated"].iloc[0])
+    before = {b: _established_on(port) for b, port in broker_ports.items()}
+    host, port = address.rsplit(":", 1)
+    sockets = []
+    try:
+        for _ in range(connections):
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            request = ListGroupsRequest[version]()
+            request.with_header(correlation_id=next(_correlation), client_id=group)
+            sock.sendall(request.encode(header=True, framed=True))
+            head = _read_exact(sock, 4)
+            if head is not None:
+                _read_exact(sock, struct.unpack(">i", head)[0])
+            sockets.append(sock)
+        after = {b: _established_on(p) for b, p in broker_ports.items()}
+    finally:
+        for sock in sockets:
+            sock.close()
+    return pd.DataFrame([{"broker": b, "port": broker_ports[b], "connections": after[b] - before[b]}
+                         for b in sorted(broker_ports)])
