@@ -206,6 +206,9 @@ def _evidence(name: str, rows: pd.DataFrame) -> str:
             else:
                 groups.append(f"p{key[1]}@{key[2]} holds " + ", ".join(group["ident"]))
         return "; ".join(groups)
+    if name in ("poll-skip", "nonmonotonic-poll"):
+        jumps = rows.drop_duplicates(["process", "partition", "previous_offset", "offset"]).head(EVIDENCE_ROWS)
+        return "; ".join(f"{r.process} p{r.partition}: {r.previous_offset} -> {r.offset}" for r in jumps.itertuples())
     sample = rows.head(EVIDENCE_ROWS)
     return "; ".join(f"{r.ident} p{r.partition}@{r.offset} ({r.process})" for r in sample.itertuples())
 
@@ -359,3 +362,22 @@ def group_events(history: pd.DataFrame) -> pd.DataFrame:
     return events.assign(partitions=details.map(lambda d: d.get("partitions")),
                          generation=details.map(lambda d: d.get("generation")))[
         ["process", "f", "type", "complete_ns", "session", "partitions", "generation"]]
+
+
+def own_reads_missing(history: pd.DataFrame) -> pd.DataFrame:
+    """Read-your-writes: acknowledged sends their own process never read back (at any offset)."""
+    coded = _with_codes(history)
+    acked = coded[(coded["f"] == "send") & (coded["type"] == "ok")]
+    reads = coded[(coded["f"] == "poll") & (coded["type"] == "ok") & ~coded["corrupt"].astype(bool)]
+    own = set(zip(reads["process"], reads["code"], strict=True))
+    missing = [(p, c) not in own for p, c in zip(acked["process"], acked["code"], strict=True)]
+    return _labelled(acked[missing]).drop(columns=["code"])
+
+
+def final_assignments(history: pd.DataFrame) -> dict[str, list[int]]:
+    """Each group consumer's last assignment (after its last revoke/assign event)."""
+    events = group_events(history[history["process"] != READBACK]).sort_values("complete_ns")
+    final: dict[str, list[int]] = {}
+    for row in events.itertuples():
+        final[row.process] = list(row.partitions or []) if row.f == "assign" else []
+    return final

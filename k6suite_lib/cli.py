@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from k6suite_lib.profiles import DEFAULT_PROFILE, ProfileError, available_profiles, load_profile
 
@@ -22,6 +23,12 @@ def _profile_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", "-p", default=DEFAULT_PROFILE,
                         help=f"profile name in profiles/ or a path to a YAML file (default: {DEFAULT_PROFILE}; "
                              f"known: {', '.join(available_profiles())})")
+
+
+def _scenario_ids() -> list[str]:
+    from k6suite_lib.runner import SCENARIOS
+
+    return list(SCENARIOS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +50,31 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("component", help="etcd, minio, toxiproxy, broker-N or proxy")
     logs.add_argument("--lines", "-n", type=int, default=50)
 
+    run = commands.add_parser("run", help="run scenario notebooks with papermill and archive the evidence",
+                              description="Execute scenario notebooks headless against a profile's target; write "
+                                          "outputs/<run-id>/ with executed notebooks, histories, plots, summary.json, "
+                                          "junit.xml, manifest.json and report.html. Exit 0 only if every executed "
+                                          "check passed. An embedded profile's stack is started if needed and "
+                                          "stopped afterwards if this command started it.")
+    _profile_arg(run)
+    run.add_argument("--scenarios", "-s", nargs="+", metavar="ID",
+                     help="scenario ids to run (default: all: " + " ".join(_scenario_ids()) + ")")
+    run.add_argument("--tier", "-t", choices=("smoke", "full"), default="smoke",
+                     help="smoke: minutes on a laptop; full: the contract's sizes (S3: 100 producers, 100,000 records)")
+    run.add_argument("--out", type=Path, default=None, help="archive root (default: outputs/)")
+    run.add_argument("--cell-timeout", type=int, default=1800,
+                     help="seconds any one notebook cell may run before it is stopped (default: 1800)")
+
+    observe = commands.add_parser("observe", help="turn a run into observations/OBS-NN-<slug>/ for review in git")
+    observe.add_argument("run", help="run id (a folder under outputs/) or a path to a run folder")
+    observe.add_argument("--scenario", help="only this scenario's verdicts and plots (default: all)")
+    observe.add_argument("--check", action="append", default=None, metavar="TEXT",
+                         help="only verdicts whose check or variant contains TEXT (repeatable)")
+    observe.add_argument("--title", help="title of the observation (default: from the run)")
+    observe.add_argument("--slug", help="folder name suffix (default: from the title)")
+    observe.add_argument("--note", help="a paragraph saying what was found (or @file to read it from a file)")
+    observe.add_argument("--out", type=Path, default=None, help="observations folder (default: observations/)")
+
     check = commands.add_parser("check", help="re-judge a saved history; exit 1 if any check fails",
                                 description="Re-check a history file (.parquet or .jsonl, see docs/history-format.md) "
                                             "with the rules saved beside it, or with --allow overrides.")
@@ -60,8 +92,22 @@ def main(argv: list[str] | None = None) -> int:
             return _stack(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "run":
+            from k6suite_lib.runner import run_suite
+
+            return run_suite(args.profile, args.scenarios, args.tier, args.out, args.cell_timeout).exit_code
+        if args.command == "observe":
+            from k6suite_lib.observe import observe
+
+            path = observe(args.run, scenario=args.scenario, checks=args.check, title=args.title, slug=args.slug,
+                           note=args.note, out_root=args.out)
+            print(f"wrote {path}")
+            return 0
     except ProfileError as exc:
         print(f"k6suite: profile error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"k6suite {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("k6suite: interrupted", file=sys.stderr)

@@ -195,3 +195,24 @@ def load(path: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     if frame.empty and not len(frame.columns):
         frame = pd.DataFrame(columns=list(COLUMNS))
     return validate(frame), meta
+
+
+def fault_windows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Pair fault start and end rows into windows: fault, target, start_ns, end_ns, parameters.
+
+    A start without an end (the run stopped first) closes at the history's last completion.
+    """
+    faults = frame[frame["f"] == "fault"].sort_values("complete_ns")
+    open_windows: dict[str, dict[str, Any]] = {}
+    windows = []
+    for row in faults.itertuples():
+        detail = json.loads(row.detail) if row.detail else {}
+        name = detail.get("fault", "fault")
+        if detail.get("phase") == "start":
+            open_windows[name] = {"fault": name, "target": str(detail.get("target", "")), "start_ns": row.invoke_ns,
+                                  "applied": row.type == "ok", "parameters": json.dumps(detail)}
+        elif detail.get("phase") == "end" and name in open_windows:
+            windows.append({**open_windows.pop(name), "end_ns": row.complete_ns})
+    last = int(frame["complete_ns"].max()) if len(frame) else 0
+    windows.extend({**w, "end_ns": last} for w in open_windows.values())
+    return pd.DataFrame(windows, columns=["fault", "target", "start_ns", "end_ns", "applied", "parameters"])

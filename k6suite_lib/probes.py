@@ -246,3 +246,48 @@ def connection_spread(address: str, broker_ports: dict[int, int], connections: i
             sock.close()
     return pd.DataFrame([{"broker": b, "port": broker_ports[b], "connections": after[b] - before[b]}
                          for b in sorted(broker_ports)])
+
+
+def connection_storm(address: str, total: int, concurrent: int, seed: int = 1, timeout_s: float = 5.0,
+                     deadline_s: float = 120.0) -> pd.DataFrame:
+    """Open `total` connections, keeping up to `concurrent` open, closing random ones to make room;
+    each new connection performs the ApiVersions handshake. One row per attempt: outcome, ms."""
+    import random
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < concurrent + 256 and hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, concurrent + 1024), hard))
+    rng = random.Random(seed)
+    host, port = address.rsplit(":", 1)
+    request = ApiVersionsRequest[0]()
+    open_socks: list[socket.socket] = []
+    rows = []
+    stop_at = time.monotonic() + deadline_s
+    try:
+        for attempt in range(total):
+            if time.monotonic() > stop_at:
+                break
+            while len(open_socks) >= concurrent:
+                open_socks.pop(rng.randrange(len(open_socks))).close()
+            started = time.monotonic()
+            try:
+                sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+                request.with_header(correlation_id=next(_correlation), client_id="k6suite-storm")
+                sock.sendall(request.encode(header=True, framed=True))
+                head = _read_exact(sock, 4)
+                if head is None or _read_exact(sock, struct.unpack(">i", head)[0]) is None:
+                    sock.close()
+                    outcome = "closed"
+                else:
+                    open_socks.append(sock)
+                    outcome = "ok"
+                error = ""
+            except OSError as exc:
+                outcome, error = "error", f"{type(exc).__name__}: {exc}"
+            rows.append({"attempt": attempt, "outcome": outcome, "error": error, "open": len(open_socks),
+                         "ms": (time.monotonic() - started) * 1000})
+    finally:
+        for sock in open_socks:
+            sock.close()
+    return pd.DataFrame(rows, columns=["attempt", "outcome", "error", "open", "ms"])

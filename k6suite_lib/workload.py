@@ -332,6 +332,7 @@ class Workload:
             self._poll_loop(consumer, name, state, self.stop_consumers,
                             commit=config.consumer_mode == "group" and config.commit)
         finally:
+            state["closing"] = 1  # the revocation that close() triggers is shutdown, not a rebalance
             with contextlib.suppress(Exception):
                 consumer.close()
 
@@ -450,13 +451,71 @@ class _GroupListener(ConsumerRebalanceListener):
         self.workload, self.name, self.state = workload, name, state
 
     def on_partitions_revoked(self, revoked) -> None:
-        self.workload._record_assignment(self.name, "revoke", [tp.partition for tp in revoked], self.state)
+        if not self.state.get("closing"):
+            self.workload._record_assignment(self.name, "revoke", [tp.partition for tp in revoked], self.state)
 
     def on_partitions_assigned(self, assigned) -> None:
-        self.workload._record_assignment(self.name, "assign", [tp.partition for tp in assigned], self.state)
+        if not self.state.get("closing"):
+            self.workload._record_assignment(self.name, "assign", [tp.partition for tp in assigned], self.state)
 
 
 def run_workload(profile: Profile, config: WorkloadConfig, run_id: str | None = None,
                  nemesis: Nemesis | None = None) -> WorkloadResult:
     """Run one workload and return its history (see history.COLUMNS)."""
     return Workload(profile, config, run_id=run_id, nemesis=nemesis).run()
+
+
+def read_your_writes(profile: Profile, writers: int = 5, records_each: int = 20, run_id: str | None = None,
+                     timeout_s: float = 10.0, label: str = "read-your-writes") -> WorkloadResult:
+    """Writers share one producer (one connection); after each acknowledgement a writer reads its
+    record back at the acknowledged offset with its own consumer. A final read-back follows."""
+    workload = Workload(profile, WorkloadConfig(records=writers * records_each, producers=writers, consumers=0,
+                                                consumer_mode="none", label=label, progress=False), run_id=run_id)
+    started_wall, started = time.time(), time.monotonic()
+    clients.create_topic(profile, workload.topic, 1)
+    shared = clients.producer(profile, client_id=f"{workload.run_id}-shared")
+    tp = TopicPartition(workload.topic, 0)
+
+    def writer(index: int) -> None:
+        name = f"producer-{index}"
+        consumer = clients.consumer(profile, client_id=f"{workload.run_id}-{name}-reader", group_id=None)
+        consumer.assign([tp])
+        state = {"session": 0}
+        try:
+            for seq in range(records_each):
+                payload, crc = encode_payload(workload.run_id, name, seq, 128)
+                op = workload.recorder.next_op()
+                invoke_ns, wall_ns = now()
+                base = {"op_id": op, "process": name, "f": "send", "invoke_ns": invoke_ns, "wall_ns": wall_ns,
+                        "topic": workload.topic, "producer": name, "seq": seq, "checksum": crc,
+                        "value_len": len(payload)}
+                try:
+                    metadata = shared.send(workload.topic, value=payload, partition=0).get(timeout=timeout_s)
+                except Exception as exc:
+                    workload.recorder.record(**base, type="info", complete_ns=time.monotonic_ns(), error=_error(exc))
+                    continue
+                workload.recorder.record(**base, type="ok", complete_ns=time.monotonic_ns(), partition=0,
+                                         offset=metadata.offset)
+                workload.tracker.ack((name, seq))
+                state["session"] += 1  # a seek starts a new session: going back is not a regression
+                consumer.seek(tp, metadata.offset)
+                deadline = time.monotonic() + timeout_s
+                while time.monotonic() < deadline and (name, seq) not in workload.tracker.read:
+                    workload._poll_once(consumer, name, state)
+        finally:
+            consumer.close()
+
+    threads = [threading.Thread(target=writer, args=(i,), name=f"writer-{i}", daemon=True) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(records_each * timeout_s * 2 + JOIN_TIMEOUT_S)
+        if thread.is_alive():
+            workload.notes.append(f"{thread.name} did not finish in time")
+    with contextlib.suppress(Exception):
+        shared.close(timeout=5)
+    workload._readback()
+    return WorkloadResult(run_id=workload.run_id, topic=workload.topic, config=workload.config,
+                          history=workload.recorder.frame(), profile=profile.name,
+                          idempotent=workload.config.idempotent(profile), started_wall=started_wall,
+                          duration_s=time.monotonic() - started, notes=workload.notes)

@@ -90,10 +90,13 @@ class LocalStack:
     def __init__(self, layout: StackLayout, log: Callable[[str], None] = print):
         self.layout = layout
         self.log = log
-        state = read_state(layout.state_dir)
-        self.records: dict[str, ProcessRecord] = {
-            name: ProcessRecord.from_json(data) for name, data in state.get("processes", {}).items()
-        }
+
+    @property
+    def records(self) -> dict[str, ProcessRecord]:
+        """The process records on disk: the one truth shared by the CLI, the runner and notebook kernels
+        (a kernel may restart a broker the runner started)."""
+        state = read_state(self.layout.state_dir)
+        return {name: ProcessRecord.from_json(data) for name, data in state.get("processes", {}).items()}
 
     @classmethod
     def for_profile(cls, profile, log: Callable[[str], None] = print) -> LocalStack:
@@ -102,15 +105,14 @@ class LocalStack:
         return cls(StackLayout(port_base=profile.stack.port_base, brokers=profile.stack.brokers), log=log)
 
     # ------------------------------------------------------------------ state
-    def _save(self) -> None:
+    def _save(self, records: dict[str, ProcessRecord]) -> None:
         write_state(self.layout.state_dir, {
             "port_base": self.layout.port_base,
-            "processes": {name: rec.to_json() for name, rec in self.records.items()},
+            "processes": {name: rec.to_json() for name, rec in records.items()},
         })
 
     def _add(self, record: ProcessRecord) -> ProcessRecord:
-        self.records[record.name] = record
-        self._save()
+        self._save({**self.records, record.name: record})
         return record
 
     @property
@@ -126,12 +128,14 @@ class LocalStack:
         return sorted(int(n.split("-")[1]) for n in self.records if n.startswith("broker-"))
 
     def record(self, name: str) -> ProcessRecord:
-        if name not in self.records:
-            raise StackError(f"no component {name!r} in this stack (known: {', '.join(self.records)})")
-        return self.records[name]
+        records = self.records
+        if name not in records:
+            raise StackError(f"no component {name!r} in this stack (known: {', '.join(records)})")
+        return records[name]
 
     def is_up(self) -> bool:
-        return bool(self.records) and all(is_alive(r) for r in self.records.values())
+        records = self.records
+        return bool(records) and all(is_alive(r) for r in records.values())
 
     # ------------------------------------------------------------------ lifecycle
     def up(self) -> float:
@@ -140,7 +144,7 @@ class LocalStack:
             raise StackError(f"a stack is already running on port base {self.layout.port_base}; "
                              "run `k6suite stack down` first")
         started = time.monotonic()
-        self.records = {}
+        self._save({})
         shutil.rmtree(self.layout.data_dir, ignore_errors=True)
         self.layout.data_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -168,8 +172,7 @@ class LocalStack:
         by_role = sorted(self.records.values(), key=lambda r: ROLE_ORDER.index(r.role), reverse=True)
         for record in by_role:
             ended[record.name] = stop(record, grace_s)
-        self.records = {}
-        self._save()
+        self._save({})
         return ended
 
     def status(self) -> pd.DataFrame:

@@ -1,0 +1,106 @@
+"""Pictures of a history: timelines with fault windows shaded, latency CDFs, the read-back curve.
+
+Figures are built with matplotlib's object API (no pyplot state), so a notebook shows each one
+exactly once and headless runs need no display.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from k6suite_lib.checker import throughput, unseen_over_time
+from k6suite_lib.history import fault_windows
+
+FAULT_COLOURS = ("#f4a582", "#92c5de", "#b8e186", "#d6604d", "#fddbc7")
+
+
+def _shade(axes, history: pd.DataFrame, start_ns: int, label: bool) -> None:
+    windows = fault_windows(history)
+    for i, window in enumerate(windows.itertuples()):
+        colour = FAULT_COLOURS[i % len(FAULT_COLOURS)]
+        axes.axvspan((window.start_ns - start_ns) / 1e9, (window.end_ns - start_ns) / 1e9, color=colour, alpha=0.35,
+                     label=f"{window.fault} ({window.target})" if label else None)
+
+
+def latency_over_time(history: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
+    """Publish latency (ms) per time bin of completion: p50, p99, max."""
+    sends = history[(history["f"] == "send") & (history["type"] == "ok")]
+    if sends.empty:
+        return pd.DataFrame(columns=["t_s", "p50", "p99", "max"])
+    start = history["invoke_ns"].min()
+    bins = ((sends["complete_ns"] - start) / 1e9 // bin_s * bin_s).rename("t_s")
+    latency = ((sends["complete_ns"] - sends["invoke_ns"]) / 1e6).groupby(bins)
+    return pd.DataFrame({"p50": latency.median(), "p99": latency.quantile(0.99), "max": latency.max()}).reset_index()
+
+
+def timeline(history: pd.DataFrame, title: str = "", bin_s: float = 1.0) -> Figure:
+    """Throughput, publish latency and errors over time, fault windows shaded."""
+    figure = Figure(figsize=(11, 7.5))
+    axes = figure.subplots(3, 1, sharex=True)
+    start = history["invoke_ns"].min() if len(history) else 0
+    rates = throughput(history, bin_s)
+    axes[0].plot(rates["t_s"], rates["acked"], label="acked sends/s")
+    axes[0].plot(rates["t_s"], rates["read"], label="records read/s", alpha=0.8)
+    axes[0].set_ylabel("records / s")
+    latency = latency_over_time(history, bin_s)
+    axes[1].plot(latency["t_s"], latency["p50"], label="publish p50")
+    axes[1].plot(latency["t_s"], latency["p99"], label="publish p99")
+    axes[1].set_ylabel("ms")
+    if len(latency) and latency["p99"].max() > 20 * max(latency["p50"].min(), 0.1):
+        axes[1].set_yscale("log")
+    axes[2].bar(rates["t_s"], rates["failed"], width=bin_s, label="failed sends/s", color="#b2182b")
+    axes[2].bar(rates["t_s"], rates["indeterminate"], width=bin_s, bottom=rates["failed"],
+                label="indeterminate sends/s", color="#ef8a62")
+    axes[2].set_ylabel("errors / s")
+    axes[2].set_xlabel("seconds since the first operation")
+    for i, ax in enumerate(axes):
+        _shade(ax, history, start, label=i == 0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    figure.suptitle(title or "timeline")
+    return figure
+
+
+def latency_cdf(history: pd.DataFrame, title: str = "") -> Figure:
+    """CDF of publish latency; split into before / during / after faults when the history has any."""
+    figure = Figure(figsize=(8, 4.5))
+    ax = figure.subplots()
+    sends = history[(history["f"] == "send") & (history["type"] == "ok")]
+    latency = (sends["complete_ns"] - sends["invoke_ns"]) / 1e6
+    windows = fault_windows(history)
+    if windows.empty:
+        groups = {"all sends": latency}
+    else:
+        first, last = windows["start_ns"].min(), windows["end_ns"].max()
+        during = np.zeros(len(sends), dtype=bool)
+        for window in windows.itertuples():
+            during |= ((sends["invoke_ns"] >= window.start_ns) & (sends["invoke_ns"] <= window.end_ns)).to_numpy()
+        groups = {"before faults": latency[(sends["invoke_ns"] < first).to_numpy() & ~during],
+                  "during faults": latency[during],
+                  "after faults": latency[(sends["invoke_ns"] > last).to_numpy() & ~during]}
+    for label, values in groups.items():
+        if len(values):
+            ordered = np.sort(values.to_numpy())
+            ax.plot(ordered, np.arange(1, len(ordered) + 1) / len(ordered), label=f"{label} (n={len(ordered)})")
+    ax.set_xscale("log")
+    ax.set_xlabel("publish latency (ms)")
+    ax.set_ylabel("fraction of acknowledged sends")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(title or "publish latency CDF")
+    return figure
+
+
+def unseen_curve(history: pd.DataFrame, title: str = "") -> Figure:
+    """Acknowledged records not yet read by anyone, during the final read-back."""
+    figure = Figure(figsize=(8, 3.5))
+    ax = figure.subplots()
+    curve = unseen_over_time(history)
+    ax.step(curve["elapsed_s"], curve["unseen"], where="post")
+    ax.set_xlabel("seconds into the final read-back")
+    ax.set_ylabel("unseen acknowledged records")
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "final read-back")
+    return figure

@@ -1,0 +1,134 @@
+"""Reports of a run: the HTML page people read, and JUnit XML for CI.
+
+The HTML report opens with the trust contract's critical questions, each answered yes, no or not
+tested and linked to the scenario that decides it; "not tested" is never shown as a pass. Then
+every scenario: its verdicts (failures first), its plots, a link to the executed notebook.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from jinja2 import Environment, select_autoescape
+
+from k6suite_lib.secrets import redact
+
+# question, scenarios that decide it
+QUESTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Can clients connect through a single endpoint?", ("S1",)),
+    ("Can operators observe the system, and does it take a connection storm?", ("S2",)),
+    ("Do clients produce and consume correctly?", ("S3",)),
+    ("Does acknowledged data survive broker death?", ("S4",)),
+    ("Does data survive object-store slowness and outages?", ("S5",)),
+    ("Does data survive metadata-store slowness and outages?", ("S5b",)),
+    ("Can brokers be added without clients noticing?", ("S6",)),
+    ("Can brokers be restarted one by one without client errors?", ("S7",)),
+    ("Do permission boundaries hold?", ("S8",)),
+)
+STATUS_ORDER = {"FAIL": 0, "NOT TESTED": 1, "ALLOWED": 2, "PASS": 3}
+
+
+def answer(summary: dict[str, Any], scenario_ids: tuple[str, ...]) -> tuple[str, str]:
+    """'YES', 'NO' or 'NOT TESTED', and the measurement that decides it."""
+    scenarios = [s for s in summary["scenarios"] if s["scenario"] in scenario_ids]
+    verdicts = [v for s in scenarios for v in s["verdicts"]]
+    failed = [v for v in verdicts if v["status"] == "FAIL"]
+    executed = [v for v in verdicts if v["status"] in ("PASS", "ALLOWED", "FAIL")]
+    if not scenarios:
+        return "NOT TESTED", f"{', '.join(scenario_ids)} not run"
+    if failed:
+        return "NO", f"{len(failed)} of {len(executed)} checks failed, e.g. {failed[0]['variant']}: {failed[0]['check']}"
+    if not executed:
+        return "NOT TESTED", "no check could run"
+    return "YES", f"all {len(executed)} executed checks passed"
+
+
+def _sorted_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(verdicts, key=lambda v: STATUS_ORDER.get(v["status"], 9))
+
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>K6SUITE {{ s.run_id }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;width:100%;margin:.5em 0 1.5em;font-size:.9em}
+th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3}.PASS,.YES{background:#e3f4e1}.FAIL,.NO{background:#fbe1e1}
+.ALLOWED{background:#fff4d6}.NOTTESTED{background:#eee;color:#555}
+.badge{display:inline-block;padding:.2em .8em;border-radius:.3em;font-weight:bold}
+img{max-width:100%;border:1px solid #ddd;margin:.5em 0}code{background:#f6f6f6;padding:0 .2em}
+details{margin:.5em 0}td.ev{font-family:monospace;font-size:.85em;word-break:break-word}
+</style></head><body>
+<h1>K6SUITE report <span class="badge {{ 'PASS' if s.passed else 'FAIL' }}">{{ 'PASS' if s.passed else 'FAIL' }}</span></h1>
+<p>Run <code>{{ s.run_id }}</code>, profile <code>{{ s.profile }}</code>, tier <code>{{ s.tier }}</code>,
+started {{ started }}, {{ '%.0f' % s.duration_s }} s. Checks: {{ s.counts.PASS }} passed, {{ s.counts.FAIL }} failed,
+{{ s.counts.ALLOWED }} allowed, {{ s.counts['NOT TESTED'] }} not tested.</p>
+{% if s.stack_error %}<p class="FAIL">The run could not continue: <code>{{ s.stack_error }}</code></p>{% endif %}
+<h2>Critical questions</h2>
+<table><tr><th>Question</th><th>Answer</th><th>Decided by</th><th>Evidence</th></tr>
+{% for q in questions %}<tr><td>{{ q.question }}</td><td class="{{ q.answer|replace(' ', '') }}"><b>{{ q.answer }}</b></td>
+<td>{% for sid in q.scenarios %}<a href="#{{ sid }}">{{ sid }}</a> {% endfor %}</td><td>{{ q.why }}</td></tr>{% endfor %}
+</table>
+<h2>Target</h2>
+<table>{% for k, v in target %}<tr><th>{{ k }}</th><td class="ev">{{ v }}</td></tr>{% endfor %}</table>
+{% for sc in s.scenarios %}
+<h2 id="{{ sc.scenario }}">{{ sc.scenario }} — {{ sc.title }}
+<span class="badge {{ 'PASS' if sc.passed else 'FAIL' }}">{{ 'PASS' if sc.passed else 'FAIL' }}</span></h2>
+<p>{{ '%.0f' % sc.duration_s }} s.
+{% if sc.notebook_html %}<a href="{{ sc.folder }}/{{ sc.notebook_html }}">executed notebook (HTML)</a>,
+<a href="{{ sc.folder }}/{{ sc.notebook }}">.ipynb</a>, {% endif %}
+<a href="{{ sc.folder }}/results.json">results.json</a>.
+{% if sc.healed_after %}<br>After this scenario the embedded stack had dead processes, restarted: {{ sc.healed_after|join(', ') }}.{% endif %}</p>
+<table><tr><th>variant</th><th>check</th><th>req.</th><th>measured</th><th>threshold</th><th>status</th><th>evidence</th></tr>
+{% for v in sort(sc.verdicts) %}<tr><td>{{ v.variant }}</td><td>{{ v.check }}</td><td>{{ v.requirement }}</td>
+<td>{{ v.measured }}</td><td>{{ v.threshold }}</td><td class="{{ v.status|replace(' ', '') }}">{{ v.status }}</td>
+<td class="ev">{{ v.evidence }}</td></tr>{% endfor %}</table>
+{% for a in sc.artifacts if a.endswith('.png') %}<img src="{{ sc.folder }}/{{ a }}" alt="{{ a }}">{% endfor %}
+{% if sc.measurements %}<details><summary>measurements</summary><pre>{{ dump(sc.measurements) }}</pre></details>{% endif %}
+{% endfor %}
+<p style="color:#777">Archive: summary.json, junit.xml, manifest.json (versions and sha256 of every file), stack/ (process logs).
+Re-judge any history with <code>k6suite check &lt;folder&gt;/history-&lt;variant&gt;.parquet</code>.</p>
+</body></html>
+"""
+
+
+def html_report(summary: dict[str, Any], run_dir: Path) -> str:
+    env = Environment(autoescape=select_autoescape(default=True))
+    questions = []
+    for question, scenario_ids in QUESTIONS:
+        result, why = answer(summary, scenario_ids)
+        questions.append({"question": question, "answer": result, "scenarios": scenario_ids, "why": why})
+    target = [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in (summary.get("target") or {}).items()]
+    page = env.from_string(TEMPLATE).render(
+        s=summary, questions=questions, target=target, sort=_sorted_verdicts,
+        started=dt.datetime.fromtimestamp(summary["started"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        dump=lambda d: json.dumps(d, indent=2, default=str)[:20000])
+    return redact(page)
+
+
+def junit_xml(summary: dict[str, Any]) -> str:
+    """One test case per check: FAIL is a failure, NOT TESTED is skipped, ALLOWED passes with a note."""
+    suites = ET.Element("testsuites", name=f"k6suite {summary['run_id']}")
+    for scenario in summary["scenarios"]:
+        verdicts = scenario["verdicts"]
+        suite = ET.SubElement(suites, "testsuite", name=f"{scenario['scenario']} {scenario.get('title', '')}".strip(),
+                              tests=str(len(verdicts)),
+                              failures=str(sum(v["status"] == "FAIL" for v in verdicts)),
+                              skipped=str(sum(v["status"] == "NOT TESTED" for v in verdicts)),
+                              time=str(scenario.get("duration_s", 0)))
+        for v in verdicts:
+            case = ET.SubElement(suite, "testcase", classname=f"{scenario['scenario']}.{v['variant']}", name=v["check"])
+            if v["status"] == "FAIL":
+                failure = ET.SubElement(case, "failure",
+                                        message=f"{v['check']}: measured {v['measured']}, threshold {v['threshold']}")
+                failure.text = str(v.get("evidence", ""))
+            elif v["status"] == "NOT TESTED":
+                ET.SubElement(case, "skipped", message=str(v.get("evidence", "")))
+            elif v["status"] == "ALLOWED":
+                ET.SubElement(case, "system-out").text = f"allowed here: measured {v['measured']}; {v.get('evidence', '')}"
+    ET.indent(suites)
+    return redact(ET.tostring(suites, encoding="unicode", xml_declaration=True))

@@ -1,0 +1,236 @@
+"""The suite runner: scenario notebooks executed headless with papermill, evidence archived.
+
+``outputs/<run-id>/`` receives, per scenario, the executed notebook and its HTML rendering, the
+histories, plots and results.json the notebook wrote; then summary.json, junit.xml (one test
+case per check), manifest.json (versions, the target's identity, sha256 of every file), the
+embedded stack's logs (secrets redacted) and report.html. A failing notebook does not stop the
+run: it is evidence, and its failure is a FAIL verdict. The exit code is 0 only when every
+executed check passed and at least one check ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from k6suite_lib import __version__
+from k6suite_lib.profiles import Profile, load_profile
+from k6suite_lib.scenario import RESULTS_FILE
+from k6suite_lib.secrets import redact
+from k6suite_lib.stack.layout import REPO_ROOT, outputs_root
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    id: str
+    notebook: str
+    title: str
+
+    @property
+    def folder(self) -> str:
+        return Path(self.notebook).stem
+
+
+SCENARIOS: dict[str, ScenarioSpec] = {spec.id: spec for spec in (
+    ScenarioSpec("S1", "S1-connectivity.ipynb", "Connectivity through a single endpoint"),
+    ScenarioSpec("S2", "S2-observability.ipynb", "Observability and connection storm"),
+    ScenarioSpec("S3", "S3-correctness.ipynb", "Produce/consume correctness"),
+)}
+TIERS = ("smoke", "full")
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    exit_code: int
+    summary: dict[str, Any]
+
+
+def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str = "smoke",
+              out_root: Path | None = None, cell_timeout_s: int = 1800,
+              log: Callable[[str], None] = print) -> RunOutcome:
+    """Run the chosen scenarios against a profile's target and archive everything."""
+    import papermill
+
+    from k6suite_lib.stack.cluster import running
+    from k6suite_lib.workload import new_run_id
+
+    profile = load_profile(profile_name)
+    chosen = _choose(scenarios)
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; known: {', '.join(TIERS)}")
+    run_id = new_run_id()
+    run_dir = (out_root or outputs_root()) / run_id
+    run_dir.mkdir(parents=True)
+    started = time.time()
+    log(f"run {run_id}: profile {profile.name}, tier {tier}, scenarios {' '.join(s.id for s in chosen)}")
+    results = []
+    stack_error = ""
+    try:
+        with running(profile, log=lambda msg: log(f"  [stack] {msg}")) as stack:
+            for index, spec in enumerate(chosen, 1):
+                log(f"[{index}/{len(chosen)}] {spec.id} {spec.title} ...")
+                result = _run_notebook(papermill, spec, profile, run_dir, run_id, tier, cell_timeout_s)
+                if stack is not None:
+                    healed = stack.heal()
+                    if healed:
+                        result["healed_after"] = healed
+                        log(f"  the embedded stack had dead processes after {spec.id}; restarted {', '.join(healed)}")
+                results.append(result)
+                _write_json(run_dir / spec.folder / RESULTS_FILE, result)
+                log(f"  {spec.id}: {_tally(result)} in {result.get('duration_s', 0):.0f} s")
+            if stack is not None:
+                _archive_logs(stack.log_files(), run_dir / "stack")
+    except Exception as exc:  # a stack that cannot start is a FAIL of every chosen scenario, with the reason
+        stack_error = f"{type(exc).__name__}: {exc}"
+        log(f"the run could not continue: {stack_error}")
+        done = {r["scenario"] for r in results}
+        results.extend(_failed_result(spec, run_id, tier, profile, "target not available", stack_error)
+                       for spec in chosen if spec.id not in done)
+    from k6suite_lib import report
+
+    summary = build_summary(results, profile, run_id, tier, started, stack_error)
+    _write_json(run_dir / "summary.json", summary)
+    (run_dir / "junit.xml").write_text(report.junit_xml(summary))
+    (run_dir / "report.html").write_text(report.html_report(summary, run_dir))
+    _write_json(run_dir / "manifest.json", build_manifest(summary, profile, run_dir))
+    exit_code = 0 if summary["passed"] else 1
+    log(f"{'PASS' if exit_code == 0 else 'FAIL'}: {summary['counts']} — report: {run_dir / 'report.html'}")
+    return RunOutcome(run_id=run_id, run_dir=run_dir, exit_code=exit_code, summary=summary)
+
+
+def _choose(scenarios: list[str] | None) -> list[ScenarioSpec]:
+    if not scenarios:
+        return list(SCENARIOS.values())
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    return [SCENARIOS[s] for s in scenarios]
+
+
+def _run_notebook(papermill, spec: ScenarioSpec, profile: Profile, run_dir: Path, run_id: str, tier: str,
+                  cell_timeout_s: int) -> dict[str, Any]:
+    out_dir = run_dir / spec.folder
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / "executed.ipynb"
+    started = time.time()
+    error = ""
+    try:
+        papermill.execute_notebook(
+            str(NOTEBOOKS / spec.notebook), str(executed), cwd=str(REPO_ROOT), progress_bar=False,
+            execution_timeout=cell_timeout_s, kernel_name="python3",
+            parameters={"profile": profile.source, "tier": tier, "out_dir": str(out_dir), "run_id": run_id})
+    except Exception as exc:  # PapermillExecutionError, cell timeouts, kernel deaths: all are findings
+        error = f"{type(exc).__name__}: {getattr(exc, 'ename', '')} {getattr(exc, 'evalue', exc)}".strip()[:1000]
+    _render_html(executed)
+    results_path = out_dir / RESULTS_FILE
+    if results_path.is_file():
+        result = json.loads(results_path.read_text())
+    else:
+        result = _failed_result(spec, run_id, tier, profile, "notebook wrote results", error or "no results.json")
+        result["duration_s"] = round(time.time() - started, 2)
+    if error:
+        result["verdicts"].append({"variant": "notebook", "check": "notebook ran to the end", "requirement": "-",
+                                   "measured": "error", "threshold": "no error", "status": "FAIL", "passed": False,
+                                   "evidence": error})
+        result["passed"] = False
+        result["notebook_error"] = error
+    result.update(notebook="executed.ipynb", notebook_html="executed.html", folder=spec.folder, title=spec.title)
+    return result
+
+
+def _failed_result(spec: ScenarioSpec, run_id: str, tier: str, profile: Profile, check: str,
+                   evidence: str) -> dict[str, Any]:
+    return {"scenario": spec.id, "title": spec.title, "run_id": run_id, "tier": tier, "profile": profile.name,
+            "target": {}, "duration_s": 0.0, "passed": False, "measurements": {}, "artifacts": [],
+            "folder": spec.folder,
+            "verdicts": [{"variant": "run", "check": check, "requirement": "-", "measured": "no", "threshold": "yes",
+                          "status": "FAIL", "passed": False, "evidence": evidence}]}
+
+
+def _render_html(notebook: Path) -> None:
+    if not notebook.is_file():
+        return
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    notebook.with_suffix(".html").write_text(redact(body))
+
+
+def _archive_logs(files: list[Path], destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        (destination / path.name).write_text(redact(path.read_text(errors="replace")))
+
+
+def _tally(result: dict[str, Any]) -> str:
+    statuses = [v["status"] for v in result["verdicts"]]
+    return ", ".join(f"{statuses.count(s)} {s}" for s in ("PASS", "FAIL", "ALLOWED", "NOT TESTED") if s in statuses)
+
+
+def build_summary(results: list[dict[str, Any]], profile: Profile, run_id: str, tier: str, started: float,
+                  stack_error: str = "") -> dict[str, Any]:
+    statuses = [v["status"] for r in results for v in r["verdicts"]]
+    counts = {s: statuses.count(s) for s in ("PASS", "FAIL", "ALLOWED", "NOT TESTED")}
+    executed = counts["PASS"] + counts["FAIL"] + counts["ALLOWED"]
+    target = next((r["target"] for r in results if r.get("target", {}).get("reachable")), None)
+    if target is None:
+        target = next((r["target"] for r in results if r.get("target")), {})
+    return {
+        "run_id": run_id, "profile": profile.name, "tier": tier, "started": started,
+        "duration_s": round(time.time() - started, 2), "target": target, "stack_error": stack_error,
+        "passed": counts["FAIL"] == 0 and executed > 0, "counts": counts,
+        "scenarios": results,
+    }
+
+
+def build_manifest(summary: dict[str, Any], profile: Profile, run_dir: Path) -> dict[str, Any]:
+    from k6suite_lib.stack import binaries
+
+    packages = {}
+    for name in ("kafka-python", "pandas", "papermill", "pyarrow", "matplotlib", "nbconvert", "minio", "kubernetes"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    return {
+        "suite": {"name": "k6suite", "version": __version__, "git_commit": _git_commit()},
+        "python": platform.python_version(), "platform": platform.platform(), "packages": packages,
+        "run_id": summary["run_id"], "profile": profile.summary(), "target": summary["target"],
+        "embedded_components": binaries.versions() if profile.embedded else None,
+        "files": {str(p.relative_to(run_dir)): _sha256(p) for p in sorted(run_dir.rglob("*"))
+                  if p.is_file() and p.name != "manifest.json"},
+    }
+
+
+def _git_commit() -> str | None:
+    if shutil.which("git") is None:
+        return None
+    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    return proc.stdout.strip() or None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str))

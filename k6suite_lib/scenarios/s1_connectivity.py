@@ -1,0 +1,236 @@
+"""S1 connectivity: one endpoint, honest API versions, Metadata that shows only the endpoint.
+
+Also re-tests the earlier suite's observations: OBS-01 (OffsetFetch versions) and OBS-02
+(FindCoordinator must return a node that Metadata lists), and sends requests real clients send
+that a target must survive (robustness probes; on by default only for the embedded stack,
+because on KafScale v1.5.0 some of them crash processes).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pandas as pd
+
+from k6suite_lib import clients, probes
+from k6suite_lib.scenario import Scenario
+
+# APIs kafka-python needs for the produce/consume/group workloads of this suite
+CLIENT_APIS = ("Produce", "Fetch", "ListOffsets", "Metadata", "OffsetCommit", "OffsetFetch", "FindCoordinator",
+               "JoinGroup", "Heartbeat", "LeaveGroup", "SyncGroup", "ApiVersions", "CreateTopics")
+
+
+def _negotiated(table: pd.DataFrame, api: str) -> int | None:
+    row = table[table["api"] == api]
+    if row.empty or pd.isna(row["negotiated"].iloc[0]):
+        return None
+    return int(row["negotiated"].iloc[0])
+
+
+def connect(sc: Scenario) -> pd.DataFrame:
+    """Connect through the single endpoint with a real client (bounded by the profile's timeout)."""
+    variant = "connect"
+    if not sc.require_target(variant):
+        return pd.DataFrame([sc.target])
+    try:
+        admin = clients.admin(sc.profile)
+        cluster = admin.describe_cluster()
+        admin.close()
+        sc.add_check(variant, "client connects through the endpoint", "F1.1", "connected", "connected", True,
+                     f"describe_cluster: {len(cluster.get('brokers', []))} broker(s), cluster "
+                     f"{cluster.get('cluster_id')}")
+    except Exception as exc:
+        sc.add_check(variant, "client connects through the endpoint", "F1.1", type(exc).__name__, "connected",
+                     False, str(exc)[:300])
+    if sc.profile.client.security_protocol in ("SSL", "SASL_SSL"):
+        sc.add_check(variant, "TLS endpoint", "F1.3", sc.profile.client.security_protocol, "TLS handshake", True,
+                     "the client above connected over TLS")
+    else:
+        sc.not_tested(variant, "TLS endpoint", "F1.3", "this profile's endpoint is PLAINTEXT")
+    return pd.DataFrame([{k: v for k, v in sc.target.items() if k != "embedded_components"}]).T.rename(
+        columns={0: "target"})
+
+
+def api_versions(sc: Scenario) -> pd.DataFrame:
+    """The ApiVersions table: target range, client range, negotiated version."""
+    variant = "api-versions"
+    if not sc.require_target(variant):
+        return pd.DataFrame()
+    table = probes.api_versions_table(probes.api_versions(probes.endpoint(sc.profile)))
+    bogus = table[table["note"] != ""]
+    sc.add_check(variant, "ApiVersions lists only supported APIs", "F2", len(bogus), "== 0", bogus.empty,
+                 "advertised with versions -1..-1: " + ", ".join(bogus["api"]) if len(bogus) else "")
+    missing = [api for api in CLIENT_APIS if _negotiated(table, api) is None]
+    sc.add_check(variant, "a common version for every API the client needs", "F2", len(missing), "== 0",
+                 not missing, ", ".join(missing) or ", ".join(f"{a} v{_negotiated(table, a)}" for a in CLIENT_APIS))
+    capped = table[table["capped_by_profile"]]
+    if len(capped):
+        sc.measure("api_versions.capped", capped[["api", "broker_max", "negotiated"]])
+    sc.measure("api_versions.table", table)
+    return table
+
+
+def single_endpoint(sc: Scenario) -> pd.DataFrame:
+    """Metadata (at the negotiated version) must list only the endpoint: no broker address leaks."""
+    variant = "metadata"
+    if not sc.require_target(variant):
+        return pd.DataFrame()
+    address = probes.endpoint(sc.profile)
+    table = probes.api_versions_table(probes.api_versions(address))
+    version = _negotiated(table, "Metadata") or 1
+    topic = f"k6s-{sc.run_id}-s1-meta"
+    clients.create_topic(sc.profile, topic, 3)
+    outcome = probes.metadata(address, version=version, topics=[topic])
+    brokers = probes.metadata_brokers(outcome)
+    leaked = sorted(set(brokers["address"]) - set(sc.profile.bootstrap_servers))
+    sc.add_check(variant, "Metadata lists only the endpoint", "F1.2", ", ".join(brokers["address"]) or "nothing",
+                 f"⊆ {{{', '.join(sc.profile.bootstrap_servers)}}}", outcome.ok and not leaked and not brokers.empty,
+                 f"Metadata v{version}: {outcome.describe()}" + (f"; leaked: {', '.join(leaked)}" if leaked else ""))
+    if outcome.ok:
+        listed = set(brokers["node_id"])
+        leaders = [(t.name, p.partition_index, p.leader_id) for t in outcome.response.topics for p in t.partitions]
+        stray = [f"{t}/{p} leader {leader}" for t, p, leader in leaders if leader not in listed]
+        sc.add_check(variant, "every partition leader is a listed node", "F1.2", len(stray), "== 0", not stray,
+                     "; ".join(stray) or f"{len(leaders)} partitions led by node(s) {sorted(listed)}")
+    return brokers
+
+
+def coordinator(sc: Scenario) -> pd.DataFrame:
+    """OBS-02: FindCoordinator must name a node that Metadata lists, at the same address."""
+    variant = "coordinator"
+    if not sc.require_target(variant):
+        return pd.DataFrame()
+    address = probes.endpoint(sc.profile)
+    table = probes.api_versions_table(probes.api_versions(address))
+    found = probes.find_coordinator(address, f"k6s-{uuid.uuid4().hex[:8]}", _negotiated(table, "FindCoordinator") or 0)
+    brokers = probes.metadata_brokers(probes.metadata(address, version=_negotiated(table, "Metadata") or 1))
+    row = {"outcome": found.describe()}
+    if found.ok:
+        response = found.response
+        row.update(node_id=response.node_id, host=response.host, port=response.port, error_code=response.error_code)
+        listed = brokers[brokers["node_id"] == response.node_id]
+        same_address = len(listed) and listed["address"].iloc[0] == f"{response.host}:{response.port}"
+        nodes = ", ".join(f"{n}@{a}" for n, a in zip(brokers["node_id"], brokers["address"], strict=True))
+        sc.add_check(variant, "coordinator is a node Metadata lists (OBS-02)", "F2.4",
+                     f"node {response.node_id} at {response.host}:{response.port}",
+                     f"one of {brokers['node_id'].tolist()} at its listed address", bool(same_address),
+                     f"Metadata nodes: {nodes}")
+    else:
+        sc.add_check(variant, "coordinator is a node Metadata lists (OBS-02)", "F2.4", found.outcome,
+                     "a FindCoordinator response", False, found.describe())
+    return pd.DataFrame([row])
+
+
+def offset_fetch(sc: Scenario) -> pd.DataFrame:
+    """OBS-01: OffsetFetch at the negotiated version, at an old version, and for an uncommitted group."""
+    variant = "offset-fetch"
+    if not sc.require_target(variant):
+        return pd.DataFrame()
+    address = probes.endpoint(sc.profile)
+    table = probes.api_versions_table(probes.api_versions(address))
+    version = _negotiated(table, "OffsetFetch")
+    topic = f"k6s-{sc.run_id}-s1-offsets"
+    clients.create_topic(sc.profile, topic, 1)
+    group = f"k6s-{uuid.uuid4().hex[:8]}"
+    rows = []
+    current = probes.offset_fetch(address, group, topic, version) if version is not None else None
+    rows.append({"request": f"OffsetFetch v{version} (negotiated)",
+                 "outcome": current.describe() if current else "no common version"})
+    sc.add_check(variant, "OffsetFetch answers at the negotiated version", "F2.4",
+                 current.outcome if current else "none", "response", bool(current and current.ok),
+                 rows[-1]["outcome"])
+    if current and current.ok:
+        committed = [p.committed_offset for t in current.response.topics for p in t.partitions]
+        sc.add_check(variant, "an uncommitted group reads offset -1", "F2.4", committed, "[-1]",
+                     committed == [-1], "Kafka returns -1 when nothing is committed; 0 would make a consumer "
+                                        "skip auto.offset.reset and start at offset 0")
+    old = probes.offset_fetch(address, group, topic, 1)
+    rows.append({"request": "OffsetFetch v1 (the earlier suite's client)", "outcome": old.describe()})
+    prompt = old.outcome in ("response", "closed") and old.elapsed_ms < 5000
+    sc.add_check(variant, "an unsupported old version is refused promptly (OBS-01)", "F2", old.describe(),
+                 "an answer or a closed connection within 5 s, never a hang", prompt,
+                 "ApiVersions advertises OffsetFetch "
+                 f"{table.loc[table['api'] == 'OffsetFetch', ['broker_min', 'broker_max']].values.tolist()}")
+    return pd.DataFrame(rows)
+
+
+def spread(sc: Scenario, connections: int = 30) -> pd.DataFrame:
+    """F1.4: client connections through the endpoint spread over the brokers behind it."""
+    variant = "spread"
+    if sc.stack is None:
+        sc.not_tested(variant, "connections spread over brokers", "F1.4",
+                      "per-broker connection counts are read from this machine's socket table, which only "
+                      "sees the embedded stack; this target exposes no per-broker connection metric")
+        return pd.DataFrame()
+    if not sc.require_target(variant):
+        return pd.DataFrame()
+    ports = {b: sc.stack.layout.broker_port(b) for b in sc.stack.broker_ids}
+    table = probes.connection_spread(probes.endpoint(sc.profile), ports, connections)
+    fair = connections / len(ports)
+    worst = table["connections"].max() if len(table) else 0
+    ok = bool(len(table)) and table["connections"].min() >= 1 and worst <= 2 * fair
+    sc.add_check(variant, "connections spread over brokers", "F1.4", dict(zip(table["broker"], table["connections"],
+                                                                              strict=True)),
+                 f"every broker >= 1 and none > 2 × fair share ({2 * fair:.0f})", ok,
+                 f"{connections} connections through {probes.endpoint(sc.profile)}")
+    return table
+
+
+ROBUSTNESS_PROBES = (
+    ("Fetch v12 naming its topic (kafka-python 3 sends this)", "fetch"),
+    ("Produce v9 with two partitions in one request (a batching client)", "produce"),
+    ("OffsetFetch with null topics (admin tools: all offsets of a group)", "offset-fetch-all"),
+)
+
+
+def robustness(sc: Scenario, enabled: bool | None = None) -> pd.DataFrame:
+    """Requests real clients send; the target must answer and every process must survive.
+
+    Off by default for targets the suite does not run itself (a failing probe can crash them).
+    """
+    variant = "robustness"
+    enabled = sc.stack is not None if enabled is None else enabled
+    if not enabled:
+        for label, _ in ROBUSTNESS_PROBES:
+            sc.not_tested(variant, f"survives: {label}", "F2 / NFR4",
+                          "destructive probes are off for targets the suite does not run; set robustness_probes=True")
+        return pd.DataFrame()
+    if not sc.require_target(variant):
+        return pd.DataFrame()
+    address = probes.endpoint(sc.profile)
+    topic = f"k6s-{sc.run_id}-s1-robust"
+    clients.create_topic(sc.profile, topic, 2)
+    table = probes.api_versions_table(probes.api_versions(address))
+    rows = []
+    for label, kind in ROBUSTNESS_PROBES:
+        if kind == "fetch":
+            outcome = probes.fetch_by_name(address, topic, min(12, int(table.loc[table["api"] == "Fetch",
+                                                                                   "broker_max"].iloc[0])))
+        elif kind == "produce":
+            outcome = probes.produce_two_partitions(address, topic, min(9, int(table.loc[table["api"] == "Produce",
+                                                                                           "broker_max"].iloc[0])))
+        else:
+            outcome = probes.offset_fetch(address, f"k6s-{uuid.uuid4().hex[:8]}", None,
+                                          _negotiated(table, "OffsetFetch") or 2)
+        dead, healed = _casualties(sc)
+        evidence = outcome.describe()
+        if dead:
+            evidence += f"; died: {', '.join(dead)} (restarted: {', '.join(healed)})"
+        sc.add_check(variant, f"survives: {label}", "F2 / NFR4", outcome.outcome,
+                     "a response, and every process still running", outcome.ok and not dead, evidence)
+        rows.append({"probe": label, "outcome": outcome.describe(), "died": ", ".join(dead)})
+    return pd.DataFrame(rows)
+
+
+def _casualties(sc: Scenario) -> tuple[list[str], list[str]]:
+    """Which processes a probe killed (embedded stack: process table; else: does the endpoint answer?);
+    the embedded stack is healed so later steps and scenarios run on a whole cluster."""
+    time.sleep(1.0)  # a crashing process needs a moment to exit
+    if sc.stack is None:
+        alive = probes.api_versions(probes.endpoint(sc.profile)).ok
+        return ([] if alive else ["endpoint"]), []
+    status = sc.stack.status()
+    dead = status.loc[status["process"] == "dead", "component"].tolist()
+    healed = sc.stack.heal() if dead else []
+    return dead, healed
