@@ -381,3 +381,13 @@ def final_assignments(history: pd.DataFrame) -> dict[str, list[int]]:
     for row in events.itertuples():
         final[row.process] = list(row.partitions or []) if row.f == "assign" else []
     return final
+
+
+def last_commits(history: pd.DataFrame) -> dict[int, int]:
+    """Per partition, the offset of the last successful commit (by completion time)."""
+    commits = history[(history["f"] == "commit") & (history["type"] == "ok")].sort_values("complete_ns")
+    last: dict[int, int] = {}
+    for detail in commits["detail"]:
+        for partition, offset in json.loads(detail).get("offsets", {}).items():
+            last[int(partition)] = int(offset)
+    return last

@@ -140,7 +140,8 @@ class Workload:
         self.profile = profile
         self.run_id = run_id or new_run_id()
         topic = config.topic or re.sub(r"[^A-Za-z0-9._-]", "-", f"k6s-{self.run_id}-{config.label}")
-        self.config = replace(config, topic=topic)
+        group = config.group_id or (topic if config.consumer_mode == "group" else None)
+        self.config = replace(config, topic=topic, group_id=group)
         self.topic = topic
         self.nemesis = nemesis
         self.recorder = Recorder(self.run_id)
@@ -312,10 +313,8 @@ class Workload:
 
     def _consume(self, index: int) -> None:
         config, name = self.config, f"consumer-{index}"
-        group = config.group_id or f"k6s-{self.run_id}-{config.label}"
         try:
-            consumer = clients.consumer(self.profile, client_id=f"{self.run_id}-{name}",
-                                        group_id=group if config.consumer_mode == "group" else None,
+            consumer = clients.consumer(self.profile, client_id=f"{self.run_id}-{name}", group_id=config.group_id,
                                         session_timeout_ms=10000, heartbeat_interval_ms=1000)
         except Exception as exc:
             self._connect_failure(name, exc)

@@ -1,0 +1,76 @@
+"""Reports and observations from synthetic summaries: answers, JUnit mapping, markdown write-ups."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from k6suite_lib import report
+from k6suite_lib.observe import next_number, observe
+
+
+def _verdict(check, status, variant="v"):
+    return {"variant": variant, "check": check, "requirement": "F1", "measured": "1", "threshold": "== 0",
+            "status": status, "passed": {"PASS": True, "FAIL": False, "ALLOWED": True}.get(status),
+            "evidence": f"evidence of {check}"}
+
+
+def _summary():
+    return {
+        "run_id": "r1", "profile": "local", "tier": "smoke", "started": 1.8e9, "duration_s": 12.0, "passed": False,
+        "stack_error": "", "counts": {"PASS": 2, "FAIL": 1, "ALLOWED": 1, "NOT TESTED": 2},
+        "target": {"endpoint": "127.0.0.1:29092", "cluster_id": "c1", "reachable": True},
+        "scenarios": [
+            {"scenario": "S1", "title": "Connectivity", "duration_s": 3, "passed": True, "folder": "S1-connectivity",
+             "artifacts": ["plot.png"], "measurements": {},
+             "verdicts": [_verdict("a", "PASS"), _verdict("tls", "NOT TESTED")]},
+            {"scenario": "S3", "title": "Correctness", "duration_s": 9, "passed": False, "folder": "S3-correctness",
+             "artifacts": [], "measurements": {},
+             "verdicts": [_verdict("lost-write", "FAIL"), _verdict("duplicate", "ALLOWED"), _verdict("b", "PASS")]},
+            {"scenario": "S8", "title": "Permissions", "duration_s": 0, "passed": True, "folder": "S8",
+             "artifacts": [], "measurements": {}, "verdicts": [_verdict("acl", "NOT TESTED")]},
+        ],
+    }
+
+
+def test_answers_never_show_not_tested_as_yes():
+    summary = _summary()
+    assert report.answer(summary, ("S1",))[0] == "YES"
+    assert report.answer(summary, ("S3",))[0] == "NO"
+    assert report.answer(summary, ("S4",)) == ("NOT TESTED", "S4 not run")
+    assert report.answer(summary, ("S8",))[0] == "NOT TESTED"
+
+
+def test_junit_maps_statuses(tmp_path):
+    root = ET.fromstring(report.junit_xml(_summary()))
+    assert len(root.findall(".//testcase")) == 6
+    assert len(root.findall(".//failure")) == 1
+    assert len(root.findall(".//skipped")) == 2
+    failure = root.find(".//failure")
+    assert "lost-write" in failure.get("message") and failure.text == "evidence of lost-write"
+
+
+def test_html_report_lists_questions_and_failures_first(tmp_path):
+    page = report.html_report(_summary(), tmp_path)
+    assert page.index("Critical questions") < page.index("S3 — Correctness")
+    s3 = page[page.index('id="S3"'):]
+    assert s3.index("lost-write") < s3.index("duplicate") < s3.index(">b<")
+    assert 'src="S1-connectivity/plot.png"' in page
+
+
+def test_observe_writes_a_numbered_markdown_write_up(tmp_path):
+    run_dir = tmp_path / "runs" / "r1"
+    (run_dir / "S1-connectivity").mkdir(parents=True)
+    (run_dir / "S1-connectivity" / "plot.png").write_bytes(b"\x89PNG")
+    (run_dir / "summary.json").write_text(json.dumps(_summary()))
+    out = tmp_path / "observations"
+    first = observe(str(run_dir), scenario="S1", title="Endpoint works", note="It works.", out_root=out)
+    second = observe(str(run_dir), checks=["lost"], out_root=out)
+    assert first.name == "OBS-01-endpoint-works" and second.name.startswith("OBS-02-")
+    assert next_number(out) == 3
+    text = (first / "README.md").read_text()
+    assert "# OBS-01: Endpoint works" in text and "It works." in text and "![plot.png](plot.png)" in text
+    assert "bin/run-suite --profile local --scenarios S1 --tier smoke" in text
+    assert (first / "plot.png").is_file()
+    only_lost = (second / "README.md").read_text()
+    assert "lost-write" in only_lost and "| S1 |" not in only_lost
