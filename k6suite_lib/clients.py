@@ -118,3 +118,30 @@ def create_topic(profile: Profile, name: str, partitions: int) -> None:
         pass
     finally:
         client.close()
+
+
+_TOTALS = {"connections-created": "connection-creation-total", "connections-closed": "connection-close-total"}
+
+
+def count_connections(client) -> None:
+    """kafka-python reports connection churn only as a windowed rate; attach cumulative totals to the
+    same sensors (group 'k6suite') so reconnections can be counted from the client's own metrics."""
+    from kafka.metrics.stats import Total
+
+    registry = getattr(client, "_metrics", None)
+    if registry is None:
+        return
+    for sensor_name, metric in _TOTALS.items():
+        sensor = registry.get_sensor(sensor_name)
+        if sensor is not None:
+            sensor.add(registry.metric_name(metric, "k6suite", f"total {sensor_name} since instrumented"), Total())
+
+
+def client_view(client) -> dict[str, Any]:
+    """Connection totals (see count_connections) and the brokers this client's metadata lists."""
+    metrics = client.metrics() or {}
+    view: dict[str, Any] = {name: int(metrics.get("k6suite", {}).get(name, 0)) for name in _TOTALS.values()}
+    cluster = getattr(client, "_metadata", None) or getattr(getattr(client, "_client", None), "cluster", None)
+    if cluster is not None:
+        view["brokers"] = sorted(f"{b.node_id}@{b.host}:{b.port}" for b in cluster.brokers())
+    return view

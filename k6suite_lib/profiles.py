@@ -252,7 +252,7 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
     if embedded:
         stack_reader = top.child("stack", ("brokers", "port_base"))
         stack = StackSettings(brokers=stack_reader.int("brokers", 3, 1, 9),
-                              port_base=stack_reader.int("port_base", 29000, 1024, 64000))
+                              port_base=stack_reader.int("port_base", 29000, 1024, 32400))
         if kind != "kafscale":
             target.fail("embedded", "the embedded stack runs KafScale; target.kind must be kafscale")
         if driver != "local":
@@ -260,7 +260,7 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
     elif top.has("stack"):
         top.fail("stack", "only an embedded profile (target.embedded: true) has a stack section")
 
-    derived = _embedded_addresses(stack) if stack else {}
+    derived = embedded_addresses(stack) if stack else {}
     bootstrap = _checked_derived(top, "bootstrap_servers",
                                  top.str_list("bootstrap_servers", _HOST_PORT, "host:port"), derived)
     if not bootstrap:
@@ -340,7 +340,7 @@ def _parse_client(reader: _Reader) -> ClientSettings:
     )
 
 
-def _embedded_addresses(stack: StackSettings) -> dict[str, Any]:
+def embedded_addresses(stack: StackSettings) -> dict[str, Any]:
     from k6suite_lib.stack.layout import StackLayout
 
     layout = StackLayout(port_base=stack.port_base, brokers=stack.brokers)

@@ -83,10 +83,15 @@ started {{ started }}, {{ '%.0f' % s.duration_s }} s. Checks: {{ s.counts.PASS }
 <a href="{{ sc.folder }}/{{ sc.notebook }}">.ipynb</a>, {% endif %}
 <a href="{{ sc.folder }}/results.json">results.json</a>.
 {% if sc.healed_after %}<br>After this scenario the embedded stack had dead processes, restarted: {{ sc.healed_after|join(', ') }}.{% endif %}</p>
+{% if sc.aggregate %}<p>Repeated variants, folded: a probabilistic failure shows as k of N.</p>
+<table><tr><th>variant</th><th>check</th><th>req.</th><th>repeats</th><th>status</th><th>evidence (first failure)</th></tr>
+{% for v in sort(sc.aggregate) %}<tr><td>{{ v.variant }}</td><td>{{ v.check }}</td><td>{{ v.requirement }}</td><td>{{ v.measured }}</td>
+<td class="{{ v.status|replace(' ', '') }}">{{ v.status }}</td><td class="ev">{{ v.evidence }}</td></tr>{% endfor %}</table>
+<details><summary>every repeat</summary>{% endif %}
 <table><tr><th>variant</th><th>check</th><th>req.</th><th>measured</th><th>threshold</th><th>status</th><th>evidence</th></tr>
 {% for v in sort(sc.verdicts) %}<tr><td>{{ v.variant }}</td><td>{{ v.check }}</td><td>{{ v.requirement }}</td>
 <td>{{ v.measured }}</td><td>{{ v.threshold }}</td><td class="{{ v.status|replace(' ', '') }}">{{ v.status }}</td>
-<td class="ev">{{ v.evidence }}</td></tr>{% endfor %}</table>
+<td class="ev">{{ v.evidence }}</td></tr>{% endfor %}</table>{% if sc.aggregate %}</details>{% endif %}
 {% for a in sc.artifacts if a.endswith('.png') %}<img src="{{ sc.folder }}/{{ a }}" alt="{{ a }}">{% endfor %}
 {% if sc.measurements %}<details><summary>measurements</summary><pre>{{ dump(sc.measurements) }}</pre></details>{% endif %}
 {% endfor %}

@@ -46,6 +46,11 @@ SCENARIOS: dict[str, ScenarioSpec] = {spec.id: spec for spec in (
     ScenarioSpec("S1", "S1-connectivity.ipynb", "Connectivity through a single endpoint"),
     ScenarioSpec("S2", "S2-observability.ipynb", "Observability and connection storm"),
     ScenarioSpec("S3", "S3-correctness.ipynb", "Produce/consume correctness"),
+    ScenarioSpec("S4", "S4-broker-chaos.ipynb", "Broker chaos"),
+    ScenarioSpec("S5", "S5-storage-slowness.ipynb", "Object-store slowness and outage"),
+    ScenarioSpec("S5b", "S5b-metadata-store.ipynb", "Metadata-store slowness and outage"),
+    ScenarioSpec("S6", "S6-scale-out.ipynb", "Scale-out"),
+    ScenarioSpec("S7", "S7-rolling-restart.ipynb", "Rolling restart"),
 )}
 TIERS = ("smoke", "full")
 

@@ -127,7 +127,9 @@ class Scenario:
     def finish(self) -> pd.DataFrame:
         """Write results.json and return the verdict table (the notebook's last output)."""
         verdicts = self.verdicts()
+        aggregate = aggregate_repeats(verdicts)
         payload = {
+            "aggregate": None if aggregate is None else json.loads(aggregate.to_json(orient="records")),
             "scenario": self.scenario, "title": self.title, "run_id": self.run_id, "tier": self.tier,
             "profile": self.profile.name, "target": self.target, "started": self.started,
             "duration_s": round(time.time() - self.started, 2),
@@ -136,7 +138,31 @@ class Scenario:
             "measurements": self.measurements, "artifacts": sorted(set(self.artifacts)),
         }
         (self.out_dir / RESULTS_FILE).write_text(json.dumps(payload, indent=2, default=str))
-        return verdicts
+        return verdicts if aggregate is None else aggregate
+
+
+def aggregate_repeats(verdicts: pd.DataFrame) -> pd.DataFrame | None:
+    """Variants run N times are named 'kill#1'..'kill#N'; fold them into one row per check whose
+    measurement says how many repeats failed, so a probabilistic bug shows as k of N."""
+    base = verdicts["variant"].str.replace(r"#\d+$", "", regex=True)
+    if (base == verdicts["variant"]).all():
+        return None
+    rows = []
+    for (variant, check_name), group in verdicts.assign(base=base).groupby(["base", "check"], sort=False):
+        statuses = set(group["status"])
+        failed = int((group["status"] == "FAIL").sum())
+        if failed:
+            status = "FAIL"
+        elif statuses == {"NOT TESTED"}:
+            status = "NOT TESTED"
+        else:
+            status = "ALLOWED" if "ALLOWED" in statuses else "PASS"
+        first_bad = group[group["status"] == "FAIL"]["evidence"]
+        rows.append({"variant": variant, "check": check_name, "requirement": group["requirement"].iloc[0],
+                     "measured": f"{failed} of {len(group)} repeats failed", "threshold": "0 of N",
+                     "status": status, "passed": None if status == "NOT TESTED" else not failed,
+                     "evidence": first_bad.iloc[0] if len(first_bad) else group["evidence"].iloc[-1]})
+    return pd.DataFrame(rows)
 
 
 def _jsonable(value: Any) -> Any:

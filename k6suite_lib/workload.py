@@ -64,6 +64,7 @@ class WorkloadConfig:
     readback: bool = True
     readback_timeout_s: float = 30.0
     delivery_timeout_s: float = 30.0
+    client_metrics_s: float = 0.0  # > 0: record each client's connection totals and metadata view this often
     progress: bool = True
     label: str = "workload"
 
@@ -150,6 +151,7 @@ class Workload:
         self.stop_consumers = threading.Event()
         self.stop_nemesis = threading.Event()
         self.notes: list[str] = []
+        self._clients: dict[str, Any] = {}  # live producers and consumers, for client metrics
 
     # ----------------------------------------------------------------- driver
     def run(self) -> WorkloadResult:
@@ -166,6 +168,10 @@ class Workload:
                      for i in range(config.producers)]
         for thread in consumers + producers:
             thread.start()
+        sampler = None
+        if config.client_metrics_s > 0:
+            sampler = threading.Thread(target=self._sample_clients, name="client-metrics", daemon=True)
+            sampler.start()
         nemesis = None
         if self.nemesis is not None:
             nemesis = threading.Thread(target=self.nemesis, args=(self.recorder, self.stop_nemesis),
@@ -178,6 +184,8 @@ class Workload:
             if nemesis.is_alive():
                 self.notes.append("the nemesis did not finish within its join timeout")
         self._wait_consumers(consumers)
+        if sampler is not None:
+            sampler.join(JOIN_TIMEOUT_S)
         if config.readback and self.tracker.acked:
             self._readback()
         return WorkloadResult(run_id=self.run_id, topic=self.topic, config=config,
@@ -216,6 +224,23 @@ class Workload:
             if thread.is_alive():
                 self.notes.append(f"{thread.name} did not stop within {JOIN_TIMEOUT_S:.0f} s")
 
+    def _register(self, name: str, client) -> None:
+        if self.config.client_metrics_s > 0:
+            clients.count_connections(client)
+            self._clients[name] = client
+
+    def _sample_clients(self) -> None:
+        """Until consumers stop: one client-metrics row per live client every client_metrics_s."""
+        while not self.stop_consumers.wait(self.config.client_metrics_s):
+            for name, client in list(self._clients.items()):
+                t_ns, wall = now()
+                try:
+                    detail = json.dumps(clients.client_view(client))
+                except Exception as exc:  # a closing client; the next sample will not include it
+                    detail = json.dumps({"error": _error(exc)})
+                self.recorder.record(op_id=self.recorder.next_op(), process=name, f="client-metrics", type="ok",
+                                     invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, detail=detail)
+
     def _connect_failure(self, process: str, exc: BaseException) -> None:
         t_ns, wall = now()
         self.recorder.record(op_id=self.recorder.next_op(), process=process, f="connect", type="fail",
@@ -234,6 +259,7 @@ class Workload:
         except Exception as exc:
             self._connect_failure(name, exc)
             return
+        self._register(name, producer)
         pending: dict[int, dict[str, Any]] = {}  # sends whose outcome is not known yet
         # The client's I/O thread only appends (op, completion time, metadata, error) here; rows are
         # built by this thread. Heavier callbacks slowed the I/O thread and every send with it.
@@ -299,6 +325,7 @@ class Workload:
                     drain()
         with contextlib.suppress(Exception):
             producer.flush(timeout=config.delivery_timeout_s)
+        self._clients.pop(name, None)
         with contextlib.suppress(Exception):
             producer.close(timeout=5)
         drain()
@@ -319,6 +346,7 @@ class Workload:
         except Exception as exc:
             self._connect_failure(name, exc)
             return
+        self._register(name, consumer)
         state = {"session": 0}
         try:
             if config.consumer_mode == "group":
@@ -332,6 +360,7 @@ class Workload:
                             commit=config.consumer_mode == "group" and config.commit)
         finally:
             state["closing"] = 1  # the revocation that close() triggers is shutdown, not a rebalance
+            self._clients.pop(name, None)
             with contextlib.suppress(Exception):
                 consumer.close()
 

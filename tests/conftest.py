@@ -1,5 +1,8 @@
 """Shared fixtures: embedded stacks on port bases of their own, so tests never touch a user's stack.
 
+Port bases are 400 apart (a stack and its S6 scale-out stack fit in 400 ports) and below 29000,
+where the shipped profiles' stacks live.
+
 Stacks are real (etcd, MinIO, Toxiproxy, KafScale brokers and proxy as local processes). Each
 fixture stops every process it started, by PID, even when a test fails.
 """
@@ -16,8 +19,8 @@ from k6suite_lib.profiles import Profile, load_profile
 from k6suite_lib.stack.cluster import LocalStack
 from k6suite_lib.stack.process import is_alive
 
-SHARED_PORT_BASE = 31000  # 3 brokers, shared by read-only integration tests
-SINGLE_PORT_BASE = 31200  # 1 broker
+SHARED_PORT_BASE = 20000  # 3 brokers, shared by integration tests that leave it whole
+SINGLE_PORT_BASE = 20400  # 1 broker
 
 
 def write_profile(directory: Path, name: str, port_base: int, brokers: int) -> Path:

@@ -24,9 +24,9 @@ def test_embedded_addresses_are_derived_from_the_port_base():
     local = load_profile("local")
     assert local.embedded and local.stack.brokers == 3
     assert local.bootstrap_servers == ("127.0.0.1:29092",)
-    assert local.metrics_urls == tuple(f"http://127.0.0.1:{29120 + i}/metrics" for i in range(3))
+    assert local.metrics_urls == tuple(f"http://127.0.0.1:{29110 + i}/metrics" for i in range(3))
     assert local.object_store.endpoint == "http://127.0.0.1:29000"
-    assert local.etcd_endpoints == ("http://127.0.0.1:29790",)
+    assert local.etcd_endpoints == ("http://127.0.0.1:29010",)
     assert local.client.max_api_versions == {"Fetch": 11, "Produce": 8}
 
 

@@ -14,7 +14,7 @@ from k6suite_lib.runner import run_suite
 from tests.conftest import write_profile
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-RUNNER_PORT_BASE = 31800
+RUNNER_PORT_BASE = 22000
 
 
 def _verdicts(summary, scenario):
@@ -74,7 +74,7 @@ def test_s1_and_s3_smoke_run_and_archive(tmp_path, monkeypatch):
 def test_unreachable_target_fails_fast_with_reason(tmp_path):
     """A profile with a wrong port: FAIL verdicts that say why, in bounded time, and a complete archive."""
     broken = yaml.safe_load(Path("profiles/kafka-local.yaml").read_text())
-    broken.update(name="broken", bootstrap_servers=["127.0.0.1:39999"])
+    broken.update(name="broken", bootstrap_servers=["127.0.0.1:19999"])
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(broken))
     outcome = run_suite(str(path), ["S1", "S3"], "smoke", out_root=tmp_path / "archive", cell_timeout_s=300,
@@ -84,7 +84,7 @@ def test_unreachable_target_fails_fast_with_reason(tmp_path):
     for scenario in ("S1", "S3"):
         failed = [v for v in _verdicts(summary, scenario) if v["status"] == "FAIL"]
         assert failed, scenario
-        assert any("127.0.0.1:39999" in v["evidence"] and "refused" in v["evidence"] for v in failed), failed
+        assert any("127.0.0.1:19999" in v["evidence"] and "refused" in v["evidence"] for v in failed), failed
         assert (outcome.run_dir / f"{scenario}-{'connectivity' if scenario == 'S1' else 'correctness'}"
                 / "executed.html").is_file()
     for name in ("summary.json", "junit.xml", "manifest.json", "report.html"):

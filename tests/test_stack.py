@@ -18,7 +18,7 @@ from k6suite_lib.workload import WorkloadConfig, run_workload
 from tests.conftest import assert_all_dead, write_profile
 
 pytestmark = pytest.mark.stack
-LIFECYCLE_PORT_BASE = 31400
+LIFECYCLE_PORT_BASE = 20800
 
 
 def round_trip(profile, label: str) -> None:
@@ -72,7 +72,7 @@ def test_lifecycle_kill_restart_and_nothing_left_behind(tmp_path, outputs_dir):
 
 
 def test_broker_signals_pause_terminate_and_add(tmp_path, outputs_dir):
-    profile = load_profile(write_profile(tmp_path, "signals", LIFECYCLE_PORT_BASE + 200, 1))
+    profile = load_profile(write_profile(tmp_path, "signals", LIFECYCLE_PORT_BASE + 400, 1))
     stack = LocalStack.for_profile(profile, log=lambda _msg: None)
     stack.up()
     try:
@@ -109,7 +109,7 @@ def test_up_refuses_a_second_stack_on_the_same_ports(single_stack):
 def test_down_all_stops_every_recorded_stack(tmp_path, monkeypatch):
     own_outputs = tmp_path / "outputs"  # --all must not reach the session's shared stacks
     monkeypatch.setenv("K6SUITE_OUTPUTS", str(own_outputs))
-    profile_path = write_profile(tmp_path, "downall", LIFECYCLE_PORT_BASE + 400, 1)
+    profile_path = write_profile(tmp_path, "downall", LIFECYCLE_PORT_BASE + 800, 1)
     assert _cli("stack", "up", "--profile", str(profile_path), env_outputs=own_outputs).returncode == 0
     records = list(LocalStack.for_profile(load_profile(profile_path)).records.values())
     result = _cli("stack", "down", "--all", env_outputs=own_outputs)

@@ -56,7 +56,7 @@ def test_unreachable_target_fails_quickly_with_the_reason(tmp_path):
     from k6suite_lib.profiles import load_profile
     from tests.conftest import write_profile
 
-    profile = load_profile(write_profile(tmp_path, "nowhere", 39500, 1))  # no stack runs there
+    profile = load_profile(write_profile(tmp_path, "nowhere", 19000, 1))  # no stack runs there
     result = run_workload(profile, WorkloadConfig(records=10, progress=False, label="nowhere"))
     verdict = check(result.history)
     row = verdict.verdicts.set_index("check").loc["acknowledged sends"]

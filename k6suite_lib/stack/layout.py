@@ -1,5 +1,7 @@
 """Where every component of an embedded stack listens, derived from one port base.
 
+A stack occupies port_base .. port_base+129 (S6 adds a second stack at +200), so stacks 400 ports
+apart never collide; keep bases below 32768, where Linux starts handing out outgoing ports.
 All addresses are on 127.0.0.1. Brokers reach MinIO and etcd through Toxiproxy, so storage and
 metadata faults can be injected on the broker paths without touching the clients' path.
 """
@@ -59,16 +61,16 @@ class StackLayout:
     # metadata store
     @property
     def etcd_port(self) -> int:
-        return self.port_base + 790
+        return self.port_base + 10
 
     @property
     def etcd_peer_port(self) -> int:
-        return self.port_base + 800
+        return self.port_base + 11
 
     @property
     def metadata_proxy_port(self) -> int:
         """Toxiproxy listener in front of etcd: the brokers' etcd endpoint."""
-        return self.port_base + 791
+        return self.port_base + 12
 
     @property
     def etcd_url(self) -> str:
@@ -77,7 +79,7 @@ class StackLayout:
     # fault proxy
     @property
     def toxiproxy_port(self) -> int:
-        return self.port_base + 474
+        return self.port_base + 20
 
     @property
     def toxiproxy_url(self) -> str:
@@ -98,15 +100,15 @@ class StackLayout:
 
     def broker_port(self, broker_id: int) -> int:
         self._check_id(broker_id)
-        return self.port_base + 110 + broker_id
+        return self.port_base + 100 + broker_id
 
     def broker_metrics_port(self, broker_id: int) -> int:
         self._check_id(broker_id)
-        return self.port_base + 120 + broker_id
+        return self.port_base + 110 + broker_id
 
     def broker_control_port(self, broker_id: int) -> int:
         self._check_id(broker_id)
-        return self.port_base + 130 + broker_id
+        return self.port_base + 120 + broker_id
 
     def broker_metrics_url(self, broker_id: int) -> str:
         return f"http://{HOST}:{self.broker_metrics_port(broker_id)}/metrics"

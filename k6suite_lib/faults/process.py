@@ -1,0 +1,100 @@
+"""Broker faults through signals to the embedded stack's real processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from k6suite_lib.faults.base import Fault
+from k6suite_lib.probes import _established_on
+
+
+class BrokerKill(Fault):
+    """SIGKILL: the broker gets no chance to release anything; stop() restarts it with the same id."""
+
+    name, role = "broker-kill", "broker"
+
+    def __init__(self, stack, broker_id: int):
+        self.stack, self.broker_id = stack, broker_id
+
+    @property
+    def target(self) -> str:
+        return f"broker-{self.broker_id}"
+
+    def start(self) -> None:
+        self.stack.kill(self.broker_id)
+
+    def stop(self) -> None:
+        self.stack.restart(self.broker_id)
+
+
+class BrokerTerminate(BrokerKill):
+    """SIGTERM, then SIGKILL after the grace period; stop() restarts it."""
+
+    name = "broker-terminate"
+
+    def __init__(self, stack, broker_id: int, grace_s: float = 5.0):
+        super().__init__(stack, broker_id)
+        self.grace_s = grace_s
+        self.ended = ""
+
+    def parameters(self) -> dict[str, Any]:
+        return {"grace_s": self.grace_s, "ended": self.ended}
+
+    def start(self) -> None:
+        self.ended = self.stack.terminate(self.broker_id, self.grace_s)
+
+
+class BrokerPause(BrokerKill):
+    """SIGSTOP: the process stays, its sockets stay open, nothing answers; stop() sends SIGCONT."""
+
+    name = "broker-pause"
+
+    def start(self) -> None:
+        self.stack.pause(self.broker_id)
+
+    def stop(self) -> None:
+        self.stack.resume(self.broker_id)
+
+
+class BrokerRestart(BrokerTerminate):
+    """A clean bounce (for rolling restarts): SIGTERM with grace, then start again at once."""
+
+    name = "broker-restart"
+
+    def start(self) -> None:
+        super().start()
+        self.stack.restart(self.broker_id)
+
+    def stop(self) -> None:
+        """Nothing to heal: start() already brought the broker back."""
+
+
+def busiest_broker(stack) -> int:
+    """The broker holding the most established connections (the proxy's links to it carry the
+    clients' traffic), so a fault there hits the workload."""
+    counts = {b: _established_on(stack.layout.broker_port(b)) for b in stack.broker_ids}
+    return max(sorted(counts), key=lambda b: counts[b])
+
+
+class AddBrokers(Fault):
+    """Start `count` new brokers and add them to the cluster snapshot (scale-out; nothing to heal)."""
+
+    name, role = "add-brokers", "broker"
+
+    def __init__(self, stack, count: int):
+        self.stack, self.count = stack, count
+        self.added: list[int] = []
+
+    @property
+    def target(self) -> str:
+        return ", ".join(f"broker-{b}" for b in self.added) or f"{self.count} new broker(s)"
+
+    def parameters(self) -> dict[str, Any]:
+        return {"count": self.count, "added": self.added}
+
+    def start(self) -> None:
+        for _ in range(self.count):
+            self.added.append(self.stack.add_broker())
+
+    def stop(self) -> None:
+        """Scale-out is the change under test: nothing to undo."""
