@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="archive root (default: outputs/)")
     run.add_argument("--cell-timeout", type=int, default=1800,
                      help="seconds any one notebook cell may run before it is stopped (default: 1800)")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a notebook parameter in every scenario that has it; VALUE is YAML "
+                          "(e.g. --param repeats=3 --param 'kinds=[kill]')")
 
     observe = commands.add_parser("observe", help="turn a run into observations/OBS-NN-<slug>/ for review in git")
     observe.add_argument("run", help="run id (a folder under outputs/) or a path to a run folder")
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from k6suite_lib.runner import run_suite
 
-            return run_suite(args.profile, args.scenarios, args.tier, args.out, args.cell_timeout).exit_code
+            return run_suite(args.profile, args.scenarios, args.tier, args.out, args.cell_timeout,
+                             _parameters(args.param)).exit_code
         if args.command == "observe":
             from k6suite_lib.observe import observe
 
@@ -154,6 +158,18 @@ def _stack(args: argparse.Namespace) -> int:
         print(f"k6suite stack {args.stack_command}: {exc}", file=sys.stderr)
         return 1
     return 2
+
+
+def _parameters(pairs: list[str]) -> dict:
+    import yaml
+
+    parameters = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"--param takes NAME=VALUE, got {pair!r}")
+        parameters[name] = yaml.safe_load(value)
+    return parameters
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -64,9 +64,12 @@ class RunOutcome:
 
 
 def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str = "smoke",
-              out_root: Path | None = None, cell_timeout_s: int = 1800,
+              out_root: Path | None = None, cell_timeout_s: int = 1800, parameters: dict[str, Any] | None = None,
               log: Callable[[str], None] = print) -> RunOutcome:
-    """Run the chosen scenarios against a profile's target and archive everything."""
+    """Run the chosen scenarios against a profile's target and archive everything.
+
+    parameters override notebook parameters (e.g. {"repeats": 3}) in every scenario that has them.
+    """
     import papermill
 
     from k6suite_lib.stack.cluster import running
@@ -87,7 +90,8 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
         with running(profile, log=lambda msg: log(f"  [stack] {msg}")) as stack:
             for index, spec in enumerate(chosen, 1):
                 log(f"[{index}/{len(chosen)}] {spec.id} {spec.title} ...")
-                result = _run_notebook(papermill, spec, profile, run_dir, run_id, tier, cell_timeout_s)
+                result = _run_notebook(papermill, spec, profile, run_dir, run_id, tier, cell_timeout_s,
+                                       parameters or {})
                 if stack is not None:
                     healed = stack.heal()
                     if healed:
@@ -126,7 +130,7 @@ def _choose(scenarios: list[str] | None) -> list[ScenarioSpec]:
 
 
 def _run_notebook(papermill, spec: ScenarioSpec, profile: Profile, run_dir: Path, run_id: str, tier: str,
-                  cell_timeout_s: int) -> dict[str, Any]:
+                  cell_timeout_s: int, overrides: dict[str, Any]) -> dict[str, Any]:
     out_dir = run_dir / spec.folder
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / "executed.ipynb"
@@ -136,7 +140,8 @@ def _run_notebook(papermill, spec: ScenarioSpec, profile: Profile, run_dir: Path
         papermill.execute_notebook(
             str(NOTEBOOKS / spec.notebook), str(executed), cwd=str(REPO_ROOT), progress_bar=False,
             execution_timeout=cell_timeout_s, kernel_name="python3",
-            parameters={"profile": profile.source, "tier": tier, "out_dir": str(out_dir), "run_id": run_id})
+            parameters={**_known(NOTEBOOKS / spec.notebook, overrides), "profile": profile.source, "tier": tier,
+                        "out_dir": str(out_dir), "run_id": run_id})
     except Exception as exc:  # PapermillExecutionError, cell timeouts, kernel deaths: all are findings
         error = f"{type(exc).__name__}: {getattr(exc, 'ename', '')} {getattr(exc, 'evalue', exc)}".strip()[:1000]
     _render_html(executed)
@@ -154,6 +159,14 @@ def _run_notebook(papermill, spec: ScenarioSpec, profile: Profile, run_dir: Path
         result["notebook_error"] = error
     result.update(notebook="executed.ipynb", notebook_html="executed.html", folder=spec.folder, title=spec.title)
     return result
+
+
+def _known(notebook: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The overrides this notebook's parameters cell declares (others would only draw warnings)."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    return {name: value for name, value in overrides.items() if name in declared}
 
 
 def _failed_result(spec: ScenarioSpec, run_id: str, tier: str, profile: Profile, check: str,

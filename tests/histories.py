@@ -214,7 +214,7 @@ def plant_nonmonotonic_send(rows, k, rng):
     for lane in lanes.values():
         lane.sort(key=lambda s: s["seq"])
         pairs.extend((lane[i], lane[i + 1]) for i in range(0, len(lane) - 1, 2))
-    chosen_pairs = rng.sample(pairs, k)
+    chosen_pairs = rng.sample(pairs, min(k, len(pairs)))  # small histories may offer fewer pairs than k
     swap = {}
     for a, b in chosen_pairs:
         swap[_ident(a)], swap[_ident(b)] = b["seq"], a["seq"]
@@ -223,7 +223,8 @@ def plant_nonmonotonic_send(rows, k, rng):
         if row["f"] in ("send", "poll") and _ident(row) in swap:
             row = {**row, "seq": swap[_ident(row)]}
         out.append(row)
-    return out, {(a["producer"], a["partition"]) for a, _ in chosen_pairs}
+    # the flagged send is the later one, which now sits at the earlier one's offset
+    return out, {(a["producer"], a["partition"], a["offset"]) for a, _ in chosen_pairs}
 
 
 def plant_corrupted(rows, k, rng):

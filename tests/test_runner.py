@@ -90,3 +90,25 @@ def test_unreachable_target_fails_fast_with_reason(tmp_path):
     for name in ("summary.json", "junit.xml", "manifest.json", "report.html"):
         assert (outcome.run_dir / name).is_file()
     assert summary["target"]["reachable"] is False
+
+
+def test_short_broker_kill_run_records_fault_windows(tmp_path):
+    """S4 through the runner, one SIGKILL on a one-broker stack: faults land in the history, and every
+    S4 check is decided (what KafScale does under the kill is the finding, not the test)."""
+    profile = write_profile(tmp_path, "chaos", RUNNER_PORT_BASE + 400, 1)
+    outcome = run_suite(str(profile), ["S4"], "smoke", out_root=tmp_path / "archive", cell_timeout_s=600,
+                        parameters={"kinds": ["kill"], "rate": 50.0, "not_a_parameter": 1}, log=lambda _msg: None)
+    folder = outcome.run_dir / "S4-broker-chaos"
+    checks = {v["check"]: v for v in _verdicts(outcome.summary, "S4")}
+    for name in ("lost-write", "unseen", "inconsistent-offsets", "readback-missing", "every fault took effect",
+                 "client errors beyond retry", "recovery: longest gap between acks per partition",
+                 "consumer-group rebalances"):
+        assert checks[name]["status"] in ("PASS", "FAIL"), (name, checks[name])
+    assert checks["every fault took effect"]["status"] == "PASS"
+    from k6suite_lib import history
+
+    frame, meta = history.load(folder / "history-kill.parquet")
+    windows = history.fault_windows(frame)
+    assert list(windows["fault"]) == ["broker-kill"] and windows["applied"].all()
+    assert meta["checker"]["allowed"] == ["duplicate"]  # a non-idempotent producer under faults may retry
+    assert (folder / "s4-kill-timeline.png").is_file()
