@@ -9,8 +9,8 @@ from k6suite_lib import report
 from k6suite_lib.observe import next_number, observe
 
 
-def _verdict(check, status, variant="v"):
-    return {"variant": variant, "check": check, "requirement": "F1", "measured": "1", "threshold": "== 0",
+def _verdict(check, status, variant="v", requirement="F1"):
+    return {"variant": variant, "check": check, "requirement": requirement, "measured": "1", "threshold": "== 0",
             "status": status, "passed": {"PASS": True, "FAIL": False, "ALLOWED": True}.get(status),
             "evidence": f"evidence of {check}"}
 
@@ -39,6 +39,15 @@ def test_answers_never_show_not_tested_as_yes():
     assert report.answer(summary, ("S3",))[0] == "NO"
     assert report.answer(summary, ("S4",)) == ("NOT TESTED", "S4 not run")
     assert report.answer(summary, ("S8",))[0] == "NOT TESTED"
+
+
+def test_questions_count_only_their_own_checks():
+    summary = _summary()
+    summary["scenarios"][0]["verdicts"].append(_verdict("survives: a probe", "FAIL", requirement="F2 / NFR4"))
+    endpoint = next(q for q in report.QUESTIONS if q[0].startswith("Can clients connect"))
+    protocol = next(q for q in report.QUESTIONS if q[0].startswith("Does the endpoint speak"))
+    assert report.answer(summary, endpoint[1], endpoint[2])[0] == "YES"
+    assert report.answer(summary, protocol[1], protocol[2])[0] == "NO"
 
 
 def test_junit_maps_statuses(tmp_path):
