@@ -109,6 +109,9 @@ class Recorder:
             row.setdefault("run_id", self.run_id)
         self._rows.extend(rows)
 
+    def __len__(self) -> int:
+        return len(self._rows)
+
     def rows(self) -> list[dict[str, Any]]:
         return list(self._rows)
 

@@ -179,11 +179,13 @@ def _failed_result(spec: ScenarioSpec, run_id: str, tier: str, profile: Profile,
 
 
 def _render_html(notebook: Path) -> None:
+    """Redact the executed notebook in place (a traceback could quote anything), then render it."""
     if not notebook.is_file():
         return
     import nbformat
     from nbconvert import HTMLExporter
 
+    notebook.write_text(redact(notebook.read_text()))
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
     notebook.with_suffix(".html").write_text(redact(body))
 

@@ -63,3 +63,11 @@ def test_unreachable_target_fails_quickly_with_the_reason(tmp_path):
     assert row["status"] == "FAIL"
     assert "NoBrokersAvailable" in row["evidence"] or "KafkaTimeoutError" in row["evidence"], row["evidence"]
     assert result.duration_s < 120
+
+
+def test_history_cap_stops_live_consumers_and_says_so(single_stack):
+    _, profile = single_stack
+    result = run_workload(profile, WorkloadConfig(records=300, consumers=2, max_history_rows=100, progress=False,
+                                                  label="capped"))
+    assert any("stopped early" in note for note in result.notes)
+    assert check(result.history).stats["read_by_readback"] == 300  # the read-back still judges everything

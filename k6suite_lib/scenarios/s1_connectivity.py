@@ -21,6 +21,14 @@ CLIENT_APIS = ("Produce", "Fetch", "ListOffsets", "Metadata", "OffsetCommit", "O
                "JoinGroup", "Heartbeat", "LeaveGroup", "SyncGroup", "ApiVersions", "CreateTopics")
 
 
+def _begin(sc: Scenario, variant: str) -> tuple[str, pd.DataFrame] | None:
+    """The endpoint and its API version table, or None (with a FAIL verdict) when it is unreachable."""
+    if not sc.require_target(variant):
+        return None
+    address = probes.endpoint(sc.profile)
+    return address, probes.api_versions_table(probes.api_versions(address))
+
+
 def _negotiated(table: pd.DataFrame, api: str) -> int | None:
     row = table[table["api"] == api]
     if row.empty or pd.isna(row["negotiated"].iloc[0]):
@@ -55,9 +63,9 @@ def connect(sc: Scenario) -> pd.DataFrame:
 def api_versions(sc: Scenario) -> pd.DataFrame:
     """The ApiVersions table: target range, client range, negotiated version."""
     variant = "api-versions"
-    if not sc.require_target(variant):
+    if (begun := _begin(sc, variant)) is None:
         return pd.DataFrame()
-    table = probes.api_versions_table(probes.api_versions(probes.endpoint(sc.profile)))
+    _, table = begun
     bogus = table[table["note"] != ""]
     sc.add_check(variant, "ApiVersions lists only supported APIs", "F2", len(bogus), "== 0", bogus.empty,
                  "advertised with versions -1..-1: " + ", ".join(bogus["api"]) if len(bogus) else "")
@@ -74,10 +82,9 @@ def api_versions(sc: Scenario) -> pd.DataFrame:
 def single_endpoint(sc: Scenario) -> pd.DataFrame:
     """Metadata (at the negotiated version) must list only the endpoint: no broker address leaks."""
     variant = "metadata"
-    if not sc.require_target(variant):
+    if (begun := _begin(sc, variant)) is None:
         return pd.DataFrame()
-    address = probes.endpoint(sc.profile)
-    table = probes.api_versions_table(probes.api_versions(address))
+    address, table = begun
     version = _negotiated(table, "Metadata") or 1
     topic = f"k6s-{sc.run_id}-s1-meta"
     clients.create_topic(sc.profile, topic, 3)
@@ -99,10 +106,9 @@ def single_endpoint(sc: Scenario) -> pd.DataFrame:
 def coordinator(sc: Scenario) -> pd.DataFrame:
     """OBS-02: FindCoordinator must name a node that Metadata lists, at the same address."""
     variant = "coordinator"
-    if not sc.require_target(variant):
+    if (begun := _begin(sc, variant)) is None:
         return pd.DataFrame()
-    address = probes.endpoint(sc.profile)
-    table = probes.api_versions_table(probes.api_versions(address))
+    address, table = begun
     found = probes.find_coordinator(address, f"k6s-{uuid.uuid4().hex[:8]}", _negotiated(table, "FindCoordinator") or 0)
     brokers = probes.metadata_brokers(probes.metadata(address, version=_negotiated(table, "Metadata") or 1))
     row = {"outcome": found.describe()}
@@ -125,10 +131,9 @@ def coordinator(sc: Scenario) -> pd.DataFrame:
 def offset_fetch(sc: Scenario) -> pd.DataFrame:
     """OBS-01: OffsetFetch at the negotiated version, at an old version, and for an uncommitted group."""
     variant = "offset-fetch"
-    if not sc.require_target(variant):
+    if (begun := _begin(sc, variant)) is None:
         return pd.DataFrame()
-    address = probes.endpoint(sc.profile)
-    table = probes.api_versions_table(probes.api_versions(address))
+    address, table = begun
     version = _negotiated(table, "OffsetFetch")
     topic = f"k6s-{sc.run_id}-s1-offsets"
     clients.create_topic(sc.profile, topic, 1)
@@ -196,12 +201,11 @@ def robustness(sc: Scenario, enabled: bool | None = None) -> pd.DataFrame:
             sc.not_tested(variant, f"survives: {label}", "F2 / NFR4",
                           "destructive probes are off for targets the suite does not run; set robustness_probes=True")
         return pd.DataFrame()
-    if not sc.require_target(variant):
+    if (begun := _begin(sc, variant)) is None:
         return pd.DataFrame()
-    address = probes.endpoint(sc.profile)
+    address, table = begun
     topic = f"k6s-{sc.run_id}-s1-robust"
     clients.create_topic(sc.profile, topic, 2)
-    table = probes.api_versions_table(probes.api_versions(address))
     rows = []
     for label, kind in ROBUSTNESS_PROBES:
         if kind == "fetch":
