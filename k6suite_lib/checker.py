@@ -375,8 +375,13 @@ def own_reads_missing(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_assignments(history: pd.DataFrame) -> dict[str, list[int]]:
-    """Each group consumer's last assignment (after its last revoke/assign event)."""
-    events = group_events(history[history["process"] != READBACK]).sort_values("complete_ns")
+    """Each group consumer's assignment when the workload told consumers to stop (revocations after
+    that moment are members leaving, not rebalances)."""
+    stops = history[(history["f"] == "phase") & history["detail"].str.contains("consumers-stop", regex=False)]
+    ends = stops["complete_ns"] if len(stops) else history["complete_ns"].nlargest(1)  # no marker: the end
+    cutoff = int(ends.min()) if len(ends) else 0
+    events = group_events(history[(history["process"] != READBACK) & (history["complete_ns"] <= cutoff)])
+    events = events.sort_values("complete_ns")
     final: dict[str, list[int]] = {}
     for row in events.itertuples():
         final[row.process] = list(row.partitions or []) if row.f == "assign" else []

@@ -140,9 +140,11 @@ def api_versions_table(outcome: ProbeOutcome) -> pd.DataFrame:
             "negotiated": negotiated, "capped_by_profile": key in caps,
             "note": "advertised with version -1 (unsupported)" if low < 0 or high < 0 else "",
         })
-    return pd.DataFrame(rows).sort_values("api_key").reset_index(drop=True) if rows else pd.DataFrame(
-        columns=["api_key", "api", "broker_min", "broker_max", "client_min", "client_max", "negotiated",
-                 "capped_by_profile", "note"])
+    columns = ["api_key", "api", "broker_min", "broker_max", "client_min", "client_max", "negotiated",
+               "capped_by_profile", "note"]
+    table = pd.DataFrame(rows, columns=columns)
+    versions = {c: "Int64" for c in ("broker_min", "broker_max", "client_min", "client_max", "negotiated")}
+    return table.astype(versions).sort_values("api_key").reset_index(drop=True)
 
 
 def metadata(address: str, version: int = 12, topics: list[str] | None = None) -> ProbeOutcome:

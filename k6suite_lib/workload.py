@@ -221,6 +221,7 @@ class Workload:
         deadline = time.monotonic() + self.config.consume_grace_s
         while consumers and time.monotonic() < deadline and self.tracker.unseen() > 0:
             time.sleep(0.2)
+        self._phase("consumers-stop")
         self.stop_consumers.set()
         for thread in consumers:
             thread.join(JOIN_TIMEOUT_S)
@@ -243,6 +244,12 @@ class Workload:
                     detail = json.dumps({"error": _error(exc)})
                 self.recorder.record(op_id=self.recorder.next_op(), process=name, f="client-metrics", type="ok",
                                      invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, detail=detail)
+
+    def _phase(self, phase: str) -> None:
+        """A marker row: what happens after it (e.g. revocations as members leave) is shutdown."""
+        t_ns, wall = now()
+        self.recorder.record(op_id=self.recorder.next_op(), process="workload", f="phase", type="ok",
+                             invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, detail=json.dumps({"phase": phase}))
 
     def _connect_failure(self, process: str, exc: BaseException) -> None:
         t_ns, wall = now()

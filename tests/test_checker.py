@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -193,3 +194,18 @@ def test_empty_history_checks_without_error():
     result = check(pd.DataFrame(columns=list(h.to_frame([]).columns)))
     assert not result.passed
     assert result.counts == dict.fromkeys(ANOMALIES, 0)
+
+
+def test_final_assignments_stop_at_the_consumers_stop_marker():
+    def event(process, f, partitions, t):
+        return {"run_id": "r", "op_id": t, "process": process, "f": f, "type": "ok", "invoke_ns": t,
+                "complete_ns": t, "wall_ns": t, "detail": json.dumps({"partitions": partitions})}
+
+    rows = [event("consumer-0", "assign", [0, 1], 1), event("consumer-1", "assign", [], 2),
+            event("consumer-0", "revoke", [0, 1], 3), event("consumer-0", "assign", [0], 4),
+            event("consumer-1", "assign", [1], 5),
+            {**event("workload", "phase", [], 6), "detail": json.dumps({"phase": "consumers-stop"})},
+            event("consumer-1", "revoke", [1], 7), event("consumer-0", "revoke", [0], 8)]
+    assert checker.final_assignments(h.frame(rows)) == {"consumer-0": [0], "consumer-1": [1]}
+    without_marker = [r for r in rows if r["f"] != "phase"]
+    assert checker.final_assignments(h.frame(without_marker)) == {"consumer-0": [], "consumer-1": []}
