@@ -24,8 +24,8 @@ FORMAT_VERSION = 1
 COLUMNS: dict[str, tuple[str, str]] = {
     "run_id": ("string", "id of the run that recorded the row"),
     "op_id": ("int64", "operation id; the records of one poll share it"),
-    "process": ("string", "the client: producer-N, consumer-N, readback, nemesis"),
-    "f": ("string", "send | poll | assign | revoke | commit | connect | fault | client-metrics | phase"),
+    "process": ("string", "the client: producer-N, consumer-N, readback, nemesis, client-log, workload"),
+    "f": ("string", "send | poll | assign | revoke | commit | connect | fault | client-metrics | client-log | phase"),
     "type": ("string", "ok | fail | info (indeterminate)"),
     "invoke_ns": ("int64", "time.monotonic_ns() when the operation started"),
     "complete_ns": ("int64", "time.monotonic_ns() when its outcome was known"),

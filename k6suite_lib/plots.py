@@ -35,10 +35,26 @@ def latency_over_time(history: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame
     return pd.DataFrame({"p50": latency.median(), "p99": latency.quantile(0.99), "max": latency.max()}).reset_index()
 
 
+def unread_over_time(history: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
+    """Acknowledged records live consumers had not yet read, at the end of each time bin."""
+    start = history["invoke_ns"].min() if len(history) else 0
+    acked = history[(history["f"] == "send") & (history["type"] == "ok")]
+    reads = history[(history["f"] == "poll") & (history["type"] == "ok") & (history["process"] != "readback")]
+    first_read = reads.groupby(["producer", "seq"])["complete_ns"].min()
+    acked_bins = ((acked["complete_ns"] - start) / 1e9 // bin_s).value_counts().sort_index()
+    read_bins = ((first_read - start) / 1e9 // bin_s).value_counts().sort_index()
+    bins = acked_bins.index.union(read_bins.index)
+    if bins.empty:
+        return pd.DataFrame(columns=["t_s", "unread"])
+    full = np.arange(0, bins.max() + 1)
+    unread = acked_bins.reindex(full, fill_value=0).cumsum() - read_bins.reindex(full, fill_value=0).cumsum()
+    return pd.DataFrame({"t_s": full * bin_s, "unread": unread.clip(lower=0).to_numpy()})
+
+
 def timeline(history: pd.DataFrame, title: str = "", bin_s: float = 1.0) -> Figure:
-    """Throughput, publish latency and errors over time, fault windows shaded."""
-    figure = Figure(figsize=(11, 7.5))
-    axes = figure.subplots(3, 1, sharex=True)
+    """Throughput, publish latency, errors and acknowledged-but-unread records over time, faults shaded."""
+    figure = Figure(figsize=(11, 9.5))
+    axes = figure.subplots(4, 1, sharex=True)
     start = history["invoke_ns"].min() if len(history) else 0
     rates = throughput(history, bin_s)
     axes[0].plot(rates["t_s"], rates["acked"], label="acked sends/s")
@@ -54,7 +70,10 @@ def timeline(history: pd.DataFrame, title: str = "", bin_s: float = 1.0) -> Figu
     axes[2].bar(rates["t_s"], rates["indeterminate"], width=bin_s, bottom=rates["failed"],
                 label="indeterminate sends/s", color="#ef8a62")
     axes[2].set_ylabel("errors / s")
-    axes[2].set_xlabel("seconds since the first operation")
+    unread = unread_over_time(history, bin_s)
+    axes[3].plot(unread["t_s"], unread["unread"], color="#542788", label="acked, not yet read by consumers")
+    axes[3].set_ylabel("records")
+    axes[3].set_xlabel("seconds since the first operation")
     for i, ax in enumerate(axes):
         _shade(ax, history, start, label=i == 0)
         ax.grid(alpha=0.3)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import secrets
 import threading
@@ -136,6 +137,22 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+class _ClientLog(logging.Handler):
+    """kafka-python's own warnings (retries, offset resets, disconnects) as history rows: errors the
+    client handled itself never reach a send's outcome, so this is where "retried" errors show."""
+
+    def __init__(self, recorder: Recorder):
+        super().__init__(logging.WARNING)
+        self.recorder = recorder
+
+    def emit(self, record: logging.LogRecord) -> None:
+        t_ns, wall = now()
+        self.recorder.record(op_id=self.recorder.next_op(), process="client-log", f="client-log", type="info",
+                             invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall,
+                             error=f"{record.levelname} {record.name}: {record.getMessage()}"[:500],
+                             detail=json.dumps({"logger": record.name, "level": record.levelname}))
+
+
 class Workload:
     """One run of producers and consumers against a profile's target."""
 
@@ -158,6 +175,14 @@ class Workload:
 
     # ----------------------------------------------------------------- driver
     def run(self) -> WorkloadResult:
+        client_log = _ClientLog(self.recorder)
+        logging.getLogger("kafka").addHandler(client_log)
+        try:
+            return self._run()
+        finally:
+            logging.getLogger("kafka").removeHandler(client_log)
+
+    def _run(self) -> WorkloadResult:
         config = self.config
         started_wall, started = time.time(), time.monotonic()
         if config.create_topic:

@@ -9,19 +9,27 @@ from k6suite_lib.probes import _established_on
 
 
 class BrokerKill(Fault):
-    """SIGKILL: the broker gets no chance to release anything; stop() restarts it with the same id."""
+    """SIGKILL: the broker gets no chance to release anything; stop() restarts it with the same id.
+
+    broker_id None: the broker taking the most produce traffic when the fault starts.
+    """
 
     name, role = "broker-kill", "broker"
 
-    def __init__(self, stack, broker_id: int):
+    def __init__(self, stack, broker_id: int | None = None):
         self.stack, self.broker_id = stack, broker_id
 
     @property
     def target(self) -> str:
-        return f"broker-{self.broker_id}"
+        return f"broker-{self.broker_id}" if self.broker_id is not None else "the busiest broker"
+
+    def _choose(self) -> int:
+        if self.broker_id is None:
+            self.broker_id = busiest_broker(self.stack)
+        return self.broker_id
 
     def start(self) -> None:
-        self.stack.kill(self.broker_id)
+        self.stack.kill(self._choose())
 
     def stop(self) -> None:
         self.stack.restart(self.broker_id)
@@ -32,7 +40,7 @@ class BrokerTerminate(BrokerKill):
 
     name = "broker-terminate"
 
-    def __init__(self, stack, broker_id: int, grace_s: float = 5.0):
+    def __init__(self, stack, broker_id: int | None = None, grace_s: float = 5.0):
         super().__init__(stack, broker_id)
         self.grace_s = grace_s
         self.ended = ""
@@ -41,7 +49,7 @@ class BrokerTerminate(BrokerKill):
         return {"grace_s": self.grace_s, "ended": self.ended}
 
     def start(self) -> None:
-        self.ended = self.stack.terminate(self.broker_id, self.grace_s)
+        self.ended = self.stack.terminate(self._choose(), self.grace_s)
 
 
 class BrokerPause(BrokerKill):
@@ -50,7 +58,7 @@ class BrokerPause(BrokerKill):
     name = "broker-pause"
 
     def start(self) -> None:
-        self.stack.pause(self.broker_id)
+        self.stack.pause(self._choose())
 
     def stop(self) -> None:
         self.stack.resume(self.broker_id)
@@ -70,10 +78,16 @@ class BrokerRestart(BrokerTerminate):
 
 
 def busiest_broker(stack) -> int:
-    """The broker holding the most established connections (the proxy's links to it carry the
-    clients' traffic), so a fault there hits the workload."""
-    counts = {b: _established_on(stack.layout.broker_port(b)) for b in stack.broker_ids}
-    return max(sorted(counts), key=lambda b: counts[b])
+    """The broker with the highest produce rate (its own kafscale_produce_rps), then the most
+    established connections: a fault there hits the workload's writes."""
+    from k6suite_lib import metrics
+
+    ids = stack.broker_ids
+    samples = metrics.scrape([stack.layout.broker_metrics_url(b) for b in ids], timeout_s=2.0)
+    rates = metrics.series(samples, "kafscale_produce_rps").set_index("url")["value"]
+    load = {b: (float(rates.get(stack.layout.broker_metrics_url(b), 0.0)),
+                _established_on(stack.layout.broker_port(b))) for b in ids}
+    return max(ids, key=lambda b: load[b])
 
 
 class AddBrokers(Fault):

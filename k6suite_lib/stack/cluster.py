@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,6 +74,14 @@ def _base_env() -> dict[str, str]:
     """Child processes get a minimal environment, never the caller's credentials or AWS_* settings."""
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
     return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+def _port_answers(port: int) -> str | None:
+    try:
+        socket.create_connection((HOST, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        return f"{HOST}:{port} does not accept connections ({exc})"
+    return None
 
 
 def _http_ok(url: str, expect: str | None = None) -> str | None:
@@ -205,7 +214,8 @@ class LocalStack:
             return lambda: None if self.toxiproxy.version() else "no version"
         if record.role == "broker":
             return lambda: self._broker_ready(record)
-        return lambda: _http_ok(f"http://{HOST}:{layout.proxy_health_port}/readyz", "ready")
+        return lambda: (_port_answers(layout.proxy_port)
+                        or _http_ok(f"http://{HOST}:{layout.proxy_health_port}/readyz", "ready"))
 
     # ------------------------------------------------------------------ components
     def _start(self, name: str, role: str, argv: list[str], env: dict[str, str], ports: list[int]) -> ProcessRecord:
@@ -294,7 +304,8 @@ class LocalStack:
                        f"broker listening on {HOST}:{self.layout.broker_port(broker_id)}"):
             if needle not in log:
                 return f"log has no '{needle}' yet"
-        return _http_ok(f"http://{HOST}:{self.layout.broker_metrics_port(broker_id)}/readyz", "ready")
+        return (_port_answers(self.layout.broker_port(broker_id))
+                or _http_ok(f"http://{HOST}:{self.layout.broker_metrics_port(broker_id)}/readyz", "ready"))
 
     def _wait_broker(self, broker_id: int) -> None:
         record = self.record(f"broker-{broker_id}")
