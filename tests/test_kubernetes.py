@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from kubernetes import client
 
-from k6suite_lib.faults.kubernetes import KubernetesDriver, PodKill, ScaleTo
+from k6suite_lib.faults.kubernetes import KubernetesDriver, PodKill, RolloutRestart, ScaleTo
 from k6suite_lib.profiles import load_profile
 
 RESPONSES = Path(__file__).parent / "k8s-responses"
@@ -111,6 +111,14 @@ def test_rollout_restart_sets_the_restarted_at_annotation(api):
     patch = server.requests[-1]
     annotations = patch["body"]["spec"]["template"]["metadata"]["annotations"]
     assert patch["path"] == APPS and "kubectl.kubernetes.io/restartedAt" in annotations
+
+
+def test_rollout_restart_fault_waits_for_the_statefulset(api):
+    driver, server = api
+    fault = RolloutRestart(driver, ready_timeout_s=5)
+    fault.start()
+    assert [(r["method"], r["path"]) for r in server.requests] == [("PATCH", APPS), ("GET", APPS)]
+    assert fault.target == "statefulsets/kafscale-broker"
 
 
 def test_profile_without_driver_settings_is_rejected(tmp_path):

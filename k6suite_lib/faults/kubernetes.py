@@ -135,3 +135,24 @@ class ScaleTo(Fault):
 
     def stop(self) -> None:
         """Nothing to heal."""
+
+
+class RolloutRestart(Fault):
+    """`kubectl rollout restart` of the broker StatefulSet; start() returns once it is ready again."""
+
+    name, role = "rollout-restart", "broker"
+
+    def __init__(self, driver: KubernetesDriver, ready_timeout_s: float = 600):
+        self.driver, self.ready_timeout_s = driver, ready_timeout_s
+
+    @property
+    def target(self) -> str:
+        return f"statefulsets/{self.driver.statefulset}"
+
+    def start(self) -> None:
+        self.driver.rollout_restart()
+        if not self.driver.wait_ready(timeout_s=self.ready_timeout_s):
+            raise TimeoutError(f"{self.target} not ready {self.ready_timeout_s:.0f} s after the rollout restart")
+
+    def stop(self) -> None:
+        """Nothing to heal: the rollout is the change under test."""

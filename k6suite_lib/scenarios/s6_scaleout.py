@@ -39,50 +39,64 @@ def scale_profile(sc: Scenario):
 def scale_out(sc: Scenario, add: int = 2, warmup_s: float = 15, after_s: float = 20, rate: float = 100.0,
               repeat: int = 1, repeats: int = 1) -> pd.DataFrame:
     variant = chaos.variant_name(f"1-to-{1 + add}", repeat, repeats)
-    if sc.stack is None:
-        sc.not_tested(variant, "scale-out without clients noticing", "F5",
-                      "scaling needs the embedded stack or the kubernetes driver (run S6 with a k8s profile)")
-        return pd.DataFrame()
-    profile = scale_profile(sc)
-    stack = LocalStack.for_profile(profile, log=lambda msg: print(f"[scale-out stack] {msg}"))
-    stack.up()
-    try:
-        fault = AddBrokers(stack, add)
-        schedule = Schedule([Step(warmup_s, "start", fault)])
-        config = WorkloadConfig(records=None, duration_s=warmup_s + after_s, rate=rate, producers=2, consumers=2,
-                                consumer_mode="assign", partitions=3, client_metrics_s=1.0, label=f"s6-{variant}",
-                                consume_grace_s=30, readback_timeout_s=60, progress=False)
-        original, sc.profile = sc.profile, profile
+    if sc.stack is not None:
+        profile = scale_profile(sc)
+        stack = LocalStack.for_profile(profile, log=lambda msg: print(f"[scale-out stack] {msg}"))
+        stack.up()
         try:
-            result, verdict = chaos.run_with_faults(sc, variant, config, schedule)
-            history = result.history
-            scaled_at = int(history.loc[history["f"] == "fault", "complete_ns"].min())
-            reconnections = chaos.client_reconnections(history, scaled_at)
-            total = int(reconnections["reconnections"].sum()) if len(reconnections) else -1
-            sc.add_check(variant, "client reconnections after scale-out", "F5.1 / NFR3", total, "== 0", total == 0,
-                         "; ".join(f"{r.client}: {r.before} -> {r.after}" for r in reconnections.itertuples())
-                         or "no client-metrics samples")
-            views = chaos.client_metadata_views(history)
-            changed = views[views["brokers"].map(len) > 1]
-            sc.add_check(variant, "metadata seen by clients unchanged", "F5.3", len(changed), "== 0 clients",
-                         not views.empty and changed.empty,
-                         "; ".join(f"{r.process}: {r.brokers}" for r in views.head(3).itertuples()))
-            chaos.surfaced_errors(sc, variant, history, requirement="F5 / NFR4")
-            serving = probes.connection_spread(probes.endpoint(profile),
-                                               {b: stack.layout.broker_port(b) for b in stack.broker_ids}, 30)
-            new = serving[serving["broker"].isin(fault.added)]
-            sc.add_check(variant, "new brokers serve requests", "F4.5 / F5.4",
-                         dict(zip(new["broker"], new["connections"], strict=True)), ">= 1 connection each",
-                         len(new) == add and bool((new["connections"] >= 1).all()),
-                         "30 fresh connections through the endpoint, counted per broker")
-            rates = throughput(history)
-            start_s = (scaled_at - history["invoke_ns"].min()) / 1e9
-            sc.measure(f"{variant}.throughput_acked_per_s", {
-                "before": float(rates.loc[rates["t_s"] < start_s, "acked"].mean()),
-                "after": float(rates.loc[(rates["t_s"] > start_s + 2) & (rates["t_s"] < start_s + after_s),
-                                         "acked"].mean())})
+            return _scale_and_judge(sc, variant, profile, AddBrokers(stack, add), warmup_s, after_s, rate, stack)
         finally:
-            sc.profile = original
+            stack.down()
+    if sc.profile.faults.driver == "kubernetes":
+        from k6suite_lib.faults.kubernetes import KubernetesDriver, ScaleTo
+
+        driver = KubernetesDriver.from_profile(sc.profile)
+        desired, _ = driver.replicas()
+        variant = chaos.variant_name(f"{desired}-to-{desired + add}", repeat, repeats)
+        return _scale_and_judge(sc, variant, sc.profile, ScaleTo(driver, desired + add), warmup_s, after_s, rate)
+    sc.not_tested(variant, "scale-out without clients noticing", "F5",
+                  f"the profile's fault driver ({sc.profile.faults.driver}) cannot add brokers")
+    return pd.DataFrame()
+
+
+def _scale_and_judge(sc: Scenario, variant: str, profile, fault, warmup_s: float, after_s: float, rate: float,
+                     stack: LocalStack | None = None) -> pd.DataFrame:
+    """Run load against `profile`, apply the scale-out fault after warmup_s, judge what clients saw."""
+    config = WorkloadConfig(records=None, duration_s=warmup_s + after_s, rate=rate, producers=2, consumers=2,
+                            consumer_mode="assign", partitions=3, client_metrics_s=1.0, label=f"s6-{variant}",
+                            consume_grace_s=30, readback_timeout_s=60, progress=False)
+    original, sc.profile = sc.profile, profile
+    try:
+        result, verdict = chaos.run_with_faults(sc, variant, config, Schedule([Step(warmup_s, "start", fault)]))
     finally:
-        stack.down()
+        sc.profile = original
+    history = result.history
+    scaled_at = int(history.loc[history["f"] == "fault", "complete_ns"].min())
+    reconnections = chaos.client_reconnections(history, scaled_at)
+    total = int(reconnections["reconnections"].sum()) if len(reconnections) else -1
+    sc.add_check(variant, "client reconnections after scale-out", "F5.1 / NFR3", total, "== 0", total == 0,
+                 "; ".join(f"{r.client}: {r.before} -> {r.after}" for r in reconnections.itertuples())
+                 or "no client-metrics samples")
+    views = chaos.client_metadata_views(history)
+    changed = views[views["brokers"].map(len) > 1]
+    sc.add_check(variant, "metadata seen by clients unchanged", "F5.3", len(changed), "== 0 clients",
+                 not views.empty and changed.empty,
+                 "; ".join(f"{r.process}: {r.brokers}" for r in views.head(3).itertuples()))
+    chaos.surfaced_errors(sc, variant, history, requirement="F5 / NFR4")
+    if stack is None:
+        sc.not_tested(variant, "new brokers serve requests", "F4.5 / F5.4",
+                      "per-broker connections are counted from this machine's socket table (embedded stack only)")
+    else:
+        serving = probes.connection_spread(probes.endpoint(profile),
+                                           {b: stack.layout.broker_port(b) for b in stack.broker_ids}, 30)
+        new = serving[serving["broker"].isin(fault.added)]
+        sc.add_check(variant, "new brokers serve requests", "F4.5 / F5.4",
+                     dict(zip(new["broker"], new["connections"], strict=True)), ">= 1 connection each",
+                     len(new) == fault.count and bool((new["connections"] >= 1).all()),
+                     "30 fresh connections through the endpoint, counted per broker")
+    rates = throughput(history)
+    start_s = (scaled_at - history["invoke_ns"].min()) / 1e9
+    sc.measure(f"{variant}.throughput_acked_per_s", {
+        "before": float(rates.loc[rates["t_s"] < start_s, "acked"].mean()),
+        "after": float(rates.loc[(rates["t_s"] > start_s + 2) & (rates["t_s"] < start_s + after_s), "acked"].mean())})
     return verdict.verdicts

@@ -1,4 +1,5 @@
-"""S7 rolling restart: every broker bounced in turn (SIGTERM with grace, start again) under load.
+"""S7 rolling restart: every broker bounced in turn (SIGTERM with grace, start again) under load;
+on Kubernetes, a rollout restart of the broker StatefulSet.
 
 Verdicts: no produce or consume error, no loss, no group rebalance, no reconnect storm (a client
 reconnecting more than once per restart, counted from the clients' own metrics).
@@ -20,15 +21,22 @@ def rolling_restart(sc: Scenario, warmup_s: float = 8, interval_s: float = 10, a
     variant = chaos.variant_name("rolling", repeat, repeats)
     if not sc.require_target(variant):
         return pd.DataFrame()
-    if sc.stack is None:
+    if sc.stack is not None:
+        restarts = len(sc.stack.broker_ids)
+        # a window per bounce: it lasts as long as the restart takes (start() returns once the broker is back)
+        schedule = Schedule.windows([(BrokerRestart(sc.stack, b, grace_s), warmup_s + i * interval_s, 0.1)
+                                     for i, b in enumerate(sc.stack.broker_ids)])
+    elif sc.profile.faults.driver == "kubernetes":
+        from k6suite_lib.faults.kubernetes import KubernetesDriver, RolloutRestart
+
+        driver = KubernetesDriver.from_profile(sc.profile)
+        restarts = driver.replicas()[0]
+        schedule = Schedule.windows([(RolloutRestart(driver), warmup_s, 0.1)])
+    else:
         sc.not_tested(variant, "rolling restart", "NFR4",
-                      "rolling restarts need the embedded stack (or `kubectl rollout restart` by hand)")
+                      f"the profile's fault driver ({sc.profile.faults.driver}) cannot restart brokers")
         return pd.DataFrame()
-    brokers = sc.stack.broker_ids
-    # a window per bounce: it lasts as long as the restart takes (start() returns once the broker is back)
-    schedule = Schedule.windows([(BrokerRestart(sc.stack, b, grace_s), warmup_s + i * interval_s, 0.1)
-                                 for i, b in enumerate(brokers)])
-    config = WorkloadConfig(records=None, duration_s=warmup_s + len(brokers) * interval_s + after_s, rate=rate,
+    config = WorkloadConfig(records=None, duration_s=warmup_s + restarts * interval_s + after_s, rate=rate,
                             producers=1, consumers=2, consumer_mode="group", partitions=3, client_metrics_s=1.0,
                             label=f"s7-{variant}", consume_grace_s=30, readback_timeout_s=60, progress=False)
     result, verdict = chaos.run_with_faults(sc, variant, config, schedule)
@@ -38,8 +46,8 @@ def rolling_restart(sc: Scenario, warmup_s: float = 8, interval_s: float = 10, a
     first = int(history.loc[history["f"] == "fault", "invoke_ns"].min())
     reconnections = chaos.client_reconnections(history, first)
     worst = int(reconnections["reconnections"].max()) if len(reconnections) else -1
-    sc.add_check(variant, "no reconnect storm", "S7", worst, f"<= {len(brokers)} per client (one per restart)",
-                 0 <= worst <= len(brokers),
+    sc.add_check(variant, "no reconnect storm", "S7", worst, f"<= {restarts} per client (one per restart)",
+                 0 <= worst <= restarts,
                  "; ".join(f"{r.client}: +{r.reconnections}" for r in reconnections.itertuples())
                  or "no client-metrics samples")
     return verdict.verdicts

@@ -1,7 +1,6 @@
 """A minimal etcd v3 client over etcd's JSON gateway (no gRPC dependency needed).
 
-Used to seed and update KafScale's cluster snapshot and to read what brokers store there
-(partition offsets), so a run can compare what clients saw with what the metadata store says.
+Used to seed KafScale's cluster snapshot and to add brokers to it with compare-and-swap.
 """
 
 from __future__ import annotations
@@ -19,12 +18,6 @@ def _b64(data: str | bytes) -> str:
     return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
 
 
-def _prefix_end(prefix: str) -> str:
-    raw = bytearray(prefix.encode())
-    raw[-1] += 1
-    return _b64(bytes(raw))
-
-
 class EtcdGateway:
     def __init__(self, url: str, timeout_s: float = 5.0):
         self.url = url.rstrip("/")
@@ -32,11 +25,6 @@ class EtcdGateway:
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = requests.post(f"{self.url}{path}", data=json.dumps(body), timeout=self.timeout_s)
-        response.raise_for_status()
-        return response.json()
-
-    def version(self) -> dict[str, str]:
-        response = requests.get(f"{self.url}/version", timeout=self.timeout_s)
         response.raise_for_status()
         return response.json()
 
@@ -50,11 +38,6 @@ class EtcdGateway:
         if not kvs:
             return None, 0
         return base64.b64decode(kvs[0].get("value", "")), int(kvs[0]["mod_revision"])
-
-    def get_prefix(self, prefix: str) -> dict[str, bytes]:
-        body = {"key": _b64(prefix), "range_end": _prefix_end(prefix)}
-        kvs = self._post("/v3/kv/range", body).get("kvs", [])
-        return {base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")) for kv in kvs}
 
     def put(self, key: str, value: str | bytes) -> None:
         self._post("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})

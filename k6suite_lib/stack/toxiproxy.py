@@ -60,7 +60,3 @@ class Toxiproxy:
 
     def toxics(self, proxy: str) -> list[dict[str, Any]]:
         return self._call("GET", f"/proxies/{proxy}/toxics")
-
-    def reset(self) -> None:
-        """Remove every toxic and re-enable every proxy."""
-        self._call("POST", "/reset")
