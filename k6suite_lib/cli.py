@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -182,10 +183,9 @@ def _check(args: argparse.Namespace) -> int:
         frame, meta = history.load(args.history)
         rules = CheckerConfig.from_json(meta.get("checker"))
         if args.allow is not None:
-            rules = CheckerConfig(allowed=frozenset(args.allow), min_acked=rules.min_acked,
-                                  max_unacked=rules.max_unacked)
+            rules = dataclasses.replace(rules, allowed=frozenset(args.allow))
         if args.min_acked is not None:
-            rules = CheckerConfig(allowed=rules.allowed, min_acked=args.min_acked, max_unacked=rules.max_unacked)
+            rules = dataclasses.replace(rules, min_acked=args.min_acked)
     except (history.HistoryError, ValueError) as exc:
         print(f"k6suite check: {exc}", file=sys.stderr)
         return 2

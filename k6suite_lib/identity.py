@@ -40,9 +40,7 @@ def describe_target(profile: Profile, timeout_s: float = 5.0) -> dict[str, Any]:
     ranges = [[int(r.api_key), int(r.broker_min), int(r.broker_max)] for r in table.itertuples()]
     identity["api_fingerprint"] = hashlib.sha256(json.dumps(ranges).encode()).hexdigest()[:16]
     identity["api_count"] = len(ranges)
-    meta_row = table[table["api"] == "Metadata"]
-    version = int(meta_row["negotiated"].iloc[0]) if len(meta_row) and meta_row["negotiated"].notna().all() else 1
-    metadata = probes.metadata(address, version=version)
+    metadata = probes.metadata(address, version=probes.negotiated(table, "Metadata") or 1)
     if metadata.ok:
         identity["cluster_id"] = getattr(metadata.response, "cluster_id", None)
         identity["controller_id"] = getattr(metadata.response, "controller_id", None)

@@ -147,6 +147,14 @@ def api_versions_table(outcome: ProbeOutcome) -> pd.DataFrame:
     return table.astype(versions).sort_values("api_key").reset_index(drop=True)
 
 
+def negotiated(table: pd.DataFrame, api: str) -> int | None:
+    """The version client and target agree on for an API (None: none, or the API is not offered)."""
+    row = table[table["api"] == api]
+    if row.empty or pd.isna(row["negotiated"].iloc[0]):
+        return None
+    return int(row["negotiated"].iloc[0])
+
+
 def metadata(address: str, version: int = 12, topics: list[str] | None = None) -> ProbeOutcome:
     fields: dict[str, Any] = {"topics": None if topics is None else [
         MetadataRequest.MetadataRequestTopic(name=t) for t in topics]}
@@ -202,7 +210,7 @@ def produce_two_partitions(address: str, topic: str, version: int = 9) -> ProbeO
                 timeout_ms=5000, topic_data=[data(name=topic, partition_data=partitions)])
 
 
-def _established_on(port: int) -> int:
+def established_connections(port: int) -> int:
     """Established TCP connections whose local end is port (server side), from /proc/net/tcp*."""
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -224,12 +232,10 @@ def connection_spread(address: str, broker_ports: dict[int, int], connections: i
     (from the kernel's socket table: the embedded stack runs on this machine) how many landed."""
     from kafka.protocol.admin import ListGroupsRequest
 
-    table = api_versions_table(api_versions(address))
-    row = table[table["api"] == "ListGroups"]
-    if row.empty or pd.isna(row["negotiated"].iloc[0]):
+    version = negotiated(api_versions_table(api_versions(address)), "ListGroups")
+    if version is None:
         raise ValueError(f"{address} does not offer ListGroups, which the spread probe forwards to a broker")
-    version = int(row["negotiated"].iloc[0])
-    before = {b: _established_on(port) for b, port in broker_ports.items()}
+    before = {b: established_connections(port) for b, port in broker_ports.items()}
     host, port = address.rsplit(":", 1)
     sockets = []
     try:
@@ -242,7 +248,7 @@ def connection_spread(address: str, broker_ports: dict[int, int], connections: i
             if head is not None:
                 _read_exact(sock, struct.unpack(">i", head)[0])
             sockets.append(sock)
-        after = {b: _established_on(p) for b, p in broker_ports.items()}
+        after = {b: established_connections(p) for b, p in broker_ports.items()}
     finally:
         for sock in sockets:
             sock.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from k6suite_lib.faults.base import Fault
-from k6suite_lib.probes import _established_on
+from k6suite_lib.probes import established_connections
 
 
 class BrokerKill(Fault):
@@ -86,7 +86,7 @@ def busiest_broker(stack) -> int:
     samples = metrics.scrape([stack.layout.broker_metrics_url(b) for b in ids], timeout_s=2.0)
     rates = metrics.series(samples, "kafscale_produce_rps").set_index("url")["value"]
     load = {b: (float(rates.get(stack.layout.broker_metrics_url(b), 0.0)),
-                _established_on(stack.layout.broker_port(b))) for b in ids}
+                established_connections(stack.layout.broker_port(b))) for b in ids}
     return max(ids, key=lambda b: load[b])
 
 

@@ -29,13 +29,6 @@ def _begin(sc: Scenario, variant: str) -> tuple[str, pd.DataFrame] | None:
     return address, probes.api_versions_table(probes.api_versions(address))
 
 
-def _negotiated(table: pd.DataFrame, api: str) -> int | None:
-    row = table[table["api"] == api]
-    if row.empty or pd.isna(row["negotiated"].iloc[0]):
-        return None
-    return int(row["negotiated"].iloc[0])
-
-
 def connect(sc: Scenario) -> pd.DataFrame:
     """Connect through the single endpoint with a real client (bounded by the profile's timeout)."""
     variant = "connect"
@@ -69,9 +62,10 @@ def api_versions(sc: Scenario) -> pd.DataFrame:
     bogus = table[table["note"] != ""]
     sc.add_check(variant, "ApiVersions lists only supported APIs", "F2", len(bogus), "== 0", bogus.empty,
                  "advertised with versions -1..-1: " + ", ".join(bogus["api"]) if len(bogus) else "")
-    missing = [api for api in CLIENT_APIS if _negotiated(table, api) is None]
+    versions = {api: probes.negotiated(table, api) for api in CLIENT_APIS}
+    missing = [api for api, version in versions.items() if version is None]
     sc.add_check(variant, "a common version for every API the client needs", "F2", len(missing), "== 0",
-                 not missing, ", ".join(missing) or ", ".join(f"{a} v{_negotiated(table, a)}" for a in CLIENT_APIS))
+                 not missing, ", ".join(missing) or ", ".join(f"{a} v{v}" for a, v in versions.items()))
     capped = table[table["capped_by_profile"]]
     if len(capped):
         sc.measure("api_versions.capped", capped[["api", "broker_max", "negotiated"]])
@@ -85,7 +79,7 @@ def single_endpoint(sc: Scenario) -> pd.DataFrame:
     if (begun := _begin(sc, variant)) is None:
         return pd.DataFrame()
     address, table = begun
-    version = _negotiated(table, "Metadata") or 1
+    version = probes.negotiated(table, "Metadata") or 1
     topic = f"k6s-{sc.run_id}-s1-meta"
     clients.create_topic(sc.profile, topic, 3)
     outcome = probes.metadata(address, version=version, topics=[topic])
@@ -109,8 +103,9 @@ def coordinator(sc: Scenario) -> pd.DataFrame:
     if (begun := _begin(sc, variant)) is None:
         return pd.DataFrame()
     address, table = begun
-    found = probes.find_coordinator(address, f"k6s-{uuid.uuid4().hex[:8]}", _negotiated(table, "FindCoordinator") or 0)
-    brokers = probes.metadata_brokers(probes.metadata(address, version=_negotiated(table, "Metadata") or 1))
+    group = f"k6s-{uuid.uuid4().hex[:8]}"
+    found = probes.find_coordinator(address, group, probes.negotiated(table, "FindCoordinator") or 0)
+    brokers = probes.metadata_brokers(probes.metadata(address, version=probes.negotiated(table, "Metadata") or 1))
     row = {"outcome": found.describe()}
     if found.ok:
         response = found.response
@@ -134,7 +129,7 @@ def offset_fetch(sc: Scenario) -> pd.DataFrame:
     if (begun := _begin(sc, variant)) is None:
         return pd.DataFrame()
     address, table = begun
-    version = _negotiated(table, "OffsetFetch")
+    version = probes.negotiated(table, "OffsetFetch")
     topic = f"k6s-{sc.run_id}-s1-offsets"
     clients.create_topic(sc.profile, topic, 1)
     group = f"k6s-{uuid.uuid4().hex[:8]}"
@@ -216,7 +211,7 @@ def robustness(sc: Scenario, enabled: bool | None = None) -> pd.DataFrame:
                                                                                            "broker_max"].iloc[0])))
         else:
             outcome = probes.offset_fetch(address, f"k6s-{uuid.uuid4().hex[:8]}", None,
-                                          _negotiated(table, "OffsetFetch") or 2)
+                                          probes.negotiated(table, "OffsetFetch") or 2)
         dead, healed = _casualties(sc)
         evidence = outcome.describe()
         if dead:
