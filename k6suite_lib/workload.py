@@ -66,6 +66,9 @@ class WorkloadConfig:
     readback_timeout_s: float = 30.0
     delivery_timeout_s: float = 30.0
     client_metrics_s: float = 0.0  # > 0: record each client's connection totals and metadata view this often
+    # > 0: producers start only once every consumer has finished a poll (waiting at most this long),
+    # so live reading overlaps producing by construction rather than by luck
+    await_consumers_s: float = 0.0
     # A target that keeps resetting consumers to offset 0 can make live reads grow without bound; past
     # this many history rows live consumers stop (noted in the result) so the machine's memory holds.
     max_history_rows: int = 5_000_000
@@ -171,6 +174,7 @@ class Workload:
         self.stop_consumers = threading.Event()
         self.stop_nemesis = threading.Event()
         self.notes: list[str] = []
+        self._polled: set[str] = set()  # consumers that finished at least one poll
         self._clients: dict[str, Any] = {}  # live producers and consumers, for client metrics
 
     # ----------------------------------------------------------------- driver
@@ -194,7 +198,11 @@ class Workload:
                      for i in range(config.consumers if config.consumer_mode != "none" else 0)]
         producers = [threading.Thread(target=self._produce, args=(i,), name=f"producer-{i}", daemon=True)
                      for i in range(config.producers)]
-        for thread in consumers + producers:
+        for thread in consumers:
+            thread.start()
+        if consumers and config.await_consumers_s > 0:
+            self._await_consumers(len(consumers))
+        for thread in producers:
             thread.start()
         sampler = None
         if config.client_metrics_s > 0:
@@ -242,6 +250,16 @@ class Workload:
             if thread.is_alive():
                 self.notes.append(f"{thread.name} did not stop within {JOIN_TIMEOUT_S:.0f} s")
 
+    def _await_consumers(self, expected: int) -> None:
+        deadline = time.monotonic() + self.config.await_consumers_s
+        while len(self._polled) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = len(self._polled)
+        self._phase("consumers-ready", ready=ready, expected=expected)
+        if ready < expected:
+            self.notes.append(f"only {ready} of {expected} consumers had polled after "
+                              f"{self.config.await_consumers_s:.0f} s; producers started anyway")
+
     def _wait_consumers(self, consumers: list[threading.Thread]) -> None:
         deadline = time.monotonic() + self.config.consume_grace_s
         while consumers and time.monotonic() < deadline and self.tracker.unseen() > 0:
@@ -270,11 +288,12 @@ class Workload:
                 self.recorder.record(op_id=self.recorder.next_op(), process=name, f="client-metrics", type="ok",
                                      invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, detail=detail)
 
-    def _phase(self, phase: str) -> None:
+    def _phase(self, phase: str, **detail: Any) -> None:
         """A marker row: what happens after it (e.g. revocations as members leave) is shutdown."""
         t_ns, wall = now()
         self.recorder.record(op_id=self.recorder.next_op(), process="workload", f="phase", type="ok",
-                             invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, detail=json.dumps({"phase": phase}))
+                             invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall,
+                             detail=json.dumps({"phase": phase, **detail}))
 
     def _connect_failure(self, process: str, exc: BaseException) -> None:
         t_ns, wall = now()
@@ -418,7 +437,9 @@ class Workload:
                 break
             if self._poll_once(consumer, name, state) is None:
                 stop.wait(POLL_MS / 1000)
-            elif commit and consumer.assignment():
+                continue
+            self._polled.add(name)
+            if commit and consumer.assignment():
                 self._commit(consumer, name, state)
 
     def _poll_once(self, consumer, name: str, state: dict[str, int]) -> list[tuple[str, int]] | None:

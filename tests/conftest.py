@@ -15,12 +15,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from k6suite_lib.cli import interrupt_on_sigterm
 from k6suite_lib.profiles import Profile, load_profile
 from k6suite_lib.stack.cluster import LocalStack
 from k6suite_lib.stack.process import is_alive
 
 SHARED_PORT_BASE = 20000  # 3 brokers, shared by integration tests that leave it whole
 SINGLE_PORT_BASE = 20400  # 1 broker
+
+
+def pytest_configure(config) -> None:
+    interrupt_on_sigterm()  # a terminated test run still tears its stacks down
 
 
 def write_profile(directory: Path, name: str, port_base: int, brokers: int) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 
 from k6suite_lib.checker import CheckerConfig, check
 from k6suite_lib.profiles import load_profile
-from k6suite_lib.stack.cluster import LocalStack
+from k6suite_lib.stack.cluster import LocalStack, StackError
 from k6suite_lib.stack.etcd import SNAPSHOT_KEY
 from k6suite_lib.stack.process import process_state
 from k6suite_lib.workload import WorkloadConfig, run_workload
@@ -104,6 +105,16 @@ def test_up_refuses_a_second_stack_on_the_same_ports(single_stack):
     twin = type(stack)(stack.layout, log=lambda _msg: None)
     with pytest.raises(Exception, match="already running"):
         twin.up()
+
+
+def test_up_refuses_ports_held_by_a_stack_it_does_not_know(single_stack, tmp_path):
+    """A stack left running by another checkout or test session has no record here; starting on
+    its ports would talk to its MinIO with other credentials, so up() must refuse and name them."""
+    stack, _ = single_stack
+    stranger = type(stack)(dataclasses.replace(stack.layout, outputs=tmp_path / "elsewhere"), log=lambda _msg: None)
+    with pytest.raises(StackError, match=f"ports {stack.layout.minio_port}, .* already in use"):
+        stranger.up()
+    assert not stranger.records  # nothing was started
 
 
 def test_down_all_stops_every_recorded_stack(tmp_path, monkeypatch):

@@ -16,15 +16,20 @@ pytestmark = pytest.mark.stack
 
 def test_concurrent_workload_on_one_broker_is_clean(single_stack, tmp_path):
     _, profile = single_stack
-    config = WorkloadConfig(producers=3, consumers=2, partitions=3, records=600, rate=400, progress=False,
-                            label="clean")
+    config = WorkloadConfig(producers=3, consumers=2, partitions=3, records=600, rate=400, await_consumers_s=30,
+                            progress=False, label="clean")
     result = run_workload(profile, config)
     rules = CheckerConfig(min_acked=600, max_unacked=0)
     verdict = check(result.history, rules)
     assert verdict.passed, verdict.verdicts.to_string()
     assert verdict.stats["read_by_readback"] == 600
-    # produce and consume overlapped: live consumers read records before the last send was acked
+    # producers waited for both consumers' first poll, so produce and consume overlapped: live
+    # consumers read records before the last send was acked
     sends = result.history[result.history["f"] == "send"]
+    ready = result.history[(result.history["f"] == "phase")
+                           & result.history["detail"].str.contains("consumers-ready", regex=False)]
+    assert len(ready) == 1 and '"ready": 2' in ready["detail"].iloc[0]
+    assert ready["complete_ns"].iloc[0] <= sends["invoke_ns"].min()
     live = result.history[(result.history["f"] == "poll") & (result.history["process"] != "readback")]
     assert live["complete_ns"].min() < sends["complete_ns"].max()
     latency = latency_summary(result.history)

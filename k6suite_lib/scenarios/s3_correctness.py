@@ -25,11 +25,14 @@ class Tier:
     records: int
     partitions: int
     group_members: int
+    rate: float  # overlap variant, total sends per second; 0 = as fast as acknowledgements allow
 
 
+# 500 records go out in well under a second on one broker; paced at 100/s they take 5 s, so live
+# consumers read while producers still produce. 100,000 records take minutes unpaced.
 TIERS = {
-    "smoke": Tier(producers=5, consumers=5, records=500, partitions=1, group_members=3),
-    "full": Tier(producers=100, consumers=100, records=100_000, partitions=10, group_members=10),
+    "smoke": Tier(producers=5, consumers=5, records=500, partitions=1, group_members=3, rate=100.0),
+    "full": Tier(producers=100, consumers=100, records=100_000, partitions=10, group_members=10, rate=0.0),
 }
 
 
@@ -52,10 +55,13 @@ def _run(sc: Scenario, variant: str, config: WorkloadConfig) -> tuple[WorkloadRe
     return result, verdict.verdicts
 
 
-def overlap(sc: Scenario, producers: int, consumers: int, records: int, partitions: int) -> pd.DataFrame:
-    """Producers and consumers run at the same time; a final read-back follows."""
+def overlap(sc: Scenario, producers: int, consumers: int, records: int, partitions: int,
+            rate: float = 0.0) -> pd.DataFrame:
+    """Producers and consumers run at the same time; a final read-back follows. Producers start once
+    every consumer has polled, at `rate` sends per second (0: closed loop)."""
     config = WorkloadConfig(producers=producers, consumers=consumers, partitions=partitions, records=records,
-                            label="overlap", consume_grace_s=30, readback_timeout_s=60)
+                            rate=rate, await_consumers_s=30, label="overlap", consume_grace_s=30,
+                            readback_timeout_s=60)
     result, verdicts = _run(sc, "overlap", config)
     if result is not None:
         sends = result.history[result.history["f"] == "send"]

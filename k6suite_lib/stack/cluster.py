@@ -152,6 +152,11 @@ class LocalStack:
         if any(is_alive(r) for r in self.records.values()):
             raise StackError(f"a stack is already running on port base {self.layout.port_base}; "
                              "run `k6suite stack down` first")
+        busy = [port for port in self.layout.ports() if _port_answers(port) is None]
+        if busy:  # a stack of another checkout or session: its MinIO would answer with other credentials
+            raise StackError(f"ports {', '.join(map(str, busy))} on {HOST} are already in use by processes this "
+                             f"checkout did not start (a stack of another checkout or test session?); stop them "
+                             "or choose another stack.port_base in the profile")
         started = time.monotonic()
         self._save({})
         shutil.rmtree(self.layout.data_dir, ignore_errors=True)

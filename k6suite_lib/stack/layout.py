@@ -113,6 +113,15 @@ class StackLayout:
     def broker_metrics_url(self, broker_id: int) -> str:
         return f"http://{HOST}:{self.broker_metrics_port(broker_id)}/metrics"
 
+    def ports(self) -> list[int]:
+        """Every port the stack listens on at start-up."""
+        fixed = [self.minio_port, self.minio_console_port, self.storage_proxy_port, self.etcd_port,
+                 self.etcd_peer_port, self.metadata_proxy_port, self.toxiproxy_port, self.proxy_port,
+                 self.proxy_health_port]
+        per_broker = [port for b in range(self.brokers)
+                      for port in (self.broker_port(b), self.broker_metrics_port(b), self.broker_control_port(b))]
+        return fixed + per_broker
+
     @staticmethod
     def _check_id(broker_id: int) -> None:
         if not 0 <= broker_id < MAX_BROKERS:
