@@ -153,9 +153,13 @@ def test_added_broker_really_serves(tmp_path):
         fault = AddBrokers(stack, 1)
         fault.start()
         assert fault.added == [1] and stack.snapshot_broker_ids() == [0, 1]
-        time.sleep(4)  # the proxy re-reads the snapshot every 3 s
-        spread = probes.connection_spread(probes.endpoint(profile), {0: stack.layout.broker_port(0),
-                                                                     1: stack.layout.broker_port(1)}, 10)
+        ports = {0: stack.layout.broker_port(0), 1: stack.layout.broker_port(1)}
+        deadline = time.monotonic() + 30  # the proxy re-reads the snapshot every 3 s; a busy machine is slower
+        while True:
+            time.sleep(3)
+            spread = probes.connection_spread(probes.endpoint(profile), ports, 10)
+            if spread.set_index("broker").loc[1, "connections"] >= 1 or time.monotonic() > deadline:
+                break
         assert spread.set_index("broker").loc[1, "connections"] >= 1, spread
     finally:
         stack.down()
