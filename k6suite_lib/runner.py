@@ -15,6 +15,7 @@ import json
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,6 +130,24 @@ def _choose(scenarios: list[str] | None) -> list[ScenarioSpec]:
     return [SCENARIOS[s] for s in scenarios]
 
 
+def _unix_socket_kernels(socket_dir: Path) -> type:
+    """A kernel manager whose kernel talks to the runner over Unix sockets in socket_dir: no TCP port
+    is opened for the kernel (so ipykernel has no plain-text-TCP warning to print)."""
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class UnixSocketKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            return str(socket_dir / "kernel")
+
+    return UnixSocketKernelManager
+
+
 def _run_notebook(papermill, spec: ScenarioSpec, profile: Profile, run_dir: Path, run_id: str, tier: str,
                   cell_timeout_s: int, overrides: dict[str, Any]) -> dict[str, Any]:
     out_dir = run_dir / spec.folder
@@ -137,11 +156,13 @@ def _run_notebook(papermill, spec: ScenarioSpec, profile: Profile, run_dir: Path
     started = time.time()
     error = ""
     try:
-        papermill.execute_notebook(
-            str(NOTEBOOKS / spec.notebook), str(executed), cwd=str(REPO_ROOT), progress_bar=False,
-            execution_timeout=cell_timeout_s, kernel_name="python3",
-            parameters={**_known(NOTEBOOKS / spec.notebook, overrides), "profile": profile.source, "tier": tier,
-                        "out_dir": str(out_dir), "run_id": run_id})
+        with tempfile.TemporaryDirectory(prefix="k6suite-kernel-") as sockets:
+            papermill.execute_notebook(
+                str(NOTEBOOKS / spec.notebook), str(executed), cwd=str(REPO_ROOT), progress_bar=False,
+                execution_timeout=cell_timeout_s, kernel_name="python3",
+                kernel_manager_class=_unix_socket_kernels(Path(sockets)),
+                parameters={**_known(NOTEBOOKS / spec.notebook, overrides), "profile": profile.source,
+                            "tier": tier, "out_dir": str(out_dir), "run_id": run_id})
     except Exception as exc:  # PapermillExecutionError, cell timeouts, kernel deaths: all are findings
         error = f"{type(exc).__name__}: {getattr(exc, 'ename', '')} {getattr(exc, 'evalue', exc)}".strip()[:1000]
     _render_html(executed)
