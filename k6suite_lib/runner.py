@@ -98,6 +98,11 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
                     if healed:
                         result["healed_after"] = healed
                         log(f"  the embedded stack had dead processes after {spec.id}; restarted {', '.join(healed)}")
+                    unhealthy = stack.unhealthy()
+                    if unhealthy:  # later scenarios run on a degraded stack: the report must say so
+                        result["unhealthy_after"] = unhealthy
+                        log(f"  after {spec.id} the embedded stack is unhealthy: "
+                            + "; ".join(f"{name}: {why}" for name, why in unhealthy.items()))
                 results.append(result)
                 _write_json(run_dir / spec.folder / RESULTS_FILE, result)
                 log(f"  {spec.id}: {_tally(result)} in {result.get('duration_s', 0):.0f} s")

@@ -67,6 +67,13 @@ def test_html_report_lists_questions_and_failures_first(tmp_path):
     assert 'src="S1-connectivity/plot.png"' in page
 
 
+def test_html_report_says_when_later_scenarios_ran_on_a_degraded_stack(tmp_path):
+    summary = _summary()
+    summary["scenarios"][0]["unhealthy_after"] = {"etcd": "etcd /health: ALARM NOSPACE"}
+    page = report.html_report(summary, tmp_path)
+    assert "embedded stack was unhealthy" in page and "etcd (etcd /health: ALARM NOSPACE)" in page
+
+
 def test_observe_writes_a_numbered_markdown_write_up(tmp_path):
     run_dir = tmp_path / "runs" / "r1"
     (run_dir / "S1-connectivity").mkdir(parents=True)

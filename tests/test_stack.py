@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
+import requests
 
 from k6suite_lib.checker import CheckerConfig, check
 from k6suite_lib.profiles import load_profile
@@ -127,3 +129,38 @@ def test_down_all_stops_every_recorded_stack(tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr
     assert "broker-0 terminated" in result.stdout or "broker-0 killed" in result.stdout
     assert_all_dead(records)
+
+
+def test_etcd_health_names_a_nospace_alarm(tmp_path):
+    """A real etcd with a 1 MiB quota, filled until it raises NOSPACE: the health probe must say so
+    (an embedded etcd that filled up made every later scenario fail; the runner reports it)."""
+    from k6suite_lib.stack.binaries import binary_path
+    from k6suite_lib.stack.etcd import EtcdGateway
+
+    client, peer = "http://127.0.0.1:19110", "http://127.0.0.1:19111"
+    etcd = subprocess.Popen(
+        [str(binary_path("etcd")), "--name", "tiny", "--data-dir", str(tmp_path / "etcd"),
+         "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+         "--initial-advertise-peer-urls", peer, "--initial-cluster", f"tiny={peer}",
+         "--quota-backend-bytes", str(1024 * 1024), "--log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        gateway = EtcdGateway(client)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if gateway.health() is None:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        assert gateway.health() is None
+        for index in range(200):  # 200 × 64 KiB is far beyond 1 MiB
+            try:
+                gateway.put(f"/fill/{index}", "x" * 65536)
+            except requests.HTTPError:
+                break
+        assert "NOSPACE" in (gateway.health() or ""), gateway.health()
+    finally:
+        etcd.terminate()
+        etcd.wait(timeout=10)

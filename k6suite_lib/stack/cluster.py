@@ -46,6 +46,7 @@ from k6suite_lib.stack.toxiproxy import METADATA_PROXY, STORAGE_PROXY, Toxiproxy
 
 READY_TIMEOUT_S = 60.0
 PROBE_TIMEOUT_S = 2.0
+ETCD_HISTORY = "1m"  # revisions older than this are compacted away
 S3_BUCKET = "kafscale"
 S3_REGION = "us-east-1"
 S3_NAMESPACE = "default"
@@ -203,6 +204,12 @@ class LocalStack:
         return pd.DataFrame(rows, columns=["component", "role", "pid", "process", "healthy", "detail",
                                            "address", "log"])
 
+    def unhealthy(self) -> dict[str, str]:
+        """Components that run but fail their health probe (e.g. etcd with a NOSPACE alarm), with why."""
+        status = self.status()
+        failing = status[(status["process"] == "running") & ~status["healthy"]]
+        return dict(zip(failing["component"], failing["detail"], strict=True))
+
     def _probe(self, record: ProcessRecord) -> str | None:
         try:
             return self._ready_check(record)()
@@ -212,7 +219,7 @@ class LocalStack:
     def _ready_check(self, record: ProcessRecord) -> Callable[[], str | None]:
         layout = self.layout
         if record.role == "metadata":
-            return lambda: None if self.etcd.healthy() else "etcd /health is not true"
+            return self.etcd.health
         if record.role == "storage":
             return lambda: _http_ok(f"{layout.minio_url}/minio/health/ready")
         if record.role == "fault-proxy":
@@ -236,6 +243,10 @@ class LocalStack:
             "--listen-client-urls", layout.etcd_url, "--advertise-client-urls", layout.etcd_url,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"k6suite={peer}", "--log-level", "warn",
+            # KafScale writes offsets and group state to etcd at every produce and commit; without
+            # compaction the history filled etcd's 2 GiB quota within one smoke run (NOSPACE alarm,
+            # every later write refused). Operators run etcd with compaction; so does this stack.
+            "--auto-compaction-mode", "periodic", "--auto-compaction-retention", ETCD_HISTORY,
         ], {}, [layout.etcd_port, layout.etcd_peer_port])
         wait_ready(record, self._ready_check(record), READY_TIMEOUT_S)
 

@@ -28,9 +28,16 @@ class EtcdGateway:
         response.raise_for_status()
         return response.json()
 
-    def healthy(self) -> bool:
+    def health(self) -> str | None:
+        """None when etcd reports itself healthy, else its reason (e.g. "ALARM NOSPACE")."""
         response = requests.get(f"{self.url}/health", timeout=self.timeout_s)
-        return response.ok and response.json().get("health") == "true"
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.ok and body.get("health") == "true":
+            return None
+        return f"etcd /health: {body.get('reason') or body.get('health') or f'HTTP {response.status_code}'}"
 
     def get(self, key: str) -> tuple[bytes | None, int]:
         """The value and its mod_revision (0 when the key is absent)."""
