@@ -104,7 +104,7 @@ started {{ started }}, {{ '%.0f' % s.duration_s }} s. Checks: {{ s.counts.PASS }
 {% if sc.notebook_html %}<a href="{{ sc.folder }}/{{ sc.notebook_html }}">executed notebook (HTML)</a>,
 <a href="{{ sc.folder }}/{{ sc.notebook }}">.ipynb</a>, {% endif %}
 <a href="{{ sc.folder }}/results.json">results.json</a>.
-{% if sc.healed_after %}<br>After this scenario the embedded stack had dead processes, restarted: {{ sc.healed_after|join(', ') }}.{% endif %}
+{% if sc.healed_after %}<br>After this scenario the embedded stack needed repair (dead processes restarted, a filled etcd cleared): {{ sc.healed_after|join(', ') }}.{% endif %}
 {% if sc.unhealthy_after %}<br><strong>After this scenario the embedded stack was unhealthy</strong>, so later scenarios ran on a degraded stack: {% for name, why in sc.unhealthy_after.items() %}{{ name }} ({{ why }}){% if not loop.last %}; {% endif %}{% endfor %}.{% endif %}</p>
 {% if sc.aggregate %}<p>Repeated variants, folded: a probabilistic failure shows as k of N.</p>
 <table><tr><th>variant</th><th>check</th><th>req.</th><th>repeats</th><th>status</th><th>evidence (first failure)</th></tr>

@@ -97,7 +97,7 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
                     healed = stack.heal()
                     if healed:
                         result["healed_after"] = healed
-                        log(f"  the embedded stack had dead processes after {spec.id}; restarted {', '.join(healed)}")
+                        log(f"  the embedded stack needed repair after {spec.id}: {', '.join(healed)}")
                     unhealthy = stack.unhealthy()
                     if unhealthy:  # later scenarios run on a degraded stack: the report must say so
                         result["unhealthy_after"] = unhealthy

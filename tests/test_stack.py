@@ -131,9 +131,10 @@ def test_down_all_stops_every_recorded_stack(tmp_path, monkeypatch):
     assert_all_dead(records)
 
 
-def test_etcd_health_names_a_nospace_alarm(tmp_path):
-    """A real etcd with a 1 MiB quota, filled until it raises NOSPACE: the health probe must say so
-    (an embedded etcd that filled up made every later scenario fail; the runner reports it)."""
+def test_a_filled_etcd_is_named_by_its_health_and_cleared_by_heal(tmp_path):
+    """A real etcd with a 1 MiB quota, one key rewritten until NOSPACE (history, not live data, fills
+    it, as KafScale's group records did): health names the alarm, clear_nospace() makes it writable.
+    The stack's heal() uses exactly this on its own etcd between scenarios."""
     from k6suite_lib.stack.binaries import binary_path
     from k6suite_lib.stack.etcd import EtcdGateway
 
@@ -155,12 +156,19 @@ def test_etcd_health_names_a_nospace_alarm(tmp_path):
                 pass
             time.sleep(0.2)
         assert gateway.health() is None
-        for index in range(200):  # 200 × 64 KiB is far beyond 1 MiB
+        for _ in range(200):  # 200 versions × 64 KiB of one key: far beyond 1 MiB of history
             try:
-                gateway.put(f"/fill/{index}", "x" * 65536)
+                gateway.put("/group/metadata", "x" * 65536)
             except requests.HTTPError:
                 break
         assert "NOSPACE" in (gateway.health() or ""), gateway.health()
+        with pytest.raises(requests.HTTPError):
+            gateway.put("/after", "refused while the alarm is raised")
+
+        gateway.clear_nospace()
+        assert gateway.health() is None and gateway.alarms() == []
+        gateway.put("/after", "accepted again")
+        assert gateway.get("/after")[0] == b"accepted again"
     finally:
         etcd.terminate()
         etcd.wait(timeout=10)

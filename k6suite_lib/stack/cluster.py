@@ -398,9 +398,15 @@ class LocalStack:
         raise StackError(f"could not add broker {broker_id} to the snapshot: 20 compare-and-swap conflicts")
 
     def heal(self) -> list[str]:
-        """Restart every dead component in start order (a crash probe or a fault may kill some);
-        returns the names restarted, so a run can report that it had to."""
+        """Restart every dead component in start order (a crash probe or a fault may kill some) and
+        clear a filled etcd; returns what was repaired, so a run can report that it had to."""
         dead = [r for r in self.records.values() if not is_alive(r)]
+        repaired = []
+        etcd = self.records.get("etcd")
+        if etcd is not None and is_alive(etcd) and "NOSPACE" in (self._probe(etcd) or ""):
+            self.etcd.clear_nospace()
+            self.log("healed: etcd had filled its quota (NOSPACE); compacted, defragmented, alarm disarmed")
+            repaired.append("etcd (NOSPACE alarm cleared)")
         restart = {
             "metadata": lambda r: self._start_etcd(),
             "storage": lambda r: self._start_minio(),
@@ -411,7 +417,7 @@ class LocalStack:
         for record in sorted(dead, key=lambda r: ROLE_ORDER.index(r.role)):
             restart[record.role](record)
             self.log(f"healed: restarted {record.name}")
-        return [r.name for r in dead]
+        return repaired + [r.name for r in dead]
 
     def snapshot_broker_ids(self) -> list[int]:
         raw, _ = self.etcd.get(SNAPSHOT_KEY)

@@ -56,3 +56,18 @@ class EtcdGateway:
             "success": [{"request_put": {"key": _b64(key), "value": _b64(value)}}],
         }
         return bool(self._post("/v3/kv/txn", body).get("succeeded", False))
+
+    def alarms(self) -> list[dict[str, Any]]:
+        return self._post("/v3/maintenance/alarm", {"action": "GET"}).get("alarms", [])
+
+    def clear_nospace(self) -> None:
+        """What an operator does after etcd's quota filled: compact all history, defragment so the
+        file shrinks below the quota, then disarm the NOSPACE alarm (writes are refused until then)."""
+        revision = self._post("/v3/kv/range", {"key": _b64(SNAPSHOT_KEY)})["header"]["revision"]
+        self._post("/v3/kv/compaction", {"revision": revision, "physical": True})
+        requests.post(f"{self.url}/v3/maintenance/defragment", data="{}", timeout=max(self.timeout_s, 60.0)
+                      ).raise_for_status()
+        for alarm in self.alarms():
+            if alarm.get("alarm") == "NOSPACE":
+                self._post("/v3/maintenance/alarm", {"action": "DEACTIVATE", "memberID": alarm["memberID"],
+                                                     "alarm": "NOSPACE"})
