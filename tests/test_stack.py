@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -137,25 +136,18 @@ def test_a_filled_etcd_is_named_by_its_health_and_cleared_by_heal(tmp_path):
     The stack's heal() uses exactly this on its own etcd between scenarios."""
     from k6suite_lib.stack.binaries import binary_path
     from k6suite_lib.stack.etcd import EtcdGateway
+    from k6suite_lib.stack.process import spawn, stop, wait_ready
 
     client, peer = "http://127.0.0.1:19110", "http://127.0.0.1:19111"
-    etcd = subprocess.Popen(
-        [str(binary_path("etcd")), "--name", "tiny", "--data-dir", str(tmp_path / "etcd"),
-         "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
-         "--initial-advertise-peer-urls", peer, "--initial-cluster", f"tiny={peer}",
-         "--quota-backend-bytes", str(1024 * 1024), "--log-level", "error"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    etcd = spawn("etcd", "metadata", [
+        str(binary_path("etcd")), "--name", "tiny", "--data-dir", str(tmp_path / "etcd"),
+        "--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer,
+        "--initial-advertise-peer-urls", peer, "--initial-cluster", f"tiny={peer}",
+        "--quota-backend-bytes", str(1024 * 1024), "--log-level", "error",
+    ], {}, tmp_path / "etcd.log", [19110, 19111])
     try:
         gateway = EtcdGateway(client)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if gateway.health() is None:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        assert gateway.health() is None
+        wait_ready(etcd, gateway.health, 30)
         for _ in range(200):  # 200 versions × 64 KiB of one key: far beyond 1 MiB of history
             try:
                 gateway.put("/group/metadata", "x" * 65536)
@@ -170,5 +162,4 @@ def test_a_filled_etcd_is_named_by_its_health_and_cleared_by_heal(tmp_path):
         gateway.put("/after", "accepted again")
         assert gateway.get("/after")[0] == b"accepted again"
     finally:
-        etcd.terminate()
-        etcd.wait(timeout=10)
+        stop(etcd)

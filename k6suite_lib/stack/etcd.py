@@ -23,8 +23,8 @@ class EtcdGateway:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = requests.post(f"{self.url}{path}", data=json.dumps(body), timeout=self.timeout_s)
+    def _post(self, path: str, body: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
+        response = requests.post(f"{self.url}{path}", data=json.dumps(body), timeout=timeout_s or self.timeout_s)
         response.raise_for_status()
         return response.json()
 
@@ -65,8 +65,7 @@ class EtcdGateway:
         file shrinks below the quota, then disarm the NOSPACE alarm (writes are refused until then)."""
         revision = self._post("/v3/kv/range", {"key": _b64(SNAPSHOT_KEY)})["header"]["revision"]
         self._post("/v3/kv/compaction", {"revision": revision, "physical": True})
-        requests.post(f"{self.url}/v3/maintenance/defragment", data="{}", timeout=max(self.timeout_s, 60.0)
-                      ).raise_for_status()
+        self._post("/v3/maintenance/defragment", {}, timeout_s=max(self.timeout_s, 60.0))  # rewrites the file
         for alarm in self.alarms():
             if alarm.get("alarm") == "NOSPACE":
                 self._post("/v3/maintenance/alarm", {"action": "DEACTIVATE", "memberID": alarm["memberID"],
