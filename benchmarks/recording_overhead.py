@@ -22,7 +22,7 @@ import uuid
 from k6suite_lib import clients
 from k6suite_lib.history import encode_payload
 from k6suite_lib.profiles import load_profile
-from k6suite_lib.stack.cluster import running
+from k6suite_lib.stack import running
 from k6suite_lib.workload import WorkloadConfig, run_workload
 
 

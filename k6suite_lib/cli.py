@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from k6suite_lib.stack import binaries
-    from k6suite_lib.stack.cluster import LocalStack
+    from k6suite_lib.stack import binaries, open_stack
+    from k6suite_lib.stack.base import stop_recorded
     from k6suite_lib.stack.layout import StackLayout
     from k6suite_lib.stack.process import StackError
     from k6suite_lib.stack.state import stack_root
@@ -144,12 +144,12 @@ def _stack(args: argparse.Namespace) -> int:
             return 0
         if args.stack_command == "down" and args.all:
             for state_dir in sorted(p for p in stack_root().glob("*") if (p / "state.json").is_file()):
-                ended = LocalStack(StackLayout(port_base=int(state_dir.name))).down()
+                ended = stop_recorded(StackLayout(port_base=int(state_dir.name)))
                 _print_ended(state_dir.name, ended)
             return 0
-        stack = LocalStack.for_profile(load_profile(args.profile))
+        stack = open_stack(load_profile(args.profile))
         if args.stack_command == "up":
-            binaries.install(log=lambda _msg: None)
+            binaries.install(systems=[stack.system], log=lambda _msg: None)
             stack.up()
             print(stack.status().drop(columns=["log"]).to_string(index=False))
             return 0

@@ -110,10 +110,11 @@ def admin(profile: Profile, client_id: str | None = None, **overrides: Any) -> K
 
 
 def create_topic(profile: Profile, name: str, partitions: int) -> None:
-    """Create a topic explicitly (the KafScale proxy does not auto-create); existing is fine."""
+    """Create a topic explicitly (the KafScale proxy does not auto-create), replicated as the profile
+    says; existing is fine."""
     client = admin(profile)
     try:
-        client.create_topics([NewTopic(name, partitions, 1)])
+        client.create_topics([NewTopic(name, partitions, profile.client.replication_factor)])
     except TopicAlreadyExistsError:
         pass
     finally:

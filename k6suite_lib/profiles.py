@@ -20,7 +20,8 @@ import yaml
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 DEFAULT_PROFILE = "local"
 
-TARGET_KINDS = ("kafscale", "kafka", "other")
+TARGET_KINDS = ("kafscale", "kafka", "tansu", "other")
+EMBEDDED_KINDS = ("kafscale", "kafka", "tansu")
 FAULT_DRIVERS = ("local", "kubernetes", "none")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -32,6 +33,7 @@ API_KEYS = {
 }
 # A key that looks like it carries a credential must end in _env (it names a variable).
 _SECRET_KEY = re.compile(r"(password|secret|access_key|token|passphrase|credential)", re.IGNORECASE)
+REQUIREMENT_ID = re.compile(r"^(F[1-7]|NFR[1-5])(\.\d+)?$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
@@ -63,6 +65,7 @@ class ClientSettings:
     api_version: str | None = None
     max_api_versions: dict[str, int] = field(default_factory=dict)
     request_timeout_ms: int = 10000
+    replication_factor: int = 1  # of the topics the suite creates
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ class Profile:
     faults: FaultSettings
     stack: StackSettings | None
     source: str
+    # requirement id (F1.2, F5, NFR3, ...) -> why this system never promised it; its checks are
+    # shown as "not promised" instead of being judged
+    not_promised: dict[str, str] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
@@ -228,7 +234,7 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
     """Validate a profile document (already parsed from YAML) and build a Profile."""
     top = _Reader(raw, source, "", (
         "name", "description", "target", "bootstrap_servers", "client", "metrics_urls",
-        "object_store", "etcd_endpoints", "faults", "stack",
+        "object_store", "etcd_endpoints", "faults", "stack", "not_promised",
     ))
     name = top.str("name", required=True)
     target = top.child("target", ("kind", "embedded"))
@@ -237,7 +243,7 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
 
     client = _parse_client(top.child("client", (
         "security_protocol", "tls", "sasl", "idempotence", "api_version", "max_api_versions",
-        "request_timeout_ms",
+        "request_timeout_ms", "replication_factor",
     )))
     store_reader = top.child("object_store", (
         "endpoint", "bucket", "region", "namespace", "access_key_env", "secret_key_env",
@@ -253,14 +259,14 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
         stack_reader = top.child("stack", ("brokers", "port_base"))
         stack = StackSettings(brokers=stack_reader.int("brokers", 3, 1, 9),
                               port_base=stack_reader.int("port_base", 29000, 1024, 32400))
-        if kind != "kafscale":
-            target.fail("embedded", "the embedded stack runs KafScale; target.kind must be kafscale")
+        if kind not in EMBEDDED_KINDS:
+            target.fail("embedded", f"embedded stacks run {', '.join(EMBEDDED_KINDS)}; target.kind is {kind!r}")
         if driver != "local":
             faults_reader.fail("driver", "an embedded profile is driven by the local fault driver")
     elif top.has("stack"):
         top.fail("stack", "only an embedded profile (target.embedded: true) has a stack section")
 
-    derived = embedded_addresses(stack) if stack else {}
+    derived = embedded_addresses(kind, stack) if stack else {}
     bootstrap = _checked_derived(top, "bootstrap_servers",
                                  top.str_list("bootstrap_servers", _HOST_PORT, "host:port"), derived)
     if not bootstrap:
@@ -271,13 +277,14 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
     if endpoint and not re.match(r"^https?://", endpoint):
         store_reader.fail("endpoint", f"must be an http(s) URL, got {endpoint!r}")
     if stack:
-        if endpoint and endpoint != derived["object_store.endpoint"]:
-            store_reader.fail("endpoint", f"is derived from stack.port_base ({derived['object_store.endpoint']})"
-                                          f"; got {endpoint!r}")
-        endpoint = derived["object_store.endpoint"]
+        stack_endpoint = derived["object_store.endpoint"]
+        if endpoint and endpoint != stack_endpoint:
+            store_reader.fail("endpoint", f"is derived from stack.port_base ({stack_endpoint})" if stack_endpoint
+                              else f"the embedded {kind} has no object store; got {endpoint!r}")
+        endpoint = stack_endpoint
     object_store = ObjectStore(
         endpoint=endpoint,
-        bucket=store_reader.str("bucket", "kafscale" if stack else None),
+        bucket=store_reader.str("bucket", derived.get("object_store.bucket")),
         region=store_reader.str("region", "us-east-1"),
         namespace=store_reader.str("namespace", "default"),
         access_key_env=store_reader.str("access_key_env"),
@@ -299,7 +306,21 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
         faults=FaultSettings(driver=driver, settings=dict(settings)),
         stack=stack,
         source=source,
+        not_promised=_parse_not_promised(top),
     )
+
+
+def _parse_not_promised(top: _Reader) -> dict[str, str]:
+    raw = top.data.get("not_promised") or {}
+    if not isinstance(raw, dict):
+        top.fail("not_promised", "must be a mapping of requirement id (e.g. F1.2) to the reason")
+    for requirement, reason in raw.items():
+        if not isinstance(requirement, str) or not REQUIREMENT_ID.match(requirement):
+            top.fail(f"not_promised.{requirement}", "not a requirement id of the trust contract (F1..F7, NFR1..NFR5, "
+                                                    "optionally with a sub-point such as F1.2)")
+        if not isinstance(reason, str) or not reason.strip():
+            top.fail(f"not_promised.{requirement}", "must give the reason the system does not promise it")
+    return dict(raw)
 
 
 def _parse_client(reader: _Reader) -> ClientSettings:
@@ -337,19 +358,18 @@ def _parse_client(reader: _Reader) -> ClientSettings:
         api_version=None if api_version is None else str(api_version),
         max_api_versions=dict(caps_raw),
         request_timeout_ms=reader.int("request_timeout_ms", 10000, 100, 600000),
+        replication_factor=reader.int("replication_factor", 1, 1, 9),
     )
 
 
-def embedded_addresses(stack: StackSettings) -> dict[str, Any]:
+def embedded_addresses(kind: str, stack: StackSettings) -> dict[str, Any]:
+    """The addresses an embedded system of this kind listens on, derived from its port base."""
+    from k6suite_lib.stack import stack_class
     from k6suite_lib.stack.layout import StackLayout
 
     layout = StackLayout(port_base=stack.port_base, brokers=stack.brokers)
-    return {
-        "bootstrap_servers": (layout.proxy_address,),
-        "metrics_urls": tuple(layout.broker_metrics_url(i) for i in range(stack.brokers)),
-        "etcd_endpoints": (layout.etcd_url,),
-        "object_store.endpoint": layout.minio_url,
-    }
+    return {"bootstrap_servers": (), "metrics_urls": (), "etcd_endpoints": (), "object_store.endpoint": None,
+            "object_store.bucket": None, **stack_class(kind).addresses(layout)}
 
 
 def _checked_derived(reader: _Reader, key: str, given: tuple[str, ...],

@@ -73,7 +73,7 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
     """
     import papermill
 
-    from k6suite_lib.stack.cluster import running
+    from k6suite_lib.stack import running
     from k6suite_lib.workload import new_run_id
 
     profile = load_profile(profile_name)

@@ -35,7 +35,7 @@ class Scenario:
     run_id: str
     tier: str
     target: dict[str, Any]
-    stack: Any = None  # LocalStack for embedded profiles, else None
+    stack: Any = None  # the EmbeddedStack of an embedded profile, else None
     started: float = field(default_factory=time.time)
     _verdicts: list[pd.DataFrame] = field(default_factory=list)
     measurements: dict[str, Any] = field(default_factory=dict)
@@ -45,8 +45,8 @@ class Scenario:
     def open(cls, scenario: str, title: str, profile: str | Profile, out_dir: str | Path = "", run_id: str = "",
              tier: str = "smoke") -> Scenario:
         """Resolve the profile, make sure an embedded stack runs, and record the target's identity."""
+        from k6suite_lib.stack import open_stack
         from k6suite_lib.stack.binaries import install
-        from k6suite_lib.stack.cluster import LocalStack
         from k6suite_lib.workload import new_run_id
 
         profile = profile if isinstance(profile, Profile) else load_profile(profile)
@@ -58,9 +58,9 @@ class Scenario:
         out.mkdir(parents=True, exist_ok=True)
         stack = None
         if profile.embedded:
-            stack = LocalStack.for_profile(profile, log=lambda msg: print(f"[stack] {msg}"))
+            stack = open_stack(profile, log=lambda msg: print(f"[stack] {msg}"))
             if not stack.is_up():
-                install(log=lambda _msg: None)
+                install(systems=[stack.system], log=lambda _msg: None)
                 stack.up()
         return cls(scenario=scenario, title=title, profile=profile, out_dir=out, run_id=run_id, tier=tier,
                    target=describe_target(profile), stack=stack)

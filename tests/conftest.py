@@ -17,7 +17,7 @@ import yaml
 
 from k6suite_lib.cli import interrupt_on_sigterm
 from k6suite_lib.profiles import Profile, load_profile
-from k6suite_lib.stack.cluster import LocalStack
+from k6suite_lib.stack import EmbeddedStack, open_stack
 from k6suite_lib.stack.process import is_alive
 
 SHARED_PORT_BASE = 20000  # 3 brokers, shared by integration tests that leave it whole
@@ -51,10 +51,11 @@ def isolated_outputs(outputs_dir: Path) -> Iterator[None]:
     patcher.undo()
 
 
-def _stack_fixture(tmp_path_factory, name: str, port_base: int, brokers: int) -> Iterator[tuple[LocalStack, Profile]]:
+def _stack_fixture(tmp_path_factory, name: str, port_base: int,
+                   brokers: int) -> Iterator[tuple[EmbeddedStack, Profile]]:
     profile_path = write_profile(tmp_path_factory.mktemp(name), name, port_base, brokers)
     profile = load_profile(profile_path)
-    stack = LocalStack.for_profile(profile, log=lambda _msg: None)
+    stack = open_stack(profile, log=lambda _msg: None)
     stack.up()
     try:
         yield stack, profile
@@ -63,12 +64,12 @@ def _stack_fixture(tmp_path_factory, name: str, port_base: int, brokers: int) ->
 
 
 @pytest.fixture(scope="session")
-def shared_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[LocalStack, Profile]]:
+def shared_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[EmbeddedStack, Profile]]:
     yield from _stack_fixture(tmp_path_factory, "test-shared", SHARED_PORT_BASE, 3)
 
 
 @pytest.fixture(scope="session")
-def single_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[LocalStack, Profile]]:
+def single_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[EmbeddedStack, Profile]]:
     yield from _stack_fixture(tmp_path_factory, "test-single", SINGLE_PORT_BASE, 1)
 
 

@@ -12,7 +12,7 @@ import requests
 from k6suite_lib import metrics
 from k6suite_lib.faults.base import Fault
 from k6suite_lib.faults.network import Bandwidth, BlackHole, Latency, Outage, ResetPeer
-from k6suite_lib.faults.process import AddBrokers, BrokerKill, BrokerPause, BrokerRestart, busiest_broker
+from k6suite_lib.faults.process import AddBrokers, BrokerKill, BrokerPause, BrokerRestart
 from k6suite_lib.faults.schedule import Schedule, Step
 from k6suite_lib.history import Recorder, fault_windows
 from k6suite_lib.stack.process import process_state
@@ -78,7 +78,7 @@ def test_schedule_rejects_unknown_actions():
 @pytest.mark.stack
 def test_kill_really_kills_and_restart_serves(shared_stack):
     stack, _ = shared_stack
-    broker = busiest_broker(stack)
+    broker = stack.fault_target()
     fault = BrokerKill(stack, broker)
     victim = stack.record(f"broker-{broker}")
     fault.start()
@@ -143,11 +143,11 @@ def test_network_faults_act_on_the_storage_path(single_stack):
 def test_added_broker_really_serves(tmp_path):
     from k6suite_lib import probes
     from k6suite_lib.profiles import load_profile
-    from k6suite_lib.stack.cluster import LocalStack
+    from k6suite_lib.stack import open_stack
     from tests.conftest import write_profile
 
     profile = load_profile(write_profile(tmp_path, "grow", 23200, 1))
-    stack = LocalStack.for_profile(profile, log=lambda _msg: None)
+    stack = open_stack(profile, log=lambda _msg: None)
     stack.up()
     try:
         fault = AddBrokers(stack, 1)

@@ -53,7 +53,7 @@ def _base() -> dict:
 
 @pytest.mark.parametrize(("mutate", "message"), [
     (lambda d: d.pop("name"), "name: required field is missing"),
-    (lambda d: d["target"].update(kind="redpanda"), "target.kind: must be one of kafscale, kafka, other"),
+    (lambda d: d["target"].update(kind="redpanda"), "target.kind: must be one of kafscale, kafka, tansu, other"),
     (lambda d: d.update(bootstrap="x"), "bootstrap: unknown field; did you mean 'bootstrap_servers'?"),
     (lambda d: d.update(bootstrap_servers=["localhost"]), "bootstrap_servers: 'localhost' is not a valid host:port"),
     (lambda d: d.pop("bootstrap_servers"), "bootstrap_servers: required field is missing"),
@@ -72,6 +72,9 @@ def _base() -> dict:
     (lambda d: d["faults"].update(driver="chaosmesh"), "faults.driver: must be one of local, kubernetes, none"),
     (lambda d: d.update(stack={"brokers": 2}), "stack: only an embedded profile"),
     (lambda d: d.update(client=["PLAINTEXT"]), "client: must be a mapping"),
+    (lambda d: d.update(not_promised={"F9.1": "x"}), "not_promised.F9.1: not a requirement id"),
+    (lambda d: d.update(not_promised={"F1.2": ""}), "not_promised.F1.2: must give the reason"),
+    (lambda d: d.update(not_promised=["F1.2"]), "not_promised: must be a mapping"),
 ])
 def test_malformed_profile_names_file_and_field(mutate, message):
     raw = _base()
@@ -89,7 +92,7 @@ def test_embedded_profile_rejects_a_contradicting_address():
         parse_profile(raw, source="x.yaml")
 
 
-def test_embedded_profile_must_be_kafscale_driven_locally():
+def test_embedded_profile_must_be_driven_locally():
     raw = yaml.safe_load(Path("profiles/local.yaml").read_text())
     raw["faults"]["driver"] = "none"
     with pytest.raises(ProfileError, match=r"faults.driver: an embedded profile is driven by the local"):

@@ -13,7 +13,7 @@ import requests
 
 from k6suite_lib.checker import CheckerConfig, check
 from k6suite_lib.profiles import load_profile
-from k6suite_lib.stack.cluster import LocalStack, StackError
+from k6suite_lib.stack import StackError, open_stack
 from k6suite_lib.stack.etcd import SNAPSHOT_KEY
 from k6suite_lib.stack.process import process_state
 from k6suite_lib.workload import WorkloadConfig, run_workload
@@ -43,7 +43,7 @@ def test_lifecycle_kill_restart_and_nothing_left_behind(tmp_path, outputs_dir):
     assert up.returncode == 0, up.stderr
     # the CLI process has exited: from here on the stack is driven from its saved state only
     profile = load_profile(profile_path)
-    stack = LocalStack.for_profile(profile, log=lambda _msg: None)
+    stack = open_stack(profile, log=lambda _msg: None)
     records = list(stack.records.values())
     try:
         status = _cli("stack", "status", "--profile", str(profile_path), env_outputs=outputs_dir)
@@ -70,12 +70,12 @@ def test_lifecycle_kill_restart_and_nothing_left_behind(tmp_path, outputs_dir):
         down = _cli("stack", "down", "--profile", str(profile_path), env_outputs=outputs_dir)
     assert down.returncode == 0, down.stderr
     assert_all_dead(records)
-    assert LocalStack.for_profile(profile).records == {}
+    assert open_stack(profile).records == {}
 
 
 def test_broker_signals_pause_terminate_and_add(tmp_path, outputs_dir):
     profile = load_profile(write_profile(tmp_path, "signals", LIFECYCLE_PORT_BASE + 400, 1))
-    stack = LocalStack.for_profile(profile, log=lambda _msg: None)
+    stack = open_stack(profile, log=lambda _msg: None)
     stack.up()
     try:
         stack.pause(0)
@@ -123,7 +123,7 @@ def test_down_all_stops_every_recorded_stack(tmp_path, monkeypatch):
     monkeypatch.setenv("K6SUITE_OUTPUTS", str(own_outputs))
     profile_path = write_profile(tmp_path, "downall", LIFECYCLE_PORT_BASE + 800, 1)
     assert _cli("stack", "up", "--profile", str(profile_path), env_outputs=own_outputs).returncode == 0
-    records = list(LocalStack.for_profile(load_profile(profile_path)).records.values())
+    records = list(open_stack(load_profile(profile_path)).records.values())
     result = _cli("stack", "down", "--all", env_outputs=own_outputs)
     assert result.returncode == 0, result.stderr
     assert "broker-0 terminated" in result.stdout or "broker-0 killed" in result.stdout

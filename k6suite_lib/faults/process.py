@@ -1,23 +1,23 @@
-"""Broker faults through signals to the embedded stack's real processes."""
+"""Broker faults through signals to an embedded stack's real processes (any embedded system)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from k6suite_lib.faults.base import Fault
-from k6suite_lib.probes import established_connections
 
 
 class BrokerKill(Fault):
     """SIGKILL: the broker gets no chance to release anything; stop() restarts it with the same id.
 
-    broker_id None: the broker taking the most produce traffic when the fault starts.
+    broker_id None: the broker the workload's writes depend on most when the fault starts (the
+    stack decides: the busiest broker behind a proxy, the leader of the topic's partitions on Kafka).
     """
 
     name, role = "broker-kill", "broker"
 
-    def __init__(self, stack, broker_id: int | None = None):
-        self.stack, self.broker_id = stack, broker_id
+    def __init__(self, stack, broker_id: int | None = None, topic: str | None = None):
+        self.stack, self.broker_id, self.topic = stack, broker_id, topic
 
     @property
     def target(self) -> str:
@@ -25,7 +25,7 @@ class BrokerKill(Fault):
 
     def _choose(self) -> int:
         if self.broker_id is None:
-            self.broker_id = busiest_broker(self.stack)
+            self.broker_id = self.stack.fault_target(self.topic)
         return self.broker_id
 
     def start(self) -> None:
@@ -40,8 +40,8 @@ class BrokerTerminate(BrokerKill):
 
     name = "broker-terminate"
 
-    def __init__(self, stack, broker_id: int | None = None, grace_s: float = 5.0):
-        super().__init__(stack, broker_id)
+    def __init__(self, stack, broker_id: int | None = None, grace_s: float = 5.0, topic: str | None = None):
+        super().__init__(stack, broker_id, topic)
         self.grace_s = grace_s
         self.ended = ""
 
@@ -75,19 +75,6 @@ class BrokerRestart(BrokerTerminate):
 
     def stop(self) -> None:
         """Nothing to heal: start() already brought the broker back."""
-
-
-def busiest_broker(stack) -> int:
-    """The broker with the highest produce rate (its own kafscale_produce_rps), then the most
-    established connections: a fault there hits the workload's writes."""
-    from k6suite_lib import metrics
-
-    ids = stack.broker_ids
-    samples = metrics.scrape([stack.layout.broker_metrics_url(b) for b in ids], timeout_s=2.0)
-    rates = metrics.series(samples, "kafscale_produce_rps").set_index("url")["value"]
-    load = {b: (float(rates.get(stack.layout.broker_metrics_url(b), 0.0)),
-                established_connections(stack.layout.broker_port(b))) for b in ids}
-    return max(ids, key=lambda b: load[b])
 
 
 class AddBrokers(Fault):

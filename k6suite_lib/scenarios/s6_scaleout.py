@@ -20,7 +20,7 @@ from k6suite_lib.faults.schedule import Schedule, Step
 from k6suite_lib.profiles import StackSettings, embedded_addresses
 from k6suite_lib.scenario import Scenario
 from k6suite_lib.scenarios import chaos
-from k6suite_lib.stack.cluster import LocalStack
+from k6suite_lib.stack import EmbeddedStack, open_stack
 from k6suite_lib.workload import WorkloadConfig
 
 SCALE_STACK_OFFSET = 200  # the scale-out stack's port base, relative to the profile's (see stack.layout)
@@ -29,7 +29,7 @@ SCALE_STACK_OFFSET = 200  # the scale-out stack's port base, relative to the pro
 def scale_profile(sc: Scenario):
     """The profile of a one-broker embedded stack beside the profile's own."""
     stack = StackSettings(brokers=1, port_base=sc.profile.stack.port_base + SCALE_STACK_OFFSET)
-    addresses = embedded_addresses(stack)
+    addresses = embedded_addresses(sc.profile.target_kind, stack)
     return dataclasses.replace(
         sc.profile, name=f"{sc.profile.name}-scaleout", stack=stack, bootstrap_servers=addresses["bootstrap_servers"],
         metrics_urls=addresses["metrics_urls"], etcd_endpoints=addresses["etcd_endpoints"],
@@ -41,7 +41,7 @@ def scale_out(sc: Scenario, add: int = 2, warmup_s: float = 15, after_s: float =
     variant = chaos.variant_name(f"1-to-{1 + add}", repeat, repeats)
     if sc.stack is not None:
         profile = scale_profile(sc)
-        stack = LocalStack.for_profile(profile, log=lambda msg: print(f"[scale-out stack] {msg}"))
+        stack = open_stack(profile, log=lambda msg: print(f"[scale-out stack] {msg}"))
         stack.up()
         try:
             return _scale_and_judge(sc, variant, profile, AddBrokers(stack, add), warmup_s, after_s, rate, stack)
@@ -60,7 +60,7 @@ def scale_out(sc: Scenario, add: int = 2, warmup_s: float = 15, after_s: float =
 
 
 def _scale_and_judge(sc: Scenario, variant: str, profile, fault, warmup_s: float, after_s: float, rate: float,
-                     stack: LocalStack | None = None) -> pd.DataFrame:
+                     stack: EmbeddedStack | None = None) -> pd.DataFrame:
     """Run load against `profile`, apply the scale-out fault after warmup_s, judge what clients saw."""
     config = WorkloadConfig(records=None, duration_s=warmup_s + after_s, rate=rate, producers=2, consumers=2,
                             consumer_mode="assign", partitions=3, client_metrics_s=1.0, label=f"s6-{variant}",

@@ -54,6 +54,10 @@ GO_BINARIES: dict[str, GoBinary] = {
                                  "github.com/Shopify/toxiproxy/v2/cmd/server"),
 }
 ETCD_VERSION = "3.5.1"
+# The Go-built servers each embedded system needs.
+SYSTEM_BINARIES: dict[str, tuple[str, ...]] = {
+    "kafscale": ("kafscale-broker", "kafscale-proxy", "minio", "toxiproxy-server"),
+}
 
 
 class BinaryError(RuntimeError):
@@ -99,14 +103,16 @@ def versions() -> dict[str, dict[str, str]]:
     return table
 
 
-def install(names: list[str] | None = None, log=print) -> dict[str, Path]:
-    """Build every missing binary; return the path of each requested one."""
-    if shutil.which("go") is None:
-        raise BinaryError("the Go toolchain is not on PATH; it is needed to build KafScale, MinIO, Toxiproxy")
+def install(systems: list[str] | None = None, log=print) -> dict[str, Path]:
+    """Build every missing binary the given embedded systems need (default: all); return their paths."""
+    wanted = systems or list(SYSTEM_BINARIES)
+    names = list(dict.fromkeys(name for system in wanted for name in SYSTEM_BINARIES.get(system, ())))
+    if names and shutil.which("go") is None:
+        raise BinaryError(f"the Go toolchain is not on PATH; it is needed to build {', '.join(names)}")
     target = cache_dir()
     target.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name in names or list(GO_BINARIES):
+    for name in names:
         spec = GO_BINARIES[name]
         path = target / spec.file_name
         if path.is_file():

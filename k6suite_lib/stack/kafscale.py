@@ -1,0 +1,204 @@
+"""The embedded KafScale cluster as local processes on 127.0.0.1.
+
+Start order follows what each component needs: etcd -> MinIO -> Toxiproxy (one proxy in front
+of MinIO, one in front of etcd) -> cluster snapshot in etcd -> brokers -> KafScale proxy.
+Brokers do not register themselves: the broker list lives only in the snapshot, so adding a
+broker means starting it and then compare-and-swapping it into the snapshot.
+
+Every broker setting is explicit, because KafScale silently falls back to in-memory storage or
+metadata when its S3 or etcd settings are incomplete; readiness therefore also checks the
+broker's own log for the lines that say it uses etcd and S3.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from k6suite_lib import metrics
+from k6suite_lib.probes import established_connections
+from k6suite_lib.stack import binaries
+from k6suite_lib.stack.base import (
+    READY_TIMEOUT_S,
+    S3_REGION,
+    EmbeddedStack,
+    broker_id_of,
+    http_ok,
+    port_answers,
+)
+from k6suite_lib.stack.etcd import SNAPSHOT_KEY
+from k6suite_lib.stack.layout import HOST, StackLayout
+from k6suite_lib.stack.process import ProcessRecord, StackError, is_alive, log_since_start, wait_ready
+from k6suite_lib.stack.state import stack_credentials
+
+S3_BUCKET = "kafscale"
+S3_NAMESPACE = "default"
+# Settings every broker gets; the S3 health window is short so storage faults heal within seconds.
+BROKER_SETTINGS = {
+    "KAFSCALE_PRODUCE_SYNC_FLUSH": "true",
+    "KAFSCALE_FLUSH_INTERVAL_MS": "500",
+    "KAFSCALE_SEGMENT_BYTES": "4194304",
+    "KAFSCALE_AUTO_CREATE_TOPICS": "true",
+    "KAFSCALE_AUTO_CREATE_PARTITIONS": "1",
+    "KAFSCALE_ALLOW_ADMIN_APIS": "true",
+    "KAFSCALE_S3_HEALTH_WINDOW_SEC": "5",
+    "KAFSCALE_S3_LATENCY_WARN_MS": "500",
+    "KAFSCALE_S3_LATENCY_CRIT_MS": "3000",
+    "KAFSCALE_S3_ERROR_RATE_WARN": "0.2",
+    "KAFSCALE_S3_ERROR_RATE_CRIT": "0.6",
+    "KAFSCALE_S3_PATH_STYLE": "true",
+    "KAFSCALE_STARTUP_TIMEOUT_SEC": "30",
+    # debug is the only level at which the broker logs which metadata store and S3 client it uses
+    "KAFSCALE_LOG_LEVEL": "debug",
+}
+
+
+class KafScaleStack(EmbeddedStack):
+    """etcd, MinIO, Toxiproxy, KafScale brokers and the KafScale proxy (the single client endpoint)."""
+
+    system = "kafscale"
+    fault_paths = ("storage", "metadata")
+    has_object_store = True
+
+    @classmethod
+    def addresses(cls, layout: StackLayout) -> dict[str, tuple[str, ...] | str]:
+        return {
+            "bootstrap_servers": (layout.proxy_address,),
+            "metrics_urls": tuple(layout.broker_metrics_url(i) for i in range(layout.brokers)),
+            "etcd_endpoints": (layout.etcd_url,),
+            "object_store.endpoint": layout.minio_url,
+            "object_store.bucket": S3_BUCKET,
+        }
+
+    def _start_components(self) -> None:
+        self._start_etcd()
+        self._start_minio()
+        self._start_toxiproxy()
+        self._seed_snapshot(range(self.layout.brokers))
+        for broker_id in range(self.layout.brokers):
+            self._spawn_broker(broker_id)
+        for broker_id in range(self.layout.brokers):
+            self._wait_broker(broker_id)
+        self._start_proxy()
+
+    def _ready_check(self, record: ProcessRecord) -> Callable[[], str | None]:
+        shared = self._shared_ready_check(record)
+        if shared is not None:
+            return shared
+        if record.role == "broker":
+            return lambda: self._broker_ready(record)
+        return lambda: (port_answers(self.layout.proxy_port)
+                        or http_ok(f"http://{HOST}:{self.layout.proxy_health_port}/readyz", "ready"))
+
+    def _restart_component(self, record: ProcessRecord) -> None:
+        if self._restart_shared(record):
+            return
+        if record.role == "broker":
+            self.restart(broker_id_of(record))
+        else:
+            self._start_proxy()
+
+    def heal(self) -> list[str]:
+        """Restart dead components, and clear an etcd whose quota filled (KafScale can do that, OBS-10)."""
+        repaired = []
+        etcd = self.records.get("etcd")
+        if etcd is not None and is_alive(etcd) and "NOSPACE" in (self._probe(etcd) or ""):
+            self.etcd.clear_nospace()
+            self.log("healed: etcd had filled its quota (NOSPACE); compacted, defragmented, alarm disarmed")
+            repaired.append("etcd (NOSPACE alarm cleared)")
+        return repaired + super().heal()
+
+    # ------------------------------------------------------------------ brokers
+    def _broker_entry(self, broker_id: int) -> dict:
+        return {"NodeID": broker_id, "Host": HOST, "Port": self.layout.broker_port(broker_id), "Rack": None}
+
+    def _seed_snapshot(self, broker_ids) -> None:
+        snapshot = {
+            "Brokers": [self._broker_entry(i) for i in broker_ids],
+            "ControllerID": 0,
+            "Topics": [],
+            "ClusterName": "k6suite-embedded",
+            "ClusterID": f"k6suite-{self.layout.port_base}",
+        }
+        self.etcd.put(SNAPSHOT_KEY, json.dumps(snapshot))
+
+    def broker_env(self, broker_id: int) -> dict[str, str]:
+        layout = self.layout
+        access, secret = stack_credentials()
+        return {
+            **BROKER_SETTINGS,
+            "KAFSCALE_BROKER_ID": str(broker_id),
+            "KAFSCALE_BROKER_ADDR": f"{HOST}:{layout.broker_port(broker_id)}",
+            "KAFSCALE_METRICS_ADDR": f"{HOST}:{layout.broker_metrics_port(broker_id)}",
+            "KAFSCALE_CONTROL_ADDR": f"{HOST}:{layout.broker_control_port(broker_id)}",
+            "KAFSCALE_ETCD_ENDPOINTS": f"http://{HOST}:{layout.metadata_proxy_port}",
+            "KAFSCALE_S3_BUCKET": S3_BUCKET,
+            "KAFSCALE_S3_REGION": S3_REGION,
+            "KAFSCALE_S3_NAMESPACE": S3_NAMESPACE,
+            "KAFSCALE_S3_ENDPOINT": f"http://{HOST}:{layout.storage_proxy_port}",
+            "KAFSCALE_S3_ACCESS_KEY": access,
+            "KAFSCALE_S3_SECRET_KEY": secret,
+        }
+
+    def _spawn_broker(self, broker_id: int) -> ProcessRecord:
+        layout = self.layout
+        return self._start(f"broker-{broker_id}", "broker", [str(binaries.binary_path("kafscale-broker"))],
+                           self.broker_env(broker_id),
+                           [layout.broker_port(broker_id), layout.broker_metrics_port(broker_id),
+                            layout.broker_control_port(broker_id)])
+
+    def _broker_ready(self, record: ProcessRecord) -> str | None:
+        broker_id = broker_id_of(record)
+        log = log_since_start(record)
+        if "using in-memory" in log:
+            raise StackError(f"{record.name} fell back to in-memory storage or metadata; see {record.log}")
+        for needle in ("using etcd-backed metadata store", "using AWS-compatible S3 client",
+                       f"broker listening on {HOST}:{self.layout.broker_port(broker_id)}"):
+            if needle not in log:
+                return f"log has no '{needle}' yet"
+        return (port_answers(self.layout.broker_port(broker_id))
+                or http_ok(f"http://{HOST}:{self.layout.broker_metrics_port(broker_id)}/readyz", "ready"))
+
+    def _start_proxy(self) -> None:
+        layout = self.layout
+        record = self._start("proxy", "proxy", [str(binaries.binary_path("kafscale-proxy"))], {
+            "KAFSCALE_PROXY_ADDR": layout.proxy_address,
+            "KAFSCALE_PROXY_ADVERTISED_HOST": HOST,
+            "KAFSCALE_PROXY_ADVERTISED_PORT": str(layout.proxy_port),
+            "KAFSCALE_PROXY_ETCD_ENDPOINTS": layout.etcd_url,
+            "KAFSCALE_PROXY_HEALTH_ADDR": f"{HOST}:{layout.proxy_health_port}",
+            "KAFSCALE_PROXY_BACKEND_RETRIES": "6",
+            "KAFSCALE_PROXY_BACKEND_BACKOFF_MS": "500",
+            "KAFSCALE_PROXY_BACKEND_CACHE_TTL_SEC": "60",
+        }, [layout.proxy_port, layout.proxy_health_port])
+        wait_ready(record, self._ready_check(record), READY_TIMEOUT_S)
+
+    def add_broker(self) -> int:
+        """Start a broker with the next free id, then append it to the snapshot (compare-and-swap)."""
+        broker_id = max(self.broker_ids, default=-1) + 1
+        self._spawn_broker(broker_id)
+        self._wait_broker(broker_id)
+        for _ in range(20):
+            raw, revision = self.etcd.get(SNAPSHOT_KEY)
+            snapshot = json.loads(raw) if raw else {"Brokers": [], "ControllerID": 0, "Topics": []}
+            if not any(b["NodeID"] == broker_id for b in snapshot.get("Brokers") or []):
+                snapshot["Brokers"] = [*(snapshot.get("Brokers") or []), self._broker_entry(broker_id)]
+            if self.etcd.compare_and_swap(SNAPSHOT_KEY, revision, json.dumps(snapshot)):
+                return broker_id
+            time.sleep(0.05)
+        raise StackError(f"could not add broker {broker_id} to the snapshot: 20 compare-and-swap conflicts")
+
+    def snapshot_broker_ids(self) -> list[int]:
+        raw, _ = self.etcd.get(SNAPSHOT_KEY)
+        return sorted(b["NodeID"] for b in (json.loads(raw).get("Brokers") or [])) if raw else []
+
+    def fault_target(self, topic: str | None = None) -> int:
+        """The broker with the highest produce rate (its own kafscale_produce_rps), then the most
+        established connections: behind the proxy, partition ownership is not visible to clients."""
+        ids = self.broker_ids
+        samples = metrics.scrape([self.layout.broker_metrics_url(b) for b in ids], timeout_s=2.0)
+        rates = metrics.series(samples, "kafscale_produce_rps").set_index("url")["value"]
+        load = {b: (float(rates.get(self.layout.broker_metrics_url(b), 0.0)),
+                    established_connections(self.layout.broker_port(b))) for b in ids}
+        return max(ids, key=lambda b: load[b])
