@@ -2,6 +2,8 @@
 
 - ``base``: the interface every embedded system offers (up/down/status/logs/heal, process faults);
 - ``kafscale``: KafScale brokers behind the KafScale proxy, with etcd and MinIO;
+- ``kafka``: Apache Kafka in KRaft mode, from Maven Central (the baseline that keeps its promises);
+- ``tansu``: Tansu brokers on MinIO (another stateless, S3-backed system);
 - ``process``, ``state``, ``layout``: supervision by PID, on-disk records, port layout;
 - ``etcd``, ``toxiproxy``: the small HTTP clients the stacks use.
 
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -17,14 +20,19 @@ from k6suite_lib.stack.base import EmbeddedStack
 from k6suite_lib.stack.layout import StackLayout
 from k6suite_lib.stack.process import StackError
 
+# system -> "module:class", imported on first use so a profile load does not import every backend
+SYSTEMS = {
+    "kafscale": "k6suite_lib.stack.kafscale:KafScaleStack",
+    "kafka": "k6suite_lib.stack.kafka:KafkaStack",
+    "tansu": "k6suite_lib.stack.tansu:TansuStack",
+}
+
 
 def stack_class(system: str) -> type[EmbeddedStack]:
-    from k6suite_lib.stack.kafscale import KafScaleStack
-
-    systems: dict[str, type[EmbeddedStack]] = {KafScaleStack.system: KafScaleStack}
-    if system not in systems:
-        raise StackError(f"no embedded stack for {system!r}; embedded systems: {', '.join(systems)}")
-    return systems[system]
+    if system not in SYSTEMS:
+        raise StackError(f"no embedded stack for {system!r}; embedded systems: {', '.join(SYSTEMS)}")
+    module, name = SYSTEMS[system].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def open_stack(profile, log: Callable[[str], None] = print) -> EmbeddedStack:

@@ -130,6 +130,11 @@ class EmbeddedStack(ABC):
     def fault_target(self, topic: str | None = None) -> int:
         """The broker a fault should hit now: the one the workload's writes depend on most."""
 
+    @classmethod
+    def install_artifacts(cls, log: Callable[[str], None] = print) -> dict[str, Path]:
+        """Fetch what the system needs beyond the Go binaries (binaries.SYSTEM_BINARIES); paths by name."""
+        return {}
+
     def broker_port(self, broker_id: int) -> int:
         """Where a broker takes Kafka requests (its own listener, not the client endpoint)."""
         return self.layout.broker_port(broker_id)

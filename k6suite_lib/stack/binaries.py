@@ -123,6 +123,10 @@ def install(systems: list[str] | None = None, log=print) -> dict[str, Path]:
             log(f"{name} {spec.version}: built")
         paths[name] = path
     paths["etcd"] = etcd_path()
+    from k6suite_lib.stack import stack_class
+
+    for system in wanted:  # artifacts that are not Go binaries (Maven jars, ...)
+        paths.update(stack_class(system).install_artifacts(log))
     return paths
 
 
