@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ EPILOG = """examples:
   k6suite stack status                  show every component, its PID and health
   k6suite run                           run the smoke tier of every scenario, write outputs/<run-id>/
   k6suite run --scenarios S3 --tier full
-  k6suite check outputs/<run>/S3-correctness/history.parquet
+  k6suite check outputs/<run>/S3-correctness/history-overlap.parquet
   k6suite observe <run-id>              turn a run into observations/OBS-NN-<slug>/
   k6suite stack down                    stop everything the stack started
 """
@@ -82,11 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="re-judge a saved history; exit 1 if any check fails",
                                 description="Re-check a history file (.parquet or .jsonl, see docs/history-format.md) "
-                                            "with the rules saved beside it, or with --allow overrides.")
-    check.add_argument("history", help="path to history.parquet or history.jsonl")
+                                            "with the composition of checkers saved in it: the same verdict table "
+                                            "the scenario printed. --allow and --min-acked change the anomaly rules.")
+    check.add_argument("history", help="path to history-<variant>.parquet or a .jsonl history")
     check.add_argument("--allow", action="append", default=None, metavar="CLASS",
-                       help="anomaly class to report without failing (repeatable); replaces the saved rules")
+                       help="anomaly class to report without failing (repeatable; replaces the saved list). Classes "
+                            "that say acknowledged data is gone or wrong (lost-write, unseen, readback-missing, "
+                            "position-mismatch, corrupted, inconsistent-offsets, foreign-record) are refused")
     check.add_argument("--min-acked", type=int, default=None, help="fewest acknowledged sends that prove anything")
+    check.add_argument("--json", action="store_true", help="print the verdict table as JSON records")
     return parser
 
 
@@ -188,27 +191,31 @@ def _check(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from k6suite_lib import history
-    from k6suite_lib.checker import CheckerConfig, check, latency_summary
+    from k6suite_lib.checkers import recheck
+    from k6suite_lib.checkers.measures import latency_summary
 
+    overrides = {}
+    if args.allow is not None:
+        overrides["allowed"] = args.allow
+    if args.min_acked is not None:
+        overrides["min_acked"] = args.min_acked
     try:
-        frame, meta = history.load(args.history)
-        rules = CheckerConfig.from_json(meta.get("checker"))
-        if args.allow is not None:
-            rules = dataclasses.replace(rules, allowed=frozenset(args.allow))
-        if args.min_acked is not None:
-            rules = dataclasses.replace(rules, min_acked=args.min_acked)
+        view, verdicts = recheck(args.history, anomaly_overrides=overrides)
     except (history.HistoryError, ValueError) as exc:
         print(f"k6suite check: {exc}", file=sys.stderr)
         return 2
-    result = check(frame, rules)
+    failed = int((verdicts["status"] == "FAIL").sum())
+    if args.json:
+        print(verdicts.to_json(orient="records", indent=2))
+        return 1 if failed else 0
+    meta = view.meta
     with pd.option_context("display.width", 200, "display.max_colwidth", 90):
-        print(f"history {args.history}: {len(frame)} rows, run {meta.get('run_id', '?')}, "
-              f"topic {meta.get('topic', '?')}")
-        print(result.verdicts.drop(columns=["passed"]).to_string(index=False))
+        print(f"history {args.history}: {len(view.frame)} rows, run {meta.get('run_id', '?')}, "
+              f"topic {meta.get('topic', '?')}, {meta.get('scenario', '?')} {meta.get('variant', '')}".rstrip())
+        print(verdicts.drop(columns=["passed"]).to_string(index=False))
         print()
-        print(latency_summary(frame).round(2).to_string())
-    failed = int((result.verdicts["status"] == "FAIL").sum())
-    print(f"\n{'FAIL' if failed else 'PASS'}: {failed} of {len(result.verdicts)} checks failed")
+        print(latency_summary(view).round(2).to_string())
+    print(f"\n{'FAIL' if failed else 'PASS'}: {failed} of {len(verdicts)} checks failed")
     return 1 if failed else 0
 
 

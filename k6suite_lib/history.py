@@ -9,23 +9,28 @@ run and to shade fault windows on a plot. The format is documented in docs/histo
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 lacks record_run; it reads as "" (unknown)
+READBACK = "readback"  # the process name of the final read-back
 
 # column -> (pandas dtype, meaning); the order here is the order on disk
 COLUMNS: dict[str, tuple[str, str]] = {
     "run_id": ("string", "id of the run that recorded the row"),
     "op_id": ("int64", "operation id; the records of one poll share it"),
-    "process": ("string", "the client: producer-N, consumer-N, readback, nemesis, client-log, workload"),
-    "f": ("string", "send | poll | assign | revoke | commit | connect | fault | client-metrics | client-log | phase"),
+    "process": ("string", "the client: producer-N, consumer-N, readback, nemesis, client-log, workload, probe"),
+    "f": ("string", "send | poll | assign | revoke | commit | connect | fault | client-metrics | client-log | phase"
+                    " | end-offsets | probe | metric"),
     "type": ("string", "ok | fail | info (indeterminate)"),
     "invoke_ns": ("int64", "time.monotonic_ns() when the operation started"),
     "complete_ns": ("int64", "time.monotonic_ns() when its outcome was known"),
@@ -38,6 +43,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "seq": ("int64", "record identity: the producer's sequence number, -1 when none"),
     "checksum": ("int64", "record identity: CRC32 of the payload body as written"),
     "corrupt": ("bool", "poll: payload unparseable or its checksum does not match its body"),
+    "record_run": ("string", "poll: the run id the record's payload carries; empty when unparseable"),
     "value_len": ("int64", "payload length in bytes"),
     "intended_ns": ("int64", "open-loop sends: when the send was due (monotonic), -1 otherwise"),
     "session": ("int64", "consumer: assignment epoch; offsets are compared only within one"),
@@ -46,7 +52,7 @@ COLUMNS: dict[str, tuple[str, str]] = {
 }
 _DEFAULTS: dict[str, Any] = {
     "topic": "", "partition": -1, "offset": -1, "key": "", "producer": "", "seq": -1, "checksum": -1,
-    "corrupt": False, "value_len": 0, "intended_ns": -1, "session": 0, "error": "", "detail": "",
+    "corrupt": False, "record_run": "", "value_len": 0, "intended_ns": -1, "session": 0, "error": "", "detail": "",
 }
 PAYLOAD_MAGIC = b"k6s1"
 _SEP = b"|"
@@ -193,11 +199,26 @@ def load(path: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     else:
         raise HistoryError(f"{path}: history files are .parquet or .jsonl")
     version = meta.get("format_version", FORMAT_VERSION)
-    if version != FORMAT_VERSION:
-        raise HistoryError(f"{path}: format version {version}, this k6suite reads version {FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise HistoryError(f"{path}: format version {version}, this k6suite reads versions "
+                           f"{', '.join(map(str, READABLE_VERSIONS))}")
     if frame.empty and not len(frame.columns):
         frame = pd.DataFrame(columns=list(COLUMNS))
     return validate(frame), meta
+
+
+def append(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The history with more rows (probes and samples taken beside the workload), in completion order."""
+    return to_frame([*frame.to_dict("records"), *rows]) if rows else frame
+
+
+def probe_row(run_id: str, kind: str, invoke_ns: int, detail: dict[str, Any], error: str = "",
+              topic: str = "") -> dict[str, Any]:
+    """An observation a check needs that is not a client operation (e.g. committed offsets read
+    after a group left, connections counted per broker after a scale-out): ok, or info with the error."""
+    return {"run_id": run_id, "op_id": -1, "process": "probe", "f": "probe", "type": "info" if error else "ok",
+            "invoke_ns": invoke_ns, "complete_ns": time.monotonic_ns(), "wall_ns": time.time_ns(), "topic": topic,
+            "error": error, "detail": json.dumps({"kind": kind, **detail}, default=str)}
 
 
 def fault_windows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -219,3 +240,133 @@ def fault_windows(frame: pd.DataFrame) -> pd.DataFrame:
     last = int(frame["complete_ns"].max()) if len(frame) else 0
     windows.extend({**w, "end_ns": last} for w in open_windows.values())
     return pd.DataFrame(windows, columns=["fault", "target", "start_ns", "end_ns", "applied", "parameters"])
+
+
+def _detail(value: str) -> dict[str, Any]:
+    return json.loads(value) if value else {}
+
+
+class View:
+    """Named slices of one history, each computed once: what every checker, measure and plot reads,
+    so the masks that say "an acknowledged send" or "a live read" exist in one place only.
+
+    meta is the metadata saved with the history; sidecar_dir is where files saved beside it live
+    (e.g. the storage listing a storage checker compares with).
+    """
+
+    def __init__(self, frame: pd.DataFrame, meta: dict[str, Any] | None = None, sidecar_dir: Path | None = None):
+        self.frame = frame
+        self.meta = meta or {}
+        self.sidecar_dir = sidecar_dir
+        self._memo: dict[str, Any] = {}
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """compute() once per view: analyses several checkers share (e.g. the anomaly search)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    @functools.cached_property
+    def coded(self) -> pd.DataFrame:
+        """The history with an int64 identity code per row: integer set operations keep a 1M-row check fast."""
+        producer_codes, _ = pd.factorize(self.frame["producer"])
+        code = (producer_codes.astype("int64") << 32) | (self.frame["seq"].to_numpy(dtype="int64") & 0xFFFFFFFF)
+        return self.frame.assign(code=code)
+
+    @functools.cached_property
+    def sends(self) -> pd.DataFrame:
+        return self.coded[self.coded["f"] == "send"]
+
+    @functools.cached_property
+    def acked(self) -> pd.DataFrame:
+        return self.sends[self.sends["type"] == "ok"]
+
+    @functools.cached_property
+    def unacked(self) -> pd.DataFrame:
+        """Sends that ended fail or info: refused, or of unknown outcome."""
+        return self.sends[self.sends["type"] != "ok"]
+
+    @functools.cached_property
+    def reads(self) -> pd.DataFrame:
+        """Every record a poll returned (live consumers and the read-back)."""
+        return self.coded[(self.coded["f"] == "poll") & (self.coded["type"] == "ok")]
+
+    @functools.cached_property
+    def foreign(self) -> pd.Series:
+        """Per read: the payload names another run than the one that recorded the history."""
+        reads = self.reads
+        return (reads["record_run"] != "") & (reads["record_run"] != reads["run_id"]) & ~reads["corrupt"]
+
+    @functools.cached_property
+    def valid_reads(self) -> pd.DataFrame:
+        """Reads that can be matched to a send: parseable, intact, and of this run."""
+        return self.reads[~self.reads["corrupt"] & ~self.foreign]
+
+    @functools.cached_property
+    def live_reads(self) -> pd.DataFrame:
+        return self.reads[self.reads["process"] != READBACK]
+
+    @functools.cached_property
+    def readback_reads(self) -> pd.DataFrame:
+        return self.reads[self.reads["process"] == READBACK]
+
+    @functools.cached_property
+    def failed_polls(self) -> pd.DataFrame:
+        polls = self.frame[self.frame["f"] == "poll"]
+        return polls[polls["type"] != "ok"]
+
+    @functools.cached_property
+    def windows(self) -> pd.DataFrame:
+        return fault_windows(self.frame)
+
+    @property
+    def first_fault_ns(self) -> int | None:
+        return int(self.windows["start_ns"].min()) if len(self.windows) else None
+
+    def phase(self, name: str) -> dict[str, Any] | None:
+        """The detail of the first phase row of that name (with its time as "t_ns"), or None."""
+        phases = self.frame[self.frame["f"] == "phase"]
+        for detail, t_ns in zip(phases["detail"], phases["complete_ns"], strict=True):
+            parsed = _detail(detail)
+            if parsed.get("phase") == name:
+                return {**parsed, "t_ns": int(t_ns)}
+        return None
+
+    @functools.cached_property
+    def readback_ran(self) -> bool:
+        return bool((self.frame["process"] == READBACK).any())
+
+    @functools.cached_property
+    def end_offsets(self) -> dict[int, int] | None:
+        """Per partition, the end offset the target reported after producers stopped (None: not recorded)."""
+        rows = self.frame[(self.frame["f"] == "end-offsets") & (self.frame["type"] == "ok")]
+        if rows.empty:
+            return None
+        return {int(p): int(o) for p, o in _detail(rows["detail"].iloc[-1]).get("end_offsets", {}).items()}
+
+    @functools.cached_property
+    def readback_positions(self) -> dict[int, int] | None:
+        """Per partition, where the final read-back stopped (the next offset it would have read)."""
+        end = self.phase("readback-end")
+        if end is None:
+            return None
+        return {int(p): int(o) for p, o in end.get("positions", {}).items()}
+
+    def probes(self, kind: str) -> list[dict[str, Any]]:
+        """Details of probe rows of one kind (observations a check needs, made during the run)."""
+        rows = self.frame[(self.frame["f"] == "probe")]
+        details = [{**_detail(d), "type": t, "error": e}
+                   for d, t, e in zip(rows["detail"], rows["type"], rows["error"], strict=True)]
+        return [d for d in details if d.get("kind") == kind]
+
+    @functools.cached_property
+    def client_logs(self) -> pd.Series:
+        return self.frame.loc[self.frame["f"] == "client-log", "error"]
+
+    def group_events(self) -> pd.DataFrame:
+        """Consumer-group assignments and revocations of live consumers, with their partitions."""
+        events = self.frame[self.frame["f"].isin(["assign", "revoke"]) & (self.frame["process"] != READBACK)]
+        details = events["detail"].map(_detail)
+        return events.assign(partitions=details.map(lambda d: d.get("partitions")),
+                             group=details.map(lambda d: bool(d.get("group"))).astype(bool))[
+            ["process", "f", "type", "complete_ns", "session", "partitions", "group"]]

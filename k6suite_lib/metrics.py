@@ -87,6 +87,23 @@ class Sampler:
         return pd.concat(self._frames, ignore_index=True) if self._frames else pd.DataFrame(columns=SAMPLE_COLUMNS)
 
 
+def sample_rows(run_id: str, samples: pd.DataFrame, families: list[str]) -> list[dict]:
+    """History rows (f = metric) for the samples of the given families, so checks on them can be
+    re-run from the history alone; a URL that failed gives an info row with its error."""
+    rows = []
+    chosen = samples[samples["family"].isin(families) | (samples["error"] != "")] if families else samples.iloc[0:0]
+    wall_to_monotonic = time.monotonic_ns() - time.time_ns()
+    for sample in chosen.itertuples():
+        t_ns = int(sample.t_wall * 1e9) + wall_to_monotonic
+        rows.append({"run_id": run_id, "op_id": -1, "process": "metrics", "f": "metric",
+                     "type": "info" if sample.error else "ok", "invoke_ns": t_ns, "complete_ns": t_ns,
+                     "wall_ns": int(sample.t_wall * 1e9), "error": sample.error,
+                     "detail": json.dumps({"family": None if sample.error else sample.family, "url": sample.url,
+                                           "labels": None if sample.error else sample.labels,
+                                           "value": None if sample.error else sample.value})})
+    return rows
+
+
 def series(samples: pd.DataFrame, sample_name: str, labels: dict | None = None) -> pd.DataFrame:
     """One sample name over time: t_wall, url, value (summed over label sets unless labels given)."""
     chosen = samples[samples["sample"] == sample_name]

@@ -10,37 +10,36 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from k6suite_lib.checker import throughput, unseen_over_time
-from k6suite_lib.history import fault_windows
+from k6suite_lib.checkers.measures import throughput, unseen_over_time
+from k6suite_lib.history import View
 
 FAULT_COLOURS = ("#f4a582", "#92c5de", "#b8e186", "#d6604d", "#fddbc7")
 
 
-def _shade(axes, history: pd.DataFrame, start_ns: int, label: bool) -> None:
-    windows = fault_windows(history)
-    for i, window in enumerate(windows.itertuples()):
+def _shade(axes, view: View, start_ns: int, label: bool) -> None:
+    for i, window in enumerate(view.windows.itertuples()):
         colour = FAULT_COLOURS[i % len(FAULT_COLOURS)]
         axes.axvspan((window.start_ns - start_ns) / 1e9, (window.end_ns - start_ns) / 1e9, color=colour, alpha=0.35,
                      label=f"{window.fault} ({window.target})" if label else None)
 
 
-def latency_over_time(history: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
+def latency_over_time(view: View, bin_s: float = 1.0) -> pd.DataFrame:
     """Publish latency (ms) per time bin of completion: p50, p99, max."""
-    sends = history[(history["f"] == "send") & (history["type"] == "ok")]
+    sends = view.acked
     if sends.empty:
         return pd.DataFrame(columns=["t_s", "p50", "p99", "max"])
-    start = history["invoke_ns"].min()
+    start = view.frame["invoke_ns"].min()
     bins = ((sends["complete_ns"] - start) / 1e9 // bin_s * bin_s).rename("t_s")
     latency = ((sends["complete_ns"] - sends["invoke_ns"]) / 1e6).groupby(bins)
     return pd.DataFrame({"p50": latency.median(), "p99": latency.quantile(0.99), "max": latency.max()}).reset_index()
 
 
-def unread_over_time(history: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
+def unread_over_time(view: View, bin_s: float = 1.0) -> pd.DataFrame:
     """Acknowledged records live consumers had not yet read, at the end of each time bin."""
-    start = history["invoke_ns"].min() if len(history) else 0
-    acked = history[(history["f"] == "send") & (history["type"] == "ok")]
-    reads = history[(history["f"] == "poll") & (history["type"] == "ok") & (history["process"] != "readback")]
-    first_read = reads.groupby(["producer", "seq"])["complete_ns"].min()
+    start = view.frame["invoke_ns"].min() if len(view.frame) else 0
+    acked = view.acked
+    live = view.valid_reads[view.valid_reads.index.isin(view.live_reads.index)]
+    first_read = live.groupby("code")["complete_ns"].min()
     acked_bins = ((acked["complete_ns"] - start) / 1e9 // bin_s).value_counts().sort_index()
     read_bins = ((first_read - start) / 1e9 // bin_s).value_counts().sort_index()
     bins = acked_bins.index.union(read_bins.index)
@@ -51,16 +50,16 @@ def unread_over_time(history: pd.DataFrame, bin_s: float = 1.0) -> pd.DataFrame:
     return pd.DataFrame({"t_s": full * bin_s, "unread": unread.clip(lower=0).to_numpy()})
 
 
-def timeline(history: pd.DataFrame, title: str = "", bin_s: float = 1.0) -> Figure:
+def timeline(view: View, title: str = "", bin_s: float = 1.0) -> Figure:
     """Throughput, publish latency, errors and acknowledged-but-unread records over time, faults shaded."""
     figure = Figure(figsize=(11, 9.5))
     axes = figure.subplots(4, 1, sharex=True)
-    start = history["invoke_ns"].min() if len(history) else 0
-    rates = throughput(history, bin_s)
+    start = view.frame["invoke_ns"].min() if len(view.frame) else 0
+    rates = throughput(view, bin_s)
     axes[0].plot(rates["t_s"], rates["acked"], label="acked sends/s")
     axes[0].plot(rates["t_s"], rates["read"], label="records read/s", alpha=0.8)
     axes[0].set_ylabel("records / s")
-    latency = latency_over_time(history, bin_s)
+    latency = latency_over_time(view, bin_s)
     axes[1].plot(latency["t_s"], latency["p50"], label="publish p50")
     axes[1].plot(latency["t_s"], latency["p99"], label="publish p99")
     axes[1].set_ylabel("ms")
@@ -70,25 +69,25 @@ def timeline(history: pd.DataFrame, title: str = "", bin_s: float = 1.0) -> Figu
     axes[2].bar(rates["t_s"], rates["indeterminate"], width=bin_s, bottom=rates["failed"],
                 label="indeterminate sends/s", color="#ef8a62")
     axes[2].set_ylabel("errors / s")
-    unread = unread_over_time(history, bin_s)
+    unread = unread_over_time(view, bin_s)
     axes[3].plot(unread["t_s"], unread["unread"], color="#542788", label="acked, not yet read by consumers")
     axes[3].set_ylabel("records")
     axes[3].set_xlabel("seconds since the first operation")
     for i, ax in enumerate(axes):
-        _shade(ax, history, start, label=i == 0)
+        _shade(ax, view, start, label=i == 0)
         ax.grid(alpha=0.3)
         ax.legend(loc="upper right", fontsize=8)
     figure.suptitle(title or "timeline")
     return figure
 
 
-def latency_cdf(history: pd.DataFrame, title: str = "") -> Figure:
+def latency_cdf(view: View, title: str = "") -> Figure:
     """CDF of publish latency; split into before / during / after faults when the history has any."""
     figure = Figure(figsize=(8, 4.5))
     ax = figure.subplots()
-    sends = history[(history["f"] == "send") & (history["type"] == "ok")]
+    sends = view.acked
     latency = (sends["complete_ns"] - sends["invoke_ns"]) / 1e6
-    windows = fault_windows(history)
+    windows = view.windows
     if windows.empty:
         groups = {"all sends": latency}
     else:
@@ -112,11 +111,11 @@ def latency_cdf(history: pd.DataFrame, title: str = "") -> Figure:
     return figure
 
 
-def unseen_curve(history: pd.DataFrame, title: str = "") -> Figure:
+def unseen_curve(view: View, title: str = "") -> Figure:
     """Acknowledged records not yet read by anyone, during the final read-back."""
     figure = Figure(figsize=(8, 3.5))
     ax = figure.subplots()
-    curve = unseen_over_time(history)
+    curve = unseen_over_time(view)
     ax.step(curve["elapsed_s"], curve["unseen"], where="post")
     ax.set_xlabel("seconds into the final read-back")
     ax.set_ylabel("unseen acknowledged records")

@@ -173,14 +173,55 @@ def metadata_brokers(outcome: ProbeOutcome) -> pd.DataFrame:
                          for b in brokers], columns=["node_id", "host", "port", "address"])
 
 
+# FindCoordinator answers that mean "ask again soon" (a fresh Kafka creates __consumer_offsets first)
+COORDINATOR_RETRIABLE = (14, 15)  # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE
+BATCHED_FIND_COORDINATOR = 4  # from v4 the request names keys and the answer lists coordinators
+BATCHED_OFFSET_FETCH = 8  # from v8 the request and the answer are per group
+
+
 def find_coordinator(address: str, group: str, version: int = 3) -> ProbeOutcome:
+    if version >= BATCHED_FIND_COORDINATOR:
+        return call(address, FindCoordinatorRequest, FindCoordinatorResponse, version, key_type=0,
+                    coordinator_keys=[group])
     return call(address, FindCoordinatorRequest, FindCoordinatorResponse, version, key=group, key_type=0)
+
+
+def coordinator(outcome: ProbeOutcome) -> dict[str, Any]:
+    """node_id, host, port and error_code of a FindCoordinator answer, at any version."""
+    response = outcome.response
+    entry = response.coordinators[0] if response.coordinators else response
+    return {"node_id": entry.node_id, "host": entry.host, "port": entry.port, "error_code": entry.error_code}
+
+
+def find_coordinator_settled(address: str, group: str, version: int, timeout_s: float = 15.0) -> ProbeOutcome:
+    """FindCoordinator, asked again (bounded) while the target says the coordinator is not ready yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        outcome = find_coordinator(address, group, version)
+        if (not outcome.ok or coordinator(outcome)["error_code"] not in COORDINATOR_RETRIABLE
+                or time.monotonic() > deadline):
+            return outcome
+        time.sleep(0.5)
 
 
 def offset_fetch(address: str, group: str, topic: str | None, version: int) -> ProbeOutcome:
     """topic=None asks for every committed offset of the group (null topics), as admin tools do."""
+    if version >= BATCHED_OFFSET_FETCH:
+        group_cls = OffsetFetchRequest.OffsetFetchRequestGroup
+        topics = None if topic is None else [group_cls.OffsetFetchRequestTopics(name=topic, partition_indexes=[0])]
+        return call(address, OffsetFetchRequest, OffsetFetchResponse, version,
+                    groups=[group_cls(group_id=group, topics=topics)], require_stable=False)
     topics = None if topic is None else [OffsetFetchRequest.OffsetFetchRequestTopic(name=topic, partition_indexes=[0])]
     return call(address, OffsetFetchRequest, OffsetFetchResponse, version, group_id=group, topics=topics)
+
+
+def committed_offsets(outcome: ProbeOutcome) -> tuple[list[int], int]:
+    """The committed offsets an OffsetFetch answer lists, and its (group or top-level) error code."""
+    response = outcome.response
+    if response.groups:
+        group = response.groups[0]
+        return [p.committed_offset for t in group.topics for p in t.partitions], group.error_code
+    return [p.committed_offset for t in response.topics for p in t.partitions], response.error_code
 
 
 def fetch_by_name(address: str, topic: str, version: int = 12) -> ProbeOutcome:

@@ -16,10 +16,11 @@ from xml.etree import ElementTree as ET
 
 from jinja2 import Environment, select_autoescape
 
-from k6suite_lib.checker import ANOMALIES
+from k6suite_lib.checkers import ANOMALIES
+from k6suite_lib.checkers.readback import PAST_ACKS, REACHED
 from k6suite_lib.secrets import redact
 
-DATA_CHECKS = frozenset({*ANOMALIES, "acknowledged sends", "every fault took effect"})
+DATA_CHECKS = frozenset({*ANOMALIES, "acknowledged sends", "every fault took effect", REACHED, PAST_ACKS})
 
 
 def _all(_verdict: dict[str, Any]) -> bool:
@@ -50,12 +51,12 @@ QUESTIONS: tuple[tuple[str, tuple[str, ...], Callable[[dict[str, Any]], bool]], 
     ("Can brokers be restarted one by one without client errors?", ("S7",), _all),
     ("Do permission boundaries hold?", ("S8",), _all),
 )
-STATUS_ORDER = {"FAIL": 0, "NOT TESTED": 1, "ALLOWED": 2, "PASS": 3}
+STATUS_ORDER = {"FAIL": 0, "NOT TESTED": 1, "ALLOWED": 2, "PASS": 3, "NOT PROMISED": 4}
 
 
 def answer(summary: dict[str, Any], scenario_ids: tuple[str, ...],
            selector: Callable[[dict[str, Any]], bool] = _all) -> tuple[str, str]:
-    """'YES', 'NO' or 'NOT TESTED', and the measurement that decides it."""
+    """'YES', 'NO', 'NOT TESTED' or 'NOT PROMISED', and the measurement that decides it."""
     scenarios = [s for s in summary["scenarios"] if s["scenario"] in scenario_ids]
     verdicts = [v for s in scenarios for v in s["verdicts"] if selector(v)]
     failed = [v for v in verdicts if v["status"] == "FAIL"]
@@ -64,9 +65,12 @@ def answer(summary: dict[str, Any], scenario_ids: tuple[str, ...],
         return "NOT TESTED", f"{', '.join(scenario_ids)} not run"
     if failed:
         return "NO", f"{len(failed)} of {len(executed)} checks failed, e.g. {failed[0]['variant']}: {failed[0]['check']}"
+    untested = sum(v["status"] == "NOT TESTED" for v in verdicts)
     if not executed:
+        if verdicts and all(v["status"] == "NOT PROMISED" for v in verdicts):
+            return "NOT PROMISED", verdicts[0]["evidence"].split(";")[0]
         return "NOT TESTED", "no check could run"
-    return "YES", f"all {len(executed)} executed checks passed"
+    return "YES", f"all {len(executed)} executed checks passed" + (f"; {untested} not tested" if untested else "")
 
 
 def _sorted_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -80,7 +84,7 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#22
 table{border-collapse:collapse;width:100%;margin:.5em 0 1.5em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}.PASS,.YES{background:#e3f4e1}.FAIL,.NO{background:#fbe1e1}
-.ALLOWED{background:#fff4d6}.NOTTESTED{background:#eee;color:#555}
+.ALLOWED{background:#fff4d6}.NOTTESTED{background:#eee;color:#555}.NOTPROMISED{background:#eef3fb;color:#555}
 .badge{display:inline-block;padding:.2em .8em;border-radius:.3em;font-weight:bold}
 img{max-width:100%;border:1px solid #ddd;margin:.5em 0}code{background:#f6f6f6;padding:0 .2em}
 details{margin:.5em 0}td.ev{font-family:monospace;font-size:.85em;word-break:break-word}
@@ -88,7 +92,7 @@ details{margin:.5em 0}td.ev{font-family:monospace;font-size:.85em;word-break:bre
 <h1>K6SUITE report <span class="badge {{ 'PASS' if s.passed else 'FAIL' }}">{{ 'PASS' if s.passed else 'FAIL' }}</span></h1>
 <p>Run <code>{{ s.run_id }}</code>, profile <code>{{ s.profile }}</code>, tier <code>{{ s.tier }}</code>,
 started {{ started }}, {{ '%.0f' % s.duration_s }} s. Checks: {{ s.counts.PASS }} passed, {{ s.counts.FAIL }} failed,
-{{ s.counts.ALLOWED }} allowed, {{ s.counts['NOT TESTED'] }} not tested.</p>
+{{ s.counts.ALLOWED }} allowed, {{ s.counts['NOT TESTED'] }} not tested, {{ s.counts['NOT PROMISED'] }} not promised.</p>
 {% if s.stack_error %}<p class="FAIL">The run could not continue: <code>{{ s.stack_error }}</code></p>{% endif %}
 <h2>Critical questions</h2>
 <table><tr><th>Question</th><th>Answer</th><th>Decided by</th><th>Evidence</th></tr>
@@ -146,7 +150,7 @@ def junit_xml(summary: dict[str, Any]) -> str:
         suite = ET.SubElement(suites, "testsuite", name=f"{scenario['scenario']} {scenario.get('title', '')}".strip(),
                               tests=str(len(verdicts)),
                               failures=str(sum(v["status"] == "FAIL" for v in verdicts)),
-                              skipped=str(sum(v["status"] == "NOT TESTED" for v in verdicts)),
+                              skipped=str(sum(v["status"] in ("NOT TESTED", "NOT PROMISED") for v in verdicts)),
                               time=str(scenario.get("duration_s", 0)))
         for v in verdicts:
             case = ET.SubElement(suite, "testcase", classname=f"{scenario['scenario']}.{v['variant']}", name=v["check"])
@@ -154,7 +158,7 @@ def junit_xml(summary: dict[str, Any]) -> str:
                 failure = ET.SubElement(case, "failure",
                                         message=f"{v['check']}: measured {v['measured']}, threshold {v['threshold']}")
                 failure.text = str(v.get("evidence", ""))
-            elif v["status"] == "NOT TESTED":
+            elif v["status"] in ("NOT TESTED", "NOT PROMISED"):
                 ET.SubElement(case, "skipped", message=str(v.get("evidence", "")))
             elif v["status"] == "ALLOWED":
                 ET.SubElement(case, "system-out").text = f"allowed here: measured {v['measured']}; {v.get('evidence', '')}"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from k6suite_lib import __version__
+from k6suite_lib.checkers.verdicts import STATUSES
 from k6suite_lib.profiles import Profile, load_profile
 from k6suite_lib.scenario import RESULTS_FILE
 from k6suite_lib.secrets import redact
@@ -224,13 +225,13 @@ def _archive_logs(files: list[Path], destination: Path) -> None:
 
 def _tally(result: dict[str, Any]) -> str:
     statuses = [v["status"] for v in result["verdicts"]]
-    return ", ".join(f"{statuses.count(s)} {s}" for s in ("PASS", "FAIL", "ALLOWED", "NOT TESTED") if s in statuses)
+    return ", ".join(f"{statuses.count(s)} {s}" for s in STATUSES if s in statuses)
 
 
 def build_summary(results: list[dict[str, Any]], profile: Profile, run_id: str, tier: str, started: float,
                   stack_error: str = "") -> dict[str, Any]:
     statuses = [v["status"] for r in results for v in r["verdicts"]]
-    counts = {s: statuses.count(s) for s in ("PASS", "FAIL", "ALLOWED", "NOT TESTED")}
+    counts = {s: statuses.count(s) for s in STATUSES}
     executed = counts["PASS"] + counts["FAIL"] + counts["ALLOWED"]
     target = next((r["target"] for r in results if r.get("target", {}).get("reachable")), None)
     if target is None:

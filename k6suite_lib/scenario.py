@@ -4,6 +4,10 @@ A notebook opens a Scenario, hands it to the scenario module's steps (each adds 
 returns frames to display), and finishes it, which writes ``results.json`` beside the histories
 and plots. The runner and the report read only those files, so a notebook run by hand in
 JupyterLab leaves the same evidence as one run by papermill.
+
+Scenarios compose checkers; they do not judge. ``judge`` saves a workload's history with the
+composition (and the profile's waived promises) in its metadata, then runs the same composition
+that ``k6suite check HISTORY`` runs later, so the two tables are the same by construction.
 """
 
 from __future__ import annotations
@@ -17,13 +21,22 @@ from typing import Any
 import pandas as pd
 
 from k6suite_lib import clients, history
-from k6suite_lib.checker import CheckerConfig, CheckResult, check, latency_summary, verdict_frame
+from k6suite_lib.checkers import CheckSpec, compose, find_anomalies, verdict_frame
+from k6suite_lib.checkers.measures import latency_summary
 from k6suite_lib.identity import describe_target
 from k6suite_lib.profiles import Profile, load_profile
 from k6suite_lib.stack.layout import outputs_root
 from k6suite_lib.workload import WorkloadResult
 
 RESULTS_FILE = "results.json"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A judged history: its view (for measures and plots) and its verdict table."""
+
+    view: history.View
+    verdicts: pd.DataFrame
 
 
 @dataclass
@@ -82,14 +95,22 @@ class Scenario:
     def add_verdicts(self, variant: str, verdicts: pd.DataFrame) -> None:
         self._verdicts.append(verdicts.assign(variant=variant))
 
+    def add_rows(self, variant: str, rows: list[dict[str, Any]]) -> None:
+        """Verdict rows made outside a history (probes): checks of promises the system never made
+        are shown as NOT PROMISED, like the history checks."""
+        self.add_verdicts(variant, verdict_frame(rows, self.profile.not_promised))
+
     def add_check(self, variant: str, check_name: str, requirement: str, measured: Any, threshold: str,
-                  passed: bool | None, evidence: str = "", status: str | None = None) -> None:
-        self.add_verdicts(variant, verdict_frame([{
-            "check": check_name, "requirement": requirement, "measured": measured, "threshold": threshold,
-            "passed": passed, "evidence": evidence, "status": status}]))
+                  passed: bool, evidence: str = "") -> None:
+        """A probe verdict decided by the caller (S1, S2): measured and threshold as shown."""
+        self.add_rows(variant, [{"check": check_name, "requirement": requirement, "measured": measured,
+                                 "threshold": threshold, "status": "PASS" if passed else "FAIL",
+                                 "evidence": evidence}])
 
     def not_tested(self, variant: str, check_name: str, requirement: str, reason: str) -> None:
-        self.add_check(variant, check_name, requirement, None, "n/a", None, reason, status="NOT TESTED")
+        from k6suite_lib.checkers import not_tested
+
+        self.add_rows(variant, [not_tested(check_name, requirement, reason)])
 
     def verdicts(self) -> pd.DataFrame:
         if not self._verdicts:
@@ -103,19 +124,25 @@ class Scenario:
         self.measurements[key] = _jsonable(value)
         return value
 
-    def judge(self, variant: str, result: WorkloadResult, rules: CheckerConfig) -> CheckResult:
-        """Check a workload's history, keep the history on disk, record verdicts and latency."""
-        verdict = check(result.history, rules)
-        path = history.save(result.history, self.out_dir / f"history-{variant}.parquet",
-                            meta={**result.meta(), "checker": rules.to_json(), "scenario": self.scenario,
-                                  "variant": variant})
+    def judge(self, variant: str, result: WorkloadResult, checks: list[CheckSpec],
+              sidecars: dict[str, str] | None = None) -> Judgement:
+        """Save the history with the composition that judges it, run that composition, keep the verdicts.
+
+        sidecars names files saved beside the history that checks read (e.g. {"storage": "storage-x.parquet"}).
+        """
+        meta = {**result.meta(), "checks": [c.to_json() for c in checks], "not_promised": self.profile.not_promised,
+                "scenario": self.scenario, "variant": variant, **(sidecars or {})}
+        path = history.save(result.history, self.out_dir / f"history-{variant}.parquet", meta=meta)
+        view = history.View(result.history, meta, sidecar_dir=self.out_dir)
+        verdicts = compose(view, checks, self.profile.not_promised)
         self.artifacts.append(path.name)
-        self.add_verdicts(variant, verdict.verdicts)
-        self.measure(f"{variant}.stats", verdict.stats)
-        self.measure(f"{variant}.latency_ms", latency_summary(result.history).round(2))
+        self.add_verdicts(variant, verdicts)
+        _, stats = view.memo("anomalies", lambda: find_anomalies(view))
+        self.measure(f"{variant}.stats", stats)
+        self.measure(f"{variant}.latency_ms", latency_summary(view).round(2))
         if result.notes:
             self.measure(f"{variant}.notes", result.notes)
-        return verdict
+        return Judgement(view=view, verdicts=verdicts)
 
     def save_figure(self, figure, name: str) -> Path:
         path = self.out_dir / f"{name}.png"
@@ -125,7 +152,11 @@ class Scenario:
 
     # ------------------------------------------------------------------ results
     def finish(self) -> pd.DataFrame:
-        """Write results.json and return the verdict table (the notebook's last output)."""
+        """Write results.json and return the verdict table (the notebook's last output). A scenario
+        in which no check ran fails: a run that judged nothing must never read as a pass."""
+        if not self._verdicts:
+            self.add_check("scenario", "at least one check ran", "-", 0, ">= 1", False,
+                           "the parameters selected nothing to run (e.g. an empty kinds list or repeats=0)")
         verdicts = self.verdicts()
         aggregate = aggregate_repeats(verdicts)
         payload = {
@@ -149,18 +180,21 @@ def aggregate_repeats(verdicts: pd.DataFrame) -> pd.DataFrame | None:
         return None
     rows = []
     for (variant, check_name), group in verdicts.assign(base=base).groupby(["base", "check"], sort=False):
-        statuses = set(group["status"])
-        failed = int((group["status"] == "FAIL").sum())
+        counts = group["status"].value_counts()
+        failed, untested = int(counts.get("FAIL", 0)), int(counts.get("NOT TESTED", 0))
         if failed:
             status = "FAIL"
-        elif statuses == {"NOT TESTED"}:
+        elif set(counts.index) == {"NOT PROMISED"}:
+            status = "NOT PROMISED"
+        elif untested:  # a pass claims every repeat: one that measured nothing makes the fold untested
             status = "NOT TESTED"
         else:
-            status = "ALLOWED" if "ALLOWED" in statuses else "PASS"
+            status = "ALLOWED" if "ALLOWED" in counts else "PASS"
+        measured = f"{failed} of {len(group)} repeats failed" + (f", {untested} not tested" if untested else "")
         first_bad = group[group["status"] == "FAIL"]["evidence"]
         rows.append({"variant": variant, "check": check_name, "requirement": group["requirement"].iloc[0],
-                     "measured": f"{failed} of {len(group)} repeats failed", "threshold": "0 of N",
-                     "status": status, "passed": None if status == "NOT TESTED" else not failed,
+                     "measured": measured, "threshold": "0 of N", "status": status,
+                     "passed": None if status in ("NOT TESTED", "NOT PROMISED") else not failed,
                      "evidence": first_bad.iloc[0] if len(first_bad) else group["evidence"].iloc[-1]})
     return pd.DataFrame(rows)
 

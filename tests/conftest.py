@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from k6suite_lib.checkers import AnomalyRules, CheckSpec, compose
 from k6suite_lib.cli import interrupt_on_sigterm
+from k6suite_lib.history import View
 from k6suite_lib.profiles import Profile, load_profile
 from k6suite_lib.stack import EmbeddedStack, open_stack
 from k6suite_lib.stack.process import is_alive
@@ -71,6 +73,17 @@ def shared_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[EmbeddedS
 @pytest.fixture(scope="session")
 def single_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[EmbeddedStack, Profile]]:
     yield from _stack_fixture(tmp_path_factory, "test-single", SINGLE_PORT_BASE, 1)
+
+
+def verdicts_of(history_frame, rules: AnomalyRules | None = None, *extra: CheckSpec):
+    """The verdict table (indexed by check) of the anomalies and read-back checkers on a history."""
+    specs = [CheckSpec("anomalies", (rules or AnomalyRules()).params()), CheckSpec("readback"), *extra]
+    return compose(View(history_frame), specs).set_index("check")
+
+
+def assert_clean(verdicts) -> None:
+    failed = verdicts[verdicts["status"] != "PASS"]
+    assert failed.empty, failed[["measured", "threshold", "status", "evidence"]].to_string()
 
 
 def assert_all_dead(records) -> None:

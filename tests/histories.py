@@ -1,14 +1,15 @@
 """Synthetic histories for checker tests: clean ones, and plantings of exactly one anomaly class.
 
 A clean history is what a correct Kafka produces: every send acknowledged at the next offset of
-its partition, consumers reading their partitions in offset order, a final read-back of
-everything. Each planter returns (history rows, planted identities) so a test can demand that
-the checker finds exactly those.
+its partition, consumers reading their partitions in offset order, the end offsets recorded, and
+a final read-back of everything up to them. Each planter returns (history rows, planted
+identities) so a test can demand that the checker finds exactly those.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import random
 from dataclasses import dataclass
 
@@ -52,7 +53,14 @@ def clean_rows(spec: Spec, rng: random.Random) -> list[dict]:
     by_partition = {p: sorted((r for r in rows if r["partition"] == p), key=lambda r: r["offset"])
                     for p in range(spec.partitions)}
     readers = [f"consumer-{c}" for c in range(spec.consumers)] + ["readback"]
+    ends = {str(p): next_offset[p] for p in range(spec.partitions)}
     for reader in readers:
+        if reader == "readback":
+            t = tick()
+            rows.append({"run_id": RUN, "op_id": op, "process": "readback", "f": "end-offsets", "type": "ok",
+                         "invoke_ns": t, "complete_ns": t, "wall_ns": t, "topic": TOPIC,
+                         "detail": json.dumps({"end_offsets": ends})})
+            op += 1
         for partition, sends in by_partition.items():
             position = 0
             while position < len(sends):
@@ -64,9 +72,13 @@ def clean_rows(spec: Spec, rng: random.Random) -> list[dict]:
                                  "invoke_ns": invoke, "complete_ns": complete, "wall_ns": invoke,
                                  "topic": TOPIC, "partition": partition, "offset": send["offset"],
                                  "producer": send["producer"], "seq": send["seq"], "checksum": 0,
-                                 "value_len": 10, "session": 1})
+                                 "record_run": RUN, "value_len": 10, "session": 1})
                 op += 1
                 position += len(batch)
+    t = tick()
+    rows.append({"run_id": RUN, "op_id": op, "process": "workload", "f": "phase", "type": "ok", "invoke_ns": t,
+                 "complete_ns": t, "wall_ns": t, "topic": TOPIC,
+                 "detail": json.dumps({"phase": "readback-end", "positions": ends, "timed_out": False})})
     return rows
 
 
@@ -236,9 +248,111 @@ def plant_corrupted(rows, k, rng):
         (r["process"], r["partition"], r["offset"]) for r in chosen}
 
 
+def plant_position_mismatch(rows, k, rng):
+    """Jepsen's case that identity checks miss: k acknowledged positions lose their record, while a
+    copy of it (a retry, say) sits at a fresh offset at the end of the partition, read by everyone."""
+    rows = list(rows)
+    top = _max_offsets(rows)
+    by_partition: dict[int, list] = {}
+    for send in _sends(rows):
+        by_partition.setdefault(send["partition"], []).append(send)
+    victims = [rng.choice(sends) for sends in rng.sample(list(by_partition.values()), min(k, len(by_partition)))]
+    gone = {(v["partition"], v["offset"]) for v in victims}
+    out = [r for r in rows if not (r["f"] == "poll" and (r["partition"], r["offset"]) in gone)]
+    for victim in victims:
+        partition = victim["partition"]
+        top[partition] += 1
+        for reader in {r["process"] for r in _reads(rows)}:
+            out.append({**victim, "process": reader, "f": "poll", "op_id": _fresh_op(out), "offset": top[partition],
+                        "invoke_ns": _late(out), "complete_ns": _late(out), "session": 1, "record_run": RUN})
+    for row in out:  # the end moved past the copies; the read-back read to it
+        if row["f"] in ("end-offsets", "phase"):
+            detail = json.loads(row["detail"])
+            key = "end_offsets" if row["f"] == "end-offsets" else "positions"
+            if key in detail:
+                detail[key] = {str(p): o + 1 for p, o in top.items()}
+                row["detail"] = json.dumps(detail)
+    return out, {(v["partition"], v["offset"]) for v in victims}
+
+
+def plant_foreign_record(rows, k, rng):
+    """A live consumer reads k records of another run at fresh offsets past the end of their partition."""
+    rows = list(rows)
+    top = _max_offsets(rows)
+    chosen = set()
+    for n in range(k):
+        partition = rng.choice(sorted(top))
+        top[partition] += 1
+        rows.append({"run_id": RUN, "op_id": _fresh_op(rows), "process": "consumer-0", "f": "poll", "type": "ok",
+                     "invoke_ns": _late(rows), "complete_ns": _late(rows), "wall_ns": 1, "topic": TOPIC,
+                     "partition": partition, "offset": top[partition], "producer": "producer-0", "seq": 10_000 + n,
+                     "checksum": 0, "record_run": "an-earlier-run", "value_len": 10, "session": 1})
+        chosen.add((partition, top[partition]))
+    return rows, chosen
+
+
 def plant_readback_missing(rows, k, rng):
     """The final read-back misses the last record of k partitions that live consumers did see."""
     top = _max_offsets(rows)
     last = [s for s in _sends(rows) if s["offset"] == top[s["partition"]]]
     chosen = {_ident(s) for s in rng.sample(last, k)}
     return [r for r in rows if not (r["process"] == "readback" and r["f"] == "poll" and _ident(r) in chosen)], chosen
+
+
+# ----------------------------------------------------------------------------- timelines for fault checks
+S = 1_000_000_000  # one second in ns
+
+
+class Timeline:
+    """A hand-built history on a clock in seconds: sends, polls, faults, group events, samples."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.offsets: dict[int, int] = {}
+
+    def _row(self, t: float, **row) -> dict:
+        base = {"run_id": RUN, "op_id": len(self.rows), "invoke_ns": int(t * S), "complete_ns": int(t * S) + 1000,
+                "wall_ns": int(t * S), "topic": TOPIC}
+        self.rows.append({**base, **row})
+        return self.rows[-1]
+
+    def sends(self, start: float, end: float, rate: float, partitions: int = 1, outcome: str = "ok",
+              latency: float = 0.001, producer: str = "producer-0") -> None:
+        """Open-loop sends every 1/rate s in [start, end), round-robin over partitions."""
+        n = round((end - start) * rate)
+        for i in range(n):
+            t = start + i / rate
+            partition = i % partitions
+            row = self._row(t, process=producer, f="send", type=outcome, producer=producer,
+                            seq=len([r for r in self.rows if r["f"] == "send"]), partition=partition,
+                            intended_ns=int(t * S), complete_ns=int((t + latency) * S),
+                            error="" if outcome == "ok" else "KafkaTimeoutError: expired")
+            if outcome == "ok":
+                row["offset"] = self.offsets.get(partition, 0)
+                self.offsets[partition] = row["offset"] + 1
+
+    def fault(self, start: float, end: float, name: str = "broker-kill", applied: bool = True) -> None:
+        for t, phase in ((start, "start"), (end, "end")):
+            self._row(t, process="nemesis", f="fault", type="ok" if applied or phase == "end" else "info",
+                      error="" if applied or phase == "end" else "StackError: nothing to kill",
+                      detail=json.dumps({"fault": name, "phase": phase, "target": "broker-1"}))
+
+    def poll(self, t: float, process: str = "consumer-0", outcome: str = "ok", send: dict | None = None) -> None:
+        fields = {} if send is None else {"partition": send["partition"], "offset": send["offset"],
+                                          "producer": send["producer"], "seq": send["seq"], "record_run": RUN}
+        self._row(t, process=process, f="poll", type=outcome, session=1, **fields,
+                  error="" if outcome == "ok" else "KafkaConnectionError")
+
+    def read_everything(self, t: float, process: str = "consumer-0") -> None:
+        for send in [r for r in self.rows if r["f"] == "send" and r["type"] == "ok"]:
+            self.poll(t, process, send=send)
+
+    def group(self, t: float, process: str, partitions: list[int], f: str = "assign") -> None:
+        self._row(t, process=process, f=f, type="ok", detail=json.dumps({"partitions": partitions, "group": True}))
+
+    def client_metrics(self, t: float, process: str, created: int, brokers: list[str]) -> None:
+        self._row(t, process=process, f="client-metrics", type="ok",
+                  detail=json.dumps({"connection-creation-total": created, "brokers": brokers}))
+
+    def frame(self) -> pd.DataFrame:
+        return frame(self.rows)

@@ -11,13 +11,13 @@ import sys
 import pytest
 import requests
 
-from k6suite_lib.checker import CheckerConfig, check
+from k6suite_lib.checkers import AnomalyRules
 from k6suite_lib.profiles import load_profile
 from k6suite_lib.stack import StackError, open_stack
 from k6suite_lib.stack.etcd import SNAPSHOT_KEY
 from k6suite_lib.stack.process import process_state
 from k6suite_lib.workload import WorkloadConfig, run_workload
-from tests.conftest import assert_all_dead, write_profile
+from tests.conftest import assert_all_dead, assert_clean, verdicts_of, write_profile
 
 pytestmark = pytest.mark.stack
 LIFECYCLE_PORT_BASE = 20800
@@ -27,9 +27,7 @@ def round_trip(profile, label: str) -> None:
     """Produce identified records through the single endpoint, read them all back, judge them."""
     result = run_workload(profile, WorkloadConfig(records=20, producers=1, consumers=0, consumer_mode="none",
                                                   progress=False, label=label, readback_timeout_s=20))
-    verdict = check(result.history, CheckerConfig(min_acked=20, max_unacked=0))
-    assert verdict.passed, verdict.verdicts.to_string()
-    assert verdict.stats["read_by_readback"] == 20
+    assert_clean(verdicts_of(result.history, AnomalyRules(min_acked=20, max_unacked=0)))
 
 
 def _cli(*args: str, env_outputs) -> subprocess.CompletedProcess:

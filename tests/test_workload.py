@@ -8,8 +8,11 @@ import sys
 import pytest
 
 from k6suite_lib import history
-from k6suite_lib.checker import CheckerConfig, check, latency_summary
+from k6suite_lib.checkers import AnomalyRules, CheckSpec
+from k6suite_lib.checkers.measures import latency_summary
+from k6suite_lib.history import View
 from k6suite_lib.workload import WorkloadConfig, run_workload
+from tests.conftest import assert_clean, verdicts_of
 
 pytestmark = pytest.mark.stack
 
@@ -19,10 +22,13 @@ def test_concurrent_workload_on_one_broker_is_clean(single_stack, tmp_path):
     config = WorkloadConfig(producers=3, consumers=2, partitions=3, records=600, rate=400, await_consumers_s=30,
                             progress=False, label="clean")
     result = run_workload(profile, config)
-    rules = CheckerConfig(min_acked=600, max_unacked=0)
-    verdict = check(result.history, rules)
-    assert verdict.passed, verdict.verdicts.to_string()
-    assert verdict.stats["read_by_readback"] == 600
+    rules = AnomalyRules(min_acked=600, max_unacked=0)
+    assert_clean(verdicts_of(result.history, rules, CheckSpec("overlap")))
+    # the read-back read every partition to the end offsets it recorded from metadata
+    view = View(result.history)
+    assert view.end_offsets == {0: 200, 1: 200, 2: 200}
+    assert view.readback_positions == view.end_offsets
+    assert view.readback_reads["code"].nunique() == 600
     # producers waited for both consumers' first poll, so produce and consume overlapped: live
     # consumers read records before the last send was acked
     sends = result.history[result.history["f"] == "send"]
@@ -32,12 +38,13 @@ def test_concurrent_workload_on_one_broker_is_clean(single_stack, tmp_path):
     assert ready["complete_ns"].iloc[0] <= sends["invoke_ns"].min()
     live = result.history[(result.history["f"] == "poll") & (result.history["process"] != "readback")]
     assert live["complete_ns"].min() < sends["complete_ns"].max()
-    latency = latency_summary(result.history)
+    latency = latency_summary(view)
     assert latency.loc["publish_ms", "count"] == 600
     assert latency.loc["publish_delay_ms", "count"] == 600  # open loop records its schedule
 
+    checks = [CheckSpec("anomalies", rules.params()), CheckSpec("readback")]
     path = history.save(result.history, tmp_path / "history.parquet",
-                        meta={**result.meta(), "checker": rules.to_json()})
+                        meta={**result.meta(), "checks": [c.to_json() for c in checks]})
     cli = subprocess.run([sys.executable, "-m", "k6suite_lib.cli", "check", str(path)], capture_output=True,
                          text=True, timeout=120)
     assert cli.returncode == 0, cli.stdout + cli.stderr
@@ -50,11 +57,17 @@ def test_cli_check_fails_a_history_with_a_lost_write(single_stack, tmp_path):
     frame = result.history
     victim = frame[(frame["f"] == "send") & (frame["offset"] == 3)].iloc[0]
     tampered = frame[~((frame["f"] == "poll") & (frame["seq"] == victim["seq"]))]
-    path = history.save(tampered, tmp_path / "tampered.jsonl", meta=result.meta())
+    checks = [CheckSpec("anomalies", AnomalyRules().params()), CheckSpec("readback")]
+    path = history.save(tampered, tmp_path / "tampered.jsonl", meta={**result.meta(),
+                                                                      "checks": [c.to_json() for c in checks]})
     cli = subprocess.run([sys.executable, "-m", "k6suite_lib.cli", "check", str(path)], capture_output=True,
                          text=True, timeout=120)
     assert cli.returncode == 1
     assert "lost-write" in cli.stdout and f"producer-0#{victim['seq']}" in cli.stdout
+    # no override may excuse it
+    refused = subprocess.run([sys.executable, "-m", "k6suite_lib.cli", "check", str(path), "--allow", "lost-write"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "lost-write can never be allowed" in refused.stderr
 
 
 def test_unreachable_target_fails_quickly_with_the_reason(tmp_path):
@@ -63,8 +76,7 @@ def test_unreachable_target_fails_quickly_with_the_reason(tmp_path):
 
     profile = load_profile(write_profile(tmp_path, "nowhere", 19000, 1))  # no stack runs there
     result = run_workload(profile, WorkloadConfig(records=10, progress=False, label="nowhere"))
-    verdict = check(result.history)
-    row = verdict.verdicts.set_index("check").loc["acknowledged sends"]
+    row = verdicts_of(result.history).loc["acknowledged sends"]
     assert row["status"] == "FAIL"
     assert "NoBrokersAvailable" in row["evidence"] or "KafkaTimeoutError" in row["evidence"], row["evidence"]
     assert result.duration_s < 120
@@ -75,4 +87,4 @@ def test_history_cap_stops_live_consumers_and_says_so(single_stack):
     result = run_workload(profile, WorkloadConfig(records=300, consumers=2, max_history_rows=100, progress=False,
                                                   label="capped"))
     assert any("stopped early" in note for note in result.notes)
-    assert check(result.history).stats["read_by_readback"] == 300  # the read-back still judges everything
+    assert View(result.history).readback_reads["code"].nunique() == 300  # the read-back still judges everything

@@ -38,15 +38,14 @@ def connect(sc: Scenario) -> pd.DataFrame:
         admin = clients.admin(sc.profile)
         cluster = admin.describe_cluster()
         admin.close()
-        sc.add_check(variant, "client connects through the endpoint", "F1.1", "connected", "connected", True,
-                     f"describe_cluster: {len(cluster.get('brokers', []))} broker(s), cluster "
-                     f"{cluster.get('cluster_id')}")
+        outcome, connected = "connected", True
+        evidence = f"describe_cluster: {len(cluster.get('brokers', []))} broker(s), cluster {cluster.get('cluster_id')}"
     except Exception as exc:
-        sc.add_check(variant, "client connects through the endpoint", "F1.1", type(exc).__name__, "connected",
-                     False, str(exc)[:300])
+        outcome, connected, evidence = type(exc).__name__, False, str(exc)[:300]
+    sc.add_check(variant, "client connects through the endpoint", "F1.1", outcome, "connected", connected, evidence)
     if sc.profile.client.security_protocol in ("SSL", "SASL_SSL"):
-        sc.add_check(variant, "TLS endpoint", "F1.3", sc.profile.client.security_protocol, "TLS handshake", True,
-                     "the client above connected over TLS")
+        sc.add_check(variant, "TLS endpoint", "F1.3", f"{sc.profile.client.security_protocol}: {outcome}",
+                     "a verified TLS handshake and an answer", connected, evidence)
     else:
         sc.not_tested(variant, "TLS endpoint", "F1.3", "this profile's endpoint is PLAINTEXT")
     return pd.DataFrame([{k: v for k, v in sc.target.items() if k != "embedded_components"}]).T.rename(
@@ -104,19 +103,21 @@ def coordinator(sc: Scenario) -> pd.DataFrame:
         return pd.DataFrame()
     address, table = begun
     group = f"k6s-{uuid.uuid4().hex[:8]}"
-    found = probes.find_coordinator(address, group, probes.negotiated(table, "FindCoordinator") or 0)
+    version = probes.negotiated(table, "FindCoordinator") or 0
+    found = probes.find_coordinator_settled(address, group, version)
     brokers = probes.metadata_brokers(probes.metadata(address, version=probes.negotiated(table, "Metadata") or 1))
-    row = {"outcome": found.describe()}
+    row = {"outcome": found.describe(), "version": version}
     if found.ok:
-        response = found.response
-        row.update(node_id=response.node_id, host=response.host, port=response.port, error_code=response.error_code)
-        listed = brokers[brokers["node_id"] == response.node_id]
-        same_address = len(listed) and listed["address"].iloc[0] == f"{response.host}:{response.port}"
+        answer = probes.coordinator(found)
+        row.update(answer)
+        listed = brokers[brokers["node_id"] == answer["node_id"]]
+        same_address = bool(len(listed)) and listed["address"].iloc[0] == f"{answer['host']}:{answer['port']}"
         nodes = ", ".join(f"{n}@{a}" for n, a in zip(brokers["node_id"], brokers["address"], strict=True))
         sc.add_check(variant, "coordinator is a node Metadata lists (OBS-02)", "F2.4",
-                     f"node {response.node_id} at {response.host}:{response.port}",
-                     f"one of {brokers['node_id'].tolist()} at its listed address", bool(same_address),
-                     f"Metadata nodes: {nodes}")
+                     f"node {answer['node_id']} at {answer['host']}:{answer['port']}, error {answer['error_code']}",
+                     f"error 0, one of {brokers['node_id'].tolist()} at its listed address",
+                     answer["error_code"] == 0 and same_address,
+                     f"FindCoordinator v{version}; Metadata nodes: {nodes}")
     else:
         sc.add_check(variant, "coordinator is a node Metadata lists (OBS-02)", "F2.4", found.outcome,
                      "a FindCoordinator response", False, found.describe())
@@ -141,10 +142,11 @@ def offset_fetch(sc: Scenario) -> pd.DataFrame:
                  current.outcome if current else "none", "response", bool(current and current.ok),
                  rows[-1]["outcome"])
     if current and current.ok:
-        committed = [p.committed_offset for t in current.response.topics for p in t.partitions]
-        sc.add_check(variant, "an uncommitted group reads offset -1", "F2.4", committed, "[-1]",
-                     committed == [-1], "Kafka returns -1 when nothing is committed; 0 would make a consumer "
-                                        "skip auto.offset.reset and start at offset 0")
+        committed, error_code = probes.committed_offsets(current)
+        sc.add_check(variant, "an uncommitted group reads offset -1", "F2.4", f"{committed}, error {error_code}",
+                     "[-1], error 0", committed == [-1] and error_code == 0,
+                     f"OffsetFetch v{version}: Kafka returns -1 when nothing is committed; 0 would make a consumer "
+                     "skip auto.offset.reset and start at offset 0")
     old = probes.offset_fetch(address, group, topic, 1)
     rows.append({"request": "OffsetFetch v1 (the earlier suite's client)", "outcome": old.describe()})
     prompt = old.outcome in ("response", "closed") and old.elapsed_ms < 5000

@@ -1,14 +1,16 @@
 """S7 rolling restart: every broker bounced in turn (SIGTERM with grace, start again) under load;
 on Kubernetes, a rollout restart of the broker StatefulSet.
 
-Verdicts: no produce or consume error, no loss, no group rebalance, no reconnect storm (a client
-reconnecting more than once per restart, counted from the clients' own metrics).
+Verdicts: the shared fault checks (no loss, acks resume after each bounce, fault-free throughput,
+no produce or consume error), no group rebalance, and no reconnect storm (a client reconnecting
+more than once per restart, counted from the clients' own metrics).
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from k6suite_lib.checkers import CheckSpec
 from k6suite_lib.faults.process import BrokerRestart
 from k6suite_lib.faults.schedule import Schedule
 from k6suite_lib.scenario import Scenario
@@ -39,15 +41,8 @@ def rolling_restart(sc: Scenario, warmup_s: float = 8, interval_s: float = 10, a
     config = WorkloadConfig(records=None, duration_s=warmup_s + restarts * interval_s + after_s, rate=rate,
                             producers=1, consumers=2, consumer_mode="group", partitions=3, client_metrics_s=1.0,
                             label=f"s7-{variant}", consume_grace_s=30, readback_timeout_s=60, progress=False)
-    result, verdict = chaos.run_with_faults(sc, variant, config, schedule)
-    history = result.history
-    chaos.surfaced_errors(sc, variant, history, requirement="NFR4")
-    chaos.check_rebalances(sc, variant, history, requirement="NFR4")
-    first = int(history.loc[history["f"] == "fault", "invoke_ns"].min())
-    reconnections = chaos.client_reconnections(history, first)
-    worst = int(reconnections["reconnections"].max()) if len(reconnections) else -1
-    sc.add_check(variant, "no reconnect storm", "S7", worst, f"<= {restarts} per client (one per restart)",
-                 0 <= worst <= restarts,
-                 "; ".join(f"{r.client}: +{r.reconnections}" for r in reconnections.itertuples())
-                 or "no client-metrics samples")
-    return verdict.verdicts
+    checks = chaos.fault_checks(sc, config, schedule, errors_requirement="NFR4", extra=(
+        CheckSpec("rebalances", {"requirement": "NFR4"}),
+        CheckSpec("reconnections", {"requirement": "S7", "limit": restarts, "per_client": True})))
+    _, judgement = chaos.run_with_faults(sc, variant, config, schedule, checks)
+    return judgement.verdicts

@@ -1,0 +1,274 @@
+"""The core checker: turns a history into anomalies, Jepsen style, and anomalies into verdicts.
+
+Anomaly classes (see the shared reference anchors for Jepsen's Kafka workload):
+
+- lost-write: an acknowledged send never read, although a higher offset of its partition was read;
+- unseen: an acknowledged send never read (not even by the final read-back) and not a lost-write;
+- duplicate: one record identity at more than one (topic, partition, offset);
+- inconsistent-offsets: one (topic, partition, offset) holding more than one identity;
+- aborted-read: a record read whose send definitely failed;
+- poll-skip: a consumer jumped over an offset known to exist, within one assignment session;
+- nonmonotonic-poll: a consumer read an offset not above its previous one, within one session;
+- nonmonotonic-send: a producer's later send landed at a lower offset of the same partition;
+- corrupted: a record read whose payload fails its checksum, cannot be parsed, or was never sent;
+- readback-missing: an acknowledged send that the final read-back did not return, even if a live
+  consumer saw it: a record that was served once and is gone from the system of record since;
+- position-mismatch: an acknowledged (topic, partition, offset) that the final read-back passed
+  and found absent or holding another record. Acknowledged positions are facts: a retry copy of
+  the same record elsewhere does not excuse a position that lost its record;
+- foreign-record: a record whose payload carries another run's id (left over from an earlier run,
+  or served from another topic): never matched to this run's sends.
+
+Only acknowledged sends can be lost or unseen: a send of type ``info`` (timeout, unknown outcome)
+is never counted against the system. Classes that say acknowledged data is gone or wrong can never
+be allowed. Everything is vectorised so a million operations check in about a second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from k6suite_lib.checkers.registry import register
+from k6suite_lib.checkers.verdicts import AtLeast, AtMost, Equals, allowed_verdict, not_tested, verdict
+from k6suite_lib.history import READBACK, View
+
+ANOMALIES = (
+    "lost-write", "unseen", "duplicate", "inconsistent-offsets", "aborted-read", "poll-skip",
+    "nonmonotonic-poll", "nonmonotonic-send", "corrupted", "readback-missing", "position-mismatch",
+    "foreign-record",
+)
+# acknowledged data gone, wrong or unreadable: no configuration makes these legitimate
+NEVER_ALLOWED = frozenset({"lost-write", "unseen", "readback-missing", "corrupted", "inconsistent-offsets",
+                           "position-mismatch", "foreign-record"})
+REQUIREMENT = {
+    "lost-write": "F3 / NFR1", "unseen": "F3 / NFR2", "duplicate": "F3 / NFR2",
+    "inconsistent-offsets": "F2.5 / NFR2", "aborted-read": "F2", "poll-skip": "F2.5",
+    "nonmonotonic-poll": "F2.5", "nonmonotonic-send": "F2.5 / NFR2", "corrupted": "F6 / NFR1",
+    "readback-missing": "F3 / F6", "position-mismatch": "F3 / NFR2", "foreign-record": "F2 / NFR2",
+}
+READBACK_CLASSES = ("readback-missing", "position-mismatch")
+EVIDENCE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class AnomalyRules:
+    """What a configuration legitimately produces, and what the workload must have achieved.
+
+    allowed: anomaly classes reported but not failed (e.g. duplicates from retries without
+    idempotence under faults); never one of NEVER_ALLOWED. min_acked: a run that acknowledged
+    fewer sends proves nothing. max_unacked: when set, sends that ended fail or info beyond this
+    count fail the run.
+    """
+
+    allowed: frozenset[str] = frozenset()
+    min_acked: int = 1
+    max_unacked: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.allowed) - set(ANOMALIES)
+        if unknown:
+            raise ValueError(f"unknown anomaly classes: {', '.join(sorted(unknown))}")
+        forbidden = set(self.allowed) & NEVER_ALLOWED
+        if forbidden:
+            raise ValueError(f"{', '.join(sorted(forbidden))} can never be allowed: acknowledged data that is "
+                             "gone or wrong is a failure in every configuration")
+
+    def params(self) -> dict:
+        return {"allowed": sorted(self.allowed), "min_acked": self.min_acked, "max_unacked": self.max_unacked}
+
+
+def default_allowed(idempotent: bool, faults: bool, max_in_flight: int) -> frozenset[str]:
+    """Duplicates are legitimate only when a non-idempotent producer may have retried (under
+    faults); reordering only when several requests per connection were in flight."""
+    allowed_classes = set()
+    if faults and not idempotent:
+        allowed_classes.add("duplicate")
+    if max_in_flight > 1 and not idempotent:
+        allowed_classes.add("nonmonotonic-send")
+    return frozenset(allowed_classes)
+
+
+def ident(frame: pd.DataFrame) -> pd.Series:
+    """Readable record identity, producer#seq (only built for the few rows shown as evidence)."""
+    return frame["producer"].astype(str) + "#" + frame["seq"].astype("int64").astype(str)
+
+
+def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    labelled = frame.assign(ident=ident(frame)) if len(frame) else frame.assign(ident=pd.Series(dtype="string"))
+    return labelled.drop(columns=["code"], errors="ignore")
+
+
+def find_anomalies(view: View) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
+    """Every anomaly class -> the offending rows (with an ident column); plus descriptive counts."""
+    sends, acked, reads = view.sends, view.acked, view.reads
+    failed_codes = sends.loc[sends["type"] == "fail", "code"].to_numpy()
+    foreign = view.foreign.to_numpy(dtype=bool)
+    unknown = ~np.isin(reads["code"].to_numpy(), sends["code"].to_numpy())
+    bad = reads["corrupt"].to_numpy(dtype=bool) | (unknown & ~foreign)
+    valid = view.valid_reads
+    found: dict[str, pd.DataFrame] = {"corrupted": reads[bad], "foreign-record": reads[foreign]}
+
+    read_codes = np.unique(valid["code"].to_numpy())
+    not_read = acked[~np.isin(acked["code"].to_numpy(), read_codes)]
+    top_read = reads.groupby(["topic", "partition"])["offset"].max().rename("highest_read").reset_index()
+    highest = not_read[["topic", "partition"]].merge(top_read, on=["topic", "partition"], how="left")
+    is_lost = not_read["offset"].to_numpy() < highest["highest_read"].fillna(-1).to_numpy()
+    found["lost-write"] = not_read[is_lost]
+    found["unseen"] = not_read[~is_lost]
+
+    cols = ["code", "producer", "seq", "topic", "partition", "offset"]
+    positions = pd.concat([acked[cols], valid[cols]], ignore_index=True)
+    positions = positions[positions["offset"] >= 0].drop_duplicates(["code", "topic", "partition", "offset"])
+    per_code = positions.groupby("code")["offset"].transform("size")
+    found["duplicate"] = positions[per_code > 1].sort_values(["code", "partition", "offset"])
+    per_slot = positions.groupby(["topic", "partition", "offset"])["code"].transform("nunique")
+    found["inconsistent-offsets"] = positions[per_slot > 1].sort_values(["topic", "partition", "offset"])
+
+    found["aborted-read"] = valid[np.isin(valid["code"].to_numpy(), failed_codes)]
+    found["poll-skip"], found["nonmonotonic-poll"] = _poll_order(reads, acked)
+    found["nonmonotonic-send"] = _send_order(acked)
+    read_back = np.unique(valid.loc[valid["process"] == READBACK, "code"].to_numpy())
+    found["readback-missing"] = (acked[~np.isin(acked["code"].to_numpy(), read_back)] if view.readback_ran
+                                 else acked.iloc[0:0])
+    found["position-mismatch"] = _position_mismatches(view) if view.readback_ran else acked.iloc[0:0]
+
+    stats = {
+        "sends": len(sends), "acked": len(acked), "failed": int((sends["type"] == "fail").sum()),
+        "indeterminate": int((sends["type"] == "info").sum()), "reads": len(reads),
+        "distinct_read": len(read_codes), "read_by_readback": len(read_back), "readback_ran": int(view.readback_ran),
+    }
+    return {name: _labelled(found[name]) for name in ANOMALIES}, stats
+
+
+def _position_mismatches(view: View) -> pd.DataFrame:
+    """Acknowledged positions the read-back passed without finding their record there.
+
+    The read-back covered a partition up to where it stopped (its recorded final position, or past
+    the highest offset it read); positions beyond that were not reached, which the read-back checks
+    judge on their own, so they are not counted here.
+    """
+    acked = view.acked[view.acked["offset"] >= 0]
+    back = view.readback_reads
+    reached = back.groupby("partition")["offset"].max() + 1
+    for partition, position in (view.readback_positions or {}).items():
+        reached.loc[partition] = max(int(reached.get(partition, 0)), position)
+    covered = acked["offset"].to_numpy() < acked["partition"].map(reached).fillna(0).to_numpy()
+    acked = acked[covered]
+    good = back[~back["corrupt"] & ~view.foreign.loc[back.index]]
+    held = good[["topic", "partition", "offset", "code"]].drop_duplicates().assign(held=True)
+    matched = acked.merge(held, on=["topic", "partition", "offset", "code"], how="left")["held"].fillna(False)
+    wrong = acked[~matched.to_numpy(dtype=bool)]
+    slot = back.assign(found=ident(back).where(~back["corrupt"], "a corrupt record"))
+    slot = slot.groupby(["topic", "partition", "offset"])["found"].agg(lambda s: ", ".join(sorted(set(s))))
+    keys = pd.MultiIndex.from_frame(wrong[["topic", "partition", "offset"]])
+    return wrong.assign(found=slot.reindex(keys).fillna("absent").to_numpy())
+
+
+def _poll_order(reads: pd.DataFrame, acked: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Consecutive reads of one partition within one consumer session must step to the next
+    existing offset: going back is nonmonotonic, jumping over a known offset is a skip."""
+    if reads.empty:
+        return reads.iloc[0:0], reads.iloc[0:0]
+    keys = ["process", "session", "topic", "partition"]
+    ordered = reads.reset_index(drop=True)  # history order: completion time, then record order
+    previous = ordered.groupby(keys, sort=False)["offset"].shift(1)
+    has_prev = previous.notna()
+    prev = previous.fillna(-1).astype("int64").to_numpy()
+    offset = ordered["offset"].to_numpy()
+    nonmonotonic = has_prev.to_numpy() & (offset <= prev)
+
+    known = pd.concat([acked[["topic", "partition", "offset"]], reads[["topic", "partition", "offset"]]])
+    known = known[known["offset"] >= 0].drop_duplicates()
+    candidate = has_prev.to_numpy() & (offset > prev + 1)
+    skip = np.zeros(len(ordered), dtype=bool)
+    if candidate.any():
+        cand = ordered[candidate].assign(prev=prev[candidate])
+        for (topic, partition), group in cand.groupby(["topic", "partition"]):
+            offs = np.sort(known[(known["topic"] == topic) & (known["partition"] == partition)]["offset"]
+                           .to_numpy())
+            inside = (np.searchsorted(offs, group["offset"].to_numpy(), "left")
+                      - np.searchsorted(offs, group["prev"].to_numpy(), "right"))
+            skip[group.index[inside > 0]] = True
+    with_prev = ordered.assign(previous_offset=prev)
+    return with_prev[skip], with_prev[nonmonotonic]
+
+
+def _send_order(acked: pd.DataFrame) -> pd.DataFrame:
+    if acked.empty:
+        return acked
+    ordered = acked[acked["offset"] >= 0].sort_values(["producer", "topic", "partition", "seq"])
+    previous = ordered.groupby(["producer", "topic", "partition"])["offset"].shift(1)
+    out = ordered[previous.notna() & (ordered["offset"] < previous)]
+    return out.assign(previous_offset=previous[out.index].astype("int64"))
+
+
+def anomaly_count(name: str, rows: pd.DataFrame) -> int:
+    """Duplicates count identities, inconsistent offsets count slots, other classes count rows."""
+    if rows.empty:
+        return 0
+    if name == "duplicate":
+        return rows[["producer", "seq"]].drop_duplicates().shape[0]
+    if name == "inconsistent-offsets":
+        return len(rows[["topic", "partition", "offset"]].drop_duplicates())
+    return len(rows)
+
+
+def evidence(name: str, rows: pd.DataFrame) -> str:
+    """A few offending rows, written so a reader can find them in the history."""
+    if rows.empty:
+        return ""
+    if name in ("duplicate", "inconsistent-offsets"):
+        group_by = "ident" if name == "duplicate" else ["topic", "partition", "offset"]
+        groups = []
+        for key, group in list(rows.groupby(group_by, sort=False))[:EVIDENCE_ROWS]:
+            if name == "duplicate":
+                groups.append(f"{key} at " + ", ".join(f"p{p}@{o}" for p, o in
+                                                        zip(group["partition"], group["offset"], strict=True)))
+            else:
+                groups.append(f"p{key[1]}@{key[2]} holds " + ", ".join(group["ident"]))
+        return "; ".join(groups)
+    if name in ("poll-skip", "nonmonotonic-poll"):
+        jumps = rows.drop_duplicates(["process", "partition", "previous_offset", "offset"]).head(EVIDENCE_ROWS)
+        return "; ".join(f"{r.process} p{r.partition}: {r.previous_offset} -> {r.offset}" for r in jumps.itertuples())
+    sample = rows.head(EVIDENCE_ROWS)
+    if name == "position-mismatch":
+        return "; ".join(f"{r.ident} acked at p{r.partition}@{r.offset}, read-back found {r.found}"
+                         for r in sample.itertuples())
+    if name == "foreign-record":
+        return "; ".join(f"p{r.partition}@{r.offset} carries run {r.record_run} ({r.process})"
+                         for r in sample.itertuples())
+    return "; ".join(f"{r.ident} p{r.partition}@{r.offset} ({r.process})" for r in sample.itertuples())
+
+
+def _top_errors(rows: pd.DataFrame, n: int = 3) -> str:
+    errors = rows.loc[rows["error"] != "", "error"]
+    return "; ".join(f"{count}× {error}" for error, count in errors.value_counts().head(n).items())
+
+
+@register("anomalies")
+def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_acked: int = 1,
+                    max_unacked: int | None = None) -> list[dict]:
+    """Acknowledged sends, unacknowledged sends (when limited) and one row per anomaly class."""
+    rules = AnomalyRules(allowed=frozenset(allowed), min_acked=min_acked, max_unacked=max_unacked)
+    found, stats = view.memo("anomalies", lambda: find_anomalies(view))
+    summary = f"{stats['sends']} sends: {stats['acked']} ok, {stats['failed']} fail, {stats['indeterminate']} info"
+    if stats["acked"] < rules.min_acked:  # say why, from the operations themselves (not the client's logs)
+        summary += "; " + _top_errors(view.frame[(view.frame["type"] != "ok") & (view.frame["f"] != "client-log")])
+    rows = [verdict("acknowledged sends", "F2.1", stats["acked"], AtLeast(rules.min_acked), summary)]
+    if rules.max_unacked is not None:
+        unacked = stats["failed"] + stats["indeterminate"]
+        rows.append(verdict("unacknowledged sends", "F2.1 / NFR1", unacked, AtMost(rules.max_unacked),
+                            _top_errors(view.unacked)))
+    for name in ANOMALIES:
+        if name in READBACK_CLASSES and not stats["readback_ran"]:
+            rows.append(not_tested(name, REQUIREMENT[name], "no final read-back in this history"))
+            continue
+        count = anomaly_count(name, found[name])
+        if name in rules.allowed:
+            rows.append(allowed_verdict(name, REQUIREMENT[name], count, evidence(name, found[name])))
+        else:
+            rows.append(verdict(name, REQUIREMENT[name], count, Equals(0), evidence(name, found[name])))
+    return rows

@@ -1,0 +1,77 @@
+"""What clients noticed: group rebalances, reconnections and metadata changes, counted from the
+clients' own records (their group callbacks and their own metrics samples), and whether brokers
+added under load served at once."""
+
+from __future__ import annotations
+
+from k6suite_lib.checkers import measures
+from k6suite_lib.checkers.registry import register
+from k6suite_lib.checkers.verdicts import AtLeast, AtMost, Equals, EveryOf, not_tested, verdict
+from k6suite_lib.history import View
+
+
+@register("rebalances")
+def check_rebalances(view: View, requirement: str = "F4.3") -> list[dict]:
+    """Assignments after the group was stable (every member had its first one) and the first fault
+    started: rebalances the fault caused. Start-up joins are not rebalances."""
+    name = "consumer-group rebalances after the first fault"
+    events = view.group_events()
+    assigns = events[(events["f"] == "assign") & events["group"]]
+    if assigns.empty:
+        return [not_tested(name, requirement, "no consumer-group member in this workload")]
+    if view.first_fault_ns is None:
+        return [not_tested(name, requirement, "no fault window in the history")]
+    stable = int(assigns.groupby("process")["complete_ns"].min().max())
+    since = max(stable, view.first_fault_ns)
+    later = assigns[assigns["complete_ns"] > since]
+    return [verdict(name, requirement, len(later), Equals(0),
+                    f"{len(assigns)} assignments to {assigns['process'].nunique()} members; after the fault: "
+                    + (", ".join(f"{p} {parts}" for p, parts in zip(later["process"], later["partitions"],
+                                                                      strict=True)) or "none"))]
+
+
+@register("reconnections")
+def check_reconnections(view: View, requirement: str, limit: int = 0, per_client: bool = False) -> list[dict]:
+    """Connections clients created after the first fault (or scale-out), from their own metrics."""
+    name = "reconnections per client after the first fault" if per_client else "client reconnections after the fault"
+    if view.first_fault_ns is None:
+        return [not_tested(name, requirement, "no fault window in the history")]
+    table = measures.client_reconnections(view, view.first_fault_ns)
+    if table.empty:
+        return [not_tested(name, requirement, "no client-metrics sample before the fault: reconnections unknown")]
+    evidence = "; ".join(f"{r.client}: {r.before} -> {r.after}" for r in table.itertuples())
+    if per_client:
+        return [verdict(name, requirement, dict(zip(table["client"], table["reconnections"], strict=True)),
+                        EveryOf(AtMost(limit), "client"), evidence)]
+    return [verdict(name, requirement, int(table["reconnections"].sum()), AtMost(limit), evidence)]
+
+
+@register("metadata-unchanged")
+def check_metadata_unchanged(view: View) -> list[dict]:
+    """Each client's own metadata listed one broker set for the whole run."""
+    name = "metadata seen by clients unchanged"
+    samples = measures.client_samples(view)
+    samples = samples[samples["brokers"].map(len) > 0]
+    if samples.empty:
+        return [not_tested(name, "F5.3", "no client-metrics sample listed brokers")]
+    views = samples.groupby("process")["brokers"].agg(lambda s: sorted(set(s)))
+    changed = views[views.map(len) > 1]
+    return [verdict(name, "F5.3", len(changed), Equals(0, "0 clients"),
+                    "; ".join(f"{p}: {v}" for p, v in (changed if len(changed) else views).head(3).items()))]
+
+
+@register("new-brokers-serve")
+def check_new_brokers_serve(view: View) -> list[dict]:
+    """Brokers added under load take connections through the endpoint at once (a probe after the
+    scale-out, recorded in the history)."""
+    name = "new brokers serve requests"
+    probes = view.probes("connection-spread")
+    if not probes:
+        return [not_tested(name, "F4.5 / F5.4", "no connection-spread probe was recorded")]
+    probe = probes[-1]
+    if probe["type"] != "ok":
+        return [not_tested(name, "F4.5 / F5.4", f"the connection-spread probe failed: {probe['error']}")]
+    new = {str(b): int(probe["connections"].get(str(b), 0)) for b in probe["added"]}
+    return [verdict(name, "F4.5 / F5.4", new, EveryOf(AtLeast(1), "added broker"),
+                    f"{probe['total']} fresh connections through the endpoint, counted per broker: "
+                    f"{probe['connections']}")]

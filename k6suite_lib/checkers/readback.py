@@ -1,0 +1,38 @@
+"""The final read-back judged against the end of the log: it must read every partition up to the
+end offset the target reported after producers stopped, and that end must lie past every
+acknowledged offset (an end below an acknowledged offset means the log lost its tail)."""
+
+from __future__ import annotations
+
+from k6suite_lib.checkers.registry import register
+from k6suite_lib.checkers.verdicts import Equals, not_tested, verdict
+from k6suite_lib.history import View
+
+REACHED = "read-back reached the end offsets"
+PAST_ACKS = "end offset >= highest acknowledged offset + 1"
+
+
+@register("readback")
+def check_readback(view: View) -> list[dict]:
+    if not view.readback_ran:
+        reason = "no final read-back in this history"
+        return [not_tested(REACHED, "F3 / NFR2", reason), not_tested(PAST_ACKS, "F3", reason)]
+    ends = view.end_offsets
+    if ends is None:
+        failed = view.frame[view.frame["f"] == "end-offsets"]["error"]
+        reason = ("the end-offset query failed: " + failed.iloc[-1]) if len(failed) else "no end offsets recorded"
+        return [not_tested(REACHED, "F3 / NFR2", reason), not_tested(PAST_ACKS, "F3", reason)]
+    end = view.phase("readback-end") or {}
+    positions = view.readback_positions or {}
+    short = {p: f"at {positions.get(p, 'nothing')} of {e}" for p, e in sorted(ends.items())
+             if positions.get(p, -1) < e}
+    how = (f"timed out after {end.get('elapsed_s', '?')} s; " if end.get("timed_out") else "") + (
+        "; ".join(f"p{p} {text}" for p, text in short.items()) if short
+        else f"{len(ends)} partition(s) read to their end offsets {ends}")
+    rows = [verdict(REACHED, "F3 / NFR2", len(short), Equals(0, "0 partitions short of their end"), how)]
+    highest = view.acked[view.acked["offset"] >= 0].groupby("partition")["offset"].max()
+    behind = {int(p): (ends.get(int(p)), int(o)) for p, o in highest.items() if ends.get(int(p), -1) < o + 1}
+    rows.append(verdict(PAST_ACKS, "F3", len(behind), Equals(0, "0 partitions"),
+                        "; ".join(f"p{p}: end {e} but offset {o} was acknowledged" for p, (e, o) in behind.items())
+                        or f"ends {ends}, highest acknowledged {highest.astype(int).to_dict()}"))
+    return rows

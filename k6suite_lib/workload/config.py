@@ -1,0 +1,91 @@
+"""What a workload is asked to do, and what it hands back."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from k6suite_lib import clients
+from k6suite_lib.profiles import Profile
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(2)
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    producers: int = 1
+    consumers: int = 1
+    consumer_mode: str = "assign"  # assign | group | none
+    partitions: int = 1
+    records: int | None = 500  # total over all producers; None: run for duration_s
+    duration_s: float | None = None
+    rate: float = 0.0  # total sends per second; 0 = closed loop
+    acks: str | int = "all"
+    idempotence: bool | None = None  # None: the profile's setting
+    linger_ms: int = 0
+    max_in_flight: int = 1
+    message_bytes: int = 128
+    keyed: bool = False  # True: key = producer id (hash partitioning); False: explicit round-robin
+    max_outstanding: int = 1000  # per producer: unacknowledged sends before send() waits for the oldest
+    topic: str | None = None  # default: a fresh topic per run
+    create_topic: bool = True
+    group_id: str | None = None
+    commit: bool = True  # group mode: commit synchronously after every non-empty poll
+    # after producers stop, live consumers read on until they reach the end offsets, go quiet for
+    # drain_quiet_s with every acknowledged record seen, or consume_grace_s passes
+    consume_grace_s: float = 20.0
+    drain_quiet_s: float = 3.0
+    readback: bool = True
+    readback_timeout_s: float = 30.0
+    delivery_timeout_s: float = 30.0
+    session_timeout_ms: int = 10000  # group members
+    client_metrics_s: float = 0.0  # > 0: record each client's connection totals and metadata view this often
+    # > 0: producers start only once every consumer has finished a poll (waiting at most this long),
+    # so live reading overlaps producing by construction rather than by luck
+    await_consumers_s: float = 0.0
+    # A target that keeps resetting consumers to offset 0 can make live reads grow without bound; past
+    # this many history rows live consumers stop (noted in the result) so the machine's memory holds.
+    max_history_rows: int = 5_000_000
+    progress: bool = True
+    label: str = "workload"
+
+    def __post_init__(self) -> None:
+        if self.consumer_mode not in ("assign", "group", "none"):
+            raise ValueError(f"consumer_mode must be assign, group or none, got {self.consumer_mode!r}")
+        if (self.records is None) == (self.duration_s is None):
+            raise ValueError("give exactly one of records and duration_s")
+        if self.producers < 1 or self.partitions < 1 or self.consumers < 0:
+            raise ValueError("need at least one producer and one partition")
+
+    def idempotent(self, profile: Profile) -> bool:
+        return profile.client.idempotence if self.idempotence is None else self.idempotence
+
+
+@dataclass
+class WorkloadResult:
+    run_id: str
+    topic: str
+    config: WorkloadConfig
+    history: pd.DataFrame
+    profile: str
+    idempotent: bool
+    started_wall: float
+    duration_s: float
+    notes: list[str] = field(default_factory=list)
+
+    def meta(self) -> dict[str, Any]:
+        """What travels with a saved history so it can be re-checked and understood later."""
+        return {"run_id": self.run_id, "topic": self.topic, "profile": self.profile,
+                "config": asdict(self.config), "idempotent": self.idempotent, "started_wall": self.started_wall,
+                "duration_s": self.duration_s, "notes": self.notes,
+                "version_caps": clients.active_version_caps()}

@@ -1,0 +1,169 @@
+"""The orchestrator: producers, consumers, a nemesis and the read-back of one workload run.
+
+Consumers start first (producers wait for their first poll when asked to, so reading overlaps
+producing by construction); producers run for their records or their duration beside the
+nemesis; then live consumers drain by progress; then the final read-back reads to the end of
+the log. Every wait is bounded, and every client thread is joined with a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from tqdm import tqdm
+
+from k6suite_lib import clients
+from k6suite_lib.history import Recorder, now
+from k6suite_lib.profiles import Profile
+from k6suite_lib.workload.config import WorkloadConfig, WorkloadResult, error_text, new_run_id
+from k6suite_lib.workload.consumer import run_consumer
+from k6suite_lib.workload.context import ClientLog, RunContext
+from k6suite_lib.workload.producer import run_producer
+from k6suite_lib.workload.readback import read_back
+
+JOIN_TIMEOUT_S = 30.0
+STALL_S = 10.0  # live consumers that read nothing new for this long while records are unseen stop draining
+Nemesis = Callable[[Recorder, threading.Event], None]
+
+
+def workload_context(profile: Profile, config: WorkloadConfig, run_id: str | None = None) -> RunContext:
+    """The shared state of one run: a fresh topic name (unless given) and a recorder."""
+    run_id = run_id or new_run_id()
+    topic = config.topic or re.sub(r"[^A-Za-z0-9._-]", "-", f"k6s-{run_id}-{config.label}")
+    group = config.group_id or (topic if config.consumer_mode == "group" else None)
+    return RunContext(profile=profile, config=replace(config, topic=topic, group_id=group), run_id=run_id,
+                      topic=topic, recorder=Recorder(run_id))
+
+
+def result_of(ctx: RunContext, started_wall: float, started: float) -> WorkloadResult:
+    return WorkloadResult(run_id=ctx.run_id, topic=ctx.topic, config=ctx.config, history=ctx.recorder.frame(),
+                          profile=ctx.profile.name, idempotent=ctx.config.idempotent(ctx.profile),
+                          started_wall=started_wall, duration_s=time.monotonic() - started, notes=ctx.notes)
+
+
+def run_workload(profile: Profile, config: WorkloadConfig, run_id: str | None = None,
+                 nemesis: Nemesis | None = None) -> WorkloadResult:
+    """Run one workload and return its history (see history.COLUMNS)."""
+    ctx = workload_context(profile, config, run_id)
+    client_log = ClientLog(ctx.recorder)
+    logging.getLogger("kafka").addHandler(client_log)
+    try:
+        return _run(ctx, nemesis)
+    finally:
+        logging.getLogger("kafka").removeHandler(client_log)
+
+
+def _threads(target, count: int, prefix: str, ctx: RunContext) -> list[threading.Thread]:
+    return [threading.Thread(target=target, args=(ctx, i), name=f"{prefix}-{i}", daemon=True) for i in range(count)]
+
+
+def _run(ctx: RunContext, nemesis: Nemesis | None) -> WorkloadResult:
+    config = ctx.config
+    started_wall, started = time.time(), time.monotonic()
+    if config.create_topic:
+        try:
+            clients.create_topic(ctx.profile, ctx.topic, config.partitions)
+        except Exception as exc:  # recorded: the checker will find no acked sends and say why
+            ctx.connect_failure("admin", exc)
+    consumers = _threads(run_consumer, config.consumers if config.consumer_mode != "none" else 0, "consumer", ctx)
+    producers = _threads(run_producer, config.producers, "producer", ctx)
+    for thread in consumers:
+        thread.start()
+    if consumers and config.await_consumers_s > 0:
+        _await_consumers(ctx, len(consumers))
+    for thread in producers:
+        thread.start()
+    sampler = None
+    if config.client_metrics_s > 0:
+        sampler = threading.Thread(target=_sample_clients, args=(ctx,), name="client-metrics", daemon=True)
+        sampler.start()
+    stop_nemesis = threading.Event()
+    nemesis_thread = None
+    if nemesis is not None:
+        nemesis_thread = threading.Thread(target=nemesis, args=(ctx.recorder, stop_nemesis), name="nemesis",
+                                          daemon=True)
+        nemesis_thread.start()
+    _wait_producers(ctx, producers, started)
+    ctx.phase("producers-stop")
+    if nemesis_thread is not None:
+        stop_nemesis.set()
+        nemesis_thread.join(JOIN_TIMEOUT_S * 4)
+        if nemesis_thread.is_alive():
+            ctx.note("the nemesis did not finish within its join timeout")
+    _drain_consumers(ctx, consumers)
+    if sampler is not None:
+        sampler.join(JOIN_TIMEOUT_S)
+    if config.readback and ctx.tracker.acked:
+        read_back(ctx)
+    return result_of(ctx, started_wall, started)
+
+
+def _wait_producers(ctx: RunContext, producers: list[threading.Thread], started: float) -> None:
+    config = ctx.config
+    bar = tqdm(total=config.records, desc="sends completed", unit="op", disable=not config.progress,
+               mininterval=1.0)
+    limit = (config.duration_s or 0) + config.delivery_timeout_s + JOIN_TIMEOUT_S * 2
+    deadline = time.monotonic() + limit + (config.records or 0) * 0.05
+    last = 0
+    while any(t.is_alive() for t in producers) and time.monotonic() < deadline:
+        if config.duration_s is not None and time.monotonic() - started >= config.duration_s:
+            ctx.stop_producers.set()
+        time.sleep(0.2)
+        completed = ctx.tracker.completed
+        bar.update(completed - last)
+        last = completed
+    bar.close()
+    ctx.stop_producers.set()
+    for thread in producers:
+        thread.join(JOIN_TIMEOUT_S)
+        if thread.is_alive():
+            ctx.note(f"{thread.name} did not stop within {JOIN_TIMEOUT_S:.0f} s")
+
+
+def _await_consumers(ctx: RunContext, expected: int) -> None:
+    deadline = time.monotonic() + ctx.config.await_consumers_s
+    while len(ctx.polled) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ready = len(ctx.polled)
+    ctx.phase("consumers-ready", ready=ready, expected=expected)
+    if ready < expected:
+        ctx.note(f"only {ready} of {expected} consumers had polled after {ctx.config.await_consumers_s:.0f} s; "
+                 "producers started anyway")
+
+
+def _drain_consumers(ctx: RunContext, consumers: list[threading.Thread]) -> None:
+    """Live consumers read on until every acknowledged record was seen and nothing new came for
+    drain_quiet_s, or nothing new came for STALL_S at all, or consume_grace_s passed."""
+    config, tracker = ctx.config, ctx.tracker
+    deadline = time.monotonic() + config.consume_grace_s
+    draining_since = time.monotonic_ns()
+    while consumers and time.monotonic() < deadline:
+        quiet_s = (time.monotonic_ns() - max(tracker.last_read_ns, draining_since)) / 1e9
+        if (tracker.unseen() == 0 and quiet_s >= config.drain_quiet_s) or quiet_s >= STALL_S:
+            break
+        time.sleep(0.1)
+    ctx.phase("consumers-stop", unseen=tracker.unseen())
+    ctx.stop_consumers.set()
+    for thread in consumers:
+        thread.join(JOIN_TIMEOUT_S)
+        if thread.is_alive():
+            ctx.note(f"{thread.name} did not stop within {JOIN_TIMEOUT_S:.0f} s")
+
+
+def _sample_clients(ctx: RunContext) -> None:
+    """Until consumers stop: one client-metrics row per live client every client_metrics_s."""
+    while not ctx.stop_consumers.wait(ctx.config.client_metrics_s):
+        for name, client in list(ctx.clients.items()):
+            t_ns, wall = now()
+            try:
+                detail = json.dumps(clients.client_view(client))
+            except Exception as exc:  # a closing client; the next sample will not include it
+                detail = json.dumps({"error": error_text(exc)})
+            ctx.recorder.record(op_id=ctx.recorder.next_op(), process=name, f="client-metrics", type="ok",
+                                invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, detail=detail)

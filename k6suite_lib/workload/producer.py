@@ -1,0 +1,105 @@
+"""A recording producer: sends identified records (closed loop or at an open-loop rate) and records
+every send with its outcome: ok at (partition, offset), fail (certainly not written) or info."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from kafka.errors import TopicAuthorizationFailedError
+
+from k6suite_lib import clients
+from k6suite_lib.history import encode_payload, now
+from k6suite_lib.workload.config import error_text
+from k6suite_lib.workload.context import RunContext
+
+# Errors whose send certainly did not happen: the broker refuses deterministically.
+DEFINITE_SEND_ERRORS = (TopicAuthorizationFailedError,)
+
+
+def run_producer(ctx: RunContext, index: int) -> None:
+    """One producer thread: its share of the records (or until told to stop), then flush and close."""
+    config, name = ctx.config, f"producer-{index}"
+    try:
+        producer = clients.producer(
+            ctx.profile, client_id=f"{ctx.run_id}-{name}", acks=config.acks,
+            enable_idempotence=config.idempotent(ctx.profile), linger_ms=config.linger_ms,
+            max_in_flight_requests_per_connection=config.max_in_flight,
+            delivery_timeout_ms=int(config.delivery_timeout_s * 1000))
+    except Exception as exc:
+        ctx.connect_failure(name, exc)
+        return
+    ctx.register(name, producer)
+    pending: dict[int, dict[str, Any]] = {}  # sends whose outcome is not known yet
+    # The client's I/O thread only appends (op, completion time, metadata, error) here; rows are
+    # built by this thread. Heavier callbacks slowed the I/O thread and every send with it.
+    outcomes: list[tuple[int, int, Any, BaseException | None]] = []
+
+    def settle(op: int, outcome: dict[str, Any]) -> None:
+        base = pending.pop(op, None)
+        if base is not None:
+            ctx.recorder.record(**base, **outcome)
+            if outcome["type"] == "ok":
+                ctx.tracker.ack((base["producer"], base["seq"]))
+            else:
+                ctx.tracker.done()
+
+    def drain() -> None:
+        count = len(outcomes)
+        batch = outcomes[:count]
+        del outcomes[:count]  # appends racing with this land after index count
+        for op, complete_ns, metadata, exc in batch:
+            if exc is None:
+                settle(op, {"type": "ok", "complete_ns": complete_ns, "partition": metadata.partition,
+                            "offset": metadata.offset})
+            else:
+                outcome = "fail" if isinstance(exc, DEFINITE_SEND_ERRORS) else "info"
+                settle(op, {"type": outcome, "complete_ns": complete_ns, "error": error_text(exc)})
+
+    share = None
+    if config.records is not None:
+        share = config.records // config.producers + (1 if index < config.records % config.producers else 0)
+    per_producer_rate = config.rate / config.producers if config.rate > 0 else 0.0
+    start_ns = time.monotonic_ns()
+    seq = 0
+    while not ctx.stop_producers.is_set() and (share is None or seq < share):
+        intended = -1
+        if per_producer_rate:
+            intended = start_ns + int(seq * 1e9 / per_producer_rate)
+            wait = (intended - time.monotonic_ns()) / 1e9
+            if wait > 0 and ctx.stop_producers.wait(wait):
+                break
+        payload, crc = encode_payload(ctx.run_id, name, seq, config.message_bytes)
+        partition = None if config.keyed else (seq + index) % config.partitions
+        key = name.encode() if config.keyed else None
+        op = ctx.recorder.next_op()
+        invoke_ns, wall_ns = now()
+        pending[op] = {"op_id": op, "process": name, "f": "send", "invoke_ns": invoke_ns, "wall_ns": wall_ns,
+                       "topic": ctx.topic, "key": name if config.keyed else "", "producer": name,
+                       "seq": seq, "checksum": crc, "value_len": len(payload), "intended_ns": intended}
+        seq += 1
+        try:
+            future = producer.send(ctx.topic, value=payload, key=key, partition=partition)
+        except Exception as exc:  # raised before anything reached the network
+            settle(op, {"type": "fail", "complete_ns": time.monotonic_ns(),
+                        "partition": -1 if partition is None else partition, "error": error_text(exc)})
+            continue
+        future.add_callback(lambda metadata, op=op: outcomes.append((op, time.monotonic_ns(), metadata, None)))
+        future.add_errback(lambda exc, op=op: outcomes.append((op, time.monotonic_ns(), None, exc)))
+        if len(outcomes) >= 256:
+            drain()
+        if len(pending) > config.max_outstanding:
+            deadline = time.monotonic() + config.delivery_timeout_s
+            while len(pending) > config.max_outstanding and time.monotonic() < deadline:
+                time.sleep(0.001)  # polling beats one Event wait per future (see benchmarks/)
+                drain()
+    with contextlib.suppress(Exception):
+        producer.flush(timeout=config.delivery_timeout_s)
+    ctx.clients.pop(name, None)
+    with contextlib.suppress(Exception):
+        producer.close(timeout=5)
+    drain()
+    for op in list(pending):
+        settle(op, {"type": "info", "complete_ns": time.monotonic_ns(),
+                    "error": "no outcome before the producer closed"})

@@ -1,0 +1,120 @@
+"""The final read-back: after producers and faults stop, read every partition to the end of the log.
+
+Partitions come from the topic's metadata (not the workload's configuration) and the end offsets
+from ListOffsets, both recorded in the history (an ``end-offsets`` row). The read-back reads every
+partition from the beginning up to those end offsets — not merely until every acknowledged record
+was seen, because what lies after the last acknowledgement (timeouts that landed, retry copies,
+corrupt bytes) must be read too — or until its deadline; where it stopped, and whether it timed
+out, is a ``readback-end`` phase row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+from kafka import TopicPartition
+from tqdm import tqdm
+
+from k6suite_lib import clients
+from k6suite_lib.history import READBACK, now
+from k6suite_lib.workload.config import error_text
+from k6suite_lib.workload.consumer import ConsumerSession, poll_once, record_assignment
+from k6suite_lib.workload.context import RunContext
+
+METADATA_TIMEOUT_S = 10.0
+QUIET_AT_END_S = 2.0  # without known end offsets: stop once at the end with nothing new for this long
+
+
+def read_back(ctx: RunContext) -> None:
+    config = ctx.config
+    try:
+        consumer = clients.consumer(ctx.profile, client_id=f"{ctx.run_id}-{READBACK}", group_id=None)
+    except Exception as exc:
+        ctx.connect_failure(READBACK, exc)
+        return
+    session = ConsumerSession(READBACK, consumer)
+    started = time.monotonic()
+    deadline = started + config.readback_timeout_s
+    try:
+        partitions = _partitions(ctx, consumer)
+        ends = _end_offsets(ctx, consumer, partitions)
+        record_assignment(ctx, session, "assign", [tp.partition for tp in partitions])
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        total = sum(ends.values()) if ends else None
+        bar = tqdm(total=total, desc="read-back", unit="rec", disable=not config.progress, mininterval=1.0)
+        positions: dict[int, int] = {}
+        quiet_since: float | None = None
+        try:
+            while time.monotonic() < deadline:
+                result = poll_once(ctx, session)
+                if result is not None:
+                    bar.update(result.records)
+                positions = _positions(consumer, partitions)
+                if ends is not None and all(positions.get(tp.partition, -1) >= ends[tp.partition]
+                                            for tp in partitions):
+                    break
+                if ends is None and result is not None and not result.records:
+                    quiet_since = quiet_since or time.monotonic()
+                    if time.monotonic() - quiet_since > QUIET_AT_END_S:
+                        break
+                elif result is not None and result.records:
+                    quiet_since = None
+        finally:
+            bar.close()
+        timed_out = time.monotonic() >= deadline
+        if timed_out:
+            ctx.note(f"the read-back timed out after {config.readback_timeout_s:.0f} s")
+        ctx.phase("readback-end", positions=positions, timed_out=timed_out,
+                  elapsed_s=round(time.monotonic() - started, 2))
+    except Exception as exc:  # the history says the read-back broke off, and why
+        ctx.phase("readback-end", positions={}, timed_out=False, error=error_text(exc),
+                  elapsed_s=round(time.monotonic() - started, 2))
+        ctx.note(f"the read-back failed: {error_text(exc)}")
+    finally:
+        with contextlib.suppress(Exception):
+            consumer.close()
+
+
+def _partitions(ctx: RunContext, consumer) -> list[TopicPartition]:
+    """The topic's partitions from metadata, waiting (bounded) for them to appear; the configured
+    count is used only when metadata never lists the topic (and the history says so)."""
+    deadline = time.monotonic() + METADATA_TIMEOUT_S
+    found: set[int] = set()
+    while time.monotonic() < deadline and not found:
+        found = consumer.partitions_for_topic(ctx.topic)
+        if not found:
+            time.sleep(0.2)
+    if not found:
+        ctx.note(f"metadata never listed {ctx.topic}; reading the {ctx.config.partitions} configured partition(s)")
+        found = set(range(ctx.config.partitions))
+    return [TopicPartition(ctx.topic, p) for p in sorted(found)]
+
+
+def _end_offsets(ctx: RunContext, consumer, partitions: list[TopicPartition]) -> dict[int, int] | None:
+    """ListOffsets(latest) for every partition, recorded as an end-offsets row (info when it failed)."""
+    op = ctx.recorder.next_op()
+    invoke_ns, wall_ns = now()
+    try:
+        ends = {tp.partition: int(o) for tp, o in consumer.end_offsets(partitions, timeout_ms=10_000).items()}
+    except Exception as exc:
+        ctx.recorder.record(op_id=op, process=READBACK, f="end-offsets", type="info", invoke_ns=invoke_ns,
+                            complete_ns=time.monotonic_ns(), wall_ns=wall_ns, topic=ctx.topic, error=error_text(exc))
+        return None
+    ctx.recorder.record(op_id=op, process=READBACK, f="end-offsets", type="ok", invoke_ns=invoke_ns,
+                        complete_ns=time.monotonic_ns(), wall_ns=wall_ns, topic=ctx.topic,
+                        detail=json.dumps({"end_offsets": ends, "partitions": "metadata"}))
+    return ends
+
+
+def _positions(consumer, partitions: list[TopicPartition]) -> dict[int, int]:
+    """Where the read-back stands per partition (partitions without a position yet are left out)."""
+    positions = {}
+    for tp in partitions:
+        with contextlib.suppress(Exception):
+            position = consumer.position(tp, timeout_ms=1000)
+            if position is not None:
+                positions[tp.partition] = int(position)
+    return positions

@@ -1,0 +1,319 @@
+"""Every checker beyond the core anomalies: a history that must pass and one that must fail, and the
+cases an audit found passing while the system misbehaved (each named in its test's docstring)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pandas as pd
+import pytest
+
+from k6suite_lib.checkers import CHECKERS, CheckSpec, compose, specs_from_meta
+from k6suite_lib.checkers.verdicts import AtMost, Below, Equals, verdict, verdict_frame
+from k6suite_lib.history import View, probe_row
+from tests import histories as h
+from tests.histories import Timeline
+
+
+def run(history: pd.DataFrame | Timeline, name: str, **params) -> pd.Series:
+    """The one verdict row a single-row checker returns."""
+    frame = history.frame() if isinstance(history, Timeline) else history
+    table = compose(View(frame), [CheckSpec(name, params)])
+    assert len(table) == 1, table
+    return table.iloc[0]
+
+
+def steady(fault: tuple[float, float] | None = (10, 20), rate: float = 10, until: float = 30,
+           partitions: int = 2) -> Timeline:
+    """Sends at `rate` for `until` s, all acknowledged, one broker fault in between, everything read."""
+    t = Timeline()
+    t.sends(0, until, rate, partitions)
+    if fault:
+        t.fault(*fault)
+    t.read_everything(until + 1)
+    return t
+
+
+# ----------------------------------------------------------------------------- verdicts and composition
+def test_threshold_objects_render_the_text_that_decides():
+    row = verdict("recovery", "NFR1", 3.2, Below(5, " s"), unit=" s")
+    assert (row["measured"], row["threshold"], row["status"]) == ("3.2 s", "< 5 s", "PASS")
+    assert verdict("recovery", "NFR1", 5.0, Below(5, " s"))["status"] == "FAIL"
+    assert verdict("errors", "NFR1", 1, Equals(0))["threshold"] == "== 0"
+    assert verdict("errors", "NFR1", 3, AtMost(2))["status"] == "FAIL"
+
+
+def test_a_missing_measurement_is_not_tested_never_a_pass():
+    row = verdict("reconnections", "F5.1", None, Equals(0), "no client-metrics sample")
+    assert row["status"] == "NOT TESTED" and row["passed"] is None and "no client-metrics" in row["evidence"]
+
+
+def test_checks_of_promises_never_made_are_not_promised_with_their_measurement():
+    rows = [verdict("Metadata lists only the endpoint", "F1.2", "a, b, c", Equals("a"), "three brokers"),
+            verdict("lost-write", "F3 / NFR1", 0, Equals(0)),
+            verdict("corrupted", "F6 / NFR1", 0, Equals(0))]
+    table = verdict_frame(rows, {"F1.2": "clients connect to every broker", "F6": "no object store"})
+    assert list(table["status"]) == ["NOT PROMISED", "PASS", "PASS"]  # NFR1 is still promised
+    assert table["passed"].iloc[0] is None
+    assert "clients connect to every broker" in table["evidence"].iloc[0] and table["measured"].iloc[0] == "a, b, c"
+
+
+def test_unknown_checker_is_refused_and_compositions_round_trip_json():
+    with pytest.raises(ValueError, match="unknown checker 'nope'"):
+        compose(View(h.frame([])), [CheckSpec("nope")])
+    specs = [CheckSpec("anomalies", {"allowed": ["duplicate"], "min_acked": 3}), CheckSpec("readback")]
+    assert specs_from_meta(json.loads(json.dumps({"checks": [s.to_json() for s in specs]}))) == specs
+    assert specs_from_meta({"checker": {"min_acked": 2}}) == [CheckSpec("anomalies", {"min_acked": 2})]
+
+
+def test_every_registered_checker_is_exercised_here():
+    tested = {"anomalies", "readback", "faults-applied", "recovery", "acks-resume", "fault-free-acks",
+              "client-errors", "catch-up", "rebalances", "reconnections", "metadata-unchanged",
+              "new-brokers-serve", "group-ownership", "committed-offsets", "overlap", "own-reads", "latency-rise",
+              "metric-at-least", "storage"}
+    assert set(CHECKERS) <= tested, set(CHECKERS) - tested
+
+
+# ----------------------------------------------------------------------------- read-back to the end
+def _readback_rows(ends: dict[int, int], positions: dict[int, int], timed_out: bool = False) -> list[dict]:
+    rows = h.clean_rows(h.Spec(1, len(ends), 12, 0), random.Random(1))
+    for row in rows:
+        if row["f"] == "end-offsets":
+            row["detail"] = json.dumps({"end_offsets": ends})
+        if row["f"] == "phase":
+            row["detail"] = json.dumps({"phase": "readback-end", "positions": positions, "timed_out": timed_out,
+                                        "elapsed_s": 60})
+    return rows
+
+
+def test_readback_to_the_end_passes_when_it_reached_every_end_offset():
+    rows = h.clean_rows(h.Spec(2, 3, 30, 1), random.Random(2))
+    table = compose(View(h.frame(rows)), [CheckSpec("readback")])
+    assert list(table["status"]) == ["PASS", "PASS"]
+
+
+def test_a_readback_that_stopped_short_of_the_end_fails_and_says_it_timed_out():
+    """Before: the read-back stopped once every acknowledged record was seen, so records after the last
+    acknowledgement (timeouts that landed, retry copies, corrupt bytes) were never read."""
+    rows = _readback_rows({"0": 12}, {"0": 9}, timed_out=True)
+    table = compose(View(h.frame(rows)), [CheckSpec("readback")]).set_index("check")
+    reached = table.loc["read-back reached the end offsets"]
+    assert reached["status"] == "FAIL" and "timed out" in reached["evidence"] and "p0 at 9 of 12" in reached["evidence"]
+
+
+def test_an_end_offset_below_an_acknowledged_offset_fails():
+    rows = _readback_rows({"0": 5}, {"0": 5})
+    past = compose(View(h.frame(rows)), [CheckSpec("readback")]).set_index("check").loc[
+        "end offset >= highest acknowledged offset + 1"]
+    assert past["status"] == "FAIL" and "end 5 but offset 11 was acknowledged" in past["evidence"]
+
+
+def test_readback_without_end_offsets_is_not_tested():
+    rows = [r for r in h.clean_rows(h.Spec(1, 1, 5, 0), random.Random(3)) if r["f"] != "end-offsets"]
+    table = compose(View(h.frame(rows)), [CheckSpec("readback")])
+    assert set(table["status"]) == {"NOT TESTED"}
+
+
+# ----------------------------------------------------------------------------- availability under faults
+def test_faults_applied_counts_steps_that_did_not_take_effect():
+    assert run(steady(), "faults-applied", steps=2)["status"] == "PASS"
+    failed = Timeline()
+    failed.sends(0, 5, 10)
+    failed.fault(1, 2, applied=False)
+    row = run(failed, "faults-applied", steps=2)
+    assert row["status"] == "FAIL" and "nothing to kill" in row["evidence"]
+    assert run(steady(), "faults-applied", steps=4)["status"] == "FAIL"  # steps that never ran
+
+
+def test_recovery_is_the_longest_gap_between_acks_from_the_fault_start():
+    """Before: the text said "fault to first acknowledgement" while it measured the longest gap."""
+    quick = Timeline()
+    quick.sends(0, 10, 10, partitions=2)
+    quick.sends(12, 30, 10, partitions=2)  # 2 s without acks after the fault at 10 s
+    quick.fault(10, 20)
+    row = run(quick, "recovery", limit_s=5.0)
+    assert row["status"] == "PASS" and row["check"].startswith("longest gap between acknowledgements")
+    slow = Timeline()
+    slow.sends(0, 10, 10, partitions=2)
+    slow.sends(17, 30, 10, partitions=2)
+    slow.fault(10, 20)
+    assert run(slow, "recovery", limit_s=5.0)["status"] == "FAIL"
+    never = Timeline()
+    never.sends(0, 10, 10)
+    never.fault(10, 20)
+    row = run(never, "recovery", limit_s=5.0)
+    assert row["status"] == "FAIL" and "never resumed" in row["evidence"]
+    assert run(steady(fault=None), "recovery")["status"] == "NOT TESTED"
+
+
+def test_acks_must_resume_within_a_bound_after_each_fault_ends():
+    assert run(steady(), "acks-resume", bound_s=10)["status"] == "PASS"
+    late = Timeline()
+    late.sends(0, 10, 10)
+    late.sends(35, 40, 10)  # 15 s after the fault ended at 20 s
+    late.fault(10, 20)
+    row = run(late, "acks-resume", bound_s=10)
+    assert row["status"] == "FAIL" and "after broker-kill" in row["evidence"]
+    assert run(steady(fault=None), "acks-resume")["status"] == "NOT TESTED"
+
+
+def test_a_target_that_stops_accepting_writes_fails_even_without_loss():
+    """The audit's S5 case: 100 acks in the warm-up, then 4,900 timeouts, was PASS (one ack was enough,
+    and catch-up measured 0.0 s). Nothing was lost, but the cluster accepted no writes."""
+    t = Timeline()
+    t.sends(0, 10, 10)  # 100 acknowledged
+    t.fault(10, 15, "storage-outage")
+    t.sends(10, 500, 10, outcome="info")  # 4,900 timeouts
+    t.read_everything(501)
+    history = t.frame()
+    share = run(history, "fault-free-acks", rate=10.0, fraction=0.8, settle_s=5.0)
+    assert share["status"] == "FAIL" and float(share["measured"]) < 0.05
+    assert run(history, "acks-resume", bound_s=10)["status"] == "FAIL"
+    assert run(history, "client-errors")["status"] == "FAIL"
+    anomalies = compose(View(history), [CheckSpec("anomalies")])  # 100 acked: the old rule was satisfied
+    assert not (anomalies["status"] == "FAIL").any()
+
+
+def test_fault_free_acks_pass_a_healthy_run_and_need_an_offered_rate():
+    assert run(steady(), "fault-free-acks", rate=10.0)["status"] == "PASS"
+    assert run(steady(), "fault-free-acks", rate=0.0)["status"] == "NOT TESTED"
+
+
+def test_client_errors_count_surfaced_and_report_handled_apart():
+    clean = steady()
+    clean._row(12, process="client-log", f="client-log", type="info", error="WARNING kafka: retrying produce")
+    row = run(clean, "client-errors")
+    assert row["status"] == "PASS" and "handled by the client: 1 (1 retries)" in row["evidence"]
+    failing = steady()
+    failing.poll(12, outcome="info")
+    assert run(failing, "client-errors")["status"] == "FAIL"
+
+
+def test_catch_up_after_the_faults():
+    assert run(steady(), "catch-up", limit_s=60)["status"] == "PASS"
+    unread = Timeline()
+    unread.sends(0, 30, 10)
+    unread.fault(10, 20)
+    unread.poll(31, send=next(r for r in unread.rows if r["f"] == "send"))
+    row = run(unread, "catch-up", limit_s=60)
+    assert row["status"] == "FAIL" and "never read by a live consumer" in row["evidence"]
+
+
+# ----------------------------------------------------------------------------- what clients noticed
+def _group(after_fault_assign: bool) -> Timeline:
+    t = steady()
+    t.group(0.5, "consumer-0", [0, 1])  # start-up join
+    t.group(1.0, "consumer-0", [0, 1], f="revoke")  # a second member joins: start-up, not the fault
+    t.group(1.2, "consumer-0", [0])
+    t.group(1.2, "consumer-1", [1])
+    if after_fault_assign:
+        t.group(12, "consumer-1", [0, 1])
+    return t
+
+
+def test_rebalances_count_only_after_the_group_was_stable_and_the_fault_started():
+    """Before: start-up joins counted as rebalances (the count ran from t=0)."""
+    assert run(_group(False), "rebalances")["status"] == "PASS"
+    row = run(_group(True), "rebalances")
+    assert row["status"] == "FAIL" and row["measured"] == "1"
+    assert run(steady(), "rebalances")["status"] == "NOT TESTED"  # no group member
+
+
+def test_reconnections_without_client_samples_are_not_tested():
+    """Before: reconnection totals defaulted to 0 when the clients' metrics were never read, so S6 and
+    S7 passed on nothing."""
+    row = run(steady(), "reconnections", requirement="F5.1")
+    assert row["status"] == "NOT TESTED" and "no client-metrics sample" in row["evidence"]
+
+
+def test_reconnections_count_connections_made_after_the_fault():
+    t = steady()
+    t.client_metrics(5, "producer-0", 2, ["0@h:1"])
+    t.client_metrics(25, "producer-0", 4, ["0@h:1"])
+    assert run(t, "reconnections", requirement="F5.1", limit=0)["measured"] == "2"
+    assert run(t, "reconnections", requirement="F5.1", limit=0)["status"] == "FAIL"
+    assert run(t, "reconnections", requirement="S7", limit=3, per_client=True)["status"] == "PASS"
+
+
+def test_metadata_seen_by_clients():
+    same = steady()
+    same.client_metrics(5, "producer-0", 1, ["0@h:1"])
+    same.client_metrics(25, "producer-0", 1, ["0@h:1"])
+    assert run(same, "metadata-unchanged")["status"] == "PASS"
+    moved = steady()
+    moved.client_metrics(5, "producer-0", 1, ["0@h:1"])
+    moved.client_metrics(25, "producer-0", 1, ["0@h:1", "1@h:2"])
+    assert run(moved, "metadata-unchanged")["status"] == "FAIL"
+    assert run(steady(), "metadata-unchanged")["status"] == "NOT TESTED"
+
+
+def test_new_brokers_serve_from_the_recorded_probe():
+    def probe(connections, error=""):
+        detail = {} if error else {"connections": connections, "added": ["1", "2"], "total": 30}
+        rows = [*steady().rows, probe_row(h.RUN, "connection-spread", 1, detail, error=error)]
+        return run(h.frame(rows), "new-brokers-serve")
+
+    assert probe({"0": 10, "1": 10, "2": 10})["status"] == "PASS"
+    assert probe({"0": 30, "1": 0, "2": 0})["status"] == "FAIL"
+    assert probe({}, error="ConnectionRefusedError")["status"] == "NOT TESTED"
+    assert run(steady(), "new-brokers-serve")["status"] == "NOT TESTED"
+
+
+# ----------------------------------------------------------------------------- reads and groups
+def test_overlap_needs_a_read_not_a_failed_poll():
+    """Before: a poll that raised counted as a live read, so "produce and consume overlapped" passed
+    with consumers that never read anything while producers ran."""
+    t = Timeline()
+    t.sends(0, 5, 10)
+    t.poll(1, outcome="info")  # failed polls while producing
+    t.read_everything(6)  # the first real read after the last acknowledgement
+    assert run(t, "overlap")["status"] == "FAIL"
+    t.poll(2, send=next(r for r in t.rows if r["f"] == "send"))
+    assert run(t, "overlap")["status"] == "PASS"
+
+
+def test_own_reads_need_the_writer_itself_to_read_its_record():
+    t = Timeline()
+    t.sends(0, 1, 5, producer="producer-0")
+    for send in [r for r in t.rows if r["f"] == "send"][:4]:
+        t.poll(2, process="producer-0", send=send)
+    row = run(t, "own-reads")
+    assert row["status"] == "FAIL" and row["measured"] == "1" and "producer-0#4" in row["evidence"]
+
+
+def test_group_ownership_and_committed_offsets():
+    t = Timeline()
+    t.sends(0, 1, 4, partitions=2)
+    t.group(0.1, "consumer-0", [0])
+    t.group(0.1, "consumer-1", [1])
+    t._row(2, process="consumer-0", f="commit", type="ok", detail=json.dumps({"offsets": {"0": 2}}))
+    t._row(2, process="consumer-1", f="commit", type="ok", detail=json.dumps({"offsets": {"1": 2}}))
+    assert run(t, "group-ownership", partitions=2)["status"] == "PASS"
+    assert run(t, "group-ownership", partitions=3)["status"] == "FAIL"  # partition 2 unowned
+    rows = [*t.rows, probe_row(h.RUN, "committed-offsets", 3, {"offsets": {"0": 2, "1": 2}})]
+    assert run(h.frame(rows), "committed-offsets")["status"] == "PASS"
+    rows = [*t.rows, probe_row(h.RUN, "committed-offsets", 3, {"offsets": {"0": 0, "1": 2}})]
+    assert run(h.frame(rows), "committed-offsets")["status"] == "FAIL"
+    rows = [*t.rows, probe_row(h.RUN, "committed-offsets", 3, {}, error="GroupAuthorizationFailedError")]
+    assert run(h.frame(rows), "committed-offsets")["status"] == "FAIL"
+
+
+# ----------------------------------------------------------------------------- slow storage
+def test_latency_rise_and_the_metric_that_names_it():
+    t = Timeline()
+    t.sends(0, 10, 10, latency=0.005)
+    t.sends(10, 20, 10, latency=0.250)
+    t.sends(20, 30, 10, latency=0.005)
+    t.fault(10, 20, "storage-latency")
+    t.read_everything(31)
+    row = run(t, "latency-rise", fault="storage-latency")
+    assert row["status"] == "PASS" and row["measured"] == "(5.0, 250.0) ms"
+    flat = steady(fault=(10, 20))
+    assert run(flat, "latency-rise", fault="broker-kill")["status"] == "FAIL"
+    assert run(flat, "latency-rise", fault="storage-latency")["status"] == "NOT TESTED"
+    t._row(15, process="metrics", f="metric", type="ok",
+           detail=json.dumps({"family": "kafscale_s3_latency_ms_avg", "url": "u", "value": 231.0}))
+    assert run(t, "metric-at-least", family="kafscale_s3_latency_ms_avg", minimum=200)["status"] == "PASS"
+    assert run(t, "metric-at-least", family="kafscale_s3_latency_ms_avg", minimum=300)["status"] == "FAIL"
+    assert run(t, "metric-at-least", family=None, minimum=200)["status"] == "NOT TESTED"
