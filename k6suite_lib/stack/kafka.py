@@ -1,0 +1,360 @@
+"""The embedded Apache Kafka cluster (KRaft) as local JVMs on 127.0.0.1: the baseline.
+
+Kafka 4.1.1 and its runtime dependencies come from Maven Central into the gitignored cache, with
+the log4j2 binding Kafka's own distribution ships (Kafka's poms pin slf4j-api 1.7.36, so the
+binding is log4j-slf4j-impl; the slf4j2 one silently drops every line). Nodes 0..brokers-1 run
+in combined mode (broker and controller) with a fixed voter set; a broker added later is a
+broker-only node that joins that quorum. Each node's storage is formatted once, at start-up,
+with the cluster's one id; a restarted node starts on the data it has.
+
+A node is ready when its own Metadata answer lists it: a KRaft broker opens its client listener
+only after it has caught up with the metadata log and the controller has unfenced it, and its
+metadata lists only unfenced brokers. The stack is up when, in addition, a topic replicated like
+the suite's topics (RF 3) can be created.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError
+
+from k6suite_lib import probes
+from k6suite_lib.stack import binaries
+from k6suite_lib.stack.base import READY_TIMEOUT_S, EmbeddedStack, broker_id_of, port_answers, stop_recorded
+from k6suite_lib.stack.layout import HOST, StackLayout
+from k6suite_lib.stack.process import ProcessRecord, StackError, is_alive, send_signal, wait_dead, wait_ready
+
+KAFKA_VERSION = "4.1.1"
+LOG4J_VERSION = "2.24.3"
+MAVEN_TIMEOUT_S = 900
+FORMAT_TIMEOUT_S = 120
+ADMIN_TIMEOUT_MS = 5000
+READY_TOPIC = "k6suite-ready"  # created and deleted once at start-up to prove RF 3 topics can be made
+# What Kafka's own bin/kafka-server-start.sh gives the JVM, with the heap this machine can afford for three.
+JVM_OPTIONS = ("-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+               "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
+MAVEN_POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>k6suite.local</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{KAFKA_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
+      <version>{LOG4J_VERSION}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{LOG4J_VERSION}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+# The jars without which a node cannot start or would log nothing.
+REQUIRED_JARS = (f"kafka_2.13-{KAFKA_VERSION}.jar", f"kafka-clients-{KAFKA_VERSION}.jar",
+                 f"log4j-slf4j-impl-{LOG4J_VERSION}.jar", f"log4j-core-{LOG4J_VERSION}.jar")
+# Everything to the node's stdout, which the stack appends to logs/broker-N.log; without log4j2's own
+# shutdown hook, which would stop logging before Kafka logs its shutdown.
+LOG4J2_PROPERTIES = """status = warn
+shutdownHook = disable
+appender.stdout.type = Console
+appender.stdout.name = STDOUT
+appender.stdout.layout.type = PatternLayout
+appender.stdout.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.stdout.ref = STDOUT
+"""
+
+
+def kafka_home() -> Path:
+    """Kafka's cache folder, beside the Go binaries' (K6SUITE_CACHE_DIR or <repo>/.cache)."""
+    return binaries.cache_dir().parent / f"kafka-{KAFKA_VERSION}"
+
+
+def libs_dir() -> Path:
+    return kafka_home() / "libs"
+
+
+def java_path() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise StackError("java is not on PATH; Apache Kafka needs a Java 17 runtime")
+    return java
+
+
+def new_cluster_id() -> str:
+    """A Kafka cluster id: a random UUID in URL-safe base64 without padding (what `kafka-storage
+    random-uuid` prints), made here to save a JVM start."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min in-sync replicas) for a cluster of this size: 3 and 2 from three
+    brokers on, so one broker may die without refusing acks=all writes."""
+    return min(3, brokers), max(1, min(2, brokers - 1))
+
+
+class KafkaStack(EmbeddedStack):
+    """Apache Kafka in KRaft mode: every client connects to every broker it learns from Metadata."""
+
+    system = "kafka"
+
+    @classmethod
+    def addresses(cls, layout: StackLayout) -> dict[str, tuple[str, ...] | str]:
+        return {"bootstrap_servers": tuple(f"{HOST}:{layout.broker_port(i)}" for i in range(layout.brokers))}
+
+    @classmethod
+    def install_artifacts(cls, log: Callable[[str], None] = print) -> dict[str, Path]:
+        """Kafka's jars from Maven Central, staged in a sibling folder and renamed into place, so a
+        half-finished download is never used; Maven's own repository lives in a temporary folder."""
+        target = libs_dir()
+        if target.is_dir():
+            log(f"kafka {KAFKA_VERSION}: cached at {target}")
+            return {"kafka-libs": target}
+        if shutil.which("mvn") is None:
+            raise binaries.BinaryError(f"Maven (mvn) is not on PATH; it fetches Kafka {KAFKA_VERSION} from "
+                                       "Maven Central")
+        log(f"kafka {KAFKA_VERSION}: fetching jars from Maven Central (first time only)...")
+        staged = target.with_name("libs.partial")
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="k6suite-maven-") as tmp:
+            work = Path(tmp)
+            (work / "pom.xml").write_text(MAVEN_POM)
+            argv = ["mvn", "-q", "-B", f"-Dmaven.repo.local={work / 'repository'}", "dependency:copy-dependencies",
+                    f"-DoutputDirectory={staged}", "-DincludeScope=runtime"]
+            _run_bounded(argv, work, MAVEN_TIMEOUT_S, binaries.BinaryError)
+        missing = [jar for jar in REQUIRED_JARS if not (staged / jar).is_file()]
+        if missing:
+            raise binaries.BinaryError(f"Maven finished but {', '.join(missing)} are missing from {staged}")
+        staged.rename(target)
+        log(f"kafka {KAFKA_VERSION}: {len(list(target.glob('*.jar')))} jars in {target}")
+        return {"kafka-libs": target}
+
+    # ------------------------------------------------------------------ nodes
+    @property
+    def voter_ids(self) -> range:
+        """The controller quorum: the nodes the stack starts with (fixed; added brokers only observe it)."""
+        return range(self.layout.brokers)
+
+    def node_dir(self, broker_id: int) -> Path:
+        return self.layout.data_dir / f"broker-{broker_id}"
+
+    def node_properties(self, broker_id: int) -> dict[str, str]:
+        """server.properties of one node. Replication follows the starting cluster size."""
+        layout = self.layout
+        factor, min_isr = replication(layout.brokers)
+        voter = broker_id in self.voter_ids
+        listeners = [f"PLAINTEXT://{HOST}:{layout.broker_port(broker_id)}"]
+        if voter:
+            listeners.append(f"CONTROLLER://{HOST}:{layout.broker_control_port(broker_id)}")
+        return {
+            "process.roles": "broker,controller" if voter else "broker",
+            "node.id": str(broker_id),
+            "controller.quorum.voters": ",".join(f"{i}@{HOST}:{layout.broker_control_port(i)}"
+                                                 for i in self.voter_ids),
+            "listeners": ",".join(listeners),
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{layout.broker_port(broker_id)}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(self.node_dir(broker_id) / "log"),
+            "default.replication.factor": str(factor),
+            "min.insync.replicas": str(min_isr),
+            "offsets.topic.replication.factor": str(factor),
+            "transaction.state.log.replication.factor": str(factor),
+            "transaction.state.log.min.isr": str(min_isr),
+            "share.coordinator.state.topic.replication.factor": str(factor),
+            "share.coordinator.state.topic.min.isr": str(min_isr),
+            "unclean.leader.election.enable": "false",
+            "auto.create.topics.enable": "true",
+            "group.initial.rebalance.delay.ms": "0",
+            # Chosen on purpose, and recorded in every run's manifest with the profile: until the
+            # controller fences a SIGKILLed or paused node, acks=all writes stall on every partition whose
+            # ISR holds it (RF 3 on 3 nodes: all of them). With Kafka's default of 9 s that stall measured
+            # 8.8-9.7 s here (11-13.4 s when the node was the active controller), beyond the contract's
+            # 5 s recovery; operators who need fast failover shorten the session, as this stack does, so
+            # the recovery check is calibrated on a system that meets it.
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "500",
+        }
+
+    def _write_node_config(self, broker_id: int) -> Path:
+        directory = self.node_dir(broker_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        (self.layout.data_dir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        path = directory / "server.properties"
+        path.write_text("".join(f"{key}={value}\n" for key, value in self.node_properties(broker_id).items()))
+        return path
+
+    def _java(self, main_class: str, *args: str) -> list[str]:
+        return [java_path(), *JVM_OPTIONS, f"-Dlog4j2.configurationFile={self.layout.data_dir / 'log4j2.properties'}",
+                "-cp", str(libs_dir() / "*"), main_class, *args]
+
+    def _format(self, broker_id: int, cluster_id: str) -> None:
+        """Format a node's storage with the cluster id (only for a node that has never run)."""
+        config = self._write_node_config(broker_id)
+        argv = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config))
+        _run_bounded(argv, self.node_dir(broker_id), FORMAT_TIMEOUT_S, StackError)
+
+    def cluster_id(self) -> str:
+        """The id the stack's nodes were formatted with, from a voter's meta.properties."""
+        for broker_id in self.voter_ids:
+            meta = self.node_dir(broker_id) / "log" / "meta.properties"
+            if meta.is_file():
+                for line in meta.read_text().splitlines():
+                    if line.startswith("cluster.id="):
+                        return line.split("=", 1)[1].strip()
+        raise StackError(f"no formatted Kafka node under {self.layout.data_dir}; start the stack first")
+
+    def _spawn_broker(self, broker_id: int) -> ProcessRecord:
+        if not libs_dir().is_dir():
+            raise StackError(f"Kafka {KAFKA_VERSION} is not installed at {libs_dir()}; run `k6suite stack install`")
+        config = self._write_node_config(broker_id)
+        ports = [self.layout.broker_port(broker_id)]
+        if broker_id in self.voter_ids:
+            ports.append(self.layout.broker_control_port(broker_id))
+        return self._start(f"broker-{broker_id}", "broker", self._java("kafka.Kafka", str(config)), {}, ports,
+                           cwd=self.node_dir(broker_id))
+
+    def _start_components(self) -> None:
+        cluster_id = new_cluster_id()
+        for broker_id in self.voter_ids:
+            self._format(broker_id, cluster_id)
+        for broker_id in self.voter_ids:
+            self._spawn_broker(broker_id)
+        for broker_id in self.voter_ids:
+            self._wait_broker(broker_id)
+        wait_ready(self.record("broker-0"), self._replicated_topic_creatable, READY_TIMEOUT_S)
+
+    def _broker_ready(self, record: ProcessRecord) -> str | None:
+        broker_id = broker_id_of(record)
+        address = f"{HOST}:{self.layout.broker_port(broker_id)}"
+        closed = port_answers(self.layout.broker_port(broker_id))
+        if closed:
+            return closed
+        answer = probes.metadata(address, topics=[])
+        if not answer.ok:
+            return f"Metadata from {address}: {answer.describe()}"
+        listed = set(probes.metadata_brokers(answer)["node_id"])
+        if broker_id not in listed:
+            return f"{address} does not list itself as a registered, unfenced broker yet (lists {sorted(listed)})"
+        return None
+
+    def _replicated_topic_creatable(self) -> str | None:
+        """None once a topic of the suite's replication factor is created with a leader, then deleted."""
+        factor, _ = replication(self.layout.brokers)
+        with self._admin() as admin:
+            with contextlib.suppress(TopicAlreadyExistsError):  # an earlier attempt created it, then failed
+                admin.create_topics({READY_TOPIC: {"num_partitions": 1, "replication_factor": factor}},
+                                    timeout_ms=ADMIN_TIMEOUT_MS)
+            admin.wait_for_topics([READY_TOPIC], timeout_ms=ADMIN_TIMEOUT_MS)
+            admin.delete_topics([READY_TOPIC], timeout_ms=ADMIN_TIMEOUT_MS)
+        return None
+
+    def _ready_check(self, record: ProcessRecord) -> Callable[[], str | None]:
+        _only_brokers(record)
+        return lambda: self._broker_ready(record)
+
+    def _restart_component(self, record: ProcessRecord) -> None:
+        _only_brokers(record)
+        self.restart(broker_id_of(record))
+
+    def add_broker(self) -> int:
+        """A broker-only node with the next id, formatted with the cluster's id, joining the fixed quorum;
+        returns once it is registered and unfenced (its own Metadata lists it)."""
+        broker_id = max(self.broker_ids, default=-1) + 1
+        self.layout.broker_port(broker_id)  # refuses ids the layout has no ports for
+        self._format(broker_id, self.cluster_id())
+        self._spawn_broker(broker_id)
+        self._wait_broker(broker_id)
+        return broker_id
+
+    def down(self, grace_s: float = 5.0) -> dict[str, str]:
+        """Stop every node at once, as kafka-server-stop.sh does (stopped one by one, the last voter
+        loses its quorum and waits for a controller that is gone until it is killed); whoever
+        outlives the grace period is killed. Returns how each node ended."""
+        alive = [r for r in self.records.values() if is_alive(r)]
+        for record in alive:
+            send_signal(record, signal.SIGCONT)  # a paused JVM cannot run its shutdown
+            send_signal(record, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for record in alive:
+            wait_dead(record, max(0.0, deadline - time.monotonic()))
+        terminated = {r.name for r in alive if not is_alive(r)}
+        ended = stop_recorded(self.layout, grace_s=0.0)
+        return {name: "terminated" if name in terminated else how for name, how in ended.items()}
+
+    # ------------------------------------------------------------------ faults
+    def _admin(self) -> KafkaAdminClient:
+        live = [b for b in self.broker_ids if is_alive(self.record(f"broker-{b}"))]
+        if not live:
+            raise StackError("no Kafka broker of this stack is running")
+        return KafkaAdminClient(bootstrap_servers=[f"{HOST}:{self.layout.broker_port(b)}" for b in live],
+                                client_id="k6suite-stack", request_timeout_ms=ADMIN_TIMEOUT_MS,
+                                bootstrap_timeout_ms=ADMIN_TIMEOUT_MS)
+
+    def fault_target(self, topic: str | None = None) -> int:
+        """The broker leading the most partitions of topic (ties: the leader of the lowest such
+        partition): the one whose loss forces the most leader elections for the workload's writes.
+
+        With no topic, or a topic without leaders (unknown, not created yet): the active controller,
+        the quorum leader whose loss also forces an election; broker 0 while no leader is known.
+        """
+        with self._admin() as admin:
+            if topic is not None:
+                leaders = partition_leaders(admin.describe_topics([topic]), topic)
+                if leaders:
+                    return busiest_leader(leaders)
+            # DescribeCluster's controller_id will not do: in KRaft it names a random live broker
+            quorum = admin.describe_metadata_quorum()
+        leader = quorum["topics"][0]["partitions"][0]["leader_id"]
+        return leader if leader in self.broker_ids else 0
+
+
+def _only_brokers(record: ProcessRecord) -> None:
+    """Every component of the embedded Kafka is a broker (controllers run inside them)."""
+    if record.role != "broker":
+        raise StackError(f"the embedded kafka has no {record.role} component ({record.name})")
+
+
+def partition_leaders(described: list[dict], topic: str) -> dict[int, int]:
+    """partition -> leader id for the partitions of topic that have a leader (kafka-python's
+    describe_topics names them partition_index and leader_id)."""
+    return {p["partition_index"]: p["leader_id"] for t in described if t["name"] == topic and not t["error_code"]
+            for p in t["partitions"] if p["leader_id"] >= 0}
+
+
+def busiest_leader(leaders: dict[int, int]) -> int:
+    """The broker leading the most partitions; among equals, the leader of the lowest partition."""
+    counts = Counter(leaders.values())
+    most = max(counts.values())
+    return next(leaders[p] for p in sorted(leaders) if counts[leaders[p]] == most)
+
+
+def _run_bounded(argv: list[str], cwd: Path, timeout_s: float, error: type[Exception]) -> None:
+    """Run a short-lived tool (Maven, Kafka's storage formatter) to completion; its output is shown
+    only when it fails."""
+    try:
+        proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout_s,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise error(f"`{' '.join(argv[:1] + argv[-6:])}` did not finish within {timeout_s:.0f} s") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr + proc.stdout).strip().splitlines()[-15:])
+        raise error(f"`{' '.join(argv[:1] + argv[-6:])}` failed (exit {proc.returncode}):\n{tail}")

@@ -1,0 +1,192 @@
+"""The embedded Apache Kafka on real JVMs: start, serve, survive a killed leader, restart on its own
+data, take a broker-only node, and leave nothing behind.
+
+One 3-node stack (port base 23000) is shared by the stack tests of this module, in file order; the
+last one stops it, and the fixture stops it by PID whatever happens.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from kafka import KafkaAdminClient
+
+from k6suite_lib import clients, probes
+from k6suite_lib.profiles import Profile, load_profile
+from k6suite_lib.stack import binaries, open_stack
+from k6suite_lib.stack.kafka import KafkaStack, busiest_leader, partition_leaders
+from k6suite_lib.stack.process import process_state
+from k6suite_lib.workload import WorkloadConfig, run_workload
+from tests.conftest import assert_all_dead
+
+KAFKA_PORT_BASE = 23000
+PARTITIONS = 3
+KILL_AT_S = 3.0
+# the kill, up to ~11 s until the controller fences the node, then several seconds of acks again
+WORKLOAD_S = 18.0
+SERVED_AGAIN_LIMIT_S = 25.0
+ISR_LIMIT_S = 30.0
+ADMIN_TIMEOUT_MS = 5000
+
+
+def write_kafka_profile(directory: Path, name: str, port_base: int, brokers: int) -> Path:
+    """profiles/kafka.yaml on a test port base (as conftest.write_profile does for profiles/local.yaml)."""
+    base = yaml.safe_load(Path("profiles/kafka.yaml").read_text())
+    base.update(name=name, stack={"brokers": brokers, "port_base": port_base})
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(base))
+    return path
+
+
+@pytest.fixture(scope="module")
+def kafka_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[KafkaStack, Profile]]:
+    profile = load_profile(write_kafka_profile(tmp_path_factory.mktemp("kafka"), "test-kafka", KAFKA_PORT_BASE, 3))
+    binaries.install(systems=["kafka"], log=lambda _msg: None)
+    stack = open_stack(profile, log=lambda _msg: None)
+    stack.up()
+    try:
+        yield stack, profile
+    finally:
+        stack.down()
+
+
+def admin_client(profile: Profile) -> KafkaAdminClient:
+    return KafkaAdminClient(bootstrap_servers=list(profile.bootstrap_servers), request_timeout_ms=ADMIN_TIMEOUT_MS,
+                            bootstrap_timeout_ms=ADMIN_TIMEOUT_MS)
+
+
+def describe(profile: Profile, topic: str) -> list[dict]:
+    """The topic's partitions (once every one has a leader), lowest index first."""
+    with admin_client(profile) as admin:
+        admin.wait_for_topics([topic], timeout_ms=10000)
+        partitions = admin.describe_topics([topic])[0]["partitions"]
+    return sorted(partitions, key=lambda p: p["partition_index"])
+
+
+def acknowledged_and_read_back(history: pd.DataFrame) -> tuple[set, set, int]:
+    """Identities (producer, seq) of acknowledged sends and of records the final read-back saw, and
+    how many sends ended without an acknowledgement (read from the history format, docs/history-format.md)."""
+    sends = history[history["f"] == "send"]
+    acked = sends[sends["type"] == "ok"]
+    read = history[(history["process"] == "readback") & (history["f"] == "poll") & (history["type"] == "ok")]
+    identities = [set(zip(rows["producer"], rows["seq"], strict=True)) for rows in (acked, read)]
+    return identities[0], identities[1], int((sends["type"] != "ok").sum())
+
+
+def meta_properties(stack: KafkaStack, broker_id: int) -> dict[str, str]:
+    lines = (stack.node_dir(broker_id) / "log" / "meta.properties").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def test_busiest_leader_breaks_ties_by_the_lowest_partition():
+    assert busiest_leader({0: 1, 1: 2, 2: 2}) == 2
+    assert busiest_leader({0: 0, 1: 1, 2: 2, 3: 0, 4: 2}) == 0
+    assert busiest_leader({2: 5, 0: 4, 1: 5}) == 5
+    described = [{"name": "t", "error_code": 0, "partitions": [
+        {"partition_index": 0, "leader_id": -1}, {"partition_index": 1, "leader_id": 2}]},
+        {"name": "other", "error_code": 0, "partitions": [{"partition_index": 0, "leader_id": 0}]}]
+    assert partition_leaders(described, "t") == {1: 2}
+
+
+@pytest.mark.stack
+def test_three_nodes_start_report_healthy_and_serve(kafka_stack, outputs_dir):
+    stack, profile = kafka_stack
+    status = subprocess.run([sys.executable, "-m", "k6suite_lib.cli", "stack", "status", "--profile", profile.source],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "K6SUITE_OUTPUTS": str(outputs_dir)})
+    assert status.returncode == 0, status.stdout + status.stderr
+    for broker_id in range(3):
+        assert f"broker-{broker_id}" in status.stdout
+    assert stack.status()["healthy"].all(), stack.status().to_string()
+    listed = probes.metadata_brokers(probes.metadata(profile.bootstrap_servers[0], topics=[]))
+    assert sorted(listed["address"]) == sorted(profile.bootstrap_servers)
+    assert meta_properties(stack, 0)["cluster.id"] == meta_properties(stack, 2)["cluster.id"]
+
+    result = run_workload(profile, WorkloadConfig(records=20, consumers=0, consumer_mode="none", progress=False,
+                                                  readback_timeout_s=20, label="kafka-round-trip"))
+    acked, read, unacked = acknowledged_and_read_back(result.history)
+    assert (len(acked), unacked) == (20, 0)
+    assert acked <= read
+
+
+@pytest.mark.stack
+def test_killed_busiest_leader_is_dead_writes_resume_and_it_restarts_on_its_own_data(kafka_stack):
+    stack, profile = kafka_stack
+    topic = f"kill-{uuid.uuid4().hex[:8]}"
+    clients.create_topic(profile, topic, PARTITIONS)
+    leaders = {p["partition_index"]: p["leader_id"] for p in describe(profile, topic)}
+    victim = stack.fault_target(topic)
+    counts = Counter(leaders.values())
+    assert counts[victim] == max(counts.values()), (victim, leaders)
+    victim_record = stack.record(f"broker-{victim}")
+    directory_id = meta_properties(stack, victim)["directory.id"]
+    killed: dict[str, int] = {}
+
+    def kill_victim(_recorder, stop) -> None:
+        if not stop.wait(KILL_AT_S):
+            killed["at_ns"] = time.monotonic_ns()
+            stack.kill(victim)
+
+    result = run_workload(profile, WorkloadConfig(
+        records=None, duration_s=WORKLOAD_S, rate=60, partitions=PARTITIONS, consumers=0, consumer_mode="none",
+        topic=topic, create_topic=False, delivery_timeout_s=40, readback_timeout_s=30, progress=False,
+        label="kafka-kill"), nemesis=kill_victim)
+
+    assert "at_ns" in killed, "the workload ended before the kill"
+    assert process_state(victim_record) == "dead"
+    assert not stack.status().set_index("component").loc[f"broker-{victim}", "healthy"]
+    acked, read, unacked = acknowledged_and_read_back(result.history)
+    assert unacked == 0  # the idempotent producer waited out the stall; nothing timed out
+    assert len(acked) > WORKLOAD_S * 30
+    assert not acked - read, f"{len(acked - read)} acknowledged records missing from the read-back"
+    sends = result.history[(result.history["f"] == "send") & (result.history["type"] == "ok")]
+    for partition in range(PARTITIONS):
+        after = sends[(sends["partition"] == partition) & (sends["invoke_ns"] > killed["at_ns"])]
+        assert not after.empty, f"partition {partition}: no write sent after the kill was acknowledged"
+        served_again_s = (after["complete_ns"].min() - killed["at_ns"]) / 1e9
+        assert served_again_s < SERVED_AGAIN_LIMIT_S, f"partition {partition} served again after {served_again_s} s"
+
+    stack.restart(victim)
+    assert stack.record(f"broker-{victim}").pid != victim_record.pid
+    assert stack.status()["healthy"].all(), stack.status().to_string()
+    assert meta_properties(stack, victim)["directory.id"] == directory_id  # not formatted again
+    deadline = time.monotonic() + ISR_LIMIT_S
+    while any(len(p["isr_nodes"]) < 3 for p in describe(profile, topic)):  # it catches up from its own log
+        assert time.monotonic() < deadline, f"broker {victim} not back in every ISR after {ISR_LIMIT_S:.0f} s"
+        time.sleep(0.5)
+
+
+@pytest.mark.stack
+def test_added_broker_is_a_broker_only_node_of_the_same_cluster(kafka_stack):
+    stack, profile = kafka_stack
+    new_id = stack.add_broker()
+    assert new_id == 3
+    assert "process.roles=broker\n" in (stack.node_dir(new_id) / "server.properties").read_text()
+    assert meta_properties(stack, new_id)["cluster.id"] == meta_properties(stack, 0)["cluster.id"]
+    listed = probes.metadata_brokers(probes.metadata(profile.bootstrap_servers[0], topics=[]))
+    assert sorted(listed["node_id"]) == [0, 1, 2, 3]
+    with admin_client(profile) as admin:
+        quorum = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]
+    assert sorted(v["replica_id"] for v in quorum["current_voters"]) == [0, 1, 2]
+    assert [o["replica_id"] for o in quorum["observers"]] == [3]
+    assert stack.status()["healthy"].all(), stack.status().to_string()
+
+
+@pytest.mark.stack
+def test_down_stops_every_node(kafka_stack):
+    stack, _ = kafka_stack
+    records = list(stack.records.values())
+    ended = stack.down()
+    assert set(ended) == {r.name for r in records}
+    assert_all_dead(records)
+    assert stack.records == {}
