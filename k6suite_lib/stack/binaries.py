@@ -57,6 +57,8 @@ ETCD_VERSION = "3.5.1"
 # The Go-built servers each embedded system needs.
 SYSTEM_BINARIES: dict[str, tuple[str, ...]] = {
     "kafscale": ("kafscale-broker", "kafscale-proxy", "minio", "toxiproxy-server"),
+    "kafka": (),
+    "tansu": ("minio", "toxiproxy-server"),
 }
 
 
