@@ -52,6 +52,7 @@ class TlsSettings:
 @dataclass(frozen=True)
 class SaslSettings:
     mechanism: str | None = None
+    username: str | None = None  # a user name is no secret; username_env names a variable instead
     username_env: str | None = None
     password_env: str | None = None
 
@@ -326,14 +327,19 @@ def _parse_not_promised(top: _Reader) -> dict[str, str]:
 def _parse_client(reader: _Reader) -> ClientSettings:
     protocol = reader.str("security_protocol", "PLAINTEXT", choices=SECURITY_PROTOCOLS)
     tls_reader = reader.child("tls", ("cafile", "certfile", "keyfile", "check_hostname"))
-    sasl_reader = reader.child("sasl", ("mechanism", "username_env", "password_env"))
+    sasl_reader = reader.child("sasl", ("mechanism", "username", "username_env", "password_env"))
     sasl = SaslSettings(
         mechanism=sasl_reader.str("mechanism", choices=SASL_MECHANISMS),
+        username=sasl_reader.str("username"),
         username_env=sasl_reader.str("username_env"),
         password_env=sasl_reader.str("password_env"),
     )
-    if protocol.startswith("SASL") and not (sasl.mechanism and sasl.username_env and sasl.password_env):
-        sasl_reader.fail("mechanism", f"{protocol} needs sasl.mechanism, sasl.username_env and sasl.password_env")
+    if sasl.username and sasl.username_env:
+        sasl_reader.fail("username", "give either username or username_env, not both")
+    if protocol.startswith("SASL") and not (sasl.mechanism and (sasl.username or sasl.username_env)
+                                            and sasl.password_env):
+        sasl_reader.fail("mechanism", f"{protocol} needs sasl.mechanism, sasl.username (or sasl.username_env) "
+                                      "and sasl.password_env")
     caps_raw = reader.data.get("max_api_versions") or {}
     if not isinstance(caps_raw, dict):
         reader.fail("max_api_versions", "must be a mapping of API name to version")

@@ -66,6 +66,8 @@ def _base() -> dict:
     (lambda d: d["client"].update(api_version="latest"), "client.api_version: must look like"),
     (lambda d: d["object_store"].update(secret_key="hunter22"), "object_store.secret_key: a literal secret"),
     (lambda d: d["client"].update(sasl={"password": "hunter22"}), "client.sasl.password: a literal secret"),
+    (lambda d: d["client"].update(sasl={"username": "tenant-a", "username_env": "USER"}),
+     "client.sasl.username: give either username or username_env"),
     (lambda d: d["object_store"].pop("secret_key_env"), "object_store.access_key_env: an object store needs"),
     (lambda d: d["object_store"].update(endpoint="minio:9000"), "object_store.endpoint: must be an http(s) URL"),
     (lambda d: d.update(metrics_urls=["127.0.0.1:39093"]), "metrics_urls: '127.0.0.1:39093' is not a valid"),

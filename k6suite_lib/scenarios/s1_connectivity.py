@@ -1,4 +1,5 @@
-"""S1 connectivity: one endpoint, honest API versions, Metadata that shows only the endpoint.
+"""S1 connectivity: one endpoint, honest API versions, Metadata that shows only the endpoint, and a TLS
+endpoint that verifies (F1.3).
 
 Also re-tests the earlier suite's observations: OBS-01 (OffsetFetch versions) and OBS-02
 (FindCoordinator must return a node that Metadata lists), and sends requests real clients send
@@ -8,13 +9,17 @@ because on KafScale v1.5.0 some of them crash processes).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
+from pathlib import Path
 
 import pandas as pd
 
 from k6suite_lib import clients, probes
+from k6suite_lib.profiles import Profile, TlsSettings
 from k6suite_lib.scenario import Scenario
+from k6suite_lib.stack import tls as stack_tls
 
 # APIs kafka-python needs for the produce/consume/group workloads of this suite
 CLIENT_APIS = ("Produce", "Fetch", "ListOffsets", "Metadata", "OffsetCommit", "OffsetFetch", "FindCoordinator",
@@ -43,13 +48,80 @@ def connect(sc: Scenario) -> pd.DataFrame:
     except Exception as exc:
         outcome, connected, evidence = type(exc).__name__, False, str(exc)[:300]
     sc.add_check(variant, "client connects through the endpoint", "F1.1", outcome, "connected", connected, evidence)
-    if sc.profile.client.security_protocol in ("SSL", "SASL_SSL"):
-        sc.add_check(variant, "TLS endpoint", "F1.3", f"{sc.profile.client.security_protocol}: {outcome}",
-                     "a verified TLS handshake and an answer", connected, evidence)
-    else:
-        sc.not_tested(variant, "TLS endpoint", "F1.3", "this profile's endpoint is PLAINTEXT")
     return pd.DataFrame([{k: v for k, v in sc.target.items() if k != "embedded_components"}]).T.rename(
         columns={0: "target"})
+
+
+TLS_CHECKS = (
+    ("a client trusting the CA gets a verified TLS handshake and Kafka answers", "F1.3"),
+    ("a client that does not trust the CA is refused", "F1.3"),
+    ("plaintext on the TLS port gets no Kafka answer", "F1.3"),
+)
+
+
+def tls(sc: Scenario) -> pd.DataFrame:
+    """F1.3: the TLS endpoint (the embedded stack's, or the profile's when it speaks SSL) verifies with its
+    CA and answers; a client that does not trust the CA and a plaintext client get nothing."""
+    variant = "tls"
+    target = _tls_target(sc, variant)
+    if target is None:
+        return pd.DataFrame()
+    profile, address, cafile = target
+    trusted = stack_tls.handshake(address, cafile)
+    client_ok, answer = _metadata_over_tls(profile)
+    sc.add_check(variant, *TLS_CHECKS[0], f"{trusted.outcome}, {'Metadata answered' if client_ok else 'no Metadata'}",
+                 "verified handshake, ApiVersions and Metadata answered", trusted.ok and client_ok,
+                 f"{address}, CA {cafile.name if cafile else '(system trust store)'}: {trusted.describe()}; {answer}")
+    untrusted = stack_tls.handshake(address, None) if cafile else None
+    if untrusted is None:
+        sc.not_tested(variant, *TLS_CHECKS[1], "the profile names no CA file: its CA is in the system trust store, "
+                                               "so no client at hand distrusts it")
+    else:
+        sc.add_check(variant, *TLS_CHECKS[1], untrusted.outcome, "verify-failed", untrusted.outcome == "verify-failed",
+                     f"a client with only the system trust store: {untrusted.describe()}")
+    plain = probes.api_versions(address)
+    sc.add_check(variant, *TLS_CHECKS[2], plain.outcome, "no ApiVersions answer", not plain.ok,
+                 f"ApiVersions v0 in plaintext to {address}: {plain.describe()}")
+    return pd.DataFrame([{"client": "trusts the CA", "got": trusted.describe(), "kafka-python": answer},
+                         {"client": "does not trust the CA", "got": untrusted.describe() if untrusted else "n/a"},
+                         {"client": "plaintext", "got": plain.describe()}])
+
+
+def _tls_target(sc: Scenario, variant: str) -> tuple[Profile, str, Path | None] | None:
+    """(a profile speaking SSL to it, the TLS address, the CA file), or None with the verdicts that say why
+    there is nothing to test: a system without TLS FAILs, a PLAINTEXT external profile is not tested."""
+    if sc.stack is not None:
+        address, cafile = sc.stack.tls_endpoint(), sc.stack.ca_file()
+        if address is None:  # what a TLS client meets at the client endpoint, and why
+            tried = stack_tls.handshake(probes.endpoint(sc.profile), None)
+            sc.add_check(variant, *TLS_CHECKS[0], f"no TLS listener (handshake at the endpoint: {tried.outcome})",
+                         "a TLS endpoint", False, f"{sc.stack.no_tls_reason}. A TLS client at "
+                         f"{probes.endpoint(sc.profile)}: {tried.describe()}")
+            for check, requirement in TLS_CHECKS[1:]:
+                sc.not_tested(variant, check, requirement, "the system offers no TLS endpoint")
+            return None
+        client = dataclasses.replace(sc.profile.client, security_protocol="SSL", tls=TlsSettings(cafile=str(cafile)))
+        return dataclasses.replace(sc.profile, bootstrap_servers=(address,), client=client), address, cafile
+    if sc.profile.client.security_protocol in ("SSL", "SASL_SSL"):
+        cafile = sc.profile.client.tls.cafile
+        return sc.profile, probes.endpoint(sc.profile), Path(cafile) if cafile else None
+    for check, requirement in TLS_CHECKS:
+        sc.not_tested(variant, check, requirement, "this profile's endpoint is PLAINTEXT and it names no TLS endpoint")
+    return None
+
+
+def _metadata_over_tls(profile: Profile) -> tuple[bool, str]:
+    """Whether kafka-python, trusting the profile's CA, gets the brokers over TLS; what it got."""
+    try:
+        admin = clients.admin(profile)
+        try:
+            brokers = admin.describe_cluster().get("brokers", [])
+        finally:
+            admin.close()
+    except Exception as exc:  # the failure is the evidence
+        return False, f"kafka-python over TLS: {type(exc).__name__}: {str(exc)[:200]}"
+    return bool(brokers), "kafka-python over TLS: Metadata lists " + (
+        ", ".join(f"{b['host']}:{b['port']}" for b in brokers) or "no broker")
 
 
 def api_versions(sc: Scenario) -> pd.DataFrame:
@@ -134,9 +206,10 @@ def offset_fetch(sc: Scenario) -> pd.DataFrame:
     topic = f"k6s-{sc.run_id}-s1-offsets"
     clients.create_topic(sc.profile, topic, 1)
     group = f"k6s-{uuid.uuid4().hex[:8]}"
+    coordinator = _coordinator_address(address, group, table)  # OffsetFetch is the group coordinator's to answer
     rows = []
-    current = probes.offset_fetch(address, group, topic, version) if version is not None else None
-    rows.append({"request": f"OffsetFetch v{version} (negotiated)",
+    current = probes.offset_fetch(coordinator, group, topic, version) if version is not None else None
+    rows.append({"request": f"OffsetFetch v{version} (negotiated) to the coordinator {coordinator}",
                  "outcome": current.describe() if current else "no common version"})
     sc.add_check(variant, "OffsetFetch answers at the negotiated version", "F2.4",
                  current.outcome if current else "none", "response", bool(current and current.ok),
@@ -147,7 +220,7 @@ def offset_fetch(sc: Scenario) -> pd.DataFrame:
                      "[-1], error 0", committed == [-1] and error_code == 0,
                      f"OffsetFetch v{version}: Kafka returns -1 when nothing is committed; 0 would make a consumer "
                      "skip auto.offset.reset and start at offset 0")
-    old = probes.offset_fetch(address, group, topic, 1)
+    old = probes.offset_fetch(coordinator, group, topic, 1)
     rows.append({"request": "OffsetFetch v1 (the earlier suite's client)", "outcome": old.describe()})
     prompt = old.outcome in ("response", "closed") and old.elapsed_ms < 5000
     sc.add_check(variant, "an unsupported old version is refused promptly (OBS-01)", "F2", old.describe(),
@@ -155,6 +228,16 @@ def offset_fetch(sc: Scenario) -> pd.DataFrame:
                  "ApiVersions advertises OffsetFetch "
                  f"{table.loc[table['api'] == 'OffsetFetch', ['broker_min', 'broker_max']].values.tolist()}")
     return pd.DataFrame(rows)
+
+
+def _coordinator_address(address: str, group: str, table: pd.DataFrame) -> str:
+    """Where the group's coordinator listens (FindCoordinator through the endpoint); the endpoint itself
+    when the answer names none (the coordinator check above judges that answer)."""
+    found = probes.find_coordinator_settled(address, group, probes.negotiated(table, "FindCoordinator") or 0)
+    if not found.ok or probes.coordinator(found)["error_code"] != 0:
+        return address
+    answer = probes.coordinator(found)
+    return f"{answer['host']}:{answer['port']}"
 
 
 def spread(sc: Scenario, connections: int = 30) -> pd.DataFrame:

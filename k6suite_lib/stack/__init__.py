@@ -16,7 +16,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from k6suite_lib.stack.base import EmbeddedStack
+from k6suite_lib.stack.base import EmbeddedStack, Security
 from k6suite_lib.stack.layout import StackLayout
 from k6suite_lib.stack.process import StackError
 
@@ -35,12 +35,13 @@ def stack_class(system: str) -> type[EmbeddedStack]:
     return getattr(importlib.import_module(module), name)
 
 
-def open_stack(profile, log: Callable[[str], None] = print) -> EmbeddedStack:
-    """The embedded stack that serves a profile (started or not)."""
+def open_stack(profile, log: Callable[[str], None] = print, security: Security | None = None) -> EmbeddedStack:
+    """The embedded stack that serves a profile (started or not); with security, one started with access
+    control (S8's own stack; the profiles' stacks have none)."""
     if not profile.embedded or profile.stack is None:
         raise StackError(f"profile {profile.name!r} does not describe an embedded stack")
     layout = StackLayout(port_base=profile.stack.port_base, brokers=profile.stack.brokers)
-    return stack_class(profile.target_kind)(layout, log=log)
+    return stack_class(profile.target_kind)(layout, log=log, security=security)
 
 
 @contextmanager

@@ -14,12 +14,14 @@ started by the helpers at the bottom, so two systems never diverge in how their 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -41,7 +43,7 @@ from k6suite_lib.stack.process import (
     wait_dead,
     wait_ready,
 )
-from k6suite_lib.stack.state import read_state, stack_credentials, write_state
+from k6suite_lib.stack.state import read_state, stack_credentials, stack_secret, write_state
 from k6suite_lib.stack.toxiproxy import METADATA_PROXY, STORAGE_PROXY, Toxiproxy
 
 READY_TIMEOUT_S = 60.0
@@ -80,6 +82,24 @@ def broker_id_of(record: ProcessRecord) -> int:
     return int(record.name.split("-")[1])
 
 
+@dataclass(frozen=True)
+class Security:
+    """Access control a stack is started with (S8 starts such a stack beside the profile's). Each tenant
+    owns the topics and groups whose names start with scope(tenant); admin is the suite's own principal
+    and may do anything. A system applies what it has; the normal profiles' stacks have none of it."""
+
+    tenants: tuple[str, ...]
+    admin: str = "k6suite-admin"
+
+    @staticmethod
+    def scope(tenant: str) -> str:
+        return f"{tenant}."
+
+    @property
+    def principals(self) -> tuple[str, ...]:
+        return (self.admin, *self.tenants)
+
+
 class EmbeddedStack(ABC):
     """One embedded system: start, stop, inspect and abuse its processes.
 
@@ -90,10 +110,17 @@ class EmbeddedStack(ABC):
     system: ClassVar[str]
     fault_paths: ClassVar[tuple[str, ...]] = ()
     has_object_store: ClassVar[bool] = False
+    # Why the system offers no TLS listener, with the evidence ("" when it offers one): S1 shows it for F1.3.
+    no_tls_reason: ClassVar[str] = ""
+    # Whether a secured stack checks credentials (SASL); if not, a principal is just a name a client claims.
+    authenticates: ClassVar[bool] = False
+    # What a secured stack of this system enforces, in words (S8 shows it as evidence).
+    access_control: ClassVar[str] = "nothing: no authentication and no authorization"
 
-    def __init__(self, layout: StackLayout, log: Callable[[str], None] = print):
+    def __init__(self, layout: StackLayout, log: Callable[[str], None] = print, security: Security | None = None):
         self.layout = layout
         self.log = log
+        self.security = security
 
     # ------------------------------------------------------------------ what a system provides
     @classmethod
@@ -138,6 +165,23 @@ class EmbeddedStack(ABC):
     def broker_port(self, broker_id: int) -> int:
         """Where a broker takes Kafka requests (its own listener, not the client endpoint)."""
         return self.layout.broker_port(broker_id)
+
+    def tls_endpoint(self) -> str | None:
+        """Where clients reach the system over TLS; None when it offers no TLS (see no_tls_reason)."""
+        return None
+
+    def ca_file(self) -> Path | None:
+        """The CA certificate that signed the TLS endpoint's certificate; None without TLS."""
+        return None
+
+    def password_env(self, principal: str) -> str:
+        """The variable naming a principal's password on this stack; up() generates the passwords of a
+        secured stack into the 0600 secrets file, so they reach clients (and redaction) only by this name."""
+        return f"K6SUITE_STACK_{self.layout.port_base}_{re.sub('[^A-Z0-9]', '_', principal.upper())}_PASSWORD"
+
+    def password(self, principal: str) -> str:
+        """A principal's password, for the system's own configuration (never for display)."""
+        return stack_secret(self.password_env(principal))
 
     # ------------------------------------------------------------------ state
     @property
@@ -192,6 +236,8 @@ class EmbeddedStack(ABC):
         self._save({})
         shutil.rmtree(self.layout.data_dir, ignore_errors=True)
         self.layout.data_dir.mkdir(parents=True, exist_ok=True)
+        for principal in self.security.principals if self.security else ():
+            self.password(principal)  # generated once, before any component reads it
         try:
             self._start_components()
         except BaseException:

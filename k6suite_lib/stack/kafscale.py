@@ -8,6 +8,12 @@ broker means starting it and then compare-and-swapping it into the snapshot.
 Every broker setting is explicit, because KafScale silently falls back to in-memory storage or
 metadata when its S3 or etcd settings are incomplete; readiness therefore also checks the
 broker's own log for the lines that say it uses etcd and S3.
+
+Access control (a stack started with security, S8): v1.5.0 has ACLs but no authentication. The
+principal is whatever client.id a client sends (KAFSCALE_PRINCIPAL_SOURCE=client_id, the default;
+the proxy forwards it untouched), so the brokers get a deny-by-default ACL in which each tenant's
+client.id may use its own topics and groups and the suite's admin client.id everything. There is
+no TLS: no listener of v1.5.0 speaks it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from k6suite_lib.stack.base import (
     READY_TIMEOUT_S,
     S3_REGION,
     EmbeddedStack,
+    Security,
     broker_id_of,
     http_ok,
     port_answers,
@@ -60,6 +67,12 @@ class KafScaleStack(EmbeddedStack):
     system = "kafscale"
     fault_paths = ("storage", "metadata")
     has_object_store = True
+    no_tls_reason = ("KafScale v1.5.0 has no TLS listener (no crypto/tls import and no TLS setting in its source; "
+                     "docs/operations.md: 'broker/console TLS env flags are not wired in v1', terminate TLS at a "
+                     "load balancer or ingress in front of the proxy)")
+    access_control = ("ACLs keyed by the client.id a client claims (KAFSCALE_ACL_JSON, default deny); no "
+                      "authentication: no SASL, no TLS (the broker itself logs 'ACL enabled with client_id principal "
+                      "source; client.id is spoofable without trusted edge auth')")
 
     @classmethod
     def addresses(cls, layout: StackLayout) -> dict[str, tuple[str, ...] | str]:
@@ -139,6 +152,7 @@ class KafScaleStack(EmbeddedStack):
             "KAFSCALE_S3_ENDPOINT": f"http://{HOST}:{layout.storage_proxy_port}",
             "KAFSCALE_S3_ACCESS_KEY": access,
             "KAFSCALE_S3_SECRET_KEY": secret,
+            **(acl_settings(self.security) if self.security else {}),
         }
 
     def _spawn_broker(self, broker_id: int) -> ProcessRecord:
@@ -202,3 +216,18 @@ class KafScaleStack(EmbeddedStack):
         load = {b: (float(rates.get(self.layout.broker_metrics_url(b), 0.0)),
                     established_connections(self.layout.broker_port(b))) for b in ids}
         return max(ids, key=lambda b: load[b])
+
+
+def acl_settings(security: Security) -> dict[str, str]:
+    """Broker settings for v1.5.0's ACLs: deny by default; each tenant's client.id may do anything
+    ("*") to the topics and groups of its scope, the admin's to everything. v1.5.0 checks CreateTopics
+    and DeleteTopics against admin on the cluster, not on a topic (allowAdmin in cmd/broker/main.go),
+    so no rule lets a tenant create or delete topics in its scope only; tenants get no cluster admin,
+    which would reach every topic."""
+    def rules(name: str) -> list[dict[str, str]]:
+        return [{"action": "*", "resource": kind, "name": name} for kind in ("topic", "group")]
+
+    principals = [{"name": security.admin, "allow": [{"action": "*", "resource": "*", "name": "*"}]}]
+    principals += [{"name": tenant, "allow": rules(f"{security.scope(tenant)}*")} for tenant in security.tenants]
+    return {"KAFSCALE_ACL_ENABLED": "true", "KAFSCALE_ACL_FAIL_OPEN": "false",
+            "KAFSCALE_ACL_JSON": json.dumps({"default_policy": "deny", "principals": principals})}

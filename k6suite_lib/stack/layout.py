@@ -85,6 +85,11 @@ class StackLayout:
     def toxiproxy_url(self) -> str:
         return f"http://{HOST}:{self.toxiproxy_port}"
 
+    # TLS listeners (systems that offer TLS)
+    def broker_tls_port(self, broker_id: int) -> int:
+        self._check_id(broker_id)
+        return self.port_base + 30 + broker_id
+
     # KafScale
     @property
     def proxy_port(self) -> int:
@@ -119,7 +124,8 @@ class StackLayout:
                  self.etcd_peer_port, self.metadata_proxy_port, self.toxiproxy_port, self.proxy_port,
                  self.proxy_health_port]
         per_broker = [port for b in range(self.brokers)
-                      for port in (self.broker_port(b), self.broker_metrics_port(b), self.broker_control_port(b))]
+                      for port in (self.broker_port(b), self.broker_metrics_port(b), self.broker_control_port(b),
+                                   self.broker_tls_port(b))]
         return fixed + per_broker
 
     @staticmethod

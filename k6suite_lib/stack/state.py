@@ -1,8 +1,9 @@
 """On-disk state of embedded stacks: process records and generated credentials.
 
 State lives under outputs/stack/ so `k6suite stack down` can stop a stack that another
-process (or a crashed harness) started. Credentials are generated once per checkout when the
-environment does not provide them, kept in a 0600 file, and never printed.
+process (or a crashed harness) started. Credentials (MinIO's, and the passwords of a secured
+stack's principals) are generated once per checkout when the environment does not provide them,
+kept in one 0600 file, and never printed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets as pysecrets
+from collections.abc import Callable
 from pathlib import Path
 
 from k6suite_lib.stack.layout import outputs_root
@@ -40,19 +42,26 @@ def stored_secret(env_name: str) -> str | None:
 
 def stack_credentials() -> tuple[str, str]:
     """MinIO root credentials for embedded stacks: from the environment, else generated once."""
-    stored = stored_secrets()
-    access = os.environ.get(ACCESS_KEY_ENV) or stored.get(ACCESS_KEY_ENV)
-    secret = os.environ.get(SECRET_KEY_ENV) or stored.get(SECRET_KEY_ENV)
-    if access and secret:
-        return access, secret
-    access = access or f"k6suite-{pysecrets.token_hex(4)}"
-    secret = secret or pysecrets.token_urlsafe(24)
+    return (stack_secret(ACCESS_KEY_ENV, lambda: f"k6suite-{pysecrets.token_hex(4)}"),
+            stack_secret(SECRET_KEY_ENV, lambda: pysecrets.token_urlsafe(24)))
+
+
+def stack_secret(env_name: str, generate: Callable[[], str] = lambda: pysecrets.token_urlsafe(24)) -> str:
+    """A credential named by env_name: from the environment, else stored, else generated and stored.
+    Stored values are what secrets.redact masks, so a generated credential is redacted everywhere."""
+    value = os.environ.get(env_name) or stored_secret(env_name)
+    if value:
+        return value
+    value = generate()
     path = _secrets_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    lines = "".join(f"{k}={v}\n" for k, v in {**stored_secrets(), env_name: value}.items())
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(f"{ACCESS_KEY_ENV}={access}\n{SECRET_KEY_ENV}={secret}\n")
-    return access, secret
+        handle.write(lines)
+    tmp.replace(path)  # readers never see a half-written file
+    return value
 
 
 def read_state(state_dir: Path) -> dict:

@@ -26,7 +26,8 @@ Brokers, measured here with kafka-python 3.0.12 (2 shared cores):
   broker fault stalls the clients that chose that broker. A broker uses ~32 MB RSS; the stack starts
   in 0.7-1.6 s (each broker "ready in" 14-80 ms); add_broker takes ~0.25 s.
 
-Tansu has no Prometheus endpoint (only OTLP push), so the stack exposes no metrics URLs. A failed
+Tansu has no Prometheus endpoint (only OTLP push), so the stack exposes no metrics URLs. It has no
+access control to start a secured stack with (S8 measures that) and no TLS (see no_tls_reason). A failed
 object-store request reaches clients as UNKNOWN_SERVER_ERROR (-1) after ~2-3 s of its S3 client's
 retries; profiles/tansu.yaml says what that means for the client settings.
 """
@@ -73,6 +74,11 @@ class TansuStack(EmbeddedStack):
     system = "tansu"
     fault_paths = ("storage",)
     has_object_store = True
+    no_tls_reason = ("Tansu 0.6.0 offers no TLS listener: `tansu broker` refuses --cert together with --key "
+                     "('the argument --cert cannot be used with --key'), and its source builds the TLS acceptor "
+                     "without ever using it (tansu-broker/src/broker.rs: `let _acceptor`)")
+    access_control = ("nothing: no ACLs are enforced (CreateAcls is a no-op) and SASL cannot authenticate anyone "
+                      "with S3 storage (SCRAM credentials are never stored; PLAIN is not compiled in)")
 
     @classmethod
     def install_artifacts(cls, log: Callable[[str], None] = print) -> dict[str, Path]:

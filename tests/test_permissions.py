@@ -1,0 +1,134 @@
+"""S8 (permission boundary) and the TLS listener on real stacks, and the secrets both bring.
+
+- Apache Kafka, the positive control, through the runner (papermill): S1's TLS checks and every S8 verdict
+  PASS, and no tenant or admin password and no byte of a private key lands in the archive.
+- KafScale v1.5.0, whose ACLs trust whatever client.id a client claims: the cross-tenant read FAILs,
+  with a client claiming the other tenant's client.id as the evidence.
+- The TLS material and the secrets file, without a stack.
+
+Port bases: 25200 (Kafka; S8's secured stack at 25400) and 25600 (KafScale; S8's at 25800).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import ssl
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from k6suite_lib.profiles import load_profile
+from k6suite_lib.runner import run_suite
+from k6suite_lib.scenario import Scenario
+from k6suite_lib.scenarios import s8_permissions as s8
+from k6suite_lib.secrets import redact
+from k6suite_lib.stack import open_stack, tls
+from k6suite_lib.stack.layout import outputs_root
+from k6suite_lib.stack.state import stack_credentials, stack_secret, stored_secrets
+
+KAFKA_PORT_BASE = 25200
+KAFSCALE_PORT_BASE = 25600
+S8_STACK = s8.SECURED_STACK_OFFSET
+
+
+def one_broker_profile(directory: Path, source: str, name: str, port_base: int) -> Path:
+    """A shipped profile on a test port base, with one broker (and its topics replicated once)."""
+    raw = yaml.safe_load(Path(source).read_text())
+    raw.update(name=name, stack={"brokers": 1, "port_base": port_base})
+    raw["client"]["replication_factor"] = 1
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def private_key_lines(port_base: int) -> list[bytes]:
+    """The base64 lines of the private key a stack on this port base wrote (its data dir outlives down())."""
+    pem = (outputs_root() / "stack" / str(port_base) / "data" / "tls" / tls.SERVER_FILE).read_bytes()
+    key = pem.split(b"-----BEGIN PRIVATE KEY-----")[1].split(b"-----END PRIVATE KEY-----")[0]
+    return [line for line in key.split() if len(line) >= 16]
+
+
+@pytest.mark.stack
+def test_kafka_passes_tls_and_s8_and_no_secret_reaches_the_archive(tmp_path):
+    profile = one_broker_profile(tmp_path, "profiles/kafka.yaml", "perm-kafka", KAFKA_PORT_BASE)
+    outcome = run_suite(str(profile), ["S1", "S8"], "smoke", out_root=tmp_path / "archive", cell_timeout_s=600,
+                        log=lambda _msg: None)
+    run_dir = outcome.run_dir
+    results = {s["scenario"]: s for s in json.loads((run_dir / "summary.json").read_text())["scenarios"]}
+
+    tls_rows = [v for v in results["S1"]["verdicts"] if v["variant"] == "tls"]
+    assert [v["status"] for v in tls_rows] == ["PASS"] * 3, tls_rows
+    assert "verify-failed" in tls_rows[1]["measured"] and tls_rows[2]["measured"] != "response"
+    s8_rows = results["S8"]["verdicts"]
+    assert len(s8_rows) == len(s8.CHECKS) and all(v["status"] == "PASS" for v in s8_rows), [
+        (v["check"], v["measured"], v["evidence"]) for v in s8_rows if v["status"] != "PASS"]
+    assert (run_dir / "S8-permissions" / "attempts.csv").is_file()
+    assert (run_dir / "S8-permissions" / "executed.ipynb").is_file()
+
+    passwords = [v.encode() for k, v in stored_secrets().items()
+                 if k.startswith(f"K6SUITE_STACK_{KAFKA_PORT_BASE + S8_STACK}_")]
+    assert len(passwords) == 3 and all(len(p) >= 16 for p in passwords)  # the admin and two tenants
+    keys = private_key_lines(KAFKA_PORT_BASE) + private_key_lines(KAFKA_PORT_BASE + S8_STACK)
+    archived = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert len(archived) > 10
+    for path in archived:
+        data = path.read_bytes()
+        assert b"PRIVATE KEY" not in data, f"a private key reached {path.relative_to(run_dir)}"
+        for value in passwords + keys:
+            assert value not in data, f"a secret leaked into {path.relative_to(run_dir)}"
+
+
+@pytest.mark.stack
+def test_kafscale_s8_cross_tenant_read_fails_with_the_claimed_client_id_as_evidence(tmp_path):
+    profile = load_profile(one_broker_profile(tmp_path, "profiles/local.yaml", "perm-kafscale", KAFSCALE_PORT_BASE))
+    sc = Scenario.open("S8", "Permission boundary", profile, out_dir=tmp_path / "S8")
+    try:
+        table = s8.attempt_all(sc)
+        s8.judge(sc, table)
+        verdicts = sc.verdicts().set_index("check")
+    finally:
+        sc.stack.down()
+    assert not open_stack(s8.secured_profile(sc)).records  # the secured stack was stopped by PID
+
+    leak = verdicts.loc["0 records of one tenant readable by the other"]
+    assert leak["status"] == "FAIL" and leak["measured"] == f"{2 * s8.RECORDS} records", leak.to_dict()
+    assert "claiming the other's client.id" in leak["evidence"]
+    impostors = table[table["operation"] == "consume (claiming the other's client.id)"]
+    assert (impostors["outcome"] == "ok").all() and (impostors["records"] == s8.RECORDS).all()
+    honest = table[(table["operation"] == "consume") & (table["expected"] == "denied")]
+    assert (honest["error"] == "TopicAuthorizationFailedError (29)").all()  # the ACLs hold for honest clients
+    for check in ("a wrong password is refused", "Metadata does not list the other tenant's topics"):
+        assert verdicts.loc[check, "status"] == "FAIL", verdicts.loc[check].to_dict()
+    assert "closed without answering SaslHandshake" in verdicts.loc["a wrong password is refused", "evidence"]
+    assert verdicts.loc["refusals come within the bound", "status"] == "PASS"
+
+
+def test_tls_material_is_private_verifies_and_names_the_ip(tmp_path):
+    files = tls.issue(tmp_path / "tls")
+    assert stat.S_IMODE(files.server_file.stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" not in files.ca_file.read_bytes()
+    ca = x509.load_pem_x509_certificate(files.ca_file.read_bytes())
+    leaf, *rest = x509.load_pem_x509_certificates(files.server_file.read_bytes())
+    assert [c.subject for c in rest] == [ca.subject]
+    ca.public_key().verify(leaf.signature, leaf.tbs_certificate_bytes, ec.ECDSA(leaf.signature_hash_algorithm))
+    names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(files.server_file)  # the key matches the certificate
+
+
+def test_generated_secrets_are_kept_once_private_and_redacted(tmp_path, monkeypatch):
+    monkeypatch.setenv("K6SUITE_OUTPUTS", str(tmp_path))
+    monkeypatch.delenv("K6SUITE_S3_ACCESS_KEY", raising=False)
+    monkeypatch.delenv("K6SUITE_S3_SECRET_KEY", raising=False)
+    password = stack_secret("K6SUITE_STACK_1_TENANT_A_PASSWORD")
+    access, secret = stack_credentials()  # MinIO's, generated after: both kinds stay
+    assert stack_secret("K6SUITE_STACK_1_TENANT_A_PASSWORD") == password
+    assert set(stored_secrets()) == {"K6SUITE_STACK_1_TENANT_A_PASSWORD", "K6SUITE_S3_ACCESS_KEY",
+                                     "K6SUITE_S3_SECRET_KEY"}
+    assert stat.S_IMODE((tmp_path / "stack" / "secrets.env").stat().st_mode) == 0o600
+    assert redact(f"login {password} with {secret} as {access}") == "login *** with *** as ***"
