@@ -11,9 +11,12 @@ from k6suite_lib.profiles import DEFAULT_PROFILE, ProfileError, available_profil
 
 EPILOG = """examples:
   k6suite stack up                      start the embedded KafScale stack (profile 'local')
+  k6suite stack up -p kafka             start the embedded Apache Kafka (profile 'kafka'; 'tansu' likewise)
   k6suite stack status                  show every component, its PID and health
   k6suite run                           run the smoke tier of every scenario, write outputs/<run-id>/
   k6suite run --scenarios S3 --tier full
+  k6suite run --profiles local kafka tansu
+                                        the same scenarios on three systems: a trust matrix in one archive
   k6suite check outputs/<run>/S3-correctness/history-overlap.parquet
   k6suite observe <run-id>              turn a run into observations/OBS-NN-<slug>/
   k6suite stack down                    stop everything the stack started
@@ -57,7 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
                                           "junit.xml, manifest.json and report.html. Exit 0 only if every executed "
                                           "check passed. An embedded profile's stack is started if needed and "
                                           "stopped afterwards if this command started it.")
-    _profile_arg(run)
+    targets = run.add_mutually_exclusive_group()
+    targets.add_argument("--profile", "-p", default=DEFAULT_PROFILE,
+                         help=f"profile name in profiles/ or a path to a YAML file (default: {DEFAULT_PROFILE}; "
+                              f"known: {', '.join(available_profiles())})")
+    targets.add_argument("--profiles", nargs="+", metavar="PROFILE",
+                         help="run the scenarios on each of these systems, one after the other, into one archive "
+                              "with a trust matrix (report.html, matrix.json, junit.xml) at its top")
     run.add_argument("--scenarios", "-s", nargs="+", metavar="ID",
                      help="scenario ids to run (default: all: " + " ".join(_scenario_ids()) + ")")
     run.add_argument("--tier", "-t", choices=("smoke", "full"), default="smoke",
@@ -110,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
             return _stack(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "run" and args.profiles:
+            from k6suite_lib.matrix import run_matrix
+
+            return run_matrix(args.profiles, args.scenarios, args.tier, args.out, args.cell_timeout,
+                              _parameters(args.param)).exit_code
         if args.command == "run":
             from k6suite_lib.runner import run_suite
 

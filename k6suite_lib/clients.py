@@ -12,13 +12,13 @@ Two profile settings change what the client library does:
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import uuid
 from typing import Any
 
 import kafka.protocol.broker_version_data as broker_version_data
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from kafka.protocol.api_key import ApiKey
 
@@ -70,7 +70,7 @@ def common_config(profile: Profile, client_id: str | None = None) -> dict[str, A
         config["ssl_context"] = context
     if settings.security_protocol.startswith("SASL"):
         config["sasl_mechanism"] = settings.sasl.mechanism
-        config["sasl_plain_username"] = secret(settings.sasl.username_env)
+        config["sasl_plain_username"] = settings.sasl.username or secret(settings.sasl.username_env)
         config["sasl_plain_password"] = secret(settings.sasl.password_env)
     return config
 
@@ -109,14 +109,24 @@ def admin(profile: Profile, client_id: str | None = None, **overrides: Any) -> K
     return KafkaAdminClient(**config)
 
 
+TOPIC_READY_TIMEOUT_MS = 15_000
+
+
 def create_topic(profile: Profile, name: str, partitions: int) -> None:
     """Create a topic explicitly (the KafScale proxy does not auto-create), replicated as the profile
-    says; existing is fine."""
+    says (existing is fine), and wait until Metadata shows a leader for every partition.
+
+    Creation is acknowledged before the brokers' metadata has the topic (KRaft propagates it a moment
+    later); a consumer group formed in that moment is assigned only the partitions its leader could
+    see, and rebalances when the rest appear, which a fault scenario would count against the system.
+    Raises KafkaTimeoutError when the topic is not ready within TOPIC_READY_TIMEOUT_MS.
+    """
     client = admin(profile)
     try:
-        client.create_topics([NewTopic(name, partitions, profile.client.replication_factor)])
-    except TopicAlreadyExistsError:
-        pass
+        with contextlib.suppress(TopicAlreadyExistsError):
+            client.create_topics({name: {"num_partitions": partitions,
+                                         "replication_factor": profile.client.replication_factor}})
+        client.wait_for_topics([name], timeout_ms=TOPIC_READY_TIMEOUT_MS)
     finally:
         client.close()
 

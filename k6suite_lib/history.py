@@ -221,6 +221,16 @@ def probe_row(run_id: str, kind: str, invoke_ns: int, detail: dict[str, Any], er
             "error": error, "detail": json.dumps({"kind": kind, **detail}, default=str)}
 
 
+def wall_windows(view: View) -> list[tuple[int, int, str]]:
+    """Fault windows on the wall clock (start, end, fault), to set beside wall-clock evidence such as
+    the Last-Modified of stored objects; the offset between the clocks comes from the history's rows."""
+    frame = view.frame
+    if frame.empty or view.windows.empty:
+        return []
+    offset = int((frame["wall_ns"] - frame["invoke_ns"]).median())
+    return [(int(w.start_ns) + offset, int(w.end_ns) + offset, w.fault) for w in view.windows.itertuples()]
+
+
 def fault_windows(frame: pd.DataFrame) -> pd.DataFrame:
     """Pair fault start and end rows into windows: fault, target, start_ns, end_ns, parameters.
 
@@ -312,8 +322,7 @@ class View:
 
     @functools.cached_property
     def failed_polls(self) -> pd.DataFrame:
-        polls = self.frame[self.frame["f"] == "poll"]
-        return polls[polls["type"] != "ok"]
+        return self.frame[(self.frame["f"] == "poll") & (self.frame["type"] != "ok")]
 
     @functools.cached_property
     def windows(self) -> pd.DataFrame:

@@ -94,6 +94,8 @@ details{margin:.5em 0}td.ev{font-family:monospace;font-size:.85em;word-break:bre
 started {{ started }}, {{ '%.0f' % s.duration_s }} s. Checks: {{ s.counts.PASS }} passed, {{ s.counts.FAIL }} failed,
 {{ s.counts.ALLOWED }} allowed, {{ s.counts['NOT TESTED'] }} not tested, {{ s.counts['NOT PROMISED'] }} not promised.</p>
 {% if s.stack_error %}<p class="FAIL">The run could not continue: <code>{{ s.stack_error }}</code></p>{% endif %}
+<p>Promises judged: the trust contract (F1–F7, NFR1–NFR5){% if s.not_promised %}, except what this system never promised
+(its checks are shown as NOT PROMISED, with what they measured):</p><ul>{% for req, why in s.not_promised.items() %}<li><b>{{ req }}</b>: {{ why }}</li>{% endfor %}</ul>{% else %}, all of it.</p>{% endif %}
 <h2>Critical questions</h2>
 <table><tr><th>Question</th><th>Answer</th><th>Decided by</th><th>Evidence</th></tr>
 {% for q in questions %}<tr><td>{{ q.question }}</td><td class="{{ q.answer|replace(' ', '') }}"><b>{{ q.answer }}</b></td>
@@ -143,17 +145,29 @@ def html_report(summary: dict[str, Any], run_dir: Path) -> str:
 
 
 def junit_xml(summary: dict[str, Any]) -> str:
-    """One test case per check: FAIL is a failure, NOT TESTED is skipped, ALLOWED passes with a note."""
+    """One test case per check: FAIL is a failure, NOT TESTED and NOT PROMISED are skipped, ALLOWED
+    passes with a note."""
     suites = ET.Element("testsuites", name=f"k6suite {summary['run_id']}")
+    for suite in junit_suites(summary):
+        suites.append(suite)
+    ET.indent(suites)
+    return redact(ET.tostring(suites, encoding="unicode", xml_declaration=True))
+
+
+def junit_suites(summary: dict[str, Any], prefix: str = "") -> list[ET.Element]:
+    """One test suite per scenario; prefix (a system's name, in a matrix) leads every suite and class name."""
+    suites = []
     for scenario in summary["scenarios"]:
         verdicts = scenario["verdicts"]
-        suite = ET.SubElement(suites, "testsuite", name=f"{scenario['scenario']} {scenario.get('title', '')}".strip(),
-                              tests=str(len(verdicts)),
-                              failures=str(sum(v["status"] == "FAIL" for v in verdicts)),
-                              skipped=str(sum(v["status"] in ("NOT TESTED", "NOT PROMISED") for v in verdicts)),
-                              time=str(scenario.get("duration_s", 0)))
+        suite = ET.Element("testsuite", name=f"{prefix}{scenario['scenario']} {scenario.get('title', '')}".strip(),
+                           tests=str(len(verdicts)),
+                           failures=str(sum(v["status"] == "FAIL" for v in verdicts)),
+                           skipped=str(sum(v["status"] in ("NOT TESTED", "NOT PROMISED") for v in verdicts)),
+                           time=str(scenario.get("duration_s", 0)))
+        suites.append(suite)
         for v in verdicts:
-            case = ET.SubElement(suite, "testcase", classname=f"{scenario['scenario']}.{v['variant']}", name=v["check"])
+            case = ET.SubElement(suite, "testcase", classname=f"{prefix}{scenario['scenario']}.{v['variant']}",
+                                 name=v["check"])
             if v["status"] == "FAIL":
                 failure = ET.SubElement(case, "failure",
                                         message=f"{v['check']}: measured {v['measured']}, threshold {v['threshold']}")
@@ -162,5 +176,4 @@ def junit_xml(summary: dict[str, Any]) -> str:
                 ET.SubElement(case, "skipped", message=str(v.get("evidence", "")))
             elif v["status"] == "ALLOWED":
                 ET.SubElement(case, "system-out").text = f"allowed here: measured {v['measured']}; {v.get('evidence', '')}"
-    ET.indent(suites)
-    return redact(ET.tostring(suites, encoding="unicode", xml_declaration=True))
+    return suites

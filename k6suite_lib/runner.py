@@ -53,6 +53,7 @@ SCENARIOS: dict[str, ScenarioSpec] = {spec.id: spec for spec in (
     ScenarioSpec("S5b", "S5b-metadata-store.ipynb", "Metadata-store slowness and outage"),
     ScenarioSpec("S6", "S6-scale-out.ipynb", "Scale-out"),
     ScenarioSpec("S7", "S7-rolling-restart.ipynb", "Rolling restart"),
+    ScenarioSpec("S8", "S8-permissions.ipynb", "Permission boundary"),
 )}
 TIERS = ("smoke", "full")
 
@@ -67,10 +68,11 @@ class RunOutcome:
 
 def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str = "smoke",
               out_root: Path | None = None, cell_timeout_s: int = 1800, parameters: dict[str, Any] | None = None,
-              log: Callable[[str], None] = print) -> RunOutcome:
+              log: Callable[[str], None] = print, run_id: str = "", run_dir: Path | None = None) -> RunOutcome:
     """Run the chosen scenarios against a profile's target and archive everything.
 
     parameters override notebook parameters (e.g. {"repeats": 3}) in every scenario that has them.
+    The archive goes to run_dir (default: <out_root>/<run_id>/; a matrix gives each system a folder).
     """
     import papermill
 
@@ -81,8 +83,8 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
     chosen = _choose(scenarios)
     if tier not in TIERS:
         raise ValueError(f"unknown tier {tier!r}; known: {', '.join(TIERS)}")
-    run_id = new_run_id()
-    run_dir = (out_root or outputs_root()) / run_id
+    run_id = run_id or new_run_id()
+    run_dir = run_dir or (out_root or outputs_root()) / run_id
     run_dir.mkdir(parents=True)
     started = time.time()
     log(f"run {run_id}: profile {profile.name}, tier {tier}, scenarios {' '.join(s.id for s in chosen)}")
@@ -237,7 +239,8 @@ def build_summary(results: list[dict[str, Any]], profile: Profile, run_id: str, 
     if target is None:
         target = next((r["target"] for r in results if r.get("target")), {})
     return {
-        "run_id": run_id, "profile": profile.name, "tier": tier, "started": started,
+        "run_id": run_id, "profile": profile.name, "system": profile.target_kind, "embedded": profile.embedded,
+        "not_promised": profile.not_promised, "tier": tier, "started": started,
         "duration_s": round(time.time() - started, 2), "target": target, "stack_error": stack_error,
         "passed": counts["FAIL"] == 0 and executed > 0, "counts": counts,
         "scenarios": results,

@@ -13,6 +13,7 @@ that ``k6suite check HISTORY`` runs later, so the two tables are the same by con
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from k6suite_lib import clients, history
+from k6suite_lib import clients, history, profiles
 from k6suite_lib.checkers import CheckSpec, compose, find_anomalies, verdict_frame
 from k6suite_lib.checkers.measures import latency_summary
 from k6suite_lib.identity import describe_target
@@ -124,14 +125,17 @@ class Scenario:
         self.measurements[key] = _jsonable(value)
         return value
 
-    def judge(self, variant: str, result: WorkloadResult, checks: list[CheckSpec],
-              sidecars: dict[str, str] | None = None) -> Judgement:
+    def judge(self, variant: str, result: WorkloadResult, checks: list[CheckSpec]) -> Judgement:
         """Save the history with the composition that judges it, run that composition, keep the verdicts.
 
-        sidecars names files saved beside the history that checks read (e.g. {"storage": "storage-x.parquet"}).
+        Every judged workload is also held against what the target's object store holds (F6): the
+        bucket is read directly and saved beside the history, and the storage checker joins the
+        composition (NOT TESTED with the reason where there is no object store to read).
         """
+        storage_spec, sidecars = self._read_storage(variant, result)
+        checks = [*checks, storage_spec]
         meta = {**result.meta(), "checks": [c.to_json() for c in checks], "not_promised": self.profile.not_promised,
-                "scenario": self.scenario, "variant": variant, **(sidecars or {})}
+                "scenario": self.scenario, "variant": variant, **sidecars}
         path = history.save(result.history, self.out_dir / f"history-{variant}.parquet", meta=meta)
         view = history.View(result.history, meta, sidecar_dir=self.out_dir)
         verdicts = compose(view, checks, self.profile.not_promised)
@@ -142,7 +146,42 @@ class Scenario:
         self.measure(f"{variant}.latency_ms", latency_summary(view).round(2))
         if result.notes:
             self.measure(f"{variant}.notes", result.notes)
+        if "storage" in sidecars:
+            self._plot_storage(variant, view)
         return Judgement(view=view, verdicts=verdicts)
+
+    def _read_storage(self, variant: str, result: WorkloadResult) -> tuple[CheckSpec, dict[str, str]]:
+        """The storage check for this target, and the sidecar it reads: the listing of the workload's
+        topic, read from the bucket straight after the workload (or why it could not be)."""
+        from k6suite_lib.storage import DATA_KIND, StorageError, read_bucket
+
+        store = self.profile.object_store
+        if self.profile.target_kind not in DATA_KIND or not store.endpoint:
+            why = (f"the {self.profile.target_kind} target keeps its data on the brokers' disks: there is no object "
+                   "store to read" if self.profile.target_kind == "kafka" else "the profile names no object store")
+            return CheckSpec("storage", {"unavailable": why}), {}
+        access, secret = profiles.secret(store.access_key_env), profiles.secret(store.secret_key_env)
+        if not (access and secret):
+            return CheckSpec("storage"), {"storage_error": f"no credentials in {store.access_key_env} and "
+                                                           f"{store.secret_key_env}: the bucket cannot be read"}
+        try:
+            listing = read_bucket(self.profile.target_kind, store.endpoint, store.bucket, access, secret,
+                                  topic=result.topic, timeout_s=60)
+        except (StorageError, OSError) as exc:
+            return CheckSpec("storage"), {"storage_error": f"reading the bucket failed: {exc}"}
+        path = listing.save(self.out_dir / f"storage-{variant}.parquet")
+        self.artifacts.append(path.name)
+        return CheckSpec("storage"), {"storage": path.name}
+
+    def _plot_storage(self, variant: str, view: history.View) -> None:
+        from k6suite_lib.storage import StorageListing, storage_plot
+
+        listing = StorageListing.load(self.out_dir / view.meta["storage"])
+        if listing.objects.empty:
+            return
+        slug = re.sub(r"[^a-z0-9]+", "-", f"{self.scenario}-{variant}".lower())
+        self.save_figure(storage_plot(listing, f"{self.scenario} {variant}: objects in storage",
+                                      fault_windows=history.wall_windows(view)), f"{slug}-storage")
 
     def save_figure(self, figure, name: str) -> Path:
         path = self.out_dir / f"{name}.png"

@@ -423,9 +423,11 @@ def read_bucket(system: str, endpoint: str, bucket: str, access_key: str, secret
 
 
 # ---------------------------------------------------------------------- picture
-def storage_plot(listing: StorageListing, title: str) -> Figure:
+def storage_plot(listing: StorageListing, title: str,
+                 fault_windows: list[tuple[int, int, str]] | None = None) -> Figure:
     """Data objects per partition over offsets: a bar per object across the offsets it holds, red when
-    anything in it is damaged (undecodable, a checksum or header mismatch, a corrupt payload)."""
+    anything in it is damaged (undecodable, a checksum or header mismatch, a corrupt payload), orange
+    when it was written during a fault window (wall-clock start, end, name: Last-Modified inside)."""
     objects = listing.objects[listing.objects["kind"] == DATA_KIND[listing.meta["system"]]]
     records = listing.records
     bad_records = records.loc[records["corrupt"] | ~records["batch_crc_ok"] | ~records["segment_ok"], "object_key"]
@@ -437,15 +439,22 @@ def storage_plot(listing: StorageListing, title: str) -> Figure:
     start = objects["base_offset"].to_numpy(dtype=float)
     end = np.maximum(objects["last_offset"].to_numpy(dtype=float), start)
 
+    written = objects["last_modified"].to_numpy()
+    during = np.zeros(len(objects), dtype=bool)
+    for window_start, window_end, _ in fault_windows or []:
+        during |= (written >= window_start) & (written <= window_end)
+    colours = np.where(damaged, "#d62728", np.where(during, "#ff7f0e", "#1f77b4"))
+
     fig = Figure(figsize=(9, 1.5 + 0.5 * max(len(lanes), 1)))
     axes = fig.add_subplot()
-    axes.hlines(y, start - 0.4, end + 0.4, colors=np.where(damaged, "#d62728", "#1f77b4"), linewidth=8)
+    axes.hlines(y, start - 0.4, end + 0.4, colors=colours, linewidth=8)
     axes.set_yticks(range(len(lanes)), [lane.rsplit("/", 1)[1] if single_topic else lane for lane in lanes])
     axes.set_ylim(-0.8, max(len(lanes), 1) - 0.2)
     axes.set_xlabel("offset")
     axes.set_ylabel("partition" if single_topic else "topic/partition")
     axes.set_title(title)
     axes.legend(handles=[Line2D([], [], color="#1f77b4", linewidth=8, label="object (offsets held)"),
+                         Line2D([], [], color="#ff7f0e", linewidth=8, label="written during a fault"),
                          Line2D([], [], color="#d62728", linewidth=8, label="damaged")],
                 loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

@@ -30,9 +30,9 @@ def pytest_configure(config) -> None:
     interrupt_on_sigterm()  # a terminated test run still tears its stacks down
 
 
-def write_profile(directory: Path, name: str, port_base: int, brokers: int) -> Path:
-    """An embedded profile like profiles/local.yaml, on a test port base."""
-    base = yaml.safe_load(Path("profiles/local.yaml").read_text())
+def write_profile(directory: Path, name: str, port_base: int, brokers: int, like: str = "local") -> Path:
+    """An embedded profile like profiles/<like>.yaml (local: KafScale, kafka, tansu), on a test port base."""
+    base = yaml.safe_load(Path(f"profiles/{like}.yaml").read_text())
     base.update(name=name, stack={"brokers": brokers, "port_base": port_base})
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(base))

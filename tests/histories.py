@@ -350,9 +350,10 @@ class Timeline:
     def group(self, t: float, process: str, partitions: list[int], f: str = "assign") -> None:
         self._row(t, process=process, f=f, type="ok", detail=json.dumps({"partitions": partitions, "group": True}))
 
-    def client_metrics(self, t: float, process: str, created: int, brokers: list[str]) -> None:
+    def client_metrics(self, t: float, process: str, created: int, brokers: list[str], closed: int = 0) -> None:
         self._row(t, process=process, f="client-metrics", type="ok",
-                  detail=json.dumps({"connection-creation-total": created, "brokers": brokers}))
+                  detail=json.dumps({"connection-creation-total": created, "connection-close-total": closed,
+                                     "brokers": brokers}))
 
     def frame(self) -> pd.DataFrame:
         return frame(self.rows)

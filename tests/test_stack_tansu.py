@@ -11,10 +11,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 from kafka.errors import KafkaError
 
 from k6suite_lib import clients
@@ -24,7 +22,7 @@ from k6suite_lib.profiles import Profile, load_profile
 from k6suite_lib.stack import binaries, open_stack
 from k6suite_lib.stack.tansu import CLUSTER_PREFIX, S3_BUCKET, TansuStack
 from k6suite_lib.workload import WorkloadConfig, run_workload
-from tests.conftest import assert_all_dead, assert_clean, verdicts_of
+from tests.conftest import assert_all_dead, assert_clean, verdicts_of, write_profile
 
 pytestmark = pytest.mark.stack
 TANSU_PORT_BASE = 24000
@@ -35,18 +33,10 @@ OUTAGE_SEND_WAIT_S = 10.0
 RESUME_LIMIT_S = 30.0
 
 
-def write_tansu_profile(directory: Path, name: str, port_base: int) -> Path:
-    """profiles/tansu.yaml on a test port base (as conftest.write_profile does for profiles/local.yaml)."""
-    base = yaml.safe_load(Path("profiles/tansu.yaml").read_text())
-    base.update(name=name, stack={**base["stack"], "port_base": port_base})
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(base))
-    return path
-
-
 @pytest.fixture(scope="module")
 def tansu_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[TansuStack, Profile]]:
-    profile = load_profile(write_tansu_profile(tmp_path_factory.mktemp("tansu"), "test-tansu", TANSU_PORT_BASE))
+    profile = load_profile(write_profile(tmp_path_factory.mktemp("tansu"), "test-tansu", TANSU_PORT_BASE, 3,
+                                           like="tansu"))
     binaries.install(systems=["tansu"], log=lambda _msg: None)
     stack = open_stack(profile, log=lambda _msg: None)
     stack.up()

@@ -7,6 +7,7 @@
 - ``availability``: faults applied, recovery, acks resuming, fault-free throughput, client errors;
 - ``clients``: rebalances, reconnections, metadata changes, new brokers serving;
 - ``groups``, ``reads``, ``slowness``: group protocol, overlap and read-your-writes, slow storage;
+- ``storage``: the bucket read directly, held against acknowledgements and the read-back (F6);
 - ``measures``: latency, throughput and other descriptions the checkers and plots share.
 
 ``judge(view, specs)`` runs a composition; ``k6suite check`` does the same from a saved history.
@@ -19,7 +20,15 @@ from pathlib import Path
 import pandas as pd
 
 from k6suite_lib import history
-from k6suite_lib.checkers import availability, clients, groups, readback, reads, slowness  # noqa: F401 - registers
+from k6suite_lib.checkers import (  # noqa: F401 - importing registers their checkers
+    availability,
+    clients,
+    groups,
+    readback,
+    reads,
+    slowness,
+    storage,
+)
 from k6suite_lib.checkers.anomalies import (
     ANOMALIES,
     NEVER_ALLOWED,

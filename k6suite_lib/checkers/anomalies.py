@@ -101,37 +101,53 @@ def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
     return labelled.drop(columns=["code"], errors="ignore")
 
 
+def _isin(values: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Membership by hashing: np.isin (and np.unique) sort, several times slower at a million rows."""
+    return pd.Series(values, copy=False).isin(test).to_numpy()
+
+
 def find_anomalies(view: View) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
     """Every anomaly class -> the offending rows (with an ident column); plus descriptive counts."""
     sends, acked, reads = view.sends, view.acked, view.reads
     failed_codes = sends.loc[sends["type"] == "fail", "code"].to_numpy()
     foreign = view.foreign.to_numpy(dtype=bool)
-    unknown = ~np.isin(reads["code"].to_numpy(), sends["code"].to_numpy())
+    unknown = ~_isin(reads["code"].to_numpy(), sends["code"].to_numpy())
     bad = reads["corrupt"].to_numpy(dtype=bool) | (unknown & ~foreign)
     valid = view.valid_reads
     found: dict[str, pd.DataFrame] = {"corrupted": reads[bad], "foreign-record": reads[foreign]}
 
-    read_codes = np.unique(valid["code"].to_numpy())
-    not_read = acked[~np.isin(acked["code"].to_numpy(), read_codes)]
-    top_read = reads.groupby(["topic", "partition"])["offset"].max().rename("highest_read").reset_index()
-    highest = not_read[["topic", "partition"]].merge(top_read, on=["topic", "partition"], how="left")
-    is_lost = not_read["offset"].to_numpy() < highest["highest_read"].fillna(-1).to_numpy()
+    valid_codes = valid["code"].to_numpy()
+    read_codes = pd.unique(valid_codes)
+    not_read = acked[~_isin(acked["code"].to_numpy(), read_codes)]
+    if len(not_read):
+        top_read = reads.groupby(["topic", "partition"])["offset"].max().rename("highest_read").reset_index()
+        highest = not_read[["topic", "partition"]].merge(top_read, on=["topic", "partition"], how="left")
+        is_lost = not_read["offset"].to_numpy() < highest["highest_read"].fillna(-1).to_numpy()
+    else:
+        is_lost = np.zeros(0, dtype=bool)
     found["lost-write"] = not_read[is_lost]
     found["unseen"] = not_read[~is_lost]
 
     cols = ["code", "producer", "seq", "topic", "partition", "offset"]
     positions = pd.concat([acked[cols], valid[cols]], ignore_index=True)
-    positions = positions[positions["offset"] >= 0].drop_duplicates(["code", "topic", "partition", "offset"])
-    per_code = positions.groupby("code")["offset"].transform("size")
-    found["duplicate"] = positions[per_code > 1].sort_values(["code", "partition", "offset"])
-    per_slot = positions.groupby(["topic", "partition", "offset"])["code"].transform("nunique")
-    found["inconsistent-offsets"] = positions[per_slot > 1].sort_values(["topic", "partition", "offset"])
+    positions = positions[positions["offset"] >= 0]
+    # the rows below are only those of identities at several slots and of slots holding several
+    # identities, found on integer arrays first: grouping all million positions is what was slow
+    code, slot = positions["code"].to_numpy(), _slot_ids(positions)
+    shared_codes, crowded_slots = _shared_and_crowded(code, slot)
+    dedupe = ["code", "topic", "partition", "offset"]
+    shared = positions[_isin(code, shared_codes)].drop_duplicates(dedupe)
+    per_code = shared.groupby("code")["offset"].transform("size")
+    found["duplicate"] = shared[per_code > 1].sort_values(["code", "partition", "offset"])
+    crowded = positions[_isin(slot, crowded_slots)].drop_duplicates(dedupe)
+    per_slot = crowded.groupby(["topic", "partition", "offset"])["code"].transform("nunique")
+    found["inconsistent-offsets"] = crowded[per_slot > 1].sort_values(["topic", "partition", "offset"])
 
-    found["aborted-read"] = valid[np.isin(valid["code"].to_numpy(), failed_codes)]
+    found["aborted-read"] = valid[_isin(valid_codes, failed_codes)]
     found["poll-skip"], found["nonmonotonic-poll"] = _poll_order(reads, acked)
     found["nonmonotonic-send"] = _send_order(acked)
-    read_back = np.unique(valid.loc[valid["process"] == READBACK, "code"].to_numpy())
-    found["readback-missing"] = (acked[~np.isin(acked["code"].to_numpy(), read_back)] if view.readback_ran
+    read_back = pd.unique(valid_codes[(valid["process"] == READBACK).to_numpy(dtype=bool)])
+    found["readback-missing"] = (acked[~_isin(acked["code"].to_numpy(), read_back)] if view.readback_ran
                                  else acked.iloc[0:0])
     found["position-mismatch"] = _position_mismatches(view) if view.readback_ran else acked.iloc[0:0]
 
@@ -143,6 +159,38 @@ def find_anomalies(view: View) -> tuple[dict[str, pd.DataFrame], dict[str, int]]
     return {name: _labelled(found[name]) for name in ANOMALIES}, stats
 
 
+def _slot_ids(frame: pd.DataFrame) -> np.ndarray:
+    """One int64 per (topic, partition, offset) of the frame: equal exactly when the slots are equal."""
+    if frame.empty:
+        return np.zeros(0, dtype="int64")
+    topics = frame["topic"]
+    if (topics == topics.iloc[0]).all():  # one topic, as usual: nothing to factorize
+        topic = np.zeros(len(frame), dtype="int64")
+    else:
+        topic = pd.factorize(topics)[0].astype("int64")
+    partition, offset = frame["partition"].to_numpy(dtype="int64"), frame["offset"].to_numpy(dtype="int64")
+    low, span = int(partition.min()), int(partition.max()) - int(partition.min()) + 1
+    offsets = int(offset.max()) - int(offset.min()) + 1
+    if (int(topic.max()) + 1) * span * offsets < 2**63:
+        return (topic * span + (partition - low)) * offsets + (offset - int(offset.min()))
+    return frame.groupby(["topic", "partition", "offset"], sort=False).ngroup().to_numpy(dtype="int64")
+
+
+def _shared_and_crowded(code: np.ndarray, slot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Identities found at more than one slot, and slots holding more than one identity (one sort)."""
+    order = np.argsort(slot, kind="stable")
+    slot, code = slot[order], code[order]
+    same_slot, other_code = slot[1:] == slot[:-1], code[1:] != code[:-1]
+    crowded = np.unique(slot[1:][same_slot & other_code])
+    # the distinct (slot, identity) pairs: where a run of equal rows starts, deduplicated in crowded
+    # slots only, where identities may interleave
+    starts = np.concatenate([np.ones(min(len(slot), 1), dtype=bool), ~same_slot | other_code])
+    pairs = pd.DataFrame({"slot": slot[starts], "code": code[starts]})
+    in_crowded = _isin(pairs["slot"].to_numpy(), crowded)
+    codes = pd.concat([pairs[~in_crowded], pairs[in_crowded].drop_duplicates()])["code"]
+    return np.unique(codes[codes.duplicated()].to_numpy()), crowded
+
+
 def _position_mismatches(view: View) -> pd.DataFrame:
     """Acknowledged positions the read-back passed without finding their record there.
 
@@ -150,21 +198,36 @@ def _position_mismatches(view: View) -> pd.DataFrame:
     the highest offset it read); positions beyond that were not reached, which the read-back checks
     judge on their own, so they are not counted here.
     """
-    acked = view.acked[view.acked["offset"] >= 0]
+    keys = ["topic", "partition", "offset", "code"]
+    acked = view.acked[keys]  # the key columns only: the few rows found wrong are taken whole below
     back = view.readback_reads
     reached = back.groupby("partition")["offset"].max() + 1
     for partition, position in (view.readback_positions or {}).items():
         reached.loc[partition] = max(int(reached.get(partition, 0)), position)
-    covered = acked["offset"].to_numpy() < acked["partition"].map(reached).fillna(0).to_numpy()
-    acked = acked[covered]
-    good = back[~back["corrupt"] & ~view.foreign.loc[back.index]]
-    held = good[["topic", "partition", "offset", "code"]].drop_duplicates().assign(held=True)
-    matched = acked.merge(held, on=["topic", "partition", "offset", "code"], how="left")["held"].fillna(False)
-    wrong = acked[~matched.to_numpy(dtype=bool)]
-    slot = back.assign(found=ident(back).where(~back["corrupt"], "a corrupt record"))
-    slot = slot.groupby(["topic", "partition", "offset"])["found"].agg(lambda s: ", ".join(sorted(set(s))))
-    keys = pd.MultiIndex.from_frame(wrong[["topic", "partition", "offset"]])
+    offset = acked["offset"].to_numpy()
+    covered = (offset >= 0) & (offset < acked["partition"].map(reached).fillna(0).to_numpy())
+    good = ~back["corrupt"].to_numpy(dtype=bool) & ~view.foreign.loc[back.index].to_numpy(dtype=bool)
+    matched = _held(acked[covered], back.loc[good, keys])
+    wrong = view.acked.iloc[np.flatnonzero(covered)[~matched]]
+    slots = ["topic", "partition", "offset"]  # what the read-back found, described only where it is shown
+    near = back.merge(wrong[slots].drop_duplicates(), on=slots) if len(wrong) else back.iloc[0:0]
+    slot = near.assign(found=ident(near).where(~near["corrupt"], "a corrupt record"))
+    slot = slot.groupby(slots)["found"].agg(lambda s: ", ".join(sorted(set(s))))
+    keys = pd.MultiIndex.from_frame(wrong[slots])
     return wrong.assign(found=slot.reindex(keys).fillna("absent").to_numpy())
+
+
+def _held(rows: pd.DataFrame, held: pd.DataFrame) -> np.ndarray:
+    """Per row: held has a row with the same topic, partition, offset and code."""
+    slots = _slot_ids(pd.concat([rows[["topic", "partition", "offset"]], held[["topic", "partition", "offset"]]]))
+    held_slots = pd.Index(slots[len(rows):])
+    if held_slots.is_unique:  # one record per slot, as the read-back reads each offset once: a lookup
+        at = held_slots.get_indexer(slots[:len(rows)])
+        codes = held["code"].to_numpy()
+        return (at >= 0) & (codes[at] == rows["code"].to_numpy()) if len(codes) else np.zeros(len(rows), bool)
+    keys = ["topic", "partition", "offset", "code"]
+    matched = rows.merge(held.drop_duplicates().assign(held=True), on=keys, how="left")["held"].fillna(False)
+    return matched.to_numpy(dtype=bool)
 
 
 def _poll_order(reads: pd.DataFrame, acked: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -180,11 +243,11 @@ def _poll_order(reads: pd.DataFrame, acked: pd.DataFrame) -> tuple[pd.DataFrame,
     offset = ordered["offset"].to_numpy()
     nonmonotonic = has_prev.to_numpy() & (offset <= prev)
 
-    known = pd.concat([acked[["topic", "partition", "offset"]], reads[["topic", "partition", "offset"]]])
-    known = known[known["offset"] >= 0].drop_duplicates()
     candidate = has_prev.to_numpy() & (offset > prev + 1)
     skip = np.zeros(len(ordered), dtype=bool)
-    if candidate.any():
+    if candidate.any():  # offsets known to exist: only needed where a consumer stepped over some
+        known = pd.concat([acked[["topic", "partition", "offset"]], reads[["topic", "partition", "offset"]]])
+        known = known[known["offset"] >= 0].drop_duplicates()
         cand = ordered[candidate].assign(prev=prev[candidate])
         for (topic, partition), group in cand.groupby(["topic", "partition"]):
             offs = np.sort(known[(known["topic"] == topic) & (known["partition"] == partition)]["offset"]
@@ -199,10 +262,24 @@ def _poll_order(reads: pd.DataFrame, acked: pd.DataFrame) -> tuple[pd.DataFrame,
 def _send_order(acked: pd.DataFrame) -> pd.DataFrame:
     if acked.empty:
         return acked
-    ordered = acked[acked["offset"] >= 0].sort_values(["producer", "topic", "partition", "seq"])
+    ordered = acked[acked["offset"] >= 0]
+    ordered = ordered[_reordered(ordered)].sort_values(["producer", "topic", "partition", "seq"])
     previous = ordered.groupby(["producer", "topic", "partition"])["offset"].shift(1)
     out = ordered[previous.notna() & (ordered["offset"] < previous)]
     return out.assign(previous_offset=previous[out.index].astype("int64"))
+
+
+def _reordered(sends: pd.DataFrame) -> np.ndarray:
+    """Per send: its (producer, topic, partition) has a later send (by seq) at a lower offset.
+    Integer codes and one stable sort, so that only those few groups are sorted as frames."""
+    group = np.zeros(len(sends), dtype="int64")
+    for column in ("producer", "topic", "partition"):
+        codes = pd.factorize(sends[column])[0]
+        group = pd.factorize(group * (int(codes.max(initial=0)) + 1) + codes)[0].astype("int64")
+    order = np.lexsort((sends["seq"].to_numpy(), group))
+    ranked, offset = group[order], sends["offset"].to_numpy()[order]
+    lower = ranked[1:][(ranked[1:] == ranked[:-1]) & (offset[1:] < offset[:-1])]
+    return _isin(group, lower)
 
 
 def anomaly_count(name: str, rows: pd.DataFrame) -> int:

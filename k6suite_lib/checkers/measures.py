@@ -18,23 +18,37 @@ PERCENTILES = {"p50": 50, "p75": 75, "p95": 95, "p99": 99, "p99.9": 99.9, "p99.9
 
 def latency_summary(view: View) -> pd.DataFrame:
     """Publish latency, end-to-end latency and publish delay (ms) at OMB's percentiles."""
+    # single columns throughout: taking whole rows of a million-row history is what costs
     acked = view.acked
     publish = (acked["complete_ns"] - acked["invoke_ns"]) / 1e6
-    delay_rows = view.sends[view.sends["intended_ns"] >= 0]
-    delay = (delay_rows["invoke_ns"] - delay_rows["intended_ns"]).clip(lower=0) / 1e6
-    live = view.valid_reads[view.valid_reads.index.isin(view.live_reads.index)]
-    first_read = live.groupby("code")["complete_ns"].min()
-    invoked = acked.drop_duplicates("code").set_index("code")["invoke_ns"]
-    e2e = (first_read - invoked.reindex(first_read.index)).dropna() / 1e6
+    due = (view.sends["intended_ns"] >= 0).to_numpy()
+    delay = (view.sends["invoke_ns"][due] - view.sends["intended_ns"][due]).clip(lower=0) / 1e6
+    e2e = _end_to_end_ms(view)
     rows = {}
     for name, values in (("publish_ms", publish), ("end_to_end_ms", e2e), ("publish_delay_ms", delay)):
         values = pd.Series(values, dtype="float64")
         row = {"count": len(values)}
-        for label, q in PERCENTILES.items():
-            row[label] = float(np.percentile(values, q)) if len(values) else np.nan
+        at = np.percentile(values, list(PERCENTILES.values())) if len(values) else [np.nan] * len(PERCENTILES)
+        row.update({label: float(v) for label, v in zip(PERCENTILES, at, strict=True)})
         row["max"] = float(values.max()) if len(values) else np.nan
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _end_to_end_ms(view: View) -> np.ndarray:
+    """Per acknowledged record a live consumer read: its first live read's completion minus the invocation
+    of its (first) acknowledged send, in ms; in no particular order."""
+    live = view.valid_reads.index.isin(view.live_reads.index)
+    codes, seen = view.valid_reads["code"].to_numpy()[live], view.valid_reads["complete_ns"].to_numpy()[live]
+    first_ack = ~view.acked["code"].duplicated().to_numpy()
+    at = pd.Index(view.acked["code"].to_numpy()[first_ack]).get_indexer(codes)  # -1: read, never acknowledged
+    first_read = np.full(int(first_ack.sum()), np.iinfo("int64").max)
+    np.minimum.at(first_read, at[at >= 0], seen[at >= 0])
+    read = first_read != np.iinfo("int64").max
+    first_read, invoked = first_read[read], view.acked["invoke_ns"].to_numpy()[first_ack][read]
+    if (at < 0).any():  # as a join with missing rows computes it: in float64
+        return (first_read.astype("float64") - invoked.astype("float64")) / 1e6
+    return (first_read - invoked) / 1e6
 
 
 def throughput(view: View, bin_s: float = 1.0) -> pd.DataFrame:
@@ -43,15 +57,18 @@ def throughput(view: View, bin_s: float = 1.0) -> pd.DataFrame:
     if history.empty:
         return pd.DataFrame(columns=["t_s", "acked", "failed", "indeterminate", "read"])
     start = history["invoke_ns"].min()
-    t = ((history["complete_ns"] - start) / 1e9 // bin_s * bin_s).rename("t_s")
-    kind = np.select(
-        [(history["f"] == "send") & (history["type"] == "ok"), (history["f"] == "send") & (history["type"] == "fail"),
-         (history["f"] == "send") & (history["type"] == "info"), (history["f"] == "poll") & (history["type"] == "ok")],
-        ["acked", "failed", "indeterminate", "read"], default="other")
-    table = pd.crosstab(t, kind).reindex(columns=["acked", "failed", "indeterminate", "read"], fill_value=0)
-    full = np.arange(0, table.index.max() + bin_s, bin_s) if len(table) else []
-    table = table.reindex(full, fill_value=0) / bin_s
-    return table.rename_axis(None, axis=1).reset_index().rename(columns={"index": "t_s"})
+    t = ((history["complete_ns"] - start) / 1e9 // bin_s * bin_s).to_numpy()
+    send, poll = (history["f"] == "send").to_numpy(dtype=bool), (history["f"] == "poll").to_numpy(dtype=bool)
+    ok = (history["type"] == "ok").to_numpy(dtype=bool)
+    kinds = ["acked", "failed", "indeterminate", "read"]
+    kind = np.select([send & ok, send & (history["type"] == "fail").to_numpy(dtype=bool),
+                      send & (history["type"] == "info").to_numpy(dtype=bool), poll & ok], range(4), default=len(kinds))
+    # counted per bin with integer arithmetic; a row counts only in a bin that equals its t exactly
+    full = np.arange(0, t.max() + bin_s, bin_s)
+    at = np.minimum(np.searchsorted(full, t), max(len(full) - 1, 0))
+    counted = (full[at] == t) if len(full) else np.zeros(len(t), dtype=bool)
+    return pd.DataFrame({"t_s": full, **{name: np.bincount(at[counted & (kind == i)], minlength=len(full)) / bin_s
+                                          for i, name in enumerate(kinds)}})
 
 
 def unseen_over_time(view: View) -> pd.DataFrame:
@@ -80,10 +97,10 @@ def acked_partitions_before(view: View, t_ns: int) -> list[int]:
 def unavailability(view: View, since_ns: int) -> pd.DataFrame:
     """Per partition written before since_ns: the longest gap between consecutive acknowledgements
     that ends after since_ns (the outage clients saw), and whether acks resumed at all."""
-    acked = view.acked
+    done, written = view.acked["complete_ns"].to_numpy(), view.acked["partition"].to_numpy()
     rows = []
     for partition in acked_partitions_before(view, since_ns):
-        times = np.sort(acked.loc[acked["partition"] == partition, "complete_ns"].to_numpy())
+        times = np.sort(done[written == partition])
         before = times[times < since_ns]
         later = times[times >= since_ns]
         if len(later) == 0:
@@ -149,19 +166,22 @@ def client_samples(view: View) -> pd.DataFrame:
                                             strict=True):
         parsed = json.loads(detail) if detail else {}
         rows.append({"process": process, "complete_ns": int(complete_ns),
-                     "created": parsed.get("connection-creation-total"), "brokers": tuple(parsed.get("brokers") or ())})
-    return pd.DataFrame(rows, columns=["process", "complete_ns", "created", "brokers"])
+                     "created": parsed.get("connection-creation-total"), "closed": parsed.get("connection-close-total"),
+                     "brokers": tuple(parsed.get("brokers") or ())})
+    return pd.DataFrame(rows, columns=["process", "complete_ns", "created", "closed", "brokers"])
 
 
 def client_reconnections(view: View, since_ns: int) -> pd.DataFrame:
-    """Per client sampled before since_ns: connections it created after since_ns (its own metrics)."""
+    """Per client sampled before since_ns: connections it created after since_ns, and how many it held
+    open just before (created minus closed), from its own metrics."""
     samples = client_samples(view).dropna(subset=["created"])
     rows = []
     for process, group in samples.groupby("process"):
-        before = group[group["complete_ns"] <= since_ns]["created"]
+        before = group[group["complete_ns"] <= since_ns]
         if before.empty:
             continue
-        after = int(group["created"].iloc[-1])
-        rows.append({"client": process, "before": int(before.iloc[-1]), "after": after,
-                     "reconnections": after - int(before.iloc[-1])})
-    return pd.DataFrame(rows, columns=["client", "before", "after", "reconnections"])
+        created_before, after = int(before["created"].iloc[-1]), int(group["created"].iloc[-1])
+        open_before = created_before - int(before["closed"].fillna(0).iloc[-1])
+        rows.append({"client": process, "before": created_before, "after": after, "open_before": open_before,
+                     "reconnections": after - created_before})
+    return pd.DataFrame(rows, columns=["client", "before", "after", "open_before", "reconnections"])

@@ -67,6 +67,7 @@ def store_faults(sc: Scenario, role: str, timing: Timing, latency_ms: int = 200,
     schedule = Schedule.windows(windows)
     config = WorkloadConfig(records=None, duration_s=start + timing.outage_s + timing.after_s, rate=rate, producers=1,
                             consumers=2, partitions=3, label=f"s5-{variant}", consume_grace_s=45,
+                            after_faults_s=chaos.AFTER_FAULTS_S,
                             readback_timeout_s=90, progress=False)
     extra = [CheckSpec("catch-up", {"limit_s": config.consume_grace_s + timing.after_s})]
     family = S3_LATENCY_METRIC.get(sc.stack.system)

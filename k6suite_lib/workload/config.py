@@ -29,6 +29,9 @@ class WorkloadConfig:
     partitions: int = 1
     records: int | None = 500  # total over all producers; None: run for duration_s
     duration_s: float | None = None
+    # with a nemesis: producers keep going until the nemesis has finished (its last heal may take a
+    # while, e.g. a restarted broker) and this long after, so recovery after the faults is observed
+    after_faults_s: float = 0.0
     rate: float = 0.0  # total sends per second; 0 = closed loop
     acks: str | int = "all"
     idempotence: bool | None = None  # None: the profile's setting

@@ -89,7 +89,7 @@ def _run(ctx: RunContext, nemesis: Nemesis | None) -> WorkloadResult:
         nemesis_thread = threading.Thread(target=nemesis, args=(ctx.recorder, stop_nemesis), name="nemesis",
                                           daemon=True)
         nemesis_thread.start()
-    _wait_producers(ctx, producers, started)
+    _wait_producers(ctx, producers, started, nemesis_thread)
     ctx.phase("producers-stop")
     if nemesis_thread is not None:
         stop_nemesis.set()
@@ -104,15 +104,22 @@ def _run(ctx: RunContext, nemesis: Nemesis | None) -> WorkloadResult:
     return result_of(ctx, started_wall, started)
 
 
-def _wait_producers(ctx: RunContext, producers: list[threading.Thread], started: float) -> None:
+def _wait_producers(ctx: RunContext, producers: list[threading.Thread], started: float,
+                    nemesis: threading.Thread | None) -> None:
+    """Until producers finish their records or their duration; with a nemesis and after_faults_s,
+    also until after_faults_s past the nemesis's end (bounded by the limit below)."""
     config = ctx.config
     bar = tqdm(total=config.records, desc="sends completed", unit="op", disable=not config.progress,
                mininterval=1.0)
-    limit = (config.duration_s or 0) + config.delivery_timeout_s + JOIN_TIMEOUT_S * 2
+    limit = (config.duration_s or 0) + config.after_faults_s + config.delivery_timeout_s + JOIN_TIMEOUT_S * 4
     deadline = time.monotonic() + limit + (config.records or 0) * 0.05
+    faults_over: float | None = None if nemesis is not None and config.after_faults_s > 0 else started
     last = 0
     while any(t.is_alive() for t in producers) and time.monotonic() < deadline:
-        if config.duration_s is not None and time.monotonic() - started >= config.duration_s:
+        if faults_over is None and not nemesis.is_alive():
+            faults_over = time.monotonic()
+        if (config.duration_s is not None and time.monotonic() - started >= config.duration_s
+                and faults_over is not None and time.monotonic() - faults_over >= config.after_faults_s):
             ctx.stop_producers.set()
         time.sleep(0.2)
         completed = ctx.tracker.completed

@@ -52,6 +52,7 @@ def _writer(ctx: RunContext, shared, index: int, records_each: int, timeout_s: f
         ctx.connect_failure(name, exc)
         return
     session = ConsumerSession(name, reader)
+    own_reads: set[tuple[str, int]] = set()  # identities this writer's own reader returned
     reader.assign([tp])
     try:
         for seq in range(records_each):
@@ -71,9 +72,14 @@ def _writer(ctx: RunContext, shared, index: int, records_each: int, timeout_s: f
             session.epoch += 1  # a seek starts a new epoch: going back is not a regression
             reader.seek(tp, metadata.offset)
             deadline = time.monotonic() + timeout_s
-            while time.monotonic() < deadline and (name, seq) not in ctx.tracker.read:
+            # Wait for THIS reader to return the record. ctx.tracker.read is shared by every writer: all
+            # readers read the one partition, so another writer's reader often returns this record
+            # before this thread even wakes from get() -- stopping on that skipped this writer's read
+            # altogether, and own-reads (which counts reads by the writer's own process) reported it.
+            while time.monotonic() < deadline and (name, seq) not in own_reads:
                 result = poll_once(ctx, session)
                 if result is not None:
                     ctx.tracker.saw(result.identities, result.highest)
+                    own_reads.update(result.identities)
     finally:
         reader.close()

@@ -1,0 +1,156 @@
+"""The trust matrix: the same scenarios on several systems, side by side.
+
+``run_matrix`` runs the chosen scenarios on each profile into one archive (a folder per system,
+each a complete single-system archive with its own report), then writes at the top: matrix.json,
+junit.xml (every system's checks) and report.html, whose rows are the critical questions,
+expandable to every check, whose columns are the systems, and whose cells say PASS / FAIL /
+ALLOWED / NOT TESTED / NOT PROMISED with the measured value and a link to the evidence. A check is
+calibrated when it passes on a system that keeps the promise and fails on one that breaks it; the
+matrix is where that shows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from jinja2 import Environment, select_autoescape
+
+from k6suite_lib.report import QUESTIONS, answer, junit_suites
+from k6suite_lib.secrets import redact
+
+ANSWER_ORDER = ("NO", "YES", "NOT TESTED", "NOT PROMISED")
+
+
+def run_matrix(profile_names: list[str], scenarios: list[str] | None = None, tier: str = "smoke",
+               out_root: Path | None = None, cell_timeout_s: int = 1800, parameters: dict[str, Any] | None = None,
+               log: Callable[[str], None] = print):
+    """Run the scenarios on every profile, one after the other (one embedded stack at a time: the
+    machine has two cores), and render the matrix. Exit code 0 only when every system passed."""
+    from k6suite_lib.profiles import load_profile
+    from k6suite_lib.runner import RunOutcome, _write_json, run_suite
+    from k6suite_lib.stack.layout import outputs_root
+    from k6suite_lib.workload import new_run_id
+
+    names = [load_profile(name).name for name in profile_names]  # a typo fails before anything starts
+    if len(set(names)) != len(names):
+        raise ValueError(f"each profile once, please: {', '.join(profile_names)}")
+    run_id = new_run_id()
+    run_dir = (out_root or outputs_root()) / run_id
+    started = time.time()
+    summaries = []
+    for index, (name, given) in enumerate(zip(names, profile_names, strict=True), 1):
+        log(f"=== system {index}/{len(names)}: {name}")
+        outcome = run_suite(given, scenarios, tier, cell_timeout_s=cell_timeout_s, parameters=parameters, log=log,
+                            run_id=run_id, run_dir=run_dir / name)
+        summaries.append(outcome.summary)
+    matrix = build_matrix(summaries, run_id, tier, started)
+    _write_json(run_dir / "matrix.json", matrix)
+    (run_dir / "junit.xml").write_text(matrix_junit(summaries, run_id))
+    (run_dir / "report.html").write_text(matrix_html(matrix))
+    exit_code = 0 if matrix["passed"] else 1
+    log(f"{'PASS' if exit_code == 0 else 'FAIL'}: matrix of {', '.join(names)} — report: {run_dir / 'report.html'}")
+    return RunOutcome(run_id=run_id, run_dir=run_dir, exit_code=exit_code, summary=matrix)
+
+
+def _shown_verdicts(scenario: dict[str, Any]) -> list[dict[str, Any]]:
+    """A scenario's verdicts as the matrix shows them: repeated variants folded into k of N."""
+    return scenario.get("aggregate") or scenario["verdicts"]
+
+
+def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, started: float) -> dict[str, Any]:
+    """Questions and checks by system, each cell with its status, measurement and evidence link."""
+    systems = [{"profile": s["profile"], "system": s.get("system", ""), "passed": s["passed"], "counts": s["counts"],
+                "not_promised": s.get("not_promised", {}), "target": s.get("target", {}),
+                "stack_error": s.get("stack_error", "")} for s in summaries]
+    questions = []
+    for question, scenario_ids, selector in QUESTIONS:
+        cells = {}
+        for summary in summaries:
+            result, why = answer(summary, scenario_ids, selector)
+            cells[summary["profile"]] = {"answer": result, "why": why,
+                                         "link": f"{summary['profile']}/report.html#{scenario_ids[0]}"}
+        checks = _checks(summaries, scenario_ids, selector)
+        questions.append({"question": question, "scenarios": list(scenario_ids), "cells": cells, "checks": checks})
+    return {"run_id": run_id, "tier": tier, "started": started, "duration_s": round(time.time() - started, 2),
+            "systems": systems, "questions": questions, "passed": all(s["passed"] for s in summaries)}
+
+
+def _checks(summaries: list[dict[str, Any]], scenario_ids: tuple[str, ...], selector) -> list[dict[str, Any]]:
+    """Every check a question counts, one row per (scenario, variant, check), a cell per system."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for summary in summaries:
+        for scenario in summary["scenarios"]:
+            if scenario["scenario"] not in scenario_ids:
+                continue
+            link = f"{summary['profile']}/{scenario.get('folder', '')}/{scenario.get('notebook_html', 'results.json')}"
+            for v in _shown_verdicts(scenario):
+                if not selector(v):
+                    continue
+                key = (scenario["scenario"], v["variant"], v["check"])
+                row = rows.setdefault(key, {"scenario": key[0], "variant": key[1], "check": key[2],
+                                            "requirement": v["requirement"], "cells": {}})
+                row["cells"][summary["profile"]] = {"status": v["status"], "measured": v["measured"],
+                                                    "evidence": v["evidence"], "link": link}
+    return list(rows.values())
+
+
+def matrix_junit(summaries: list[dict[str, Any]], run_id: str) -> str:
+    """Every system's checks in one JUnit file; test suites named by system and scenario."""
+    suites = ET.Element("testsuites", name=f"k6suite matrix {run_id}")
+    for summary in summaries:
+        for suite in junit_suites(summary, prefix=f"{summary['profile']}."):
+            suites.append(suite)
+    ET.indent(suites)
+    return redact(ET.tostring(suites, encoding="unicode", xml_declaration=True))
+
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>K6SUITE trust matrix {{ m.run_id }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
+table{border-collapse:collapse;width:100%;margin:.5em 0 1.5em;font-size:.9em;table-layout:fixed}
+th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th{background:#f3f3f3}.PASS,.YES{background:#e3f4e1}.FAIL,.NO{background:#fbe1e1}
+.ALLOWED{background:#fff4d6}.NOTTESTED{background:#eee;color:#555}.NOTPROMISED{background:#eef3fb;color:#555}
+.small{font-size:.8em;color:#555}details summary{cursor:pointer}
+</style></head><body>
+<h1>K6SUITE trust matrix</h1>
+<p>Run <code>{{ m.run_id }}</code>, tier <code>{{ m.tier }}</code>, started {{ started }}, {{ '%.0f' % m.duration_s }} s.
+The same scenarios, workloads, faults and checks on every system. A check earns trust when it passes where the promise
+is kept and fails where it is broken.</p>
+<h2>Systems</h2>
+<table><tr><th>system</th><th>result</th><th>checks</th><th>promises judged</th></tr>
+{% for s in m.systems %}<tr><td><a href="{{ s.profile }}/report.html">{{ s.profile }}</a> ({{ s.system }})</td>
+<td class="{{ 'PASS' if s.passed else 'FAIL' }}">{{ 'PASS' if s.passed else 'FAIL' }}{% if s.stack_error %}<br><span class="small">{{ s.stack_error }}</span>{% endif %}</td>
+<td>{% for k, v in s.counts.items() %}{{ v }} {{ k }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
+<td>the trust contract (F1–F7, NFR1–NFR5){% if s.not_promised %}, except:<ul class="small">{% for req, why in s.not_promised.items() %}<li><b>{{ req }}</b>: {{ why }}</li>{% endfor %}</ul>{% else %}, all of it{% endif %}</td></tr>{% endfor %}
+</table>
+<h2>Critical questions</h2>
+<table><tr><th style="width:28%">question</th>{% for s in m.systems %}<th>{{ s.profile }}</th>{% endfor %}</tr>
+{% for q in m.questions %}<tr><td><details><summary>{{ q.question }} <span class="small">({{ q.scenarios|join(', ') }}, {{ q.checks|length }} checks)</span></summary>
+<table><tr><th style="width:40%">check</th>{% for s in m.systems %}<th>{{ s.profile }}</th>{% endfor %}</tr>
+{% for c in q.checks %}<tr><td>{{ c.scenario }} {{ c.variant }}: {{ c.check }} <span class="small">{{ c.requirement }}</span></td>
+{% for s in m.systems %}{% set cell = c.cells.get(s.profile) %}{% if cell %}<td class="{{ cell.status|replace(' ', '') }}"><a href="{{ cell.link }}">{{ cell.status }}</a><br><span class="small">{{ cell.measured }}</span></td>{% else %}<td class="NOTTESTED">not run</td>{% endif %}{% endfor %}</tr>{% endfor %}
+</table></details></td>
+{% for s in m.systems %}{% set cell = q.cells[s.profile] %}<td class="{{ cell.answer|replace(' ', '') }}"><a href="{{ cell.link }}"><b>{{ cell.answer }}</b></a><br><span class="small">{{ cell.why }}</span></td>{% endfor %}</tr>{% endfor %}
+</table>
+<p class="small">Each system's folder holds its own report, executed notebooks, histories (re-judge with
+<code>k6suite check</code>), storage listings, plots, stack logs and manifest. matrix.json and junit.xml hold this table.</p>
+</body></html>
+"""
+
+
+def matrix_html(matrix: dict[str, Any]) -> str:
+    env = Environment(autoescape=select_autoescape(default=True))
+    started = dt.datetime.fromtimestamp(matrix["started"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return redact(env.from_string(TEMPLATE).render(m=matrix, started=started))
+
+
+def load_matrix(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "matrix.json").read_text())
