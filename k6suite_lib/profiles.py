@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ API_KEYS = {
 # A key that looks like it carries a credential must end in _env (it names a variable).
 _SECRET_KEY = re.compile(r"(password|secret|access_key|token|passphrase|credential)", re.IGNORECASE)
 REQUIREMENT_ID = re.compile(r"^(F[1-7]|NFR[1-5])(\.\d+)?$")
+# Produce/consume, durability and the data thresholds: every system that stores records makes these
+# promises, and a waiver would hide lost or wrong data, so no profile may waive them.
+UNWAIVABLE = ("F2", "F3", "NFR1", "NFR2")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
 
@@ -321,6 +324,9 @@ def _parse_not_promised(top: _Reader) -> dict[str, str]:
                                                     "optionally with a sub-point such as F1.2)")
         if not isinstance(reason, str) or not reason.strip():
             top.fail(f"not_promised.{requirement}", "must give the reason the system does not promise it")
+        if requirement.split(".")[0] in UNWAIVABLE:
+            top.fail(f"not_promised.{requirement}", f"{', '.join(UNWAIVABLE)} cannot be waived: a waiver would hide "
+                                                    "lost or wrong data")
     return dict(raw)
 
 
@@ -376,6 +382,19 @@ def embedded_addresses(kind: str, stack: StackSettings) -> dict[str, Any]:
     layout = StackLayout(port_base=stack.port_base, brokers=stack.brokers)
     return {"bootstrap_servers": (), "metrics_urls": (), "etcd_endpoints": (), "object_store.endpoint": None,
             "object_store.bucket": None, **stack_class(kind).addresses(layout)}
+
+
+def beside(profile: Profile, offset: int, suffix: str, brokers: int = 1) -> Profile:
+    """The profile of a small embedded stack of the same system beside the profile's own (port base +
+    offset), for scenarios that need a stack shaped otherwise (S6 grows one, S8 secures one); its
+    topics are replicated no more than it has brokers."""
+    stack = StackSettings(brokers=brokers, port_base=profile.stack.port_base + offset)
+    addresses = embedded_addresses(profile.target_kind, stack)
+    return replace(profile, name=f"{profile.name}-{suffix}", stack=stack,
+                   bootstrap_servers=addresses["bootstrap_servers"], metrics_urls=addresses["metrics_urls"],
+                   etcd_endpoints=addresses["etcd_endpoints"],
+                   client=replace(profile.client, replication_factor=min(profile.client.replication_factor, brokers)),
+                   object_store=replace(profile.object_store, endpoint=addresses["object_store.endpoint"]))
 
 
 def _checked_derived(reader: _Reader, key: str, given: tuple[str, ...],

@@ -19,7 +19,7 @@ from k6suite_lib.checkers import AnomalyRules, CheckSpec, compose
 from k6suite_lib.cli import interrupt_on_sigterm
 from k6suite_lib.history import View
 from k6suite_lib.profiles import Profile, load_profile
-from k6suite_lib.stack import EmbeddedStack, open_stack
+from k6suite_lib.stack import EmbeddedStack, binaries, open_stack
 from k6suite_lib.stack.process import is_alive
 
 SHARED_PORT_BASE = 20000  # 3 brokers, shared by integration tests that leave it whole
@@ -53,11 +53,13 @@ def isolated_outputs(outputs_dir: Path) -> Iterator[None]:
     patcher.undo()
 
 
-def _stack_fixture(tmp_path_factory, name: str, port_base: int,
-                   brokers: int) -> Iterator[tuple[EmbeddedStack, Profile]]:
-    profile_path = write_profile(tmp_path_factory.mktemp(name), name, port_base, brokers)
+def stack_fixture(tmp_path_factory, name: str, port_base: int, brokers: int,
+                  like: str = "local") -> Iterator[tuple[EmbeddedStack, Profile]]:
+    """A started embedded stack (like profiles/<like>.yaml, on a test port base), stopped by PID after."""
+    profile_path = write_profile(tmp_path_factory.mktemp(name), name, port_base, brokers, like=like)
     profile = load_profile(profile_path)
     stack = open_stack(profile, log=lambda _msg: None)
+    binaries.install(systems=[stack.system], log=lambda _msg: None)
     stack.up()
     try:
         yield stack, profile
@@ -67,12 +69,12 @@ def _stack_fixture(tmp_path_factory, name: str, port_base: int,
 
 @pytest.fixture(scope="session")
 def shared_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[EmbeddedStack, Profile]]:
-    yield from _stack_fixture(tmp_path_factory, "test-shared", SHARED_PORT_BASE, 3)
+    yield from stack_fixture(tmp_path_factory, "test-shared", SHARED_PORT_BASE, 3)
 
 
 @pytest.fixture(scope="session")
 def single_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[EmbeddedStack, Profile]]:
-    yield from _stack_fixture(tmp_path_factory, "test-single", SINGLE_PORT_BASE, 1)
+    yield from stack_fixture(tmp_path_factory, "test-single", SINGLE_PORT_BASE, 1)
 
 
 def verdicts_of(history_frame, rules: AnomalyRules | None = None, *extra: CheckSpec):

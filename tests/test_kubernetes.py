@@ -89,11 +89,11 @@ def test_pod_kill_deletes_the_first_broker_pod_with_zero_grace(api):
 
 def test_scale_patches_the_kafscale_cluster(api):
     driver, server = api
-    fault = ScaleTo(driver, 5)
+    fault = ScaleTo(driver, 3)
     fault.start()
-    patch = server.requests[-1]
+    patch = next(r for r in server.requests if r["method"] == "PATCH")
     assert patch["method"] == "PATCH" and patch["path"] == CRD
-    assert patch["body"] == {"spec": {"brokers": {"replicas": 5}}}
+    assert patch["body"] == {"spec": {"brokers": {"replicas": 3}}}
     assert fault.target == "kafscaleclusters/kafscale"
 
 
@@ -119,6 +119,17 @@ def test_rollout_restart_fault_waits_for_the_statefulset(api):
     fault.start()
     assert [(r["method"], r["path"]) for r in server.requests] == [("PATCH", APPS), ("GET", APPS)]
     assert fault.target == "statefulsets/kafscale-broker"
+
+
+@pytest.mark.parametrize("api", [{("GET", APPS): (200, "statefulset-rolling.json")}], indirect=True)
+def test_rollout_restart_is_not_done_while_old_pods_are_still_ready(api):
+    """The audit's case: right after the patch every old pod is still ready, so waiting for "ready"
+    returned at once and the rollout happened after the fault window. Done means the new revision."""
+    driver, _ = api
+    with pytest.raises(TimeoutError, match="after the rollout restart"):
+        RolloutRestart(driver, ready_timeout_s=0.5).start()
+    with pytest.raises(TimeoutError, match="5 brokers not ready"):
+        ScaleTo(driver, 5, ready_timeout_s=0.5).start()
 
 
 def test_profile_without_driver_settings_is_rejected(tmp_path):

@@ -77,6 +77,8 @@ def _base() -> dict:
     (lambda d: d.update(not_promised={"F9.1": "x"}), "not_promised.F9.1: not a requirement id"),
     (lambda d: d.update(not_promised={"F1.2": ""}), "not_promised.F1.2: must give the reason"),
     (lambda d: d.update(not_promised=["F1.2"]), "not_promised: must be a mapping"),
+    (lambda d: d.update(not_promised={"F3": "x"}), "not_promised.F3: F2, F3, NFR1, NFR2 cannot be waived"),
+    (lambda d: d.update(not_promised={"NFR2.1": "x"}), "not_promised.NFR2.1: F2, F3, NFR1, NFR2 cannot be waived"),
 ])
 def test_malformed_profile_names_file_and_field(mutate, message):
     raw = _base()

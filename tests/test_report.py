@@ -50,6 +50,25 @@ def test_questions_count_only_their_own_checks():
     assert report.answer(summary, protocol[1], protocol[2])[0] == "NO"
 
 
+def test_broker_death_questions_need_storage_and_the_fault_itself():
+    """The audit's cases: storage that lost a record, and a fault that never happened, left both S4
+    questions at YES."""
+    data = next(q for q in report.QUESTIONS if q[0] == "Does acknowledged data survive broker death?")
+    riding = next(q for q in report.QUESTIONS if q[0].startswith("Do clients ride through broker death"))
+    summary = _summary()
+    summary["scenarios"].append({"scenario": "S4", "title": "Broker chaos", "duration_s": 1, "passed": False,
+                                 "folder": "S4", "artifacts": [], "measurements": {}, "verdicts": [
+                                     _verdict("lost-write", "PASS"), _verdict("client errors beyond retry", "PASS"),
+                                     _verdict("every acknowledged record is in storage at its position, intact",
+                                              "FAIL")]})
+    assert report.answer(summary, data[1], data[2])[0] == "NO"
+    summary["scenarios"][-1]["verdicts"] = [_verdict("lost-write", "PASS"), _verdict("client errors beyond retry",
+                                                                                     "PASS"),
+                                            _verdict("every fault took effect", "FAIL")]
+    assert report.answer(summary, data[1], data[2])[0] == "NO"
+    assert report.answer(summary, riding[1], riding[2])[0] == "NO"
+
+
 def test_junit_maps_statuses(tmp_path):
     root = ET.fromstring(report.junit_xml(_summary()))
     assert len(root.findall(".//testcase")) == 6

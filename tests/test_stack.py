@@ -161,3 +161,19 @@ def test_a_filled_etcd_is_named_by_its_health_and_cleared_by_heal(tmp_path):
         assert gateway.get("/after")[0] == b"accepted again"
     finally:
         stop(etcd)
+
+
+def test_a_component_that_died_during_a_scenario_fails_it_and_is_repaired(single_stack):
+    """The audit's case: a broker (or the proxy) that died outside the fault schedule was restarted
+    between scenarios and named only in a note; the scenario passed and the run exited 0."""
+    from k6suite_lib.runner import SCENARIOS, STACK_CHECK, _check_stack_after
+
+    stack, _ = single_stack
+    result = {"verdicts": [], "passed": True}
+    _check_stack_after(stack, SCENARIOS["S3"], result, log=lambda _msg: None)
+    assert result["passed"] and result["verdicts"][-1]["status"] == "PASS"
+    stack.kill(0)
+    _check_stack_after(stack, SCENARIOS["S3"], result, log=lambda _msg: None)
+    row = result["verdicts"][-1]
+    assert (row["check"], row["status"], row["measured"]) == (STACK_CHECK, "FAIL", "broker-0")
+    assert not result["passed"] and stack.status()["healthy"].all()

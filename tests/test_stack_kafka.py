@@ -20,12 +20,12 @@ import pytest
 from kafka import KafkaAdminClient
 
 from k6suite_lib import clients, probes
-from k6suite_lib.profiles import Profile, load_profile
-from k6suite_lib.stack import binaries, open_stack
+from k6suite_lib.profiles import Profile
+from k6suite_lib.stack import binaries
 from k6suite_lib.stack.kafka import KafkaStack, busiest_leader, partition_leaders
 from k6suite_lib.stack.process import process_state
 from k6suite_lib.workload import WorkloadConfig, run_workload
-from tests.conftest import assert_all_dead, write_profile
+from tests.conftest import assert_all_dead, stack_fixture
 
 KAFKA_PORT_BASE = 23000
 PARTITIONS = 3
@@ -39,15 +39,7 @@ ADMIN_TIMEOUT_MS = 5000
 
 @pytest.fixture(scope="module")
 def kafka_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[KafkaStack, Profile]]:
-    path = write_profile(tmp_path_factory.mktemp("kafka"), "test-kafka", KAFKA_PORT_BASE, 3, like="kafka")
-    profile = load_profile(path)
-    binaries.install(systems=["kafka"], log=lambda _msg: None)
-    stack = open_stack(profile, log=lambda _msg: None)
-    stack.up()
-    try:
-        yield stack, profile
-    finally:
-        stack.down()
+    yield from stack_fixture(tmp_path_factory, "test-kafka", KAFKA_PORT_BASE, 3, like="kafka")
 
 
 def admin_client(profile: Profile) -> KafkaAdminClient:

@@ -18,11 +18,10 @@ from kafka.errors import KafkaError
 from k6suite_lib import clients
 from k6suite_lib.checkers import AnomalyRules
 from k6suite_lib.faults.network import Outage
-from k6suite_lib.profiles import Profile, load_profile
-from k6suite_lib.stack import binaries, open_stack
+from k6suite_lib.profiles import Profile
 from k6suite_lib.stack.tansu import CLUSTER_PREFIX, S3_BUCKET, TansuStack
 from k6suite_lib.workload import WorkloadConfig, run_workload
-from tests.conftest import assert_all_dead, assert_clean, verdicts_of, write_profile
+from tests.conftest import assert_all_dead, assert_clean, stack_fixture, verdicts_of
 
 pytestmark = pytest.mark.stack
 TANSU_PORT_BASE = 24000
@@ -35,15 +34,7 @@ RESUME_LIMIT_S = 30.0
 
 @pytest.fixture(scope="module")
 def tansu_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[TansuStack, Profile]]:
-    profile = load_profile(write_profile(tmp_path_factory.mktemp("tansu"), "test-tansu", TANSU_PORT_BASE, 3,
-                                           like="tansu"))
-    binaries.install(systems=["tansu"], log=lambda _msg: None)
-    stack = open_stack(profile, log=lambda _msg: None)
-    stack.up()
-    try:
-        yield stack, profile
-    finally:
-        stack.down()
+    yield from stack_fixture(tmp_path_factory, "test-tansu", TANSU_PORT_BASE, 3, like="tansu")
 
 
 def test_starts_healthy_and_a_round_trip_lands_in_the_bucket(tansu_stack):

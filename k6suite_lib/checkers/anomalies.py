@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from k6suite_lib.checkers.measures import readback_reach
 from k6suite_lib.checkers.registry import register
 from k6suite_lib.checkers.verdicts import AtLeast, AtMost, Equals, allowed_verdict, not_tested, verdict
 from k6suite_lib.history import READBACK, View
@@ -201,9 +202,7 @@ def _position_mismatches(view: View) -> pd.DataFrame:
     keys = ["topic", "partition", "offset", "code"]
     acked = view.acked[keys]  # the key columns only: the few rows found wrong are taken whole below
     back = view.readback_reads
-    reached = back.groupby("partition")["offset"].max() + 1
-    for partition, position in (view.readback_positions or {}).items():
-        reached.loc[partition] = max(int(reached.get(partition, 0)), position)
+    reached = readback_reach(view)
     offset = acked["offset"].to_numpy()
     covered = (offset >= 0) & (offset < acked["partition"].map(reached).fillna(0).to_numpy())
     good = ~back["corrupt"].to_numpy(dtype=bool) & ~view.foreign.loc[back.index].to_numpy(dtype=bool)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from k6suite_lib.checkers import measures
@@ -52,19 +53,31 @@ def check_acks_resume(view: View, bound_s: float = 10.0) -> list[dict]:
     partitions = measures.acked_partitions_before(view, int(windows["start_ns"].min()))
     done, partition = view.acked["complete_ns"], view.acked["partition"]
     waits: list[tuple[str, float]] = []
-    for window in windows.itertuples():
-        later = (done > window.end_ns).to_numpy()
+    for faults, end_ns in fault_runs(windows):
+        later = (done > end_ns).to_numpy()
         firsts = done[later].groupby(partition[later]).min()
-        wait = max(((firsts.get(p, math.inf) - window.end_ns) / 1e9 for p in partitions), default=math.inf)
-        if math.isinf(wait) and (last_send - window.end_ns) / 1e9 < bound_s:
+        wait = max(((firsts.get(p, math.inf) - end_ns) / 1e9 for p in partitions), default=math.inf)
+        if math.isinf(wait) and (last_send - end_ns) / 1e9 < bound_s:
             continue  # producers stopped before the bound passed: this window cannot be judged
-        waits.append((window.fault, wait))
+        waits.append((faults, wait))
     if not waits or not partitions:
         return [not_tested(name, "NFR1 / NFR4", "no partition was written before the faults" if not partitions
                            else f"producers stopped within {bound_s:g} s of every fault's end")]
     shown = "; ".join(f"after {fault}: {'never' if math.isinf(s) else f'{s:.2f} s'}" for fault, s in waits)
     return [verdict(name, "NFR1 / NFR4", max(s for _, s in waits), Below(bound_s, " s"),
                     f"{shown} (slowest of partitions {partitions})", unit=" s")]
+
+
+def fault_runs(windows: pd.DataFrame, joined_s: float = 1.0) -> list[tuple[str, int]]:
+    """Fault windows that follow one another within joined_s as one run (names, end of its last):
+    acks are owed only after the last fault of a run ends, not in the next fault of it."""
+    runs: list[tuple[list[str], int]] = []
+    for window in windows.sort_values("start_ns").itertuples():
+        if runs and window.start_ns <= runs[-1][1] + joined_s * 1e9:
+            runs[-1] = ([*runs[-1][0], window.fault], max(runs[-1][1], int(window.end_ns)))
+        else:
+            runs.append(([window.fault], int(window.end_ns)))
+    return [(" + ".join(names), end) for names, end in runs]
 
 
 def fault_free_seconds(view: View, settle_s: float) -> tuple[float, list[tuple[int, int]]]:
@@ -104,22 +117,41 @@ def check_fault_free_acks(view: View, rate: float, fraction: float = 0.8, settle
 
 
 @register("client-errors")
-def check_client_errors(view: View, requirement: str = "NFR1") -> list[dict]:
-    """Errors the application saw (sends ending fail/info, polls that raised) fail the check; errors
-    the client handled itself (its own warnings: retries, resets) are counted beside them."""
-    sends, polls, handled = view.unacked, view.failed_polls, view.client_logs
-    errors = pd.concat([sends["error"], polls["error"]])
+def check_client_errors(view: View, requirement: str = "NFR1", outside_faults_only: bool = False,
+                        settle_s: float = 5.0) -> list[dict]:
+    """Errors the application saw (sends ending fail/info, polls that raised, clients that could not
+    connect) fail the check; errors the client handled itself (its own warnings: retries, resets)
+    and failed commits are counted beside them.
+
+    outside_faults_only: errors inside the fault windows (and settle_s after each) are backpressure
+    the scenario reports, not failures (S5: "storage errors appear as backpressure").
+    """
+    frame = view.frame
+    surfaced = pd.concat([view.unacked, view.failed_polls, frame[(frame["f"] == "connect") & (frame["type"] != "ok")]])
+    inside = np.zeros(len(surfaced), dtype=bool)
+    if outside_faults_only:
+        for window in view.windows.itertuples():
+            inside |= ((surfaced["invoke_ns"] >= window.start_ns)
+                       & (surfaced["invoke_ns"] <= window.end_ns + settle_s * 1e9)).to_numpy()
+    counted, backpressure = surfaced[~inside], surfaced[inside]
+    handled = view.client_logs
+    commits = frame[(frame["f"] == "commit") & (frame["type"] != "ok")]
     retries = int(handled.str.contains("retr", case=False).sum())
-    top = "; ".join(f"{n}× {e[:120]}" for e, n in errors.value_counts().head(3).items())
-    return [verdict("client errors beyond retry", requirement, len(sends) + len(polls), Equals(0),
-                    f"surfaced: {len(sends)} sends, {len(polls)} polls; handled by the client: {len(handled)} "
-                    f"({retries} retries)" + (f"; {top}" if top else ""))]
+    top = "; ".join(f"{n}× {e[:120]}" for e, n in counted["error"].value_counts().head(3).items())
+    kinds = counted["f"].value_counts().to_dict()
+    return [verdict("client errors beyond retry", requirement, len(counted), Equals(0),
+                    f"surfaced: {kinds.get('send', 0)} sends, {kinds.get('poll', 0)} polls, "
+                    f"{kinds.get('connect', 0)} connections"
+                    + (f" (and {len(backpressure)} during the faults: backpressure, reported)" if outside_faults_only
+                       else "")
+                    + f"; handled by the client: {len(handled)} ({retries} retries); failed commits: {len(commits)}"
+                    + (f"; {top}" if top else ""))]
 
 
 @register("catch-up")
-def check_catch_up(view: View, limit_s: float = 60.0) -> list[dict]:
-    """Live consumers read every record acknowledged before producers stopped, within limit_s of the
-    last fault's end."""
+def check_catch_up(view: View, limit_s: float = 30.0) -> list[dict]:
+    """Consumers catch up: every record acknowledged before the last fault ended has been read by a
+    live consumer within limit_s of that end (their lag once the store is back)."""
     name = "consumers catch up after the faults"
     if view.windows.empty or view.acked.empty:
         return [not_tested(name, "F6 / S5", "no fault window or no acknowledged send")]
@@ -127,10 +159,13 @@ def check_catch_up(view: View, limit_s: float = 60.0) -> list[dict]:
     if live.empty:
         return [not_tested(name, "F6 / S5", "no live consumer read anything")]
     since = int(view.windows["end_ns"].max())
-    first = live.groupby("code")["complete_ns"].min()
-    seen = first.reindex(view.acked["code"].unique())
+    owed = view.acked.loc[view.acked["complete_ns"] <= since, "code"].unique()
+    if len(owed) == 0:
+        return [not_tested(name, "F6 / S5", "nothing was acknowledged before the faults ended")]
+    seen = live.groupby("code")["complete_ns"].min().reindex(owed)
     caught = math.inf if seen.isna().any() else max(0.0, (float(seen.max()) - since) / 1e9)
     return [verdict(name, "F6 / S5", caught, Below(limit_s, " s"),
-                    f"{int(seen.isna().sum())} of {len(seen)} acknowledged records never read by a live consumer"
-                    if math.isinf(caught) else "time from the last fault's end until live consumers had read every "
-                    "acknowledged record", unit=" s")]
+                    f"{int(seen.isna().sum())} of {len(seen)} records acknowledged before the faults ended were "
+                    "never read by a live consumer" if math.isinf(caught) else
+                    f"time from the last fault's end until live consumers had read all {len(seen)} records "
+                    "acknowledged before it", unit=" s")]

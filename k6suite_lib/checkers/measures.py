@@ -89,6 +89,14 @@ def unseen_over_time(view: View) -> pd.DataFrame:
     return pd.concat([first, frame.groupby("elapsed_s", as_index=False)["unseen"].min()], ignore_index=True)
 
 
+def readback_reach(view: View) -> dict[int, int]:
+    """Per partition, how far the read-back got: its final position, or past the highest offset it read."""
+    reached = (view.readback_reads.groupby("partition")["offset"].max() + 1).astype(int).to_dict()
+    for partition, position in (view.readback_positions or {}).items():
+        reached[partition] = max(reached.get(partition, 0), position)
+    return reached
+
+
 def acked_partitions_before(view: View, t_ns: int) -> list[int]:
     """Partitions the workload had written (acknowledged) before a moment: the ones a fault can stall."""
     return sorted(int(p) for p in view.acked.loc[view.acked["invoke_ns"] < t_ns, "partition"].unique() if p >= 0)
@@ -96,8 +104,11 @@ def acked_partitions_before(view: View, t_ns: int) -> list[int]:
 
 def unavailability(view: View, since_ns: int) -> pd.DataFrame:
     """Per partition written before since_ns: the longest gap between consecutive acknowledgements
-    that ends after since_ns (the outage clients saw), and whether acks resumed at all."""
+    that ends after since_ns (the outage clients saw), and whether acks resumed at all. A gap still
+    open when producers stopped counts up to their last send: acks that trickle on into a fault and
+    then stop for good do not hide it."""
     done, written = view.acked["complete_ns"].to_numpy(), view.acked["partition"].to_numpy()
+    last_send = int(view.sends["invoke_ns"].max()) if len(view.sends) else since_ns
     rows = []
     for partition in acked_partitions_before(view, since_ns):
         times = np.sort(done[written == partition])
@@ -107,7 +118,7 @@ def unavailability(view: View, since_ns: int) -> pd.DataFrame:
             rows.append({"partition": partition, "gap_s": np.inf, "resumed": False})
             continue
         start = before.max() if len(before) else since_ns
-        gaps = np.diff(np.concatenate([[start], later]))
+        gaps = np.diff(np.concatenate([[start], later, [max(later[-1], last_send)]]))
         rows.append({"partition": partition, "gap_s": float(gaps.max()) / 1e9, "resumed": True})
     return pd.DataFrame(rows, columns=["partition", "gap_s", "resumed"])
 

@@ -4,24 +4,38 @@ acknowledged offset (an end below an acknowledged offset means the log lost its 
 
 from __future__ import annotations
 
+from k6suite_lib.checkers.measures import readback_reach
 from k6suite_lib.checkers.registry import register
 from k6suite_lib.checkers.verdicts import Equals, not_tested, verdict
 from k6suite_lib.history import View
 
 REACHED = "read-back reached the end offsets"
 PAST_ACKS = "end offset >= highest acknowledged offset + 1"
+PASSED_ACKS = "read-back passed every acknowledged offset"
+
+
+def _passed_acks(view: View) -> dict:
+    """Whatever the end offsets say (or if they are unknown), the read-back must have gone past every
+    acknowledged offset: only then did it look at every position a client was told about."""
+    reached = readback_reach(view)
+    highest = view.acked[view.acked["offset"] >= 0].groupby("partition")["offset"].max()
+    short = {int(p): (reached.get(int(p), 0), int(o)) for p, o in highest.items() if reached.get(int(p), 0) <= o}
+    return verdict(PASSED_ACKS, "F3", len(short), Equals(0, "0 partitions"),
+                   "; ".join(f"p{p}: stopped at {r} but offset {o} was acknowledged" for p, (r, o) in short.items())
+                   or f"reached {reached}, highest acknowledged {highest.astype(int).to_dict()}")
 
 
 @register("readback")
 def check_readback(view: View) -> list[dict]:
     if not view.readback_ran:
         reason = "no final read-back in this history"
-        return [not_tested(REACHED, "F3 / NFR2", reason), not_tested(PAST_ACKS, "F3", reason)]
+        return [not_tested(REACHED, "F3 / NFR2", reason), not_tested(PAST_ACKS, "F3", reason),
+                not_tested(PASSED_ACKS, "F3", reason)]
     ends = view.end_offsets
     if ends is None:
         failed = view.frame[view.frame["f"] == "end-offsets"]["error"]
         reason = ("the end-offset query failed: " + failed.iloc[-1]) if len(failed) else "no end offsets recorded"
-        return [not_tested(REACHED, "F3 / NFR2", reason), not_tested(PAST_ACKS, "F3", reason)]
+        return [not_tested(REACHED, "F3 / NFR2", reason), not_tested(PAST_ACKS, "F3", reason), _passed_acks(view)]
     end = view.phase("readback-end") or {}
     positions = view.readback_positions or {}
     short = {p: f"at {positions.get(p, 'nothing')} of {e}" for p, e in sorted(ends.items())
@@ -35,4 +49,5 @@ def check_readback(view: View) -> list[dict]:
     rows.append(verdict(PAST_ACKS, "F3", len(behind), Equals(0, "0 partitions"),
                         "; ".join(f"p{p}: end {e} but offset {o} was acknowledged" for p, (e, o) in behind.items())
                         or f"ends {ends}, highest acknowledged {highest.astype(int).to_dict()}"))
+    rows.append(_passed_acks(view))
     return rows

@@ -18,7 +18,7 @@ from k6suite_lib.checkers.verdicts import Equals, not_tested, verdict
 from k6suite_lib.history import View
 
 ACKED_STORED = "every acknowledged record is in storage at its position, intact"
-NOTHING_ELSE = "storage holds no record never sent and no offset twice"
+NOTHING_ELSE = "storage holds no record never sent, no offset twice, no undecodable object"
 EQUALS_READBACK = "storage equals the final read-back, both directions"
 SAMPLE = 5
 
@@ -66,7 +66,8 @@ def check_storage(view: View, unavailable: str = "") -> list[dict]:
     known = stored.merge(sent, on=identity, how="left", indicator=True)["_merge"] == "both"
     strangers = stored[~known.to_numpy() | (stored["run_id"] != view.meta.get("run_id", stored["run_id"]))]
     twice = stored[stored.duplicated(slot, keep=False)]
-    rows.append(verdict(NOTHING_ELSE, "F6.1", len(strangers) + twice[slot].drop_duplicates().shape[0], Equals(0),
+    rows.append(verdict(NOTHING_ELSE, "F6.1", len(strangers) + twice[slot].drop_duplicates().shape[0]
+                        + len(listing.errors), Equals(0),
                         f"{len(strangers)} records never sent ({', '.join(_keys(strangers).head(SAMPLE)) or 'none'}); "
                         f"{twice[slot].drop_duplicates().shape[0]} offsets stored twice "
                         f"({', '.join(_keys(twice.drop_duplicates(slot)).head(SAMPLE)) or 'none'}); "

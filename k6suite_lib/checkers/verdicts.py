@@ -147,15 +147,13 @@ def _show(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
-def requirement_tokens(requirement: str) -> list[str]:
-    """The trust-contract ids a check's requirement names ("F3 / NFR1" -> ["F3", "NFR1"])."""
-    return [t for t in re.split(r"[\s/,]+", str(requirement)) if _REQUIREMENT_TOKEN.match(t)]
-
-
 def not_promised_reason(requirement: str, not_promised: dict[str, str]) -> str | None:
     """Why the system never promised what a check judges: only when every requirement the check
-    names is waived (a check that also judges a promised requirement stays judged)."""
-    tokens = requirement_tokens(requirement)
+    names is a contract id and is waived (a check that also judges a promised requirement, or names
+    a scenario's own criterion such as "S5", stays judged)."""
+    tokens = [t for t in re.split(r"[\s/,]+", str(requirement)) if t]
+    if not tokens or not all(_REQUIREMENT_TOKEN.match(t) for t in tokens):
+        return None
     reasons = []
     for token in tokens:
         waived = not_promised.get(token) or not_promised.get(token.split(".")[0])

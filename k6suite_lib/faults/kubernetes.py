@@ -89,6 +89,25 @@ class KubernetesDriver:
             time.sleep(poll_s)
         return False
 
+    def rolled_out(self, replicas: int | None = None) -> bool:
+        """The StatefulSet's controller has acted on its latest spec (observed generation), every pod runs
+        the latest revision and is ready, and (when given) there are `replicas` of them. Ready pods alone
+        say nothing right after a patch: the old pods are still ready then."""
+        sts = self.apps.read_namespaced_stateful_set(self.statefulset, self.namespace, _request_timeout=self.timeout_s)
+        status, desired = sts.status, sts.spec.replicas
+        return ((status.observed_generation or 0) >= (sts.metadata.generation or 0)
+                and (replicas is None or desired == replicas)
+                and (status.updated_replicas or 0) == desired and (status.ready_replicas or 0) == desired
+                and (status.update_revision is None or status.update_revision == status.current_revision))
+
+    def wait_rolled_out(self, replicas: int | None = None, timeout_s: float = 600, poll_s: float = 2) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.rolled_out(replicas):
+                return True
+            time.sleep(poll_s)
+        return False
+
 
 class PodKill(Fault):
     """Delete a broker pod (grace 0 by default); stop() waits until the StatefulSet is ready again."""
@@ -116,12 +135,14 @@ class PodKill(Fault):
 
 
 class ScaleTo(Fault):
-    """Scale the brokers to `replicas` (not healed: scaling is the change under test)."""
+    """Scale the brokers to `replicas` (not healed: scaling is the change under test); start() returns
+    once that many brokers run and are ready, so the fault window covers the scale-out itself."""
 
     name, role = "scale", "broker"
 
-    def __init__(self, driver: KubernetesDriver, replicas: int):
+    def __init__(self, driver: KubernetesDriver, replicas: int, ready_timeout_s: float = 600):
         self.driver, self.replicas, self.patched = driver, replicas, ""
+        self.ready_timeout_s = ready_timeout_s
 
     @property
     def target(self) -> str:
@@ -132,13 +153,17 @@ class ScaleTo(Fault):
 
     def start(self) -> None:
         self.patched = self.driver.scale(self.replicas)
+        if not self.driver.wait_rolled_out(self.replicas, timeout_s=self.ready_timeout_s):
+            raise TimeoutError(f"{self.replicas} brokers not ready {self.ready_timeout_s:.0f} s after scaling "
+                               f"{self.patched}")
 
     def stop(self) -> None:
         """Nothing to heal."""
 
 
 class RolloutRestart(Fault):
-    """`kubectl rollout restart` of the broker StatefulSet; start() returns once it is ready again."""
+    """`kubectl rollout restart` of the broker StatefulSet; start() returns once every pod runs the new
+    revision and is ready."""
 
     name, role = "rollout-restart", "broker"
 
@@ -151,7 +176,7 @@ class RolloutRestart(Fault):
 
     def start(self) -> None:
         self.driver.rollout_restart()
-        if not self.driver.wait_ready(timeout_s=self.ready_timeout_s):
+        if not self.driver.wait_rolled_out(timeout_s=self.ready_timeout_s):
             raise TimeoutError(f"{self.target} not ready {self.ready_timeout_s:.0f} s after the rollout restart")
 
     def stop(self) -> None:

@@ -30,7 +30,9 @@ def variant_name(base: str, repeat: int, repeats: int) -> str:
 
 
 def fault_checks(sc: Scenario, config: WorkloadConfig, schedule: Schedule, errors_requirement: str = "NFR1",
-                 extra: tuple[CheckSpec, ...] = ()) -> list[CheckSpec]:
+                 extra: tuple[CheckSpec, ...] = (), errors_during_faults: bool = True) -> list[CheckSpec]:
+    """errors_during_faults False: errors inside the fault windows are backpressure to report (S5, S5b),
+    not failures."""
     """The composition every fault scenario shares, plus the scenario's own checks."""
     allowed = default_allowed(config.idempotent(sc.profile), faults=True, max_in_flight=config.max_in_flight)
     return [
@@ -39,7 +41,8 @@ def fault_checks(sc: Scenario, config: WorkloadConfig, schedule: Schedule, error
         CheckSpec("faults-applied", {"rows": 2 * len({id(s.fault) for s in schedule.steps if s.action == "start"})}),
         CheckSpec("acks-resume", {"bound_s": RESUME_BOUND_S}),
         CheckSpec("fault-free-acks", {"rate": config.rate, "fraction": FAULT_FREE_SHARE, "settle_s": SETTLE_S}),
-        CheckSpec("client-errors", {"requirement": errors_requirement}),
+        CheckSpec("client-errors", {"requirement": errors_requirement, "outside_faults_only": not errors_during_faults,
+                                    "settle_s": SETTLE_S}),
         *extra,
     ]
 

@@ -21,7 +21,7 @@ from k6suite_lib.checkers.measures import throughput
 from k6suite_lib.faults.process import AddBrokers
 from k6suite_lib.faults.schedule import Schedule, Step
 from k6suite_lib.history import append, probe_row
-from k6suite_lib.profiles import Profile, StackSettings, embedded_addresses
+from k6suite_lib.profiles import Profile, beside
 from k6suite_lib.scenario import Scenario
 from k6suite_lib.scenarios import chaos
 from k6suite_lib.stack import EmbeddedStack, open_stack
@@ -31,23 +31,11 @@ SCALE_STACK_OFFSET = 200  # the scale-out stack's port base, relative to the pro
 SPREAD_CONNECTIONS = 30
 
 
-def scale_profile(sc: Scenario) -> Profile:
-    """The profile of a one-broker embedded stack of the same system beside the profile's own (its
-    topics replicated once: one broker cannot hold more copies)."""
-    stack = StackSettings(brokers=1, port_base=sc.profile.stack.port_base + SCALE_STACK_OFFSET)
-    addresses = embedded_addresses(sc.profile.target_kind, stack)
-    return dataclasses.replace(
-        sc.profile, name=f"{sc.profile.name}-scaleout", stack=stack, bootstrap_servers=addresses["bootstrap_servers"],
-        metrics_urls=addresses["metrics_urls"], etcd_endpoints=addresses["etcd_endpoints"],
-        client=dataclasses.replace(sc.profile.client, replication_factor=1),
-        object_store=dataclasses.replace(sc.profile.object_store, endpoint=addresses["object_store.endpoint"]))
-
-
 def scale_out(sc: Scenario, add: int = 2, warmup_s: float = 15, after_s: float = 20, rate: float = 100.0,
               repeat: int = 1, repeats: int = 1) -> pd.DataFrame:
     variant = chaos.variant_name(f"1-to-{1 + add}", repeat, repeats)
     if sc.stack is not None:
-        profile = scale_profile(sc)
+        profile = beside(sc.profile, SCALE_STACK_OFFSET, "scaleout")
         stack = open_stack(profile, log=lambda msg: print(f"[scale-out stack] {msg}"))
         stack.up()
         try:

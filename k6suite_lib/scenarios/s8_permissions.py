@@ -49,7 +49,7 @@ from kafka.structs import OffsetAndMetadata
 from k6suite_lib import clients
 from k6suite_lib.checkers.verdicts import AtMost, Below, Equals, EveryOf, verdict
 from k6suite_lib.probes import _read_exact
-from k6suite_lib.profiles import Profile, SaslSettings, StackSettings, embedded_addresses
+from k6suite_lib.profiles import Profile, SaslSettings, beside
 from k6suite_lib.scenario import Scenario
 from k6suite_lib.stack import EmbeddedStack, Security, open_stack
 
@@ -97,18 +97,6 @@ class NoAnswer(KafkaTimeoutError):
 
 
 # ---------------------------------------------------------------------------------------------- profiles
-def secured_profile(sc: Scenario) -> Profile:
-    """The profile of a one-broker stack of the same system beside the profile's own, for S8's secured
-    stack (its topics replicated once: one broker cannot hold more copies)."""
-    stack = StackSettings(brokers=1, port_base=sc.profile.stack.port_base + SECURED_STACK_OFFSET)
-    addresses = embedded_addresses(sc.profile.target_kind, stack)
-    return dataclasses.replace(
-        sc.profile, name=f"{sc.profile.name}-secured", stack=stack, bootstrap_servers=addresses["bootstrap_servers"],
-        metrics_urls=addresses["metrics_urls"], etcd_endpoints=addresses["etcd_endpoints"],
-        client=dataclasses.replace(sc.profile.client, replication_factor=1),
-        object_store=dataclasses.replace(sc.profile.object_store, endpoint=addresses["object_store.endpoint"]))
-
-
 def principal_profile(profile: Profile, stack: EmbeddedStack, principal: str) -> Profile:
     """How a principal connects: SASL/PLAIN with its own password (by variable name) where the system
     authenticates, else as the profile says (its client.id is then all that names it)."""
@@ -128,7 +116,7 @@ def attempt_all(sc: Scenario) -> pd.DataFrame:
             sc.not_tested(VARIANT, check, requirement, "S8 runs on a secured stack of an embedded system, which "
                           "generates the tenants' credentials; this profile names no tenants")
         return pd.DataFrame(columns=COLUMNS)
-    profile, security = secured_profile(sc), Security(TENANTS)
+    profile, security = beside(sc.profile, SECURED_STACK_OFFSET, "secured"), Security(TENANTS)
     stack = open_stack(profile, log=lambda msg: print(f"[secured stack] {msg}"), security=security)
     client_log = ClientLog()
     stack.up()

@@ -304,8 +304,12 @@ class EmbeddedStack(ABC):
             raise StackError(f"broker {broker_id} survived SIGKILL")
 
     def terminate(self, broker_id: int, grace_s: float = 5.0) -> str:
-        """SIGTERM, then SIGKILL after grace_s; returns 'terminated' or 'killed'."""
-        return stop(self.record(f"broker-{broker_id}"), grace_s)
+        """SIGTERM, then SIGKILL after grace_s; returns 'terminated' or 'killed'. A broker that was not
+        running is an error: a fault that hit nothing must not be recorded as applied."""
+        ended = stop(self.record(f"broker-{broker_id}"), grace_s)
+        if ended == "gone":
+            raise StackError(f"broker {broker_id} was not running")
+        return ended
 
     def pause(self, broker_id: int) -> None:
         """SIGSTOP; returns once the kernel reports the process stopped."""
