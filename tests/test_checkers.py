@@ -431,6 +431,17 @@ def test_catch_up_is_the_lag_after_the_faults_not_the_run_length():
     assert run(lagging(64.0), "catch-up", limit_s=30)["status"] == "FAIL"
 
 
+def test_rebalances_are_not_judged_when_the_group_never_owned_every_partition():
+    """Seen on Kafka: the member that computed the assignment did not know all partitions yet, so the
+    group owned one of two, and the metadata refresh a fault caused rebalanced it: a suite artefact."""
+    t = steady()
+    t.group(0.5, "consumer-0", [])
+    t.group(0.5, "consumer-1", [1])
+    t.group(12, "consumer-1", [0, 1])
+    row = run(t, "rebalances")
+    assert row["status"] == "NOT TESTED" and "had not formed" in row["evidence"]
+
+
 def test_rebalances_are_not_judged_while_the_group_is_still_forming():
     t = steady()
     t.group(0.5, "consumer-0", [0, 1])

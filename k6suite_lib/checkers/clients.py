@@ -26,11 +26,24 @@ def check_rebalances(view: View, requirement: str = "F4.3") -> list[dict]:
         return [not_tested(name, requirement, f"the group was still forming when the first fault started (its last "
                                               f"member joined {(stable - view.first_fault_ns) / 1e9:.1f} s after)")]
     since = view.first_fault_ns
+    owned = _owned_at(events[events["group"]], since)
+    written = set(measures.acked_partitions_before(view, since))
+    if written - owned:
+        return [not_tested(name, requirement, f"before the first fault the group owned partitions {sorted(owned)}, "
+                                              f"not all of {sorted(written)}: it had not formed")]
     later = assigns[assigns["complete_ns"] > since]
     return [verdict(name, requirement, len(later), Equals(0),
                     f"{len(assigns)} assignments to {assigns['process'].nunique()} members; after the fault: "
                     + (", ".join(f"{p} {parts}" for p, parts in zip(later["process"], later["partitions"],
                                                                       strict=True)) or "none"))]
+
+
+def _owned_at(events, t_ns: int) -> set[int]:
+    """Partitions some group member held at t_ns, from its assignments and revocations."""
+    held: dict[str, set[int]] = {}
+    for event in events[events["complete_ns"] <= t_ns].sort_values("complete_ns").itertuples():
+        held[event.process] = set(event.partitions or []) if event.f == "assign" else set()
+    return set().union(*held.values()) if held else set()
 
 
 @register("reconnections")

@@ -135,6 +135,7 @@ def run_consumer(ctx: RunContext, index: int) -> None:
     ctx.register(name, consumer)
     try:
         if session.group:
+            _await_partitions(ctx, consumer)
             consumer.subscribe([ctx.topic], listener=GroupListener(ctx, session))
         else:
             partitions = [TopicPartition(ctx.topic, p) for p in lane(ctx, index)]
@@ -147,6 +148,24 @@ def run_consumer(ctx: RunContext, index: int) -> None:
         ctx.clients.pop(name, None)
         with contextlib.suppress(Exception):
             consumer.close()
+
+
+METADATA_WAIT_S = 10.0
+
+
+def _await_partitions(ctx: RunContext, consumer: KafkaConsumer) -> None:
+    """Until this client's own metadata lists every partition of the topic (bounded). A member that
+    leads the group's assignment assigns only the partitions its metadata knows: joining earlier left
+    partitions unowned until the next metadata refresh, which then rebalanced the group (seen on Kafka
+    under faults, counted against the system)."""
+    deadline = time.monotonic() + METADATA_WAIT_S
+    while len(consumer.partitions_for_topic(ctx.topic)) < ctx.config.partitions:
+        if time.monotonic() > deadline:
+            ctx.note(f"a consumer's metadata did not list all {ctx.config.partitions} partitions of {ctx.topic} "
+                     f"within {METADATA_WAIT_S:.0f} s; it joined the group anyway")
+            return
+        time.sleep(0.1)
+        consumer.topics()  # a fresh metadata request: the cached topic may list too few partitions
 
 
 def _poll_loop(ctx: RunContext, session: ConsumerSession, stop: threading.Event, commit_after_poll: bool) -> None:
