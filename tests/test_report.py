@@ -69,6 +69,20 @@ def test_broker_death_questions_need_storage_and_the_fault_itself():
     assert report.answer(summary, riding[1], riding[2])[0] == "NO"
 
 
+def test_a_scenario_that_judged_nothing_answers_not_tested_despite_the_stack_check():
+    """Kafka has no object store: S5 measured nothing, and the runner's "no component died" PASS alone
+    answered YES to "Does data survive object-store slowness and outages?"."""
+    from k6suite_lib.runner import STACK_CHECK
+
+    summary = _summary()
+    summary["scenarios"].append({"scenario": "S5", "title": "Storage", "duration_s": 0, "passed": True,
+                                 "folder": "S5", "artifacts": [], "measurements": {}, "verdicts": [
+                                     _verdict("storage latency and outage", "NOT TESTED"),
+                                     _verdict(STACK_CHECK, "PASS", variant="stack")]})
+    result, why = report.answer(summary, ("S5",))
+    assert result == "NOT TESTED" and why == "evidence of storage latency and outage"
+
+
 def test_junit_maps_statuses(tmp_path):
     root = ET.fromstring(report.junit_xml(_summary()))
     assert len(root.findall(".//testcase")) == 6

@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from k6suite_lib import metrics, probes
+from k6suite_lib.history import View
 from k6suite_lib.scenario import Scenario
 from k6suite_lib.workload import WorkloadConfig, run_workload
 
@@ -57,7 +58,7 @@ def under_load(sc: Scenario, quiet_s: float = 4.0, load_s: float = 10.0, rate: f
         load_ended = time.time()
         time.sleep(1.5)
     samples = sampler.frame()
-    sc.measure("under_load.acked", int(((result.history["f"] == "send") & (result.history["type"] == "ok")).sum()))
+    sc.measure("under_load.acked", len(View(result.history).acked))
     figure = Figure(figsize=(10, 4))
     axes = figure.subplots(1, 2)
     for ax, name in zip(axes, ("kafscale_produce_rps", "kafscale_fetch_rps"), strict=True):
