@@ -44,7 +44,7 @@ def bare(profile, records: int, size: int, linger_ms: int) -> float:
 
 def recorded(profile, records: int, size: int, linger_ms: int) -> float:
     config = WorkloadConfig(records=records, producers=1, consumers=0, consumer_mode="none", readback=False,
-                            message_bytes=size, linger_ms=linger_ms, progress=False, label="bench")
+                            message_bytes=size, linger_ms=linger_ms, label="bench")
     result = run_workload(profile, config)
     sends = result.history[result.history["f"] == "send"]
     first, last = sends["invoke_ns"].min(), sends["complete_ns"].max()

@@ -10,14 +10,17 @@ executed check passed and at least one check ran.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +29,7 @@ from typing import Any
 from k6suite_lib import __version__
 from k6suite_lib.checkers.verdicts import STATUSES
 from k6suite_lib.profiles import Profile, load_profile
+from k6suite_lib.progress import HEADLESS_ENV, Progress, console_mode, read_state
 from k6suite_lib.scenario import RESULTS_FILE
 from k6suite_lib.secrets import redact
 from k6suite_lib.stack.layout import REPO_ROOT, outputs_root
@@ -97,7 +101,9 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
                 result = _run_notebook(papermill, spec, profile, run_dir, run_id, tier, cell_timeout_s,
                                        parameters or {})
                 if stack is not None:
+                    checked = time.monotonic()
                     _check_stack_after(stack, spec, result, log)
+                    _add_phase(result, "stack check after", time.monotonic() - checked)
                 results.append(result)
                 _write_json(run_dir / spec.folder / RESULTS_FILE, result)
                 log(f"  {spec.id}: {_tally(result)} in {result.get('duration_s', 0):.0f} s")
@@ -178,8 +184,11 @@ def _run_notebook(papermill, spec: ScenarioSpec, profile: Profile, run_dir: Path
     executed = out_dir / "executed.ipynb"
     started = time.time()
     error = ""
+    watching = threading.Event()
+    watcher = threading.Thread(target=_watch_progress, args=(out_dir, spec.id, watching), daemon=True)
+    watcher.start()
     try:
-        with tempfile.TemporaryDirectory(prefix="k6suite-kernel-") as sockets:
+        with tempfile.TemporaryDirectory(prefix="k6suite-kernel-") as sockets, _headless_kernels():
             papermill.execute_notebook(
                 str(NOTEBOOKS / spec.notebook), str(executed), cwd=str(REPO_ROOT), progress_bar=False,
                 execution_timeout=cell_timeout_s, kernel_name="python3",
@@ -188,6 +197,9 @@ def _run_notebook(papermill, spec: ScenarioSpec, profile: Profile, run_dir: Path
                             "tier": tier, "out_dir": str(out_dir), "run_id": run_id})
     except Exception as exc:  # PapermillExecutionError, cell timeouts, kernel deaths: all are findings
         error = f"{type(exc).__name__}: {getattr(exc, 'ename', '')} {getattr(exc, 'evalue', exc)}".strip()[:1000]
+    finally:
+        watching.set()
+        watcher.join(5)
     _render_html(executed)
     results_path = out_dir / RESULTS_FILE
     if results_path.is_file():
@@ -202,7 +214,50 @@ def _run_notebook(papermill, spec: ScenarioSpec, profile: Profile, run_dir: Path
         result["passed"] = False
         result["notebook_error"] = error
     result.update(notebook="executed.ipynb", notebook_html="executed.html", folder=spec.folder, title=spec.title)
+    result["wall_s"] = round(time.time() - started, 2)
+    _add_phase(result, "notebook overhead", result["wall_s"] - result.get("duration_s", 0.0))
     return result
+
+
+def _add_phase(result: dict[str, Any], phase: str, seconds: float) -> None:
+    """Time the runner spent on a scenario outside the notebook's own phases (kernel start, HTML
+    rendering, the stack check after it), so the phases add up to the scenario's wall time."""
+    result.setdefault("phases", []).append({"variant": "", "phase": phase, "started_s": None,
+                                            "duration_s": round(max(seconds, 0.0), 2)})
+    if phase == "stack check after":
+        result["wall_s"] = round(result.get("wall_s", 0.0) + seconds, 2)
+
+
+@contextlib.contextmanager
+def _headless_kernels() -> Iterator[None]:
+    """Kernels started inside inherit HEADLESS_ENV: the notebook shows no progress bars (they would
+    be saved in the executed notebook) and writes its live state for _watch_progress instead."""
+    before = os.environ.get(HEADLESS_ENV)
+    os.environ[HEADLESS_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = before
+
+
+def _watch_progress(out_dir: Path, scenario: str, done: threading.Event) -> None:
+    """Until done: show in this console what the headless notebook reports (a bar on a terminal, one
+    line per phase in CI or a log)."""
+    shown = Progress(scenario, mode=console_mode())
+    seen: tuple | None = None
+    while not done.wait(1.0):
+        state = read_state(out_dir)
+        if state is None:
+            continue
+        key = (state["variant"], state["phase"], state["phases_done"])
+        if key != seen:
+            shown.enter(state["phase"], state["variant"], state.get("expected_s"))
+            seen = key
+        shown.update(**state["counts"])
+    shown.close()
 
 
 def _known(notebook: Path, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,9 @@ from k6suite_lib.checkers import CheckSpec, compose, find_anomalies, verdict_fra
 from k6suite_lib.checkers.measures import latency_summary
 from k6suite_lib.identity import describe_target
 from k6suite_lib.profiles import Profile, load_profile
+from k6suite_lib.progress import Progress
 from k6suite_lib.stack.layout import outputs_root
-from k6suite_lib.workload import WorkloadResult
+from k6suite_lib.workload import Nemesis, WorkloadConfig, WorkloadResult, run_workload
 
 RESULTS_FILE = "results.json"
 
@@ -51,9 +53,11 @@ class Scenario:
     target: dict[str, Any]
     stack: Any = None  # the EmbeddedStack of an embedded profile, else None
     started: float = field(default_factory=time.time)
+    progress: Progress = field(default_factory=lambda: Progress("", mode="quiet"))
     _verdicts: list[pd.DataFrame] = field(default_factory=list)
     measurements: dict[str, Any] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
+    judgements: dict[str, Judgement] = field(default_factory=dict)
 
     @classmethod
     def open(cls, scenario: str, title: str, profile: str | Profile, out_dir: str | Path = "", run_id: str = "",
@@ -63,6 +67,7 @@ class Scenario:
         from k6suite_lib.stack.binaries import install
         from k6suite_lib.workload import new_run_id
 
+        started = time.time()
         profile = profile if isinstance(profile, Profile) else load_profile(profile)
         clients.apply_version_caps(profile.client.max_api_versions)
         run_id = run_id or new_run_id()
@@ -70,6 +75,8 @@ class Scenario:
             out_dir = outputs_root() / "interactive" / f"{run_id}-{scenario}"
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        progress = Progress(scenario, out)
+        progress.enter("stack checks")
         stack = None
         if profile.embedded:
             stack = open_stack(profile, log=lambda msg: print(f"[stack] {msg}"))
@@ -77,7 +84,7 @@ class Scenario:
                 install(systems=[stack.system], log=lambda _msg: None)
                 stack.up()
         return cls(scenario=scenario, title=title, profile=profile, out_dir=out, run_id=run_id, tier=tier,
-                   target=describe_target(profile), stack=stack)
+                   target=describe_target(profile), stack=stack, started=started, progress=progress)
 
     # ------------------------------------------------------------------ reachability
     @property
@@ -85,7 +92,10 @@ class Scenario:
         return bool(self.target.get("reachable"))
 
     def require_target(self, variant: str) -> bool:
-        """False (with a FAIL verdict naming the reason) when the endpoint did not answer at open()."""
+        """False (with a FAIL verdict naming the reason) when the endpoint did not answer at open().
+        Every step of a scenario starts here, so its time counts as the variant's probes until the
+        step enters a phase of its own (a workload's set-up)."""
+        self.progress.enter("probes", variant)
         if self.reachable:
             return True
         self.add_check(variant, "target reachable", "F1.1", "no answer", "ApiVersions answered", False,
@@ -120,7 +130,12 @@ class Scenario:
         frame = pd.concat(self._verdicts, ignore_index=True)
         return frame[["variant", *[c for c in frame.columns if c != "variant"]]]
 
-    # ------------------------------------------------------------------ evidence
+    # ------------------------------------------------------------------ workloads and evidence
+    def run_workload(self, variant: str, config: WorkloadConfig, nemesis: Nemesis | None = None) -> WorkloadResult:
+        """One workload of this scenario, its phases timed and shown under the variant's name."""
+        self.progress.enter("set-up", variant)
+        return run_workload(self.profile, config, run_id=self.run_id, nemesis=nemesis, progress=self.progress)
+
     def measure(self, key: str, value: Any) -> Any:
         self.measurements[key] = _jsonable(value)
         return value
@@ -132,6 +147,7 @@ class Scenario:
         bucket is read directly and saved beside the history, and the storage checker joins the
         composition (NOT TESTED with the reason where there is no object store to read).
         """
+        self.progress.enter("judge", variant)
         storage_spec, sidecars = self._read_storage(variant, result)
         checks = [*checks, storage_spec]
         meta = {**result.meta(), "checks": [c.to_json() for c in checks], "not_promised": self.profile.not_promised,
@@ -141,6 +157,7 @@ class Scenario:
         verdicts = compose(view, checks, self.profile.not_promised)
         self.artifacts.append(path.name)
         self.add_verdicts(variant, verdicts)
+        self.judgements[variant] = Judgement(view=view, verdicts=verdicts)
         _, stats = view.memo("anomalies", lambda: find_anomalies(view))
         self.measure(f"{variant}.stats", stats)
         self.measure(f"{variant}.latency_ms", latency_summary(view).round(2))
@@ -148,7 +165,25 @@ class Scenario:
             self.measure(f"{variant}.notes", result.notes)
         if "storage" in sidecars:
             self._plot_storage(variant, view)
-        return Judgement(view=view, verdicts=verdicts)
+        return self.judgements[variant]
+
+    def anomalies(self, per_class: int = 10) -> pd.DataFrame:
+        """The offending history rows of every judged variant, at most per_class of each anomaly class:
+        what a person debugging the run looks at first."""
+        frames = []
+        for variant, judgement in self.judgements.items():
+            found, _ = judgement.view.memo("anomalies", lambda view=judgement.view: find_anomalies(view))
+            frames += [rows.head(per_class).assign(variant=variant, anomaly=name) for name, rows in found.items()
+                       if len(rows)]
+        if not frames:
+            return pd.DataFrame(columns=["variant", "anomaly", *history.COLUMNS])
+        shown = [c for c in ("variant", "anomaly", *history.COLUMNS) if c in frames[0].columns]
+        return pd.concat(frames, ignore_index=True)[shown]
+
+    def history(self, variant: str | None = None) -> pd.DataFrame:
+        """A judged variant's history (every variant's, with a variant column, by default) to explore."""
+        chosen = [variant] if variant else list(self.judgements)
+        return pd.concat([self.judgements[v].view.frame.assign(variant=v) for v in chosen], ignore_index=True)
 
     def _read_storage(self, variant: str, result: WorkloadResult) -> tuple[CheckSpec, dict[str, str]]:
         """The storage check for this target, and the sidecar it reads: the listing of the workload's
@@ -184,9 +219,14 @@ class Scenario:
                                       fault_windows=history.wall_windows(view)), f"{slug}-storage")
 
     def save_figure(self, figure, name: str) -> Path:
+        """Saved for the report, and shown where the notebook's reader is (inside a notebook)."""
         path = self.out_dir / f"{name}.png"
         figure.savefig(path, dpi=110, bbox_inches="tight")
         self.artifacts.append(path.name)
+        if "ipykernel" in sys.modules:
+            from IPython.display import Image, display
+
+            display(Image(filename=str(path)))
         return path
 
     # ------------------------------------------------------------------ results
@@ -196,13 +236,14 @@ class Scenario:
         if not self._verdicts:
             self.add_check("scenario", "at least one check ran", "-", 0, ">= 1", False,
                            "the parameters selected nothing to run (e.g. an empty kinds list or repeats=0)")
+        self.progress.close()
         verdicts = self.verdicts()
         aggregate = aggregate_repeats(verdicts)
         payload = {
             "aggregate": None if aggregate is None else json.loads(aggregate.to_json(orient="records")),
             "scenario": self.scenario, "title": self.title, "run_id": self.run_id, "tier": self.tier,
             "profile": self.profile.name, "target": self.target, "started": self.started,
-            "duration_s": round(time.time() - self.started, 2),
+            "duration_s": round(time.time() - self.started, 2), "phases": self.progress.records(),
             "passed": not any(p is False for p in verdicts["passed"]),
             "verdicts": json.loads(verdicts.to_json(orient="records")),
             "measurements": self.measurements, "artifacts": sorted(set(self.artifacts)),

@@ -109,7 +109,7 @@ def test_storage_latency_is_seen_in_the_brokers_s3_latency_metric(single_stack):
         latency.start()
         try:
             run_workload(profile, WorkloadConfig(records=None, duration_s=5, rate=20, consumers=0,
-                                                 consumer_mode="none", readback=False, progress=False))
+                                                 consumer_mode="none", readback=False))
         finally:
             latency.stop()
     s3 = metrics.series(sampler.frame(), "kafscale_s3_latency_ms_avg")

@@ -26,7 +26,7 @@ LIFECYCLE_PORT_BASE = 20800
 def round_trip(profile, label: str) -> None:
     """Produce identified records through the single endpoint, read them all back, judge them."""
     result = run_workload(profile, WorkloadConfig(records=20, producers=1, consumers=0, consumer_mode="none",
-                                                  progress=False, label=label, readback_timeout_s=20))
+                                                 label=label, readback_timeout_s=20))
     assert_clean(verdicts_of(result.history, AnomalyRules(min_acked=20, max_unacked=0)))
 
 

@@ -105,7 +105,7 @@ def test_three_nodes_start_report_healthy_and_serve(kafka_stack, outputs_dir):
     assert sorted(listed["address"]) == sorted(profile.bootstrap_servers)
     assert meta_properties(stack, 0)["cluster.id"] == meta_properties(stack, 2)["cluster.id"]
 
-    result = run_workload(profile, WorkloadConfig(records=20, consumers=0, consumer_mode="none", progress=False,
+    result = run_workload(profile, WorkloadConfig(records=20, consumers=0, consumer_mode="none",
                                                   readback_timeout_s=20, label="kafka-round-trip"))
     acked, read, unacked = acknowledged_and_read_back(result.history)
     assert (len(acked), unacked) == (20, 0)
@@ -132,7 +132,7 @@ def test_killed_busiest_leader_is_dead_writes_resume_and_it_restarts_on_its_own_
 
     result = run_workload(profile, WorkloadConfig(
         records=None, duration_s=WORKLOAD_S, rate=60, partitions=PARTITIONS, consumers=0, consumer_mode="none",
-        topic=topic, create_topic=False, delivery_timeout_s=40, readback_timeout_s=30, progress=False,
+        topic=topic, create_topic=False, delivery_timeout_s=40, readback_timeout_s=30,
         label="kafka-kill"), nemesis=kill_victim)
 
     assert "at_ns" in killed, "the workload ended before the kill"

@@ -51,7 +51,7 @@ def test_starts_healthy_and_a_round_trip_lands_in_the_bucket(tansu_stack):
     # offset + 1, so a multi-record batch makes the read-back's end offset fall short of acknowledged
     # offsets. That defect is for S3 to report; this test is about the stack.
     result = run_workload(profile, WorkloadConfig(records=RECORDS, producers=1, consumers=0, consumer_mode="none",
-                                                  max_outstanding=0, progress=False, label="tansu-round-trip",
+                                                  max_outstanding=0, label="tansu-round-trip",
                                                   readback_timeout_s=20))
     assert_clean(verdicts_of(result.history, AnomalyRules(min_acked=RECORDS, max_unacked=0)))
 

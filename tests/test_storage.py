@@ -218,7 +218,7 @@ def read(profile: Profile, system: str, bucket: str, **kwargs) -> StorageListing
 def test_real_kafscale_stores_every_acknowledged_record_and_a_planted_flip_is_found(storage_stack):
     profile = storage_stack
     result = run_workload(profile, WorkloadConfig(records=60, producers=2, partitions=2, consumers=0,
-                                                  consumer_mode="none", progress=False, label="storage",
+                                                  consumer_mode="none", label="storage",
                                                   readback_timeout_s=20))
     history = result.history
     acked = history[(history["f"] == "send") & (history["type"] == "ok")]

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.stack
 def test_concurrent_workload_on_one_broker_is_clean(single_stack, tmp_path):
     _, profile = single_stack
     config = WorkloadConfig(producers=3, consumers=2, partitions=3, records=600, rate=400, await_consumers_s=30,
-                            progress=False, label="clean")
+                            label="clean")
     result = run_workload(profile, config)
     rules = AnomalyRules(min_acked=600, max_unacked=0)
     assert_clean(verdicts_of(result.history, rules, CheckSpec("overlap")))
@@ -53,7 +53,7 @@ def test_concurrent_workload_on_one_broker_is_clean(single_stack, tmp_path):
 
 def test_cli_check_fails_a_history_with_a_lost_write(single_stack, tmp_path):
     _, profile = single_stack
-    result = run_workload(profile, WorkloadConfig(records=30, consumers=1, progress=False, label="tampered"))
+    result = run_workload(profile, WorkloadConfig(records=30, consumers=1, label="tampered"))
     frame = result.history
     victim = frame[(frame["f"] == "send") & (frame["offset"] == 3)].iloc[0]
     tampered = frame[~((frame["f"] == "poll") & (frame["seq"] == victim["seq"]))]
@@ -75,7 +75,7 @@ def test_unreachable_target_fails_quickly_with_the_reason(tmp_path):
     from tests.conftest import write_profile
 
     profile = load_profile(write_profile(tmp_path, "nowhere", 19000, 1))  # no stack runs there
-    result = run_workload(profile, WorkloadConfig(records=10, progress=False, label="nowhere"))
+    result = run_workload(profile, WorkloadConfig(records=10, label="nowhere"))
     row = verdicts_of(result.history).loc["acknowledged sends"]
     assert row["status"] == "FAIL"
     assert "NoBrokersAvailable" in row["evidence"] or "KafkaTimeoutError" in row["evidence"], row["evidence"]
@@ -84,7 +84,7 @@ def test_unreachable_target_fails_quickly_with_the_reason(tmp_path):
 
 def test_history_cap_stops_live_consumers_and_says_so(single_stack):
     _, profile = single_stack
-    result = run_workload(profile, WorkloadConfig(records=300, consumers=2, max_history_rows=100, progress=False,
+    result = run_workload(profile, WorkloadConfig(records=300, consumers=2, max_history_rows=100,
                                                   label="capped"))
     assert any("stopped early" in note for note in result.notes)
     assert View(result.history).readback_reads["code"].nunique() == 300  # the read-back still judges everything

@@ -40,7 +40,8 @@ def check_readback(view: View) -> list[dict]:
     positions = view.readback_positions or {}
     short = {p: f"at {positions.get(p, 'nothing')} of {e}" for p, e in sorted(ends.items())
              if positions.get(p, -1) < e}
-    how = (f"timed out after {end.get('elapsed_s', '?')} s; " if end.get("timed_out") else "") + (
+    stopped = ("timed out" if end.get("timed_out") else "stalled" if end.get("stalled") else "")
+    how = (f"{stopped} after {end.get('elapsed_s', '?')} s; " if stopped else "") + (
         "; ".join(f"p{p} {text}" for p, text in short.items()) if short
         else f"{len(ends)} partition(s) read to their end offsets {ends}")
     rows = [verdict(REACHED, "F3 / NFR2", len(short), Equals(0, "0 partitions short of their end"), how)]

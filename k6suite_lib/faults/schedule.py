@@ -4,6 +4,10 @@ Each start and stop becomes a history row (f = fault, detail = {"fault", "phase"
 typed ok when it took effect and info when applying it failed (the error says why). Whatever
 happens — the workload ends early, a step raises — every started fault is stopped before the
 schedule returns, so a run never leaves a broker down or a toxic in place.
+
+Step times are the latest they happen: once the workload says its traffic is steady (consumers
+polled and own every partition, every partition acknowledged), every step comes earlier by the
+same amount, keeping BASELINE_S of steady traffic before the first fault and every window's length.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from dataclasses import dataclass
 
 from k6suite_lib.faults.base import Fault
 from k6suite_lib.history import Recorder, now
+
+BASELINE_S = 3.0  # steady, fault-free traffic before the first fault, at least
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,12 @@ class Schedule:
                 raise ValueError(f"a step starts or stops a fault, not {step.action!r}")
         self.steps = sorted(steps, key=lambda s: s.at_s)
         self.on_step = on_step
+        self.active: list[Fault] = []  # faults in effect now (read by the workload's progress display)
+        self.applied = 0  # steps applied so far
+        # Set by the workload once its traffic is steady: the first step may then come early, but never
+        # less than BASELINE_S after it (fault-free traffic to compare with). Unset, times are as given.
+        self.steady = threading.Event()
+        self.shifted_s = 0.0  # how much earlier than given every step came
 
     @classmethod
     def window(cls, fault: Fault, start_s: float, duration_s: float) -> Schedule:
@@ -49,30 +61,42 @@ class Schedule:
         return max((s.at_s for s in self.steps), default=0.0)
 
     def __call__(self, recorder: Recorder, stop: threading.Event) -> None:
-        started = time.monotonic()
-        active: list[Fault] = []
+        started = time.monotonic() - self._early(stop)
         try:
             for step in self.steps:
                 wait = started + step.at_s - time.monotonic()
                 if wait > 0 and stop.wait(wait):
                     break
-                self._apply(recorder, step, active)
+                self._apply(recorder, step)
         finally:
-            for fault in list(active):
-                self._apply(recorder, Step(time.monotonic() - started, "stop", fault), active)
+            for fault in list(self.active):
+                self._apply(recorder, Step(time.monotonic() - started, "stop", fault))
 
-    def _apply(self, recorder: Recorder, step: Step, active: list[Fault]) -> None:
+    def _early(self, stop: threading.Event) -> float:
+        """Wait until the workload is steady (bounded by the first step's time), then say how much
+        earlier than given the steps may come: a fixed warm-up becomes a bounded wait on a condition."""
+        started = time.monotonic()
+        first = self.steps[0].at_s if self.steps else 0.0
+        deadline = started + max(first - BASELINE_S, 0.0)
+        while time.monotonic() < deadline and not stop.is_set():
+            if self.steady.wait(min(0.1, max(deadline - time.monotonic(), 0.0))):
+                self.shifted_s = max(deadline - time.monotonic(), 0.0)
+                break
+        return self.shifted_s
+
+    def _apply(self, recorder: Recorder, step: Step) -> None:
         fault = step.fault
         invoke_ns, wall_ns = now()
         error = ""
+        self.applied += 1
+        if step.action == "start":  # in effect while it is being applied, until its stop has healed
+            self.active.append(fault)
         try:
             (fault.start if step.action == "start" else fault.stop)()
         except Exception as exc:  # recorded: a fault that could not be applied is evidence too
             error = f"{type(exc).__name__}: {exc}"[:500]
-        if step.action == "start":
-            active.append(fault)
-        elif fault in active:
-            active.remove(fault)
+        if step.action == "stop" and fault in self.active:
+            self.active.remove(fault)
         detail = {"fault": fault.name, "phase": "start" if step.action == "start" else "end", "role": fault.role,
                   "target": fault.target, **fault.parameters()}
         recorder.record(op_id=recorder.next_op(), process="nemesis", f="fault", type="info" if error else "ok",

@@ -17,7 +17,7 @@ from k6suite_lib.checkers import AnomalyRules, CheckSpec, default_allowed
 from k6suite_lib.faults.schedule import Schedule
 from k6suite_lib.history import View
 from k6suite_lib.scenario import Judgement, Scenario
-from k6suite_lib.workload import WorkloadConfig, WorkloadResult, run_workload
+from k6suite_lib.workload import WorkloadConfig, WorkloadResult
 
 RESUME_BOUND_S = 10.0  # acknowledgements must come back this soon after a fault ends
 AFTER_FAULTS_S = RESUME_BOUND_S + 2  # producers keep sending this long after the last heal, to see it
@@ -31,9 +31,8 @@ def variant_name(base: str, repeat: int, repeats: int) -> str:
 
 def fault_checks(sc: Scenario, config: WorkloadConfig, schedule: Schedule, errors_requirement: str = "NFR1",
                  extra: tuple[CheckSpec, ...] = (), errors_during_faults: bool = True) -> list[CheckSpec]:
-    """errors_during_faults False: errors inside the fault windows are backpressure to report (S5, S5b),
-    not failures."""
-    """The composition every fault scenario shares, plus the scenario's own checks."""
+    """The composition every fault scenario shares, plus the scenario's own checks. errors_during_faults
+    False: errors inside the fault windows are backpressure to report (S5, S5b), not failures."""
     allowed = default_allowed(config.idempotent(sc.profile), faults=True, max_in_flight=config.max_in_flight)
     return [
         CheckSpec("anomalies", AnomalyRules(allowed=allowed, min_acked=1).params()),
@@ -53,7 +52,7 @@ def run_with_faults(sc: Scenario, variant: str, config: WorkloadConfig, schedule
 
     before_judging(result) -> result may add probe rows to the history first (they are evidence too).
     """
-    result = run_workload(sc.profile, config, run_id=sc.run_id, nemesis=schedule)
+    result = sc.run_workload(variant, config, nemesis=schedule)
     if before_judging is not None:
         result = before_judging(result)
     judgement = sc.judge(variant, result, checks)
@@ -62,6 +61,7 @@ def run_with_faults(sc: Scenario, variant: str, config: WorkloadConfig, schedule
 
 
 def save_plots(sc: Scenario, variant: str, view: View) -> None:
+    sc.progress.enter("plots", variant)
     slug = re.sub(r"[^a-z0-9]+", "-", f"{sc.scenario}-{variant}".lower())
     sc.save_figure(plots.timeline(view, f"{sc.scenario} {variant}"), f"{slug}-timeline")
     sc.save_figure(plots.latency_cdf(view, f"{sc.scenario} {variant}: publish latency"), f"{slug}-latency-cdf")

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from k6suite_lib import metrics, probes
 from k6suite_lib.history import View
 from k6suite_lib.scenario import Scenario
-from k6suite_lib.workload import WorkloadConfig, run_workload
+from k6suite_lib.workload import WorkloadConfig
 
 
 def scrape(sc: Scenario) -> pd.DataFrame:
@@ -42,19 +42,20 @@ def scrape(sc: Scenario) -> pd.DataFrame:
     return presence.pivot(index="family", columns="url", values="present")
 
 
-def under_load(sc: Scenario, quiet_s: float = 4.0, load_s: float = 10.0, rate: float = 200.0) -> Figure | None:
-    """Sample metrics before and during a workload: the produce and fetch rates must rise."""
+def under_load(sc: Scenario, quiet_s: float = 4.0, load_s: float = 10.0, rate: float = 200.0) -> None:
+    """Sample metrics before and during a workload: the produce and fetch rates must rise (the plot is
+    shown inline by save_figure)."""
     variant = "under-load"
     if sc.profile.target_kind != "kafscale" or not sc.profile.metrics_urls:
         sc.not_tested(variant, "produce rate rises under load", "NFR5", "needs a KafScale target with metrics URLs")
-        return None
+        return
     if not sc.require_target(variant):
-        return None
+        return
     with metrics.Sampler(sc.profile.metrics_urls, interval_s=1.0) as sampler:
         time.sleep(quiet_s)
         load_started = time.time()
-        result = run_workload(sc.profile, WorkloadConfig(records=None, duration_s=load_s, rate=rate, consumers=1,
-                                                         partitions=1, label="s2-load", progress=False))
+        result = sc.run_workload(variant, WorkloadConfig(records=None, duration_s=load_s, rate=rate, consumers=1,
+                                                         partitions=1, label="s2-load"))
         load_ended = time.time()
         time.sleep(1.5)
     samples = sampler.frame()
@@ -78,7 +79,6 @@ def under_load(sc: Scenario, quiet_s: float = 4.0, load_s: float = 10.0, rate: f
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     sc.save_figure(figure, "s2-metrics-under-load")
-    return figure
 
 
 def connection_storm(sc: Scenario, total: int = 1000, concurrent: int = 200) -> pd.DataFrame:

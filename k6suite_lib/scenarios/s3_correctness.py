@@ -19,7 +19,7 @@ from k6suite_lib.checkers import AnomalyRules, CheckSpec, default_allowed
 from k6suite_lib.checkers.measures import final_assignments
 from k6suite_lib.history import append, probe_row
 from k6suite_lib.scenario import Judgement, Scenario
-from k6suite_lib.workload import WorkloadConfig, WorkloadResult, read_your_writes, run_workload
+from k6suite_lib.workload import WorkloadConfig, WorkloadResult, read_your_writes
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def _run(sc: Scenario, variant: str, config: WorkloadConfig, *extra: CheckSpec,
          probe=None) -> tuple[WorkloadResult | None, Judgement | None]:
     if not sc.require_target(variant):
         return None, None
-    result = run_workload(sc.profile, config, run_id=sc.run_id)
+    result = sc.run_workload(variant, config)
     if probe is not None:
         result = probe(result)
     return result, sc.judge(variant, result, strict_checks(sc, config, config.records or 1, *extra))
@@ -103,7 +103,9 @@ def shared_connection_read_your_writes(sc: Scenario, writers: int, records_each:
     variant = "read-your-writes"
     if not sc.require_target(variant):
         return pd.DataFrame()
-    result = read_your_writes(sc.profile, writers=writers, records_each=records_each, run_id=sc.run_id, timeout_s=5)
+    sc.progress.enter("writes and own reads", variant)
+    result = read_your_writes(sc.profile, writers=writers, records_each=records_each, run_id=sc.run_id, timeout_s=5,
+                              progress=sc.progress)
     checks = [CheckSpec("anomalies", AnomalyRules(min_acked=writers * records_each, max_unacked=0).params()),
               CheckSpec("readback"), CheckSpec("own-reads")]
     return sc.judge(variant, result, checks).verdicts

@@ -82,7 +82,7 @@ def _scale_and_judge(sc: Scenario, variant: str, profile: Profile, fault, warmup
     config = WorkloadConfig(records=None, duration_s=warmup_s + after_s, rate=rate, producers=2, consumers=2,
                             consumer_mode="assign", partitions=3, client_metrics_s=1.0, label=f"s6-{variant}",
                             after_faults_s=chaos.AFTER_FAULTS_S,
-                            consume_grace_s=30, readback_timeout_s=60, progress=False)
+                            consume_grace_s=30, readback_timeout_s=60)
     schedule = Schedule([Step(warmup_s, "start", fault)])
     checks = chaos.fault_checks(sc, config, schedule, errors_requirement="F5 / NFR4", extra=(
         CheckSpec("reconnections", {"requirement": "F5.1 / NFR3"}),

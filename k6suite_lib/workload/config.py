@@ -30,8 +30,10 @@ class WorkloadConfig:
     records: int | None = 500  # total over all producers; None: run for duration_s
     duration_s: float | None = None
     # with a nemesis: producers keep going until the nemesis has finished (its last heal may take a
-    # while, e.g. a restarted broker) and this long after, so recovery after the faults is observed
+    # while, e.g. a restarted broker) and then until every partition acknowledged again and
+    # after_faults_min_s passed, or at most after_faults_s, so recovery after the faults is observed
     after_faults_s: float = 0.0
+    after_faults_min_s: float = 3.0
     rate: float = 0.0  # total sends per second; 0 = closed loop
     acks: str | int = "all"
     idempotence: bool | None = None  # None: the profile's setting
@@ -44,8 +46,9 @@ class WorkloadConfig:
     create_topic: bool = True
     group_id: str | None = None
     commit: bool = True  # group mode: commit synchronously after every non-empty poll
-    # after producers stop, live consumers read on until they reach the end offsets, go quiet for
-    # drain_quiet_s with every acknowledged record seen, or consume_grace_s passes
+    # after producers stop, live consumers read on until they reach the end offsets (or, when those are
+    # unknown, go quiet for drain_quiet_s with every acknowledged record seen), stop making progress,
+    # or consume_grace_s passes
     consume_grace_s: float = 20.0
     drain_quiet_s: float = 3.0
     readback: bool = True
@@ -59,7 +62,6 @@ class WorkloadConfig:
     # A target that keeps resetting consumers to offset 0 can make live reads grow without bound; past
     # this many history rows live consumers stop (noted in the result) so the machine's memory holds.
     max_history_rows: int = 5_000_000
-    progress: bool = True
     label: str = "workload"
 
     def __post_init__(self) -> None:

@@ -23,26 +23,40 @@ class Tracker:
         self.acked: set[tuple[str, int]] = set()
         self.read: set[tuple[str, int]] = set()
         self.highest_read: dict[int, int] = {}
+        self.last_ack_ns: dict[int, int] = {}  # per partition
         self.last_read_ns = 0
+        self.last_progress_ns = 0  # the last read of a record not seen before, or past the highest offset
         self._completed: list[None] = []
 
     @property
     def completed(self) -> int:
         return len(self._completed)
 
-    def ack(self, identity: tuple[str, int]) -> None:
+    def ack(self, identity: tuple[str, int], partition: int) -> None:
         self.acked.add(identity)
+        self.last_ack_ns[partition] = time.monotonic_ns()
         self._completed.append(None)
 
     def done(self) -> None:
         self._completed.append(None)
 
     def saw(self, identities: list[tuple[str, int]], offsets: dict[int, int]) -> None:
+        """Reads of live consumers. Re-reading what was read before (a consumer reset to an earlier
+        offset) is a read but not progress: draining waits for progress, not for activity."""
+        before = len(self.read)
         self.read.update(identities)
+        progressed = len(self.read) > before
         for partition, offset in offsets.items():
             if offset > self.highest_read.get(partition, -1):
                 self.highest_read[partition] = offset
+                progressed = True
         self.last_read_ns = time.monotonic_ns()
+        if progressed:
+            self.last_progress_ns = self.last_read_ns
+
+    def reached(self, ends: dict[int, int]) -> bool:
+        """Live consumers have read up to every partition's end offset."""
+        return all(self.highest_read.get(p, -1) >= end - 1 for p, end in ends.items())
 
     def unseen(self) -> int:
         return len(self.acked - self.read)
@@ -62,7 +76,16 @@ class RunContext:
     stop_consumers: threading.Event = field(default_factory=threading.Event)
     notes: list[str] = field(default_factory=list)
     polled: set[str] = field(default_factory=set)  # consumers that finished at least one poll
+    owned: dict[str, set[int]] = field(default_factory=dict)  # live consumer -> partitions it reads now
     clients: dict[str, Any] = field(default_factory=dict)  # live clients, sampled for their metrics
+
+    def steady(self, consumers: int) -> bool:
+        """Traffic is steady: every consumer has polled, together they own every partition, and every
+        partition has acknowledged a write (a fault before that would hit a group still forming)."""
+        partitions = set(range(self.config.partitions))
+        owned = set().union(*self.owned.values()) if self.owned else set()
+        return (len(self.polled) >= consumers and (consumers == 0 or partitions <= owned)
+                and partitions <= set(self.tracker.last_ack_ns))
 
     def note(self, text: str) -> None:
         if text not in self.notes:

@@ -2,8 +2,9 @@
 
 Consumers start first (producers wait for their first poll when asked to, so reading overlaps
 producing by construction); producers run for their records or their duration beside the
-nemesis; then live consumers drain by progress; then the final read-back reads to the end of
-the log. Every wait is bounded, and every client thread is joined with a timeout.
+nemesis, and after the nemesis until acknowledgements came back; the end offsets are read as soon
+as producers stop; live consumers drain to them; the final read-back reads to them. Every wait
+ends when its outcome is decided, is bounded, and every client thread is joined with a timeout.
 """
 
 from __future__ import annotations
@@ -16,19 +17,19 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from tqdm import tqdm
-
 from k6suite_lib import clients
+from k6suite_lib.faults.schedule import Schedule
 from k6suite_lib.history import Recorder, now
 from k6suite_lib.profiles import Profile
+from k6suite_lib.progress import Progress
 from k6suite_lib.workload.config import WorkloadConfig, WorkloadResult, error_text, new_run_id
 from k6suite_lib.workload.consumer import run_consumer
 from k6suite_lib.workload.context import ClientLog, RunContext
 from k6suite_lib.workload.producer import run_producer
-from k6suite_lib.workload.readback import read_back
+from k6suite_lib.workload.readback import ReadBack
 
 JOIN_TIMEOUT_S = 30.0
-STALL_S = 10.0  # live consumers that read nothing new for this long while records are unseen stop draining
+STALL_S = 10.0  # live consumers that read nothing new for this long stop draining
 Nemesis = Callable[[Recorder, threading.Event], None]
 
 
@@ -48,13 +49,14 @@ def result_of(ctx: RunContext, started_wall: float, started: float) -> WorkloadR
 
 
 def run_workload(profile: Profile, config: WorkloadConfig, run_id: str | None = None,
-                 nemesis: Nemesis | None = None) -> WorkloadResult:
-    """Run one workload and return its history (see history.COLUMNS)."""
+                 nemesis: Nemesis | None = None, progress: Progress | None = None) -> WorkloadResult:
+    """Run one workload and return its history (see history.COLUMNS). progress times its phases and
+    shows them (a scenario's; by default they are timed and shown nowhere)."""
     ctx = workload_context(profile, config, run_id)
     client_log = ClientLog(ctx.recorder)
     logging.getLogger("kafka").addHandler(client_log)
     try:
-        return _run(ctx, nemesis)
+        return _run(ctx, nemesis, progress or Progress(config.label, mode="quiet"))
     finally:
         logging.getLogger("kafka").removeHandler(client_log)
 
@@ -63,9 +65,10 @@ def _threads(target, count: int, prefix: str, ctx: RunContext) -> list[threading
     return [threading.Thread(target=target, args=(ctx, i), name=f"{prefix}-{i}", daemon=True) for i in range(count)]
 
 
-def _run(ctx: RunContext, nemesis: Nemesis | None) -> WorkloadResult:
+def _run(ctx: RunContext, nemesis: Nemesis | None, progress: Progress) -> WorkloadResult:
     config = ctx.config
     started_wall, started = time.time(), time.monotonic()
+    progress.enter("set-up")
     if config.create_topic:
         try:
             clients.create_topic(ctx.profile, ctx.topic, config.partitions)
@@ -89,48 +92,88 @@ def _run(ctx: RunContext, nemesis: Nemesis | None) -> WorkloadResult:
         nemesis_thread = threading.Thread(target=nemesis, args=(ctx.recorder, stop_nemesis), name="nemesis",
                                           daemon=True)
         nemesis_thread.start()
-    _wait_producers(ctx, producers, started, nemesis_thread)
+    _wait_producers(ctx, producers, started, nemesis, nemesis_thread, progress)
     ctx.phase("producers-stop")
     if nemesis_thread is not None:
         stop_nemesis.set()
         nemesis_thread.join(JOIN_TIMEOUT_S * 4)
         if nemesis_thread.is_alive():
             ctx.note("the nemesis did not finish within its join timeout")
-    _drain_consumers(ctx, consumers)
+    readback = ReadBack.open(ctx) if config.readback and ctx.tracker.acked else None
+    progress.enter("drain", expected_s=config.consume_grace_s if consumers else None)
+    _drain_consumers(ctx, consumers, readback.ends if readback else None, progress)
     if sampler is not None:
         sampler.join(JOIN_TIMEOUT_S)
-    if config.readback and ctx.tracker.acked:
-        read_back(ctx)
+    if readback is not None:
+        progress.enter("read-back", expected_s=config.readback_timeout_s)
+        readback.run(progress)
     return result_of(ctx, started_wall, started)
 
 
-def _wait_producers(ctx: RunContext, producers: list[threading.Thread], started: float,
-                    nemesis: threading.Thread | None) -> None:
+def _traffic_phase(nemesis: Nemesis | None, thread: threading.Thread | None) -> tuple[str, float | None]:
+    """warm-up, fault or recovery (with a schedule of faults), traffic otherwise; and its expected length."""
+    if not isinstance(nemesis, Schedule):
+        return ("traffic" if nemesis is None else "fault"), None
+    faulting = nemesis.length_s - nemesis.steps[0].at_s if nemesis.steps else None
+    if nemesis.active:
+        return "fault", faulting
+    if thread is not None and thread.is_alive():
+        return ("warm-up", nemesis.steps[0].at_s) if not nemesis.applied else ("fault", faulting)
+    return "recovery", None
+
+
+def _wait_producers(ctx: RunContext, producers: list[threading.Thread], started: float, nemesis: Nemesis | None,
+                    nemesis_thread: threading.Thread | None, progress: Progress) -> None:
     """Until producers finish their records or their duration; with a nemesis and after_faults_s,
-    also until after_faults_s past the nemesis's end (bounded by the limit below)."""
+    also until acknowledgements came back on every partition after the nemesis ended and at least
+    after_faults_min_s passed (or, at most, after_faults_s passed), bounded by the limit below."""
     config = ctx.config
-    bar = tqdm(total=config.records, desc="sends completed", unit="op", disable=not config.progress,
-               mininterval=1.0)
     limit = (config.duration_s or 0) + config.after_faults_s + config.delivery_timeout_s + JOIN_TIMEOUT_S * 4
     deadline = time.monotonic() + limit + (config.records or 0) * 0.05
-    faults_over: float | None = None if nemesis is not None and config.after_faults_s > 0 else started
-    last = 0
+    waits_for_faults = nemesis_thread is not None and config.after_faults_s > 0
+    faults_over: float | None = None if waits_for_faults else started
+    phase = ""
+    consumers = config.consumers if config.consumer_mode != "none" else 0
     while any(t.is_alive() for t in producers) and time.monotonic() < deadline:
-        if faults_over is None and not nemesis.is_alive():
+        if faults_over is None and not nemesis_thread.is_alive():
             faults_over = time.monotonic()
-        if (config.duration_s is not None and time.monotonic() - started >= config.duration_s
-                and faults_over is not None and time.monotonic() - faults_over >= config.after_faults_s):
+        if isinstance(nemesis, Schedule) and not nemesis.steady.is_set() and ctx.steady(consumers):
+            ctx.phase("steady")
+            nemesis.steady.set()
+        current, expected = _traffic_phase(nemesis, nemesis_thread)
+        if current != phase:
+            phase = current
+            if current == "traffic" and config.duration_s:
+                expected = config.duration_s
+            progress.enter(current, expected_s=config.after_faults_s if current == "recovery" else expected)
+        shifted = nemesis.shifted_s if isinstance(nemesis, Schedule) else 0.0  # the warm-up it did not need
+        if (config.duration_s is not None and time.monotonic() - started >= config.duration_s - shifted
+                and faults_over is not None and _recovered(ctx, faults_over, waits_for_faults)):
             ctx.stop_producers.set()
         time.sleep(0.2)
-        completed = ctx.tracker.completed
-        bar.update(completed - last)
-        last = completed
-    bar.close()
+        progress.update(acked=len(ctx.tracker.acked), read=len(ctx.tracker.read),
+                        fault=_active(nemesis) or None)
     ctx.stop_producers.set()
     for thread in producers:
         thread.join(JOIN_TIMEOUT_S)
         if thread.is_alive():
             ctx.note(f"{thread.name} did not stop within {JOIN_TIMEOUT_S:.0f} s")
+
+
+def _recovered(ctx: RunContext, faults_over: float, waited_for_faults: bool) -> bool:
+    """Whether producers have run long enough after the faults: the outcome the acks-resume check
+    judges is decided once every partition acknowledged after them (and after_faults_min_s passed, so
+    the time after the faults has latencies too); at most after_faults_s."""
+    if not waited_for_faults:
+        return True
+    config, since = ctx.config, time.monotonic() - faults_over
+    over_ns = time.monotonic_ns() - int(since * 1e9)
+    resumed = all(ctx.tracker.last_ack_ns.get(p, 0) > over_ns for p in range(config.partitions))
+    return since >= config.after_faults_s or (resumed and since >= config.after_faults_min_s)
+
+
+def _active(nemesis: Nemesis | None) -> str:
+    return ", ".join(fault.name for fault in nemesis.active) if isinstance(nemesis, Schedule) else ""
 
 
 def _await_consumers(ctx: RunContext, expected: int) -> None:
@@ -144,18 +187,26 @@ def _await_consumers(ctx: RunContext, expected: int) -> None:
                  "producers started anyway")
 
 
-def _drain_consumers(ctx: RunContext, consumers: list[threading.Thread]) -> None:
-    """Live consumers read on until every acknowledged record was seen and nothing new came for
-    drain_quiet_s, or nothing new came for STALL_S at all, or consume_grace_s passed."""
+def _drain_consumers(ctx: RunContext, consumers: list[threading.Thread], ends: dict[int, int] | None,
+                     progress: Progress) -> None:
+    """Live consumers read on until they reach the end offsets (every acknowledged record they will
+    ever see is then seen), or, without end offsets, every acknowledged record was seen and nothing
+    new came for drain_quiet_s; they stop early when they make no progress (read nothing not read
+    before) for STALL_S, and at the latest after consume_grace_s."""
     config, tracker = ctx.config, ctx.tracker
     deadline = time.monotonic() + config.consume_grace_s
     draining_since = time.monotonic_ns()
+    reached = False
     while consumers and time.monotonic() < deadline:
+        reached = ends is not None and tracker.reached(ends)
         quiet_s = (time.monotonic_ns() - max(tracker.last_read_ns, draining_since)) / 1e9
-        if (tracker.unseen() == 0 and quiet_s >= config.drain_quiet_s) or quiet_s >= STALL_S:
+        stalled_s = (time.monotonic_ns() - max(tracker.last_progress_ns, draining_since)) / 1e9
+        if reached or (ends is None and tracker.unseen() == 0 and quiet_s >= config.drain_quiet_s) \
+                or stalled_s >= STALL_S:
             break
+        progress.update(acked=len(tracker.acked), read=len(tracker.read), unseen=tracker.unseen(), fault=None)
         time.sleep(0.1)
-    ctx.phase("consumers-stop", unseen=tracker.unseen())
+    ctx.phase("consumers-stop", unseen=tracker.unseen(), reached_end=reached)
     ctx.stop_consumers.set()
     for thread in consumers:
         thread.join(JOIN_TIMEOUT_S)

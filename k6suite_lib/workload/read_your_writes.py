@@ -13,6 +13,7 @@ from kafka import TopicPartition
 from k6suite_lib import clients
 from k6suite_lib.history import encode_payload, now
 from k6suite_lib.profiles import Profile
+from k6suite_lib.progress import Progress
 from k6suite_lib.workload.config import WorkloadConfig, WorkloadResult, error_text
 from k6suite_lib.workload.consumer import ConsumerSession, poll_once
 from k6suite_lib.workload.context import RunContext
@@ -21,9 +22,10 @@ from k6suite_lib.workload.readback import read_back
 
 
 def read_your_writes(profile: Profile, writers: int = 5, records_each: int = 20, run_id: str | None = None,
-                     timeout_s: float = 10.0, label: str = "read-your-writes") -> WorkloadResult:
+                     timeout_s: float = 10.0, label: str = "read-your-writes",
+                     progress: Progress | None = None) -> WorkloadResult:
     config = WorkloadConfig(records=writers * records_each, producers=writers, consumers=0, consumer_mode="none",
-                            label=label, progress=False)
+                            label=label)
     ctx = workload_context(profile, config, run_id)
     started_wall, started = time.time(), time.monotonic()
     clients.create_topic(profile, ctx.topic, 1)
@@ -39,7 +41,9 @@ def read_your_writes(profile: Profile, writers: int = 5, records_each: int = 20,
     with contextlib.suppress(Exception):
         shared.close(timeout=5)
     ctx.phase("producers-stop")
-    read_back(ctx)
+    progress = progress or Progress(label, mode="quiet")
+    progress.enter("read-back", expected_s=config.readback_timeout_s)
+    read_back(ctx, progress)
     return result_of(ctx, started_wall, started)
 
 
@@ -68,7 +72,7 @@ def _writer(ctx: RunContext, shared, index: int, records_each: int, timeout_s: f
                 continue
             ctx.recorder.record(**base, type="ok", complete_ns=time.monotonic_ns(), partition=0,
                                 offset=metadata.offset)
-            ctx.tracker.ack((name, seq))
+            ctx.tracker.ack((name, seq), 0)
             session.epoch += 1  # a seek starts a new epoch: going back is not a regression
             reader.seek(tp, metadata.offset)
             deadline = time.monotonic() + timeout_s

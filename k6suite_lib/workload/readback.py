@@ -4,8 +4,9 @@ Partitions come from the topic's metadata (not the workload's configuration) and
 from ListOffsets, both recorded in the history (an ``end-offsets`` row). The read-back reads every
 partition from the beginning up to those end offsets — not merely until every acknowledged record
 was seen, because what lies after the last acknowledgement (timeouts that landed, retry copies,
-corrupt bytes) must be read too — or until its deadline; where it stopped, and whether it timed
-out, is a ``readback-end`` phase row.
+corrupt bytes) must be read too — until its positions stall for STALL_S (what has not moved for
+that long after every producer and fault stopped will not) or its deadline passes; where it
+stopped, and whether it stalled or timed out, is a ``readback-end`` phase row.
 """
 
 from __future__ import annotations
@@ -15,46 +16,71 @@ import json
 import time
 
 from kafka import TopicPartition
-from tqdm import tqdm
 
 from k6suite_lib import clients
 from k6suite_lib.history import READBACK, now
+from k6suite_lib.progress import Progress
 from k6suite_lib.workload.config import error_text
 from k6suite_lib.workload.consumer import ConsumerSession, poll_once, record_assignment
 from k6suite_lib.workload.context import RunContext
 
 METADATA_TIMEOUT_S = 10.0
 QUIET_AT_END_S = 2.0  # without known end offsets: stop once at the end with nothing new for this long
+STALL_S = 10.0  # positions that have not moved for this long will not move: the read-back stops, stalled
 
 
-def read_back(ctx: RunContext) -> None:
-    config = ctx.config
-    try:
-        consumer = clients.consumer(ctx.profile, client_id=f"{ctx.run_id}-{READBACK}", group_id=None)
-    except Exception as exc:
-        ctx.connect_failure(READBACK, exc)
-        return
-    session = ConsumerSession(READBACK, consumer)
-    started = time.monotonic()
-    deadline = started + config.readback_timeout_s
-    try:
-        partitions = _partitions(ctx, consumer)
-        ends = _end_offsets(ctx, consumer, partitions)
-        record_assignment(ctx, session, "assign", [tp.partition for tp in partitions])
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        total = sum(ends.values()) if ends else None
-        bar = tqdm(total=total, desc="read-back", unit="rec", disable=not config.progress, mininterval=1.0)
-        positions: dict[int, int] = {}
-        quiet_since: float | None = None
+class ReadBack:
+    """An opened read-back: its consumer, the topic's partitions from metadata and their end offsets.
+
+    Opened as soon as producers stop, so live consumers can drain to the same end offsets the
+    read-back reads to; run once they have."""
+
+    def __init__(self, ctx: RunContext, consumer, partitions: list[TopicPartition], ends: dict[int, int] | None,
+                 started: float) -> None:
+        self.ctx, self.consumer, self.partitions, self.ends, self.started = ctx, consumer, partitions, ends, started
+
+    @classmethod
+    def open(cls, ctx: RunContext) -> ReadBack | None:
+        """None when it cannot start (the history says why)."""
+        started = time.monotonic()
         try:
+            consumer = clients.consumer(ctx.profile, client_id=f"{ctx.run_id}-{READBACK}", group_id=None)
+        except Exception as exc:
+            ctx.connect_failure(READBACK, exc)
+            return None
+        try:
+            partitions = _partitions(ctx, consumer)
+            return cls(ctx, consumer, partitions, _end_offsets(ctx, consumer, partitions), started)
+        except Exception as exc:
+            _broke_off(ctx, exc, started)
+            with contextlib.suppress(Exception):
+                consumer.close()
+            return None
+
+    def run(self, progress: Progress) -> None:
+        """Read every partition from the beginning to its end offset (or, without end offsets, until
+        quiet at the end); stop early only when positions stall for STALL_S or the deadline passes."""
+        ctx, consumer, partitions, ends = self.ctx, self.consumer, self.partitions, self.ends
+        session = ConsumerSession(READBACK, consumer)
+        deadline = time.monotonic() + ctx.config.readback_timeout_s
+        try:
+            record_assignment(ctx, session, "assign", [tp.partition for tp in partitions])
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            positions: dict[int, int] = {}
+            quiet_since: float | None = None
+            moved_at, furthest, read = time.monotonic(), -1, 0
             while time.monotonic() < deadline:
                 result = poll_once(ctx, session)
-                if result is not None:
-                    bar.update(result.records)
                 positions = _positions(consumer, partitions)
+                read += result.records if result is not None else 0
+                progress.update(read=read, end=sum(ends.values()) if ends else "unknown")
                 if ends is not None and all(positions.get(tp.partition, -1) >= ends[tp.partition]
                                             for tp in partitions):
+                    break
+                if sum(positions.values()) > furthest:
+                    moved_at, furthest = time.monotonic(), sum(positions.values())
+                elif time.monotonic() - moved_at > STALL_S:
                     break
                 if ends is None and result is not None and not result.records:
                     quiet_since = quiet_since or time.monotonic()
@@ -62,20 +88,33 @@ def read_back(ctx: RunContext) -> None:
                         break
                 elif result is not None and result.records:
                     quiet_since = None
+            timed_out = time.monotonic() >= deadline
+            stalled = not timed_out and time.monotonic() - moved_at > STALL_S
+            if timed_out:
+                ctx.note(f"the read-back timed out after {ctx.config.readback_timeout_s:.0f} s")
+            if stalled:
+                ctx.note(f"the read-back stopped: no position moved for {STALL_S:.0f} s")
+            ctx.phase("readback-end", positions=positions, timed_out=timed_out, stalled=stalled,
+                      elapsed_s=round(time.monotonic() - self.started, 2))
+        except Exception as exc:
+            _broke_off(ctx, exc, self.started)
         finally:
-            bar.close()
-        timed_out = time.monotonic() >= deadline
-        if timed_out:
-            ctx.note(f"the read-back timed out after {config.readback_timeout_s:.0f} s")
-        ctx.phase("readback-end", positions=positions, timed_out=timed_out,
-                  elapsed_s=round(time.monotonic() - started, 2))
-    except Exception as exc:  # the history says the read-back broke off, and why
-        ctx.phase("readback-end", positions={}, timed_out=False, error=error_text(exc),
-                  elapsed_s=round(time.monotonic() - started, 2))
-        ctx.note(f"the read-back failed: {error_text(exc)}")
-    finally:
-        with contextlib.suppress(Exception):
-            consumer.close()
+            with contextlib.suppress(Exception):
+                consumer.close()
+
+
+def read_back(ctx: RunContext, progress: Progress) -> None:
+    """Open and run the read-back in one go (nothing to drain in between)."""
+    opened = ReadBack.open(ctx)
+    if opened is not None:
+        opened.run(progress)
+
+
+def _broke_off(ctx: RunContext, exc: BaseException, started: float) -> None:
+    """The history says the read-back broke off, and why."""
+    ctx.phase("readback-end", positions={}, timed_out=False, error=error_text(exc),
+              elapsed_s=round(time.monotonic() - started, 2))
+    ctx.note(f"the read-back failed: {error_text(exc)}")
 
 
 def _partitions(ctx: RunContext, consumer) -> list[TopicPartition]:
