@@ -73,8 +73,9 @@ def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, starte
         cells = {}
         for summary in summaries:
             result, why = answer(summary, scenario_ids, selector)
-            cells[summary["profile"]] = {"answer": result, "why": why,
-                                         "link": f"{summary['profile']}/report.html#{scenario_ids[0]}"}
+            ran = any(s["scenario"] == scenario_ids[0] for s in summary["scenarios"])  # else no such anchor
+            cells[summary["profile"]] = {"answer": result, "why": why, "link": f"{summary['profile']}/report.html"
+                                         + (f"#{scenario_ids[0]}" if ran else "")}
         checks = _checks(summaries, scenario_ids, selector)
         questions.append({"question": question, "scenarios": list(scenario_ids), "cells": cells, "checks": checks})
     return {"run_id": run_id, "tier": tier, "started": started, "duration_s": round(time.time() - started, 2),

@@ -11,7 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from k6suite_lib.checkers.measures import throughput, unseen_over_time
-from k6suite_lib.history import View
+from k6suite_lib.history import READBACK, View
 
 FAULT_COLOURS = ("#f4a582", "#92c5de", "#b8e186", "#d6604d", "#fddbc7")
 
@@ -121,4 +121,54 @@ def unseen_curve(view: View, title: str = "") -> Figure:
     ax.set_ylabel("unseen acknowledged records")
     ax.grid(alpha=0.3)
     ax.set_title(title or "final read-back")
+    return figure
+
+
+def partition_timeline(view: View, topic: str, partition: int, centre_ns: int, span_s: float = 5.0,
+                       highlight: pd.DataFrame | None = None, flagged: pd.DataFrame | None = None,
+                       title: str = "") -> Figure:
+    """Offsets acknowledged and read on one partition, span_s either side of centre_ns, faults shaded.
+
+    One anomaly zoomed in, on the clock of timeline() (seconds since the first operation): sends that
+    were not acknowledged and polls that failed carry no partition (-1), so they are drawn as ticks
+    along the bottom for every partition. highlight: rows (complete_ns, offset) to ring, the anomaly;
+    flagged: rows named by other anomalies, marked so the extent of a loss shows at a glance.
+    """
+    figure = Figure(figsize=(11, 4))
+    ax = figure.subplots()
+    frame = view.frame
+    start = int(frame["invoke_ns"].min()) if len(frame) else 0
+    low, high = centre_ns - int(span_s * 1e9), centre_ns + int(span_s * 1e9)
+    near = frame[(frame["complete_ns"] >= low) & (frame["complete_ns"] <= high) & frame["f"].isin(["send", "poll"])]
+    here = near[(near["topic"] == topic) & (near["partition"] == partition) & (near["type"] == "ok")]
+    series = {"acknowledged sends": (here["f"] == "send", "o", "#2166ac"),
+              "records read by consumers": ((here["f"] == "poll") & (here["process"] != READBACK), "x", "#1b7837"),
+              "records read by the read-back": ((here["f"] == "poll") & (here["process"] == READBACK), "+", "#762a83")}
+    for label, (mask, marker, colour) in series.items():
+        rows = here[mask.to_numpy(dtype=bool)]
+        if len(rows):
+            ax.plot((rows["complete_ns"] - start) / 1e9, rows["offset"], marker, color=colour, markersize=4,
+                    linestyle="none", label=f"{label} ({len(rows)})")
+    failed = near[near["type"] != "ok"]
+    for f, y, colour, label in (("send", 0.03, "#b2182b", "sends not acknowledged, any partition"),
+                                ("poll", 0.08, "#ef8a62", "polls that failed, any partition")):
+        rows = failed[failed["f"] == f]
+        if len(rows):
+            ax.plot((rows["complete_ns"] - start) / 1e9, [y] * len(rows), "|", color=colour, markersize=10,
+                    transform=ax.get_xaxis_transform(), label=f"{label} ({len(rows)})")
+    if flagged is not None and len(flagged):
+        ax.plot((flagged["complete_ns"] - start) / 1e9, flagged["offset"], "s", markersize=6, markerfacecolor="none",
+                markeredgecolor="#b2182b", label=f"rows of any anomaly ({len(flagged)})")
+    if highlight is not None and len(highlight):
+        ax.plot((highlight["complete_ns"] - start) / 1e9, highlight["offset"], "o", markersize=14,
+                markerfacecolor="none", markeredgecolor="#d6604d", markeredgewidth=2, label="the anomaly")
+    ax.axvline((centre_ns - start) / 1e9, color="#d6604d", linestyle="--", linewidth=1)
+    _shade(ax, view, start, label=True)
+    last = int(frame["complete_ns"].max()) if len(frame) else high
+    ax.set_xlim((max(low, start) - start) / 1e9, (min(high, last) - start) / 1e9)
+    ax.set_xlabel("seconds since the first operation")
+    ax.set_ylabel(f"offset in partition {partition}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or f"partition {partition} around t = {(centre_ns - start) / 1e9:.2f} s")
     return figure

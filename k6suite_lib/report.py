@@ -19,6 +19,7 @@ from jinja2 import Environment, select_autoescape
 from k6suite_lib.checkers import ANOMALIES
 from k6suite_lib.checkers.readback import PASSED_ACKS, PAST_ACKS, REACHED
 from k6suite_lib.checkers.storage import ACKED_STORED, EQUALS_READBACK, NOTHING_ELSE
+from k6suite_lib.progress import scenario_times
 from k6suite_lib.runner import STACK_CHECK
 from k6suite_lib.secrets import redact
 
@@ -96,7 +97,7 @@ th{background:#f3f3f3}.PASS,.YES{background:#e3f4e1}.FAIL,.NO{background:#fbe1e1
 .ALLOWED{background:#fff4d6}.NOTTESTED{background:#eee;color:#555}.NOTPROMISED{background:#eef3fb;color:#555}
 .badge{display:inline-block;padding:.2em .8em;border-radius:.3em;font-weight:bold}
 img{max-width:100%;border:1px solid #ddd;margin:.5em 0}code{background:#f6f6f6;padding:0 .2em}
-details{margin:.5em 0}td.ev{font-family:monospace;font-size:.85em;word-break:break-word}
+details{margin:.5em 0}td.ev{font-family:monospace;font-size:.85em;word-break:break-word}pre{white-space:pre-wrap;overflow-wrap:anywhere}
 </style></head><body>
 <h1>K6SUITE report <span class="badge {{ 'PASS' if s.passed else 'FAIL' }}">{{ 'PASS' if s.passed else 'FAIL' }}</span></h1>
 <p>Run <code>{{ s.run_id }}</code>, profile <code>{{ s.profile }}</code>, tier <code>{{ s.tier }}</code>,
@@ -108,10 +109,15 @@ started {{ started }}, {{ '%.0f' % s.duration_s }} s. Checks: {{ s.counts.PASS }
 <h2>Critical questions</h2>
 <table><tr><th>Question</th><th>Answer</th><th>Decided by</th><th>Evidence</th></tr>
 {% for q in questions %}<tr><td>{{ q.question }}</td><td class="{{ q.answer|replace(' ', '') }}"><b>{{ q.answer }}</b></td>
-<td>{% for sid in q.scenarios %}<a href="#{{ sid }}">{{ sid }}</a> {% endfor %}</td><td>{{ q.why }}</td></tr>{% endfor %}
+<td>{% for sid in q.scenarios %}{% if sid in ran %}<a href="#{{ sid }}">{{ sid }}</a>{% else %}{{ sid }} (not run){% endif %} {% endfor %}</td><td>{{ q.why }}</td></tr>{% endfor %}
 </table>
 <h2>Target</h2>
 <table>{% for k, v in target %}<tr><th>{{ k }}</th><td class="ev">{{ v }}</td></tr>{% endfor %}</table>
+{% if times is not none %}<h2 id="time">Where the time went</h2>
+<p>Seconds per phase of each scenario, summed over its variants; total is the scenario's wall time in the runner.</p>
+<table><tr><th>scenario</th>{% for c in times.columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for sid, row in times.iterrows() %}<tr><td><a href="#{{ sid }}">{{ sid }}</a></td>{% for c in times.columns %}<td>{{ '%.1f' % row[c] }}</td>{% endfor %}</tr>{% endfor %}
+</table>{% endif %}
 {% for sc in s.scenarios %}
 <h2 id="{{ sc.scenario }}">{{ sc.scenario }} — {{ sc.title }}
 <span class="badge {{ 'PASS' if sc.passed else 'FAIL' }}">{{ 'PASS' if sc.passed else 'FAIL' }}</span></h2>
@@ -146,8 +152,10 @@ def html_report(summary: dict[str, Any], run_dir: Path) -> str:
         result, why = answer(summary, scenario_ids, selector)
         questions.append({"question": question, "answer": result, "scenarios": scenario_ids, "why": why})
     target = [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in (summary.get("target") or {}).items()]
+    times = scenario_times(summary["scenarios"]) if any(r.get("phases") for r in summary["scenarios"]) else None
     page = env.from_string(TEMPLATE).render(
-        s=summary, questions=questions, target=target, sort=_sorted_verdicts,
+        s=summary, questions=questions, target=target, sort=_sorted_verdicts, times=times,
+        ran={sc["scenario"] for sc in summary["scenarios"]},
         started=dt.datetime.fromtimestamp(summary["started"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         dump=lambda d: json.dumps(d, indent=2, default=str)[:20000])
     return redact(page)

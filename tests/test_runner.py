@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from k6suite_lib.browser import check_report
 from k6suite_lib.checkers import recheck
 from k6suite_lib.checkers.storage import ACKED_STORED, EQUALS_READBACK, NOTHING_ELSE
 from k6suite_lib.runner import run_suite
@@ -68,6 +69,20 @@ def test_s1_and_s3_smoke_run_and_archive(tmp_path, monkeypatch):
     assert len(junit.findall(".//failure")) == summary["counts"]["FAIL"]
     report = (run_dir / "report.html").read_text()
     assert "Critical questions" in report and "Does acknowledged data survive broker death?" in report
+    seen = check_report(run_dir / "report.html", run_dir / "report.png")  # a real run's page in a real browser
+    assert seen.ok and seen.images, seen.problems()
+    # where the time went: the phases add up to the scenario's wall time, and the report shows them
+    s3 = next(s for s in summary["scenarios"] if s["scenario"] == "S3")
+    phases = {p["phase"] for p in s3["phases"]}
+    assert {"stack checks", "set-up", "read-back", "judge", "notebook overhead"} <= phases, phases
+    assert abs(sum(p["duration_s"] for p in s3["phases"]) - s3["wall_s"]) < 0.05 * s3["wall_s"] + 1
+    assert "Where the time went" in report
+    # the executed notebook shows its evidence where it is read: figures inline, the anomalies table
+    executed = json.loads((run_dir / "S3-correctness" / "executed.ipynb").read_text())
+    outputs = [o for cell in executed["cells"] for o in cell.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert any("sc.anomalies()" in "".join(cell["source"]) and cell["outputs"] for cell in executed["cells"])
+    assert not any("progress" in str(o.get("name", "")) or "%|" in "".join(o.get("text", "")) for o in outputs)
 
     for path in run_dir.rglob("*"):
         if path.is_file():
