@@ -63,7 +63,7 @@ def broker_fault(sc: Scenario, kind: str, timing: Timing, rate: float = 100.0, p
     config = WorkloadConfig(records=None, duration_s=timing.warmup_s + timing.fault_s + timing.after_s, rate=rate,
                             producers=producers, consumers=consumers, consumer_mode="group", partitions=partitions,
                             client_metrics_s=1.0, label=f"s4-{variant}", topic=topic, consume_grace_s=30,
-                            after_faults_s=chaos.AFTER_FAULTS_S,
+                            after_faults_s=chaos.AFTER_FAULTS_S, after_faults_min_s=chaos.AFTER_FAULTS_MIN_S,
                             readback_timeout_s=60)
     checks = chaos.fault_checks(sc, config, schedule, extra=(
         CheckSpec("recovery", {"limit_s": RECOVERY_LIMIT_S}), CheckSpec("rebalances", {"requirement": "F4.3"})))

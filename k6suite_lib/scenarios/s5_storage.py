@@ -68,7 +68,7 @@ def store_faults(sc: Scenario, role: str, timing: Timing, latency_ms: int = 200,
     schedule = Schedule.windows(windows)
     config = WorkloadConfig(records=None, duration_s=start + timing.outage_s + timing.after_s, rate=rate, producers=1,
                             consumers=2, partitions=3, label=f"s5-{variant}", consume_grace_s=45,
-                            after_faults_s=chaos.AFTER_FAULTS_S,
+                            after_faults_s=chaos.AFTER_FAULTS_S, after_faults_min_s=chaos.AFTER_FAULTS_MIN_S,
                             readback_timeout_s=90)
     extra = [CheckSpec("catch-up", {"limit_s": CATCH_UP_S})]
     family = S3_LATENCY_METRIC.get(sc.stack.system)

@@ -81,7 +81,7 @@ def _scale_and_judge(sc: Scenario, variant: str, profile: Profile, fault, warmup
     """Run load against `profile`, apply the scale-out after warmup_s, judge what clients saw."""
     config = WorkloadConfig(records=None, duration_s=warmup_s + after_s, rate=rate, producers=2, consumers=2,
                             consumer_mode="assign", partitions=3, client_metrics_s=1.0, label=f"s6-{variant}",
-                            after_faults_s=chaos.AFTER_FAULTS_S,
+                            after_faults_s=chaos.AFTER_FAULTS_S, after_faults_min_s=chaos.AFTER_FAULTS_MIN_S,
                             consume_grace_s=30, readback_timeout_s=60)
     schedule = Schedule([Step(warmup_s, "start", fault)])
     checks = chaos.fault_checks(sc, config, schedule, errors_requirement="F5 / NFR4", extra=(

@@ -41,7 +41,7 @@ def rolling_restart(sc: Scenario, warmup_s: float = 8, interval_s: float = 10, a
     config = WorkloadConfig(records=None, duration_s=warmup_s + restarts * interval_s + after_s, rate=rate,
                             producers=1, consumers=2, consumer_mode="group", partitions=3, client_metrics_s=1.0,
                             label=f"s7-{variant}", consume_grace_s=30, readback_timeout_s=60,
-                            after_faults_s=chaos.AFTER_FAULTS_S)
+                            after_faults_s=chaos.AFTER_FAULTS_S, after_faults_min_s=chaos.AFTER_FAULTS_MIN_S)
     checks = chaos.fault_checks(sc, config, schedule, errors_requirement="NFR4", extra=(
         CheckSpec("rebalances", {"requirement": "NFR4"}),
         CheckSpec("reconnections", {"requirement": "S7", "restarts": restarts})))
