@@ -14,6 +14,7 @@ report's time table and the before/after benchmark read it) and shown while it r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -74,6 +75,11 @@ class Progress:
             self.variant = variant
         self.counts = {}
         self._current = (self.variant, phase, time.monotonic(), expected_s)
+        with contextlib.suppress(Exception):  # see update()
+            self._show(phase, expected_s)
+            self._write(force=True)
+
+    def _show(self, phase: str, expected_s: float | None) -> None:
         label = f"{self.scenario} {self.variant} {phase}".replace("  ", " ")
         if self.mode == "bar":
             from tqdm.auto import tqdm
@@ -84,16 +90,17 @@ class Progress:
         elif self.mode == "lines":
             print(f"[{self.scenario}] {self.variant + ' ' if self.variant else ''}{phase}"
                   + (f" (about {expected_s:.0f} s)" if expected_s else ""), flush=True)
-        self._write(force=True)
 
     def update(self, **counts: Any) -> None:
-        """Live counts (acked, read, fault ...) for the display; cheap enough to call every 0.2 s."""
+        """Live counts (acked, read, fault ...) for the display; cheap enough to call every 0.2 s. The
+        display never fails a run: a full disk or a broken widget only costs the display."""
         self.counts.update(counts)
-        if self._bar is not None and self._current is not None:
-            elapsed = time.monotonic() - self._current[2]
-            self._bar.n = min(round(elapsed), self._bar.total) if self._bar.total else round(elapsed)
-            self._bar.set_postfix_str(self._postfix(), refresh=True)
-        self._write()
+        with contextlib.suppress(Exception):
+            if self._bar is not None and self._current is not None:
+                elapsed = time.monotonic() - self._current[2]
+                self._bar.n = min(round(elapsed), self._bar.total) if self._bar.total else round(elapsed)
+                self._bar.set_postfix_str(self._postfix(), refresh=True)
+            self._write()
 
     def close(self) -> None:
         """End the current phase (the scenario finished, or a new phase begins)."""
@@ -105,7 +112,8 @@ class Progress:
             self.phases.append(PhaseTime(variant, phase, round(start - self._opened, 2), round(duration, 2)))
         self._current = None
         if self._bar is not None:
-            self._bar.close()
+            with contextlib.suppress(Exception):
+                self._bar.close()
             self._bar = None
 
     def records(self) -> list[dict[str, Any]]:

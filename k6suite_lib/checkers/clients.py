@@ -31,7 +31,9 @@ def check_rebalances(view: View, requirement: str = "F4.3") -> list[dict]:
     if written - owned:
         return [not_tested(name, requirement, f"before the first fault the group owned partitions {sorted(owned)}, "
                                               f"not all of {sorted(written)}: it had not formed")]
-    later = assigns[assigns["complete_ns"] > since]
+    stop = view.phase("consumers-stop")  # members leaving at the end reassign the rest: not the fault's doing
+    until = stop["t_ns"] if stop else int(assigns["complete_ns"].max())
+    later = assigns[(assigns["complete_ns"] > since) & (assigns["complete_ns"] <= until)]
     return [verdict(name, requirement, len(later), Equals(0),
                     f"{len(assigns)} assignments to {assigns['process'].nunique()} members; after the fault: "
                     + (", ".join(f"{p} {parts}" for p, parts in zip(later["process"], later["partitions"],

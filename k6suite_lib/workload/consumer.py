@@ -108,13 +108,13 @@ class GroupListener(ConsumerRebalanceListener):
         self.ctx, self.session = ctx, session
 
     def on_partitions_revoked(self, revoked) -> None:
-        self.ctx.owned[self.session.name] = self.ctx.owned.get(self.session.name, set()) - {tp.partition
-                                                                                          for tp in revoked}
+        self.ctx.assigned(self.session.name, self.ctx.owned.get(self.session.name, set())
+                          - {tp.partition for tp in revoked})
         if not self.session.closing:
             record_assignment(self.ctx, self.session, "revoke", [tp.partition for tp in revoked])
 
     def on_partitions_assigned(self, assigned) -> None:
-        self.ctx.owned[self.session.name] = {tp.partition for tp in assigned}
+        self.ctx.assigned(self.session.name, {tp.partition for tp in assigned})
         if not self.session.closing:
             record_assignment(self.ctx, self.session, "assign", [tp.partition for tp in assigned])
 
@@ -145,7 +145,7 @@ def run_consumer(ctx: RunContext, index: int) -> None:
             record_assignment(ctx, session, "assign", [tp.partition for tp in partitions])
             consumer.assign(partitions)
             consumer.seek_to_beginning(*partitions)
-            ctx.owned[name] = {tp.partition for tp in partitions}
+            ctx.assigned(name, {tp.partition for tp in partitions})
         _poll_loop(ctx, session, ctx.stop_consumers, commit_after_poll=session.group and config.commit)
     finally:
         session.closing = True

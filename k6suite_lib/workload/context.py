@@ -13,6 +13,8 @@ from k6suite_lib.history import Recorder, now
 from k6suite_lib.profiles import Profile
 from k6suite_lib.workload.config import WorkloadConfig, error_text
 
+SETTLED_S = 1.0  # consumers' ownership unchanged this long counts as settled
+
 
 class Tracker:
     """Live bookkeeping for the orchestrator: acknowledged identities, identities read, and the
@@ -32,9 +34,10 @@ class Tracker:
     def completed(self) -> int:
         return len(self._completed)
 
-    def ack(self, identity: tuple[str, int], partition: int) -> None:
+    def ack(self, identity: tuple[str, int], partition: int, complete_ns: int) -> None:
+        """complete_ns: when the acknowledgement arrived (producers settle outcomes in batches, later)."""
         self.acked.add(identity)
-        self.last_ack_ns[partition] = time.monotonic_ns()
+        self.last_ack_ns[partition] = max(complete_ns, self.last_ack_ns.get(partition, 0))
         self._completed.append(None)
 
     def done(self) -> None:
@@ -77,15 +80,27 @@ class RunContext:
     notes: list[str] = field(default_factory=list)
     polled: set[str] = field(default_factory=set)  # consumers that finished at least one poll
     owned: dict[str, set[int]] = field(default_factory=dict)  # live consumer -> partitions it reads now
+    last_assignment_ns: int = 0  # the last assignment or revocation a consumer saw
     clients: dict[str, Any] = field(default_factory=dict)  # live clients, sampled for their metrics
 
-    def steady(self, consumers: int) -> bool:
-        """Traffic is steady: every consumer has polled, together they own every partition, and every
-        partition has acknowledged a write (a fault before that would hit a group still forming)."""
+    def assigned(self, consumer: str, partitions: set[int]) -> None:
+        self.owned[consumer] = partitions
+        self.last_assignment_ns = time.monotonic_ns()
+
+    def owners_settled(self, consumers: int) -> bool:
+        """Consumers own every partition and nothing moved for SETTLED_S; in a group, as many members
+        hold partitions as can (a poll returns early while a join is pending, so 'polled' is not 'joined')."""
         partitions = set(range(self.config.partitions))
-        owned = set().union(*self.owned.values()) if self.owned else set()
-        return (len(self.polled) >= consumers and (consumers == 0 or partitions <= owned)
-                and partitions <= set(self.tracker.last_ack_ns))
+        holding = [owned for owned in list(self.owned.values()) if owned]
+        return (partitions <= set().union(*holding)
+                and len(holding) >= min(consumers, len(partitions))
+                and time.monotonic_ns() - self.last_assignment_ns >= SETTLED_S * 1e9)
+
+    def steady(self, consumers: int) -> bool:
+        """Traffic is steady: every consumer has polled, their ownership settled, and every partition
+        has acknowledged a write (a fault before that would hit a group still forming)."""
+        return (len(self.polled) >= consumers and (consumers == 0 or self.owners_settled(consumers))
+                and set(range(self.config.partitions)) <= set(self.tracker.last_ack_ns))
 
     def note(self, text: str) -> None:
         if text not in self.notes:

@@ -57,7 +57,9 @@ def run_workload(profile: Profile, config: WorkloadConfig, run_id: str | None = 
     logging.getLogger("kafka").addHandler(client_log)
     try:
         return _run(ctx, nemesis, progress or Progress(config.label, mode="quiet"))
-    finally:
+    finally:  # also when the harness itself broke: no client thread may run on unattended
+        ctx.stop_producers.set()
+        ctx.stop_consumers.set()
         logging.getLogger("kafka").removeHandler(client_log)
 
 
@@ -100,13 +102,18 @@ def _run(ctx: RunContext, nemesis: Nemesis | None, progress: Progress) -> Worklo
         if nemesis_thread.is_alive():
             ctx.note("the nemesis did not finish within its join timeout")
     readback = ReadBack.open(ctx) if config.readback and ctx.tracker.acked else None
-    progress.enter("drain", expected_s=config.consume_grace_s if consumers else None)
-    _drain_consumers(ctx, consumers, readback.ends if readback else None, progress)
-    if sampler is not None:
-        sampler.join(JOIN_TIMEOUT_S)
-    if readback is not None:
-        progress.enter("read-back", expected_s=config.readback_timeout_s)
-        readback.run(progress)
+    try:
+        progress.enter("drain", expected_s=config.consume_grace_s if consumers else None)
+        _drain_consumers(ctx, consumers, readback.ends if readback else None, progress)
+        if sampler is not None:
+            sampler.join(JOIN_TIMEOUT_S)
+        if readback is not None:
+            progress.enter("read-back", expected_s=config.readback_timeout_s)
+            readback.retry_ends()
+            readback.run(progress)
+    finally:
+        if readback is not None:
+            readback.close()
     return result_of(ctx, started_wall, started)
 
 
@@ -137,7 +144,8 @@ def _wait_producers(ctx: RunContext, producers: list[threading.Thread], started:
     while any(t.is_alive() for t in producers) and time.monotonic() < deadline:
         if faults_over is None and not nemesis_thread.is_alive():
             faults_over = time.monotonic()
-        if isinstance(nemesis, Schedule) and not nemesis.steady.is_set() and ctx.steady(consumers):
+        if isinstance(nemesis, Schedule) and not nemesis.applied and not nemesis.steady.is_set() \
+                and ctx.steady(consumers):
             ctx.phase("steady")
             nemesis.steady.set()
         current, expected = _traffic_phase(nemesis, nemesis_thread)
@@ -167,8 +175,7 @@ def _recovered(ctx: RunContext, faults_over: float, waited_for_faults: bool) -> 
     if not waited_for_faults:
         return True
     config, since = ctx.config, time.monotonic() - faults_over
-    over_ns = time.monotonic_ns() - int(since * 1e9)
-    resumed = all(ctx.tracker.last_ack_ns.get(p, 0) > over_ns for p in range(config.partitions))
+    resumed = all(ctx.tracker.last_ack_ns.get(p, 0) > faults_over * 1e9 for p in range(config.partitions))
     return since >= config.after_faults_s or (resumed and since >= config.after_faults_min_s)
 
 
@@ -197,8 +204,11 @@ def _drain_consumers(ctx: RunContext, consumers: list[threading.Thread], ends: d
     deadline = time.monotonic() + config.consume_grace_s
     draining_since = time.monotonic_ns()
     reached = False
+    group = config.consumer_mode == "group"
     while consumers and time.monotonic() < deadline:
-        reached = ends is not None and tracker.reached(ends)
+        # a group whose members are still being (re)assigned has not finished: the drain also decides
+        # who owned what when consumers stopped
+        reached = ends is not None and tracker.reached(ends) and (not group or ctx.owners_settled(len(consumers)))
         quiet_s = (time.monotonic_ns() - max(tracker.last_read_ns, draining_since)) / 1e9
         stalled_s = (time.monotonic_ns() - max(tracker.last_progress_ns, draining_since)) / 1e9
         if reached or (ends is None and tracker.unseen() == 0 and quiet_s >= config.drain_quiet_s) \

@@ -41,7 +41,7 @@ def run_producer(ctx: RunContext, index: int) -> None:
         if base is not None:
             ctx.recorder.record(**base, **outcome)
             if outcome["type"] == "ok":
-                ctx.tracker.ack((base["producer"], base["seq"]), outcome["partition"])
+                ctx.tracker.ack((base["producer"], base["seq"]), outcome["partition"], outcome["complete_ns"])
             else:
                 ctx.tracker.done()
 

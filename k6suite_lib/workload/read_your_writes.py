@@ -72,7 +72,7 @@ def _writer(ctx: RunContext, shared, index: int, records_each: int, timeout_s: f
                 continue
             ctx.recorder.record(**base, type="ok", complete_ns=time.monotonic_ns(), partition=0,
                                 offset=metadata.offset)
-            ctx.tracker.ack((name, seq), 0)
+            ctx.tracker.ack((name, seq), 0, time.monotonic_ns())
             session.epoch += 1  # a seek starts a new epoch: going back is not a regression
             reader.seek(tp, metadata.offset)
             deadline = time.monotonic() + timeout_s

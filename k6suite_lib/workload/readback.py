@@ -26,7 +26,9 @@ from k6suite_lib.workload.context import RunContext
 
 METADATA_TIMEOUT_S = 10.0
 QUIET_AT_END_S = 2.0  # without known end offsets: stop once at the end with nothing new for this long
-STALL_S = 10.0  # positions that have not moved for this long will not move: the read-back stops, stalled
+# positions that have not moved for this long (at least STALL_S, a quarter of the read-back's timeout on
+# slow targets) will not move: the read-back stops, stalled
+STALL_S = 10.0
 
 
 class ReadBack:
@@ -70,6 +72,7 @@ class ReadBack:
             positions: dict[int, int] = {}
             quiet_since: float | None = None
             moved_at, furthest, read = time.monotonic(), -1, 0
+            stall_s = max(STALL_S, ctx.config.readback_timeout_s / 4)
             while time.monotonic() < deadline:
                 result = poll_once(ctx, session)
                 positions = _positions(consumer, partitions)
@@ -80,7 +83,7 @@ class ReadBack:
                     break
                 if sum(positions.values()) > furthest:
                     moved_at, furthest = time.monotonic(), sum(positions.values())
-                elif time.monotonic() - moved_at > STALL_S:
+                elif time.monotonic() - moved_at > stall_s:
                     break
                 if ends is None and result is not None and not result.records:
                     quiet_since = quiet_since or time.monotonic()
@@ -89,25 +92,34 @@ class ReadBack:
                 elif result is not None and result.records:
                     quiet_since = None
             timed_out = time.monotonic() >= deadline
-            stalled = not timed_out and time.monotonic() - moved_at > STALL_S
+            stalled = not timed_out and time.monotonic() - moved_at > stall_s
             if timed_out:
                 ctx.note(f"the read-back timed out after {ctx.config.readback_timeout_s:.0f} s")
             if stalled:
-                ctx.note(f"the read-back stopped: no position moved for {STALL_S:.0f} s")
+                ctx.note(f"the read-back stopped: no position moved for {stall_s:.0f} s")
             ctx.phase("readback-end", positions=positions, timed_out=timed_out, stalled=stalled,
                       elapsed_s=round(time.monotonic() - self.started, 2))
         except Exception as exc:
             _broke_off(ctx, exc, self.started)
-        finally:
-            with contextlib.suppress(Exception):
-                consumer.close()
+
+    def retry_ends(self) -> None:
+        """A second ListOffsets, after the drain, when the first (straight after the faults) failed."""
+        if self.ends is None:
+            self.ends = _end_offsets(self.ctx, self.consumer, self.partitions)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.consumer.close()
 
 
 def read_back(ctx: RunContext, progress: Progress) -> None:
     """Open and run the read-back in one go (nothing to drain in between)."""
     opened = ReadBack.open(ctx)
     if opened is not None:
-        opened.run(progress)
+        try:
+            opened.run(progress)
+        finally:
+            opened.close()
 
 
 def _broke_off(ctx: RunContext, exc: BaseException, started: float) -> None:
