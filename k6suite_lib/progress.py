@@ -48,9 +48,16 @@ def console_mode() -> str:
     """'lines' in CI or without a terminal, else 'bar' (JupyterLab counts as a terminal)."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         return "lines"
-    if "ipykernel" in sys.modules or sys.stderr.isatty():
+    if in_notebook() or sys.stderr.isatty():
         return "bar"
     return "lines"
+
+
+def in_notebook() -> bool:
+    """Running inside a Jupyter kernel (not merely a process that imported ipykernel, like papermill's)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 class Progress:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from k6suite_lib.checkers import CheckSpec, compose, find_anomalies, verdict_fra
 from k6suite_lib.checkers.measures import latency_summary
 from k6suite_lib.identity import describe_target
 from k6suite_lib.profiles import Profile, load_profile
-from k6suite_lib.progress import Progress
+from k6suite_lib.progress import Progress, in_notebook
 from k6suite_lib.stack.layout import outputs_root
 from k6suite_lib.workload import Nemesis, WorkloadConfig, WorkloadResult, run_workload
 
@@ -183,6 +182,8 @@ class Scenario:
     def history(self, variant: str | None = None) -> pd.DataFrame:
         """A judged variant's history (every variant's, with a variant column, by default) to explore."""
         chosen = [variant] if variant else list(self.judgements)
+        if not chosen:  # nothing was judged (an unreachable target): an empty history, not an error
+            return pd.DataFrame(columns=[*history.COLUMNS, "variant"])
         return pd.concat([self.judgements[v].view.frame.assign(variant=v) for v in chosen], ignore_index=True)
 
     def _read_storage(self, variant: str, result: WorkloadResult) -> tuple[CheckSpec, dict[str, str]]:
@@ -223,7 +224,7 @@ class Scenario:
         path = self.out_dir / f"{name}.png"
         figure.savefig(path, dpi=110, bbox_inches="tight")
         self.artifacts.append(path.name)
-        if "ipykernel" in sys.modules:
+        if in_notebook():
             from IPython.display import Image, display
 
             display(Image(filename=str(path)))
