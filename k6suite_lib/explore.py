@@ -100,7 +100,7 @@ class Explored:
     @property
     def found(self) -> dict[str, pd.DataFrame]:
         """Anomaly class -> offending rows; the same memo the anomalies checker filled while judging."""
-        return self.view.memo("anomalies", lambda: find_anomalies(self.view))[0]
+        return find_anomalies(self.view)[0]
 
     def status(self, name: str) -> str:
         """The verdict of one check (e.g. an anomaly class): FAIL, ALLOWED, ..., or not judged."""

@@ -126,10 +126,6 @@ class Progress:
     def records(self) -> list[dict[str, Any]]:
         return [asdict(p) for p in self.phases]
 
-    def table(self) -> pd.DataFrame:
-        """Seconds per phase, summed over variants, in the order phases first happened."""
-        return phase_table(self.records())
-
     def _postfix(self) -> str:
         return " ".join(f"{k}={v}" for k, v in self.counts.items() if v not in (None, ""))
 

@@ -157,7 +157,7 @@ class Scenario:
         self.artifacts.append(path.name)
         self.add_verdicts(variant, verdicts)
         self.judgements[variant] = Judgement(view=view, verdicts=verdicts)
-        _, stats = view.memo("anomalies", lambda: find_anomalies(view))
+        _, stats = find_anomalies(view)
         self.measure(f"{variant}.stats", stats)
         self.measure(f"{variant}.latency_ms", latency_summary(view).round(2))
         if result.notes:
@@ -171,7 +171,7 @@ class Scenario:
         what a person debugging the run looks at first."""
         frames = []
         for variant, judgement in self.judgements.items():
-            found, _ = judgement.view.memo("anomalies", lambda view=judgement.view: find_anomalies(view))
+            found, _ = find_anomalies(judgement.view)
             frames += [rows.head(per_class).assign(variant=variant, anomaly=name) for name, rows in found.items()
                        if len(rows)]
         if not frames:

@@ -22,7 +22,7 @@ def test_phases_are_timed_in_order_and_summed_per_phase(tmp_path):
                                                             ("pause", "warm-up"), ("pause", "fault")]
     assert all(r["duration_s"] >= 0.04 for r in records)
     assert [r["started_s"] for r in records] == sorted(r["started_s"] for r in records)
-    table = progress.table().set_index("phase")
+    table = phase_table(records).set_index("phase")
     assert table.loc["fault", "times"] == 2
     assert table.loc["fault", "seconds"] >= 0.2
 

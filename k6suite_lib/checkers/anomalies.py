@@ -108,7 +108,12 @@ def _isin(values: np.ndarray, test: np.ndarray) -> np.ndarray:
 
 
 def find_anomalies(view: View) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
-    """Every anomaly class -> the offending rows (with an ident column); plus descriptive counts."""
+    """Every anomaly class -> the offending rows (with an ident column); plus descriptive counts.
+    Computed once per view: the checker, the scenario's evidence and explore share it."""
+    return view.memo("anomalies", lambda: _find_anomalies(view))
+
+
+def _find_anomalies(view: View) -> tuple[dict[str, pd.DataFrame], dict[str, int]]:
     sends, acked, reads = view.sends, view.acked, view.reads
     failed_codes = sends.loc[sends["type"] == "fail", "code"].to_numpy()
     foreign = view.foreign.to_numpy(dtype=bool)
@@ -329,7 +334,7 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
                     max_unacked: int | None = None) -> list[dict]:
     """Acknowledged sends, unacknowledged sends (when limited) and one row per anomaly class."""
     rules = AnomalyRules(allowed=frozenset(allowed), min_acked=min_acked, max_unacked=max_unacked)
-    found, stats = view.memo("anomalies", lambda: find_anomalies(view))
+    found, stats = find_anomalies(view)
     summary = f"{stats['sends']} sends: {stats['acked']} ok, {stats['failed']} fail, {stats['indeterminate']} info"
     if stats["acked"] < rules.min_acked:  # say why, from the operations themselves (not the client's logs)
         summary += "; " + _top_errors(view.frame[(view.frame["type"] != "ok") & (view.frame["f"] != "client-log")])

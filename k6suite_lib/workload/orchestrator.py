@@ -117,16 +117,19 @@ def _run(ctx: RunContext, nemesis: Nemesis | None, progress: Progress) -> Worklo
     return result_of(ctx, started_wall, started)
 
 
-def _traffic_phase(nemesis: Nemesis | None, thread: threading.Thread | None) -> tuple[str, float | None]:
+def _traffic_phase(config: WorkloadConfig, nemesis: Nemesis | None,
+                   thread: threading.Thread | None) -> tuple[str, float | None]:
     """warm-up, fault or recovery (with a schedule of faults), traffic otherwise; and its expected length."""
+    if nemesis is None:
+        return "traffic", config.duration_s
     if not isinstance(nemesis, Schedule):
-        return ("traffic" if nemesis is None else "fault"), None
+        return "fault", None
     faulting = nemesis.length_s - nemesis.steps[0].at_s if nemesis.steps else None
     if nemesis.active:
         return "fault", faulting
     if thread is not None and thread.is_alive():
         return ("warm-up", nemesis.steps[0].at_s) if not nemesis.applied else ("fault", faulting)
-    return "recovery", None
+    return "recovery", config.after_faults_s
 
 
 def _wait_producers(ctx: RunContext, producers: list[threading.Thread], started: float, nemesis: Nemesis | None,
@@ -148,12 +151,10 @@ def _wait_producers(ctx: RunContext, producers: list[threading.Thread], started:
                 and ctx.steady(consumers):
             ctx.phase("steady")
             nemesis.steady.set()
-        current, expected = _traffic_phase(nemesis, nemesis_thread)
+        current, expected = _traffic_phase(config, nemesis, nemesis_thread)
         if current != phase:
             phase = current
-            if current == "traffic" and config.duration_s:
-                expected = config.duration_s
-            progress.enter(current, expected_s=config.after_faults_s if current == "recovery" else expected)
+            progress.enter(current, expected_s=expected)
         shifted = nemesis.shifted_s if isinstance(nemesis, Schedule) else 0.0  # the warm-up it did not need
         if (config.duration_s is not None and time.monotonic() - started >= config.duration_s - shifted
                 and faults_over is not None and _recovered(ctx, faults_over, waits_for_faults)):
@@ -214,7 +215,7 @@ def _drain_consumers(ctx: RunContext, consumers: list[threading.Thread], ends: d
         if reached or (ends is None and tracker.unseen() == 0 and quiet_s >= config.drain_quiet_s) \
                 or stalled_s >= STALL_S:
             break
-        progress.update(acked=len(tracker.acked), read=len(tracker.read), unseen=tracker.unseen(), fault=None)
+        progress.update(acked=len(tracker.acked), read=len(tracker.read))
         time.sleep(0.1)
     ctx.phase("consumers-stop", unseen=tracker.unseen(), reached_end=reached)
     ctx.stop_consumers.set()
