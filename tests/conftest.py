@@ -9,6 +9,7 @@ fixture stops every process it started, by PID, even when a test fails.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +23,15 @@ from k6suite_lib.profiles import Profile, load_profile
 from k6suite_lib.stack import EmbeddedStack, binaries, open_stack
 from k6suite_lib.stack.process import is_alive
 
-SHARED_PORT_BASE = 20000  # 3 brokers, shared by integration tests that leave it whole
-SINGLE_PORT_BASE = 20400  # 1 broker
+
+def port_base_for(base: int) -> int:
+    """A test stack's port base, shifted by K6SUITE_TEST_PORT_OFFSET (e.g. -6000) so that two test runs on
+    one machine (two checkouts) never share ports; the default keeps every test stack in 20000-26000."""
+    return base + int(os.environ.get("K6SUITE_TEST_PORT_OFFSET", "0"))
+
+
+SHARED_PORT_BASE = port_base_for(20000)  # 3 brokers, shared by integration tests that leave it whole
+SINGLE_PORT_BASE = port_base_for(20400)  # 1 broker
 
 
 def pytest_configure(config) -> None:

@@ -144,9 +144,9 @@ def test_added_broker_really_serves(tmp_path):
     from k6suite_lib import probes
     from k6suite_lib.profiles import load_profile
     from k6suite_lib.stack import open_stack
-    from tests.conftest import write_profile
+    from tests.conftest import port_base_for, write_profile
 
-    profile = load_profile(write_profile(tmp_path, "grow", 23200, 1))
+    profile = load_profile(write_profile(tmp_path, "grow", port_base_for(23200), 1))
     stack = open_stack(profile, log=lambda _msg: None)
     stack.up()
     try:

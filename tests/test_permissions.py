@@ -30,9 +30,10 @@ from k6suite_lib.secrets import redact
 from k6suite_lib.stack import open_stack, tls
 from k6suite_lib.stack.layout import outputs_root
 from k6suite_lib.stack.state import stack_credentials, stack_secret, stored_secrets
+from tests.conftest import port_base_for
 
-KAFKA_PORT_BASE = 25200
-KAFSCALE_PORT_BASE = 25600
+KAFKA_PORT_BASE = port_base_for(25200)
+KAFSCALE_PORT_BASE = port_base_for(25600)
 S8_STACK = s8.SECURED_STACK_OFFSET
 
 

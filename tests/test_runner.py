@@ -15,11 +15,11 @@ from k6suite_lib.browser import check_report
 from k6suite_lib.checkers import recheck
 from k6suite_lib.checkers.storage import ACKED_STORED, EQUALS_READBACK, NOTHING_ELSE
 from k6suite_lib.runner import run_suite
-from tests.conftest import write_profile
+from tests.conftest import port_base_for, write_profile
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
-RUNNER_PORT_BASE = 22000
-MATRIX_PORT_BASE = 23400
+RUNNER_PORT_BASE = port_base_for(22000)
+MATRIX_PORT_BASE = port_base_for(23400)
 
 
 def _verdicts(summary, scenario):

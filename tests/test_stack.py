@@ -17,10 +17,10 @@ from k6suite_lib.stack import StackError, open_stack
 from k6suite_lib.stack.etcd import SNAPSHOT_KEY
 from k6suite_lib.stack.process import process_state
 from k6suite_lib.workload import WorkloadConfig, run_workload
-from tests.conftest import assert_all_dead, assert_clean, verdicts_of, write_profile
+from tests.conftest import assert_all_dead, assert_clean, port_base_for, verdicts_of, write_profile
 
 pytestmark = pytest.mark.stack
-LIFECYCLE_PORT_BASE = 20800
+LIFECYCLE_PORT_BASE = port_base_for(20800)
 
 
 def round_trip(profile, label: str) -> None:

@@ -25,9 +25,9 @@ from k6suite_lib.stack import binaries
 from k6suite_lib.stack.kafka import KafkaStack, busiest_leader, partition_leaders
 from k6suite_lib.stack.process import process_state
 from k6suite_lib.workload import WorkloadConfig, run_workload
-from tests.conftest import assert_all_dead, stack_fixture
+from tests.conftest import assert_all_dead, port_base_for, stack_fixture
 
-KAFKA_PORT_BASE = 23000
+KAFKA_PORT_BASE = port_base_for(23000)
 PARTITIONS = 3
 KILL_AT_S = 3.0
 # the kill, up to ~11 s until the controller fences the node, then several seconds of acks again

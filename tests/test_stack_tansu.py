@@ -21,10 +21,10 @@ from k6suite_lib.faults.network import Outage
 from k6suite_lib.profiles import Profile
 from k6suite_lib.stack.tansu import CLUSTER_PREFIX, S3_BUCKET, TansuStack
 from k6suite_lib.workload import WorkloadConfig, run_workload
-from tests.conftest import assert_all_dead, assert_clean, stack_fixture, verdicts_of
+from tests.conftest import assert_all_dead, assert_clean, port_base_for, stack_fixture, verdicts_of
 
 pytestmark = pytest.mark.stack
-TANSU_PORT_BASE = 24000
+TANSU_PORT_BASE = port_base_for(24000)
 RECORDS = 20
 SEND_TIMEOUT_S = 10.0
 # Tansu answers a produce whose object-store write failed after ~2-3 s of its S3 client's retries

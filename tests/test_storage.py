@@ -34,9 +34,9 @@ from k6suite_lib.storage import (
     storage_plot,
 )
 from k6suite_lib.workload import WorkloadConfig, run_workload
-from tests.conftest import write_profile
+from tests.conftest import port_base_for, write_profile
 
-STORAGE_PORT_BASE = 24800
+STORAGE_PORT_BASE = port_base_for(24800)
 RUN = "run-storage"
 SEGMENT_KEY = "default/orders/3/segment-00000000000000000010.kfs"
 INDEX_KEY = "default/orders/3/segment-00000000000000000010.index"
