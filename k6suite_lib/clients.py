@@ -6,8 +6,10 @@ Two profile settings change what the client library does:
   InitProducerId; KafScale has none, so its profiles turn it off.
 - ``client.max_api_versions``: kafka-python picks the highest version both sides advertise. A
   target that advertises a version it mishandles (KafScale v1.5.0 and Fetch v12) can be capped.
-  The cap is process-wide (kafka-python negotiates per connection from one shared table), is
-  recorded in every run's manifest, and S1 probes the uncapped version to report the defect.
+  An embedded stack learns its caps from the build at start (stack/kafscale.py), so its profile
+  names none; an external target's profile may. The cap is process-wide (kafka-python negotiates
+  per connection from one shared table), is recorded in every run's manifest, and S1 probes the
+  uncapped version to report the defect.
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ def apply_version_caps(caps: dict[str, int]) -> None:
     _CAPS.update({API_KEYS[name]: version for name, version in caps.items()})
 
 
+def version_caps(profile: Profile) -> dict[str, int]:
+    """The caps the embedded stack learned from its build at start, under the profile's own."""
+    learned: dict[str, int] = {}
+    if profile.embedded and profile.stack is not None:
+        from k6suite_lib.stack.layout import StackLayout
+        from k6suite_lib.stack.state import read_state
+
+        state = read_state(StackLayout(port_base=profile.stack.port_base).state_dir)
+        learned = state.get("learned", {}).get("client_caps", {})
+    return {**learned, **profile.client.max_api_versions}
+
+
 def active_version_caps() -> dict[str, int]:
     names = {key: name for name, key in API_KEYS.items()}
     return {names[key]: version for key, version in sorted(_CAPS.items())}
@@ -51,7 +65,7 @@ def active_version_caps() -> dict[str, int]:
 
 def common_config(profile: Profile, client_id: str | None = None) -> dict[str, Any]:
     """Settings shared by producers, consumers and admin clients: endpoint, security, timeouts."""
-    apply_version_caps(profile.client.max_api_versions)
+    apply_version_caps(version_caps(profile))
     settings = profile.client
     config: dict[str, Any] = {
         "bootstrap_servers": list(profile.bootstrap_servers),

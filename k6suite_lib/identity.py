@@ -31,6 +31,7 @@ def describe_target(profile: Profile, timeout_s: float = 5.0) -> dict[str, Any]:
         from k6suite_lib.stack import binaries
 
         identity["embedded_components"] = binaries.versions(profile.target_kind)
+        identity.update(embedded_build(profile))
     versions = probes.api_versions(address, timeout_s)
     identity["reachable"] = versions.ok
     if not versions.ok:
@@ -48,3 +49,15 @@ def describe_target(profile: Profile, timeout_s: float = 5.0) -> dict[str, Any]:
     else:
         identity["metadata_error"] = metadata.describe()
     return identity
+
+
+def embedded_build(profile: Profile) -> dict[str, Any]:
+    """The build an embedded stack runs (system, source, version, commit, dirty, sha256 per binary) and
+    what its start-up learned from it, as recorded in the stack's state; {} when it never started."""
+    from k6suite_lib.stack.layout import StackLayout
+    from k6suite_lib.stack.state import read_state
+
+    state = read_state(StackLayout(port_base=profile.stack.port_base).state_dir)
+    if "build_record" not in state:
+        return {}
+    return {"build": state["build_record"], "learned_at_start": state.get("learned", {})}

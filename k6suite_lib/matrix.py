@@ -29,9 +29,11 @@ ANSWER_ORDER = ("NO", "YES", "NOT TESTED", "NOT PROMISED")
 
 def run_matrix(profile_names: list[str], scenarios: list[str] | None = None, tier: str = "smoke",
                out_root: Path | None = None, cell_timeout_s: int = 1800, parameters: dict[str, Any] | None = None,
-               log: Callable[[str], None] = print):
+               log: Callable[[str], None] = print, builds: dict[str, str] | None = None):
     """Run the scenarios on every profile, one after the other (one embedded stack at a time: the
-    machine has two cores), and render the matrix. Exit code 0 only when every system passed."""
+    machine has two cores), and render the matrix. Exit code 0 only when every system passed.
+    Profiles of one system with different builds (their `build:`) make a matrix whose columns are builds;
+    builds (--build) go to every profile of the system they name."""
     from k6suite_lib.profiles import load_profile
     from k6suite_lib.runner import RunOutcome, _write_json, run_suite
     from k6suite_lib.stack.layout import outputs_root
@@ -47,7 +49,7 @@ def run_matrix(profile_names: list[str], scenarios: list[str] | None = None, tie
     for index, (name, given) in enumerate(zip(names, profile_names, strict=True), 1):
         log(f"=== system {index}/{len(names)}: {name}")
         outcome = run_suite(given, scenarios, tier, cell_timeout_s=cell_timeout_s, parameters=parameters, log=log,
-                            run_id=run_id, run_dir=run_dir / name)
+                            run_id=run_id, run_dir=run_dir / name, builds=builds)
         summaries.append(outcome.summary)
     matrix = build_matrix(summaries, run_id, tier, started)
     _write_json(run_dir / "matrix.json", matrix)
@@ -65,7 +67,8 @@ def _shown_verdicts(scenario: dict[str, Any]) -> list[dict[str, Any]]:
 
 def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, started: float) -> dict[str, Any]:
     """Questions and checks by system, each cell with its status, measurement and evidence link."""
-    systems = [{"profile": s["profile"], "system": s.get("system", ""), "passed": s["passed"], "counts": s["counts"],
+    systems = [{"profile": s["profile"], "system": s.get("system", ""), "build": s.get("build"),
+                "passed": s["passed"], "counts": s["counts"],
                 "not_promised": s.get("not_promised", {}), "target": s.get("target", {}),
                 "stack_error": s.get("stack_error", "")} for s in summaries]
     questions = []
@@ -127,13 +130,13 @@ The same scenarios, workloads, faults and checks on every system. A check earns 
 is kept and fails where it is broken.</p>
 <h2>Systems</h2>
 <table><tr><th>system</th><th>result</th><th>checks</th><th>promises judged</th></tr>
-{% for s in m.systems %}<tr><td><a href="{{ s.profile }}/report.html">{{ s.profile }}</a> ({{ s.system }})</td>
+{% for s in m.systems %}<tr><td><a href="{{ s.profile }}/report.html">{{ s.profile }}</a> ({{ s.build.label if s.build else s.system }}){% if s.build %}<br><span class="small">source {{ s.build.source }}{% if s.build.commit %}, commit {{ s.build.commit[:12] }}{% endif %}{% if s.build.dirty %}, uncommitted changes{% endif %}; sha256 {% for name, sha in s.build.binaries.items() %}{{ name }} {{ sha[:12] }}{% if not loop.last %}, {% endif %}{% endfor %}</span>{% endif %}</td>
 <td class="{{ 'PASS' if s.passed else 'FAIL' }}">{{ 'PASS' if s.passed else 'FAIL' }}{% if s.stack_error %}<br><span class="small">{{ s.stack_error }}</span>{% endif %}</td>
 <td>{% for k, v in s.counts.items() %}{{ v }} {{ k }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
 <td>the trust contract (F1–F7, NFR1–NFR5){% if s.not_promised %}, except:<ul class="small">{% for req, why in s.not_promised.items() %}<li><b>{{ req }}</b>: {{ why }}</li>{% endfor %}</ul>{% else %}, all of it{% endif %}</td></tr>{% endfor %}
 </table>
 <h2>Critical questions</h2>
-<table><tr><th style="width:28%">question</th>{% for s in m.systems %}<th>{{ s.profile }}</th>{% endfor %}</tr>
+<table><tr><th style="width:28%">question</th>{% for s in m.systems %}<th>{{ s.profile }}{% if s.build %}<br><span class="small">{{ s.build.label }}</span>{% endif %}</th>{% endfor %}</tr>
 {% for q in m.questions %}<tr><td><details><summary>{{ q.question }} <span class="small">({{ q.scenarios|join(', ') }}, {{ q.checks|length }} checks)</span></summary>
 <table><tr><th style="width:40%">check</th>{% for s in m.systems %}<th>{{ s.profile }}</th>{% endfor %}</tr>
 {% for c in q.checks %}<tr><td>{{ c.scenario }} {{ c.variant }}: {{ c.check }} <span class="small">{{ c.requirement }}</span></td>

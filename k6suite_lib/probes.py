@@ -117,7 +117,7 @@ def api_versions(address: str, timeout_s: float = 5.0) -> ProbeOutcome:
     return call(address, ApiVersionsRequest, ApiVersionsResponse, 0, timeout_s)
 
 
-def _client_range(api_key: int) -> tuple[int | None, int | None]:
+def client_range(api_key: int) -> tuple[int | None, int | None]:
     response_cls = ResponseClassRegistry._response_class_registry.get(api_key)
     if response_cls is None:
         return None, None
@@ -130,7 +130,7 @@ def api_versions_table(outcome: ProbeOutcome) -> pd.DataFrame:
     rows = []
     for entry in outcome.response.api_keys if outcome.ok else []:
         key, low, high = entry.api_key, entry.min_version, entry.max_version
-        client_low, client_high = _client_range(key)
+        client_low, client_high = client_range(key)
         usable_high = min(v for v in (high, client_high, caps.get(key, high)) if v is not None)
         usable_low = max(low, client_low or 0)
         negotiated = usable_high if client_high is not None and low >= 0 and usable_low <= usable_high else None

@@ -113,6 +113,8 @@ class Profile:
     # requirement id (F1.2, F5, NFR3, ...) -> why this system never promised it; its checks are
     # shown as "not promised" instead of being judged
     not_promised: dict[str, str] = field(default_factory=dict)
+    # an embedded system's build (stack/builds.py): key -> source, e.g. {"kafscale": "/src/platform"}; {} = default
+    build: dict[str, str] = field(default_factory=dict)
 
     @property
     def bootstrap(self) -> str:
@@ -238,7 +240,7 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
     """Validate a profile document (already parsed from YAML) and build a Profile."""
     top = _Reader(raw, source, "", (
         "name", "description", "target", "bootstrap_servers", "client", "metrics_urls",
-        "object_store", "etcd_endpoints", "faults", "stack", "not_promised",
+        "object_store", "etcd_endpoints", "faults", "stack", "not_promised", "build",
     ))
     name = top.str("name", required=True)
     target = top.child("target", ("kind", "embedded"))
@@ -311,7 +313,46 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
         stack=stack,
         source=source,
         not_promised=_parse_not_promised(top),
+        build=_parse_build(top, kind, embedded),
     )
+
+
+def _parse_build(top: _Reader, kind: str, embedded: bool) -> dict[str, str]:
+    """build: {SYSTEM: SOURCE}; a relative path is relative to the profile's folder."""
+    from k6suite_lib.stack import builds
+
+    raw = top.data.get("build") or {}
+    if not raw:
+        return {}
+    if not embedded:
+        top.fail("build", "only an embedded profile (target.embedded: true) builds its system")
+    if not isinstance(raw, dict):
+        top.fail("build", "must be a mapping of SYSTEM to SOURCE, e.g. {kafscale: v1.5.0}")
+    base = Path(top.source).parent if top.source.endswith((".yaml", ".yml")) else None
+    result = {}
+    for key, source in raw.items():
+        if key not in builds.KEYS or builds.KEYS[key] != kind:
+            known = ", ".join(k for k, system in builds.KEYS.items() if system == kind)
+            top.fail(f"build.{key}", f"a {kind} stack's build is named by {known}")
+        if not isinstance(source, str | int | float) or not str(source).strip():
+            top.fail(f"build.{key}", "must be a version, a directory or a binary path")
+        result[key] = builds.absolute(str(source), base)
+    return result
+
+
+def with_builds(profile: Profile, pairs: dict[str, str]) -> Profile:
+    """The profile with --build overrides for its own system (keys naming other systems are ignored, so
+    one --build can go to every profile of a matrix); the run writes it to the archive as profile.yaml,
+    so notebook kernels see the same build."""
+    from k6suite_lib.stack import builds
+
+    own = builds.for_system(pairs, profile.target_kind)
+    if not own:
+        return profile
+    if not profile.embedded:
+        raise ProfileError(f"{profile.source}: --build {builds.describe_sources(own)}: the profile's system is not "
+                           "embedded; only an embedded stack is built by the suite")
+    return replace(profile, build=own)  # replaces the profile's build: a version and binaries do not mix
 
 
 def _parse_not_promised(top: _Reader) -> dict[str, str]:

@@ -72,10 +72,12 @@ class RunOutcome:
 
 def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str = "smoke",
               out_root: Path | None = None, cell_timeout_s: int = 1800, parameters: dict[str, Any] | None = None,
-              log: Callable[[str], None] = print, run_id: str = "", run_dir: Path | None = None) -> RunOutcome:
+              log: Callable[[str], None] = print, run_id: str = "", run_dir: Path | None = None,
+              builds: dict[str, str] | None = None) -> RunOutcome:
     """Run the chosen scenarios against a profile's target and archive everything.
 
     parameters override notebook parameters (e.g. {"repeats": 3}) in every scenario that has them.
+    builds (--build) choose the embedded system's build (stack/builds.py) over the profile's.
     The archive goes to run_dir (default: <out_root>/<run_id>/; a matrix gives each system a folder).
     """
     import papermill
@@ -90,6 +92,7 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
     run_id = run_id or new_run_id()
     run_dir = run_dir or (out_root or outputs_root()) / run_id
     run_dir.mkdir(parents=True)
+    profile = _with_builds(profile, builds or {}, run_dir)
     started = time.time()
     log(f"run {run_id}: profile {profile.name}, tier {tier}, scenarios {' '.join(s.id for s in chosen)}")
     results = []
@@ -110,12 +113,14 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
                 log(f"  {spec.id}: {_tally(result)} in {result.get('duration_s', 0):.0f} s")
             if stack is not None:
                 _archive_logs(stack.log_files(), run_dir / "stack")
-    except Exception as exc:  # a stack that cannot start is a FAIL of every chosen scenario, with the reason
+    except Exception as exc:  # one FAIL that says why the stack cannot serve; what did not run is NOT TESTED
         stack_error = f"{type(exc).__name__}: {exc}"
         log(f"the run could not continue: {stack_error}")
         done = {r["scenario"] for r in results}
-        results.extend(_failed_result(spec, run_id, tier, profile, "target not available", stack_error)
-                       for spec in chosen if spec.id not in done)
+        left = [spec for spec in chosen if spec.id not in done]
+        results.extend(_failed_result(spec, run_id, tier, profile, "the embedded stack serves clients", stack_error)
+                       if index == 0 else _not_run_result(spec, run_id, tier, profile, stack_error)
+                       for index, spec in enumerate(left))
     from k6suite_lib import report
 
     summary = build_summary(results, profile, run_id, tier, started, stack_error)
@@ -276,6 +281,31 @@ def _failed_result(spec: ScenarioSpec, run_id: str, tier: str, profile: Profile,
                           "status": "FAIL", "passed": False, "evidence": evidence}]}
 
 
+def _not_run_result(spec: ScenarioSpec, run_id: str, tier: str, profile: Profile, why: str) -> dict[str, Any]:
+    result = _failed_result(spec, run_id, tier, profile, "scenario ran", why)
+    result["passed"] = True  # nothing was judged: the stack error is the run's one failure
+    result["verdicts"][0].update(status="NOT TESTED", passed=True, measured="not run",
+                                 evidence=f"not run: the stack error above ({why[:200]})")
+    return result
+
+
+def _with_builds(profile: Profile, builds: dict[str, str], run_dir: Path) -> Profile:
+    """The profile with --build applied, written into the archive as profile.yaml: notebook kernels load
+    the profile from a file, and must start (or find) the same build."""
+    import yaml
+
+    from k6suite_lib.profiles import with_builds
+
+    chosen = with_builds(profile, builds)
+    if chosen is profile:
+        return profile
+    raw = yaml.safe_load(Path(profile.source).read_text())
+    raw["build"] = chosen.build
+    written = run_dir / "profile.yaml"
+    written.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_profile(written)
+
+
 def _render_html(notebook: Path) -> None:
     """Redact the executed notebook in place (a traceback could quote anything), then render it."""
     if not notebook.is_file():
@@ -307,8 +337,12 @@ def build_summary(results: list[dict[str, Any]], profile: Profile, run_id: str, 
     target = next((r["target"] for r in results if r.get("target", {}).get("reachable")), None)
     if target is None:
         target = next((r["target"] for r in results if r.get("target")), {})
+    from k6suite_lib.identity import embedded_build
+
+    built = embedded_build(profile) if profile.embedded else {}
     return {
         "run_id": run_id, "profile": profile.name, "system": profile.target_kind, "embedded": profile.embedded,
+        "build": built.get("build"), "learned_at_start": built.get("learned_at_start"),
         "not_promised": profile.not_promised, "tier": tier, "started": started,
         "duration_s": round(time.time() - started, 2), "target": target, "stack_error": stack_error,
         "passed": counts["FAIL"] == 0 and executed > 0, "counts": counts,
@@ -329,6 +363,7 @@ def build_manifest(summary: dict[str, Any], profile: Profile, run_dir: Path) -> 
         "suite": {"name": "k6suite", "version": __version__, "git_commit": _git_commit()},
         "python": platform.python_version(), "platform": platform.platform(), "packages": packages,
         "run_id": summary["run_id"], "profile": profile.summary(), "target": summary["target"],
+        "build": summary.get("build"), "learned_at_start": summary.get("learned_at_start"),
         "embedded_components": binaries.versions(profile.target_kind) if profile.embedded else None,
         "files": {str(p.relative_to(run_dir)): _sha256(p) for p in sorted(run_dir.rglob("*"))
                   if p.is_file() and p.name != "manifest.json"},

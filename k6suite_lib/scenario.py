@@ -68,7 +68,6 @@ class Scenario:
 
         started = time.time()
         profile = profile if isinstance(profile, Profile) else load_profile(profile)
-        clients.apply_version_caps(profile.client.max_api_versions)
         run_id = run_id or new_run_id()
         if not out_dir:
             out_dir = outputs_root() / "interactive" / f"{run_id}-{scenario}"
@@ -80,8 +79,9 @@ class Scenario:
         if profile.embedded:
             stack = open_stack(profile, log=lambda msg: print(f"[stack] {msg}"))
             if not stack.is_up():
-                install(systems=[stack.system], log=lambda _msg: None)
+                install(systems=[stack.system], log=lambda _msg: None, builds=profile.build)
                 stack.up()
+        clients.apply_version_caps(clients.version_caps(profile))
         return cls(scenario=scenario, title=title, profile=profile, out_dir=out, run_id=run_id, tier=tier,
                    target=describe_target(profile), stack=stack, started=started, progress=progress)
 

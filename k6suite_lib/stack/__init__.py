@@ -41,7 +41,7 @@ def open_stack(profile, log: Callable[[str], None] = print, security: Security |
     if not profile.embedded or profile.stack is None:
         raise StackError(f"profile {profile.name!r} does not describe an embedded stack")
     layout = StackLayout(port_base=profile.stack.port_base, brokers=profile.stack.brokers)
-    return stack_class(profile.target_kind)(layout, log=log, security=security)
+    return stack_class(profile.target_kind)(layout, log=log, security=security, build_sources=profile.build)
 
 
 @contextmanager
@@ -57,7 +57,7 @@ def running(profile, log: Callable[[str], None] = print) -> Iterator[EmbeddedSta
     if stack.is_up():
         yield stack
         return
-    binaries.install(systems=[stack.system], log=lambda _msg: None)
+    binaries.install(systems=[stack.system], log=log, builds=profile.build)
     stack.up()
     try:
         yield stack

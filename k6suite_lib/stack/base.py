@@ -23,12 +23,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 import requests
 
-from k6suite_lib.stack import binaries
+from k6suite_lib.stack import binaries, builds
+from k6suite_lib.stack.builds import Build
 from k6suite_lib.stack.etcd import EtcdGateway
 from k6suite_lib.stack.layout import HOST, StackLayout
 from k6suite_lib.stack.process import (
@@ -117,10 +118,13 @@ class EmbeddedStack(ABC):
     # What a secured stack of this system enforces, in words (S8 shows it as evidence).
     access_control: ClassVar[str] = "nothing: no authentication and no authorization"
 
-    def __init__(self, layout: StackLayout, log: Callable[[str], None] = print, security: Security | None = None):
+    def __init__(self, layout: StackLayout, log: Callable[[str], None] = print, security: Security | None = None,
+                 build_sources: dict[str, str] | None = None):
         self.layout = layout
         self.log = log
         self.security = security
+        # which build to start (stack/builds.py); once up, the build the stack runs is in its state
+        self.build_sources = build_sources or {}
 
     # ------------------------------------------------------------------ what a system provides
     @classmethod
@@ -157,11 +161,6 @@ class EmbeddedStack(ABC):
     def fault_target(self, topic: str | None = None) -> int:
         """The broker a fault should hit now: the one the workload's writes depend on most."""
 
-    @classmethod
-    def install_artifacts(cls, log: Callable[[str], None] = print) -> dict[str, Path]:
-        """Fetch what the system needs beyond the Go binaries (binaries.SYSTEM_BINARIES); paths by name."""
-        return {}
-
     def broker_port(self, broker_id: int) -> int:
         """Where a broker takes Kafka requests (its own listener, not the client endpoint)."""
         return self.layout.broker_port(broker_id)
@@ -193,9 +192,28 @@ class EmbeddedStack(ABC):
 
     def _save(self, records: dict[str, ProcessRecord]) -> None:
         write_state(self.layout.state_dir, {
-            "system": self.system, "port_base": self.layout.port_base,
+            **read_state(self.layout.state_dir), "system": self.system, "port_base": self.layout.port_base,
             "processes": {name: rec.to_json() for name, rec in records.items()},
         })
+
+    @property
+    def build(self) -> Build:
+        """The build this stack runs: recorded at up(), so a notebook kernel or heal() restarting a broker
+        runs the same binaries the stack started with."""
+        recorded = read_state(self.layout.state_dir).get("build")
+        if recorded:
+            return Build.from_json(recorded)
+        raise StackError(f"no build recorded for the stack on port base {self.layout.port_base}; start it first")
+
+    @property
+    def learned(self) -> dict[str, Any]:
+        """What start-up learned from the build itself (client version caps it survives, settings it
+        needed, ...), recorded in the stack's state for clients, reports and manifests."""
+        return read_state(self.layout.state_dir).get("learned", {})
+
+    def _learn(self, **facts: Any) -> None:
+        state = read_state(self.layout.state_dir)
+        write_state(self.layout.state_dir, {**state, "learned": {**state.get("learned", {}), **facts}})
 
     def _add(self, record: ProcessRecord) -> ProcessRecord:
         self._save({**self.records, record.name: record})
@@ -233,7 +251,10 @@ class EmbeddedStack(ABC):
                              f"checkout did not start (a stack of another checkout or test session?); stop them "
                              "or choose another stack.port_base in the profile")
         started = time.monotonic()
-        self._save({})
+        build = builds.resolve(self.system, self.build_sources, self.log)
+        write_state(self.layout.state_dir, {"system": self.system, "port_base": self.layout.port_base,
+                                            "processes": {}, "build": build.to_json(),
+                                            "build_record": build.record(), "learned": {}})
         shutil.rmtree(self.layout.data_dir, ignore_errors=True)
         self.layout.data_dir.mkdir(parents=True, exist_ok=True)
         for principal in self.security.principals if self.security else ():
@@ -245,7 +266,7 @@ class EmbeddedStack(ABC):
             self.down()
             raise
         elapsed = time.monotonic() - started
-        self.log(f"{self.system} stack up on {HOST} (port base {self.layout.port_base}) in {elapsed:.1f} s; "
+        self.log(f"{build.label} stack up on {HOST} (port base {self.layout.port_base}) in {elapsed:.1f} s; "
                  f"client endpoint {','.join(self.addresses(self.layout)['bootstrap_servers'])}")
         return elapsed
 

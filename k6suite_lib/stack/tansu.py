@@ -81,10 +81,6 @@ class TansuStack(EmbeddedStack):
                       "with S3 storage (SCRAM credentials are never stored; PLAIN is not compiled in)")
 
     @classmethod
-    def install_artifacts(cls, log: Callable[[str], None] = print) -> dict[str, Path]:
-        return {"tansu": tansu_path()}
-
-    @classmethod
     def addresses(cls, layout: StackLayout) -> dict[str, tuple[str, ...] | str]:
         return {
             "bootstrap_servers": tuple(f"{HOST}:{layout.broker_port(i)}" for i in range(layout.brokers)),
@@ -171,7 +167,7 @@ class TansuStack(EmbeddedStack):
         work_dir = self.layout.data_dir / f"broker-{broker_id}"  # all state is in the bucket; this is only a cwd
         work_dir.mkdir(parents=True, exist_ok=True)
         return self._start(f"broker-{broker_id}", "broker", [
-            str(tansu_path()), "broker", "--cluster-id", CLUSTER_ID, "--listener-url", url,
+            self.build.paths["tansu"], "broker", "--cluster-id", CLUSTER_ID, "--listener-url", url,
             "--advertised-listener-url", url, "--storage-engine", f"s3://{S3_BUCKET}/",
         ], self.broker_env(), [self.layout.broker_port(broker_id)], cwd=work_dir)
 
