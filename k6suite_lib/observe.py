@@ -84,9 +84,14 @@ def observe(run: str, scenario: str | None = None, checks: list[str] | None = No
         f"- **Target**: profile `{summary['profile']}`, endpoint `{target.get('endpoint')}`, cluster id "
         f"`{target.get('cluster_id')}`, brokers listed {target.get('brokers')}, API fingerprint "
         f"`{target.get('api_fingerprint')}`",
-        f"- **Client**: {target.get('client')}; API versions capped by the profile: "
-        f"{target.get('version_caps') or 'none'}",
+        f"- **Client**: {target.get('client')}; API versions capped (profile, or learned from the build at "
+        f"start): {target.get('version_caps') or 'none'}",
     ]
+    build = summary.get("build") or target.get("build")
+    if build:
+        lines.append(f"- **Build**: {build.get('label')} (source `{build.get('source')}`, commit "
+                     f"`{build.get('commit') or 'none'}`, sha256 "
+                     + ", ".join(f"{name} `{sha[:16]}`" for name, sha in build.get("binaries", {}).items()) + ")")
     components = target.get("embedded_components")
     if components:
         lines.append("- **Components**: " + ", ".join(f"{name} {info['version']}" for name, info in components.items()))

@@ -27,7 +27,7 @@ def test_embedded_addresses_are_derived_from_the_port_base():
     assert local.metrics_urls == tuple(f"http://127.0.0.1:{29110 + i}/metrics" for i in range(3))
     assert local.object_store.endpoint == "http://127.0.0.1:29000"
     assert local.etcd_endpoints == ("http://127.0.0.1:29010",)
-    assert local.client.max_api_versions == {"Fetch": 11, "Produce": 8}
+    assert local.client.max_api_versions == {}  # the stack learns its caps from the build (test_builds.py)
 
 
 def test_local_service_uses_the_original_suites_ports():

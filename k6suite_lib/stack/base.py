@@ -199,11 +199,11 @@ class EmbeddedStack(ABC):
     @property
     def build(self) -> Build:
         """The build this stack runs: recorded at up(), so a notebook kernel or heal() restarting a broker
-        runs the same binaries the stack started with."""
+        runs the same binaries the stack started with; before up(), the build it would start."""
         recorded = read_state(self.layout.state_dir).get("build")
         if recorded:
             return Build.from_json(recorded)
-        raise StackError(f"no build recorded for the stack on port base {self.layout.port_base}; start it first")
+        return builds.resolve(self.system, self.build_sources, self.log)
 
     @property
     def learned(self) -> dict[str, Any]:
