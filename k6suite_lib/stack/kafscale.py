@@ -92,9 +92,10 @@ class KafScaleStack(EmbeddedStack):
     system = "kafscale"
     fault_paths = ("storage", "metadata")
     has_object_store = True
-    no_tls_reason = ("KafScale v1.5.0 has no TLS listener (no crypto/tls import and no TLS setting in its source; "
-                     "docs/operations.md: 'broker/console TLS env flags are not wired in v1', terminate TLS at a "
-                     "load balancer or ingress in front of the proxy)")
+    no_tls_reason = ("KafScale has no TLS listener for Kafka clients (v1.5.0: no crypto/tls import and no TLS "
+                     "setting in its source; docs/operations.md: 'broker/console TLS env flags are not wired in v1', "
+                     "terminate TLS at a load balancer or ingress in front of the proxy; v1.6.0 and main 7aa2a11: "
+                     "TLS settings only for the proxy's LFS HTTP API and its backends)")
     access_control = ("ACLs keyed by the client.id a client claims (KAFSCALE_ACL_JSON, default deny); no "
                       "authentication: no SASL, no TLS (the broker itself logs 'ACL enabled with client_id principal "
                       "source; client.id is spoofable without trusted edge auth')")
