@@ -60,7 +60,10 @@ def test_s1_and_s3_smoke_run_and_archive(tmp_path, monkeypatch):
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["target"]["cluster_id"] == f"k6suite-{RUNNER_PORT_BASE}"
-    assert manifest["embedded_components"]["kafscale-broker"]["version"] == "v1.5.0"
+    assert manifest["build"]["version"] == "v1.5.0" and set(manifest["build"]["binaries"]) == {
+        "kafscale-broker", "kafscale-proxy"}
+    assert summary["build"] == manifest["build"] and "kafscale v1.5.0" in (run_dir / "report.html").read_text()
+    assert manifest["learned_at_start"]["client_caps"] == {"Fetch": 11, "Produce": 8}
     assert "report.html" in manifest["files"] and "S3-correctness/executed.ipynb" in manifest["files"]
 
     junit = ET.parse(run_dir / "junit.xml").getroot()
