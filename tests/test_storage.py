@@ -3,13 +3,14 @@
 The unit tests build objects from real kafka-python record batches laid out as the systems' source
 writes them; the layouts are spelled out here independently of the module (struct formats from the
 KafScale v1.5.0 and Tansu 0.6.0 source), so a wrong format in the module cannot agree with itself.
-The stack tests read a one-broker embedded KafScale's MinIO directly, and plant damage in it.
+The stack tests read a one-broker embedded KafScale's MinIO directly, and plant damage in it; a
+bucket that a real Tansu wrote is decoded in tests/test_stack_tansu.py, so the Tansu cases here are
+only what a real Tansu does not write for the suite (transaction markers, trailing bytes).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import struct
 import zlib
 from collections.abc import Iterator
@@ -157,7 +158,10 @@ def test_bytes_that_are_no_segment_are_named_not_raised():
     assert "header magic b'PK\\x03\\x04'" in listing.errors[0]
 
 
-def test_a_tansu_batch_takes_its_offsets_from_the_key_and_control_batches_are_skipped():
+def test_tansu_objects_a_real_tansu_does_not_write_here_are_handled():
+    """Synthetic on purpose: a transaction marker (the suite never writes transactionally) is skipped,
+    bytes after the batch (damage) are reported; a real Tansu's own batches are decoded in
+    tests/test_stack_tansu.py."""
     stored = [
         StoredObject(f"{TANSU_PARTITION.format(0)}/records/{7:020d}.batch", 0, 1, batch(range(3))),
         StoredObject(f"{TANSU_PARTITION.format(0)}/records/{10:020d}.batch", 0, 1, control_batch()),
@@ -255,39 +259,6 @@ def test_real_kafscale_stores_every_acknowledged_record_and_a_planted_flip_is_fo
     assert hit["corrupt"].sum() == 1 and not hit["segment_ok"].any()
     untouched = after[after["object_key"] != victim["object_key"]]
     assert not untouched["corrupt"].any() and untouched["batch_crc_ok"].all() and untouched["segment_ok"].all()
-
-
-@pytest.mark.stack
-def test_tansu_layout_read_from_real_minio(storage_stack):
-    """Synthetic: Tansu cannot run here yet, so batches built with kafka-python are uploaded to a real
-    MinIO under Tansu 0.6.0's key layout, each with its stored base offset left at 0 as Tansu leaves it."""
-    profile = storage_stack
-    bucket = "tansu-synthetic"
-    client = s3_client(profile.object_store.endpoint, *stack_credentials())
-    client.make_bucket(bucket)
-    objects = {
-        f"{TANSU_PARTITION.format(0)}/records/{0:020d}.batch": batch(range(3)),
-        f"{TANSU_PARTITION.format(0)}/records/{3:020d}.batch": batch(range(3, 5)),
-        f"{TANSU_PARTITION.format(0)}/records/{5:020d}.batch": control_batch(),
-        f"{TANSU_PARTITION.format(1)}/records/{0:020d}.batch": batch(range(5, 6)),
-        f"{TANSU_PARTITION.format(0)}/watermark.json": json.dumps({"low": 0, "high": 6}).encode(),
-        "clusters/k6suite/topics/other/partitions/0000000000/records/00000000000000000000.batch": batch(range(1)),
-        "clusters/k6suite/meta.json": b"{}",
-    }
-    for key, data in objects.items():
-        client.put_object(bucket, key, io.BytesIO(data), len(data))
-
-    listing = read(profile, "tansu", bucket, topic="events", prefix="clusters/k6suite/")
-    assert listing.errors == []
-    assert listing.records[["partition", "offset", "seq"]].values.tolist() == [
-        [0, 0, 0], [0, 1, 1], [0, 2, 2], [0, 3, 3], [0, 4, 4], [1, 0, 5]]
-    assert listing.records["batch_crc_ok"].all() and not listing.records["corrupt"].any()
-    assert listing.objects["kind"].value_counts().to_dict() == {"batch": 4, "watermark": 1}
-
-    everything = read(profile, "tansu", bucket)  # default prefix: every cluster and topic
-    assert set(everything.records["topic"]) == {"events", "other"}
-    assert "clusters/k6suite/meta.json" in set(everything.objects.loc[everything.objects["kind"] == "other",
-                                                                      "object_key"])
 
 
 @pytest.mark.stack
