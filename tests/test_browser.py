@@ -92,8 +92,7 @@ def test_report_with_plots_is_whole_in_a_browser(tmp_path):
     check = check_report(tmp_path / "report.html", tmp_path / "report.png")
     _assert_whole(check)
     assert check.images == 2 and check.links >= 8  # the plots; scenario anchors and notebook links
-    _assert_screenshot(tmp_path / "report.png")
-    assert check.seconds < 30
+    _assert_screenshot(tmp_path / "report.png")  # how long it took: benchmarks/browser_check.py
 
 
 def test_planted_defects_are_each_found(tmp_path):

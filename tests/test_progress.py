@@ -5,33 +5,64 @@ from __future__ import annotations
 import json
 import time
 
-from k6suite_lib.progress import PROGRESS_FILE, Progress, display_mode, phase_table, read_state, scenario_times
+import pytest
+
+from k6suite_lib import progress as progress_module
+from k6suite_lib.progress import (
+    MIN_PHASE_S,
+    PROGRESS_FILE,
+    Progress,
+    display_mode,
+    phase_table,
+    read_state,
+    scenario_times,
+)
 from k6suite_lib.workload.context import Tracker
 
 
-def test_phases_are_timed_in_order_and_summed_per_phase(tmp_path):
+class Clock:
+    """Progress's clock, advanced by the test: durations are then exact, whatever the machine's load."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(progress_module, "time", fake)
+    return fake
+
+
+def test_phases_are_timed_in_order_and_summed_per_phase(tmp_path, clock):
     progress = Progress("S4", tmp_path, mode="quiet")
     for variant in ("kill", "pause"):
         progress.enter("warm-up", variant)
-        time.sleep(0.05)
+        clock.sleep(0.05)
         progress.enter("fault")
-        time.sleep(0.1)
+        clock.sleep(0.1)
     progress.close()
     records = progress.records()
-    assert [(r["variant"], r["phase"]) for r in records] == [("kill", "warm-up"), ("kill", "fault"),
-                                                            ("pause", "warm-up"), ("pause", "fault")]
-    assert all(r["duration_s"] >= 0.04 for r in records)
-    assert [r["started_s"] for r in records] == sorted(r["started_s"] for r in records)
+    assert [(r["variant"], r["phase"], r["started_s"], r["duration_s"]) for r in records] == [
+        ("kill", "warm-up", 0.0, 0.05), ("kill", "fault", 0.05, 0.1),
+        ("pause", "warm-up", 0.15, 0.05), ("pause", "fault", 0.2, 0.1)]
     table = phase_table(records).set_index("phase")
     assert table.loc["fault", "times"] == 2
-    assert table.loc["fault", "seconds"] >= 0.2
+    assert table.loc["fault", "seconds"] == 0.2
 
 
-def test_a_phase_left_at_once_leaves_no_row():
+def test_a_phase_left_at_once_leaves_no_row(clock):
     progress = Progress("S3", mode="quiet")
     progress.enter("probes", "overlap")
+    clock.sleep(MIN_PHASE_S / 2)
     progress.enter("set-up", "overlap")
-    time.sleep(0.02)
+    clock.sleep(0.5)
     progress.close()
     assert [r["phase"] for r in progress.records()] == ["set-up"]
 

@@ -98,19 +98,30 @@ def test_a_group_is_steady_only_when_its_members_hold_every_partition_and_stoppe
 
 
 def test_a_schedule_starts_early_once_steady_but_keeps_a_baseline():
+    """Timed relative to the moment steady is set, and with the fault scheduled far later (60 s) than
+    the baseline, so a loaded machine's late wake-ups cannot make a correct schedule fail: every wait
+    can only end late, and the bounds that face lateness have tens of seconds of slack."""
+    scheduled_s = 60.0
     fault = Marker()
-    schedule = Schedule.window(fault, 6.0, 0.1)
+    schedule = Schedule.window(fault, scheduled_s, 0.1)
     recorder, stop = Recorder("r"), threading.Event()
     nemesis = threading.Thread(target=schedule, args=(recorder, stop), daemon=True)
     started = time.monotonic()
     nemesis.start()
     time.sleep(0.5)
+    steady_at = time.monotonic()
     schedule.steady.set()
-    nemesis.join(10)
-    assert fault.started_at is not None
+    nemesis.join(BASELINE_S + 20)
+    stop.set()
+    nemesis.join(5)
+    assert fault.started_at is not None, "the fault did not come early once the traffic was steady"
+    # never sooner than the baseline after steady (a margin for the two clock reads that start a schedule)
+    assert fault.started_at - steady_at >= BASELINE_S - 0.2, fault.started_at - steady_at
+    # early by what it says, and by about the time between steady and the scheduled start less the baseline
     came = fault.started_at - started
-    assert 0.5 + BASELINE_S - 0.2 < came < 6.0 - 1.5, came
-    assert 1.5 < schedule.shifted_s < 2.8
+    assert came + schedule.shifted_s >= scheduled_s - 0.2, (came, schedule.shifted_s)
+    slack_s = scheduled_s - BASELINE_S - (steady_at - started)  # the shift if steady were seen at once
+    assert slack_s - 15 < schedule.shifted_s <= slack_s + 0.2, (schedule.shifted_s, slack_s)
     assert [json.loads(r["detail"])["phase"] for r in recorder.rows()] == ["start", "end"]
 
 
