@@ -11,7 +11,7 @@ Layouts decoded (read from the systems' source):
   ("KAFS", version 1, flags, base offset, record count, created ms, reserved), the producers' Kafka v2
   record batches with base offsets rewritten to absolute ones, and a 16-byte footer (CRC32C of the
   batches, last offset, "END!"), all big-endian. The ``.index`` beside each segment is listed, not read.
-- Tansu 0.6.0: ``clusters/<id>/topics/<topic>/partitions/<p:010d>/records/<base:020d>.batch``: one raw
+- Tansu v0.6.0-510f3e2: ``clusters/<id>/topics/<topic>/partitions/<p:010d>/records/<base:020d>.batch``: one raw
   v2 batch whose stored base offset is whatever the producer sent; the absolute base is in the key.
 
 Reading never raises over what it finds: an object that cannot be decoded, or whose checksums or

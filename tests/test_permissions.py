@@ -4,9 +4,12 @@
   PASS, and no tenant or admin password and no byte of a private key lands in the archive.
 - KafScale v1.5.0, whose ACLs trust whatever client.id a client claims: the cross-tenant read FAILs,
   with a client claiming the other tenant's client.id as the evidence.
+- Tansu v0.6.0-510f3e2 with the access control it has (`--authentication`): no login can be verified,
+  so the admin's set-up fails, and a login with the wrong password is served as logged in.
 - The TLS material and the secrets file, without a stack.
 
-Port bases: 25200 (Kafka; S8's secured stack at 25400) and 25600 (KafScale; S8's at 25800).
+Port bases: 25200 (Kafka; S8's secured stack at 25400), 25600 (KafScale; S8's at 25800) and 26400
+(Tansu; S8's at 26600).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from tests.conftest import port_base_for
 
 KAFKA_PORT_BASE = port_base_for(25200)
 KAFSCALE_PORT_BASE = port_base_for(25600)
+TANSU_PORT_BASE = port_base_for(26400)
 S8_STACK = s8.SECURED_STACK_OFFSET
 
 
@@ -108,6 +112,38 @@ def test_kafscale_s8_cross_tenant_read_fails_with_the_claimed_client_id_as_evide
         assert verdicts.loc[check, "status"] == "FAIL", verdicts.loc[check].to_dict()
     assert "closed without answering SaslHandshake" in verdicts.loc["a wrong password is refused", "evidence"]
     assert verdicts.loc["refusals come within the bound", "status"] == "PASS"
+
+
+@pytest.mark.stack
+def test_item_16_9_tansu_s8_runs_with_authentication_and_a_wrong_password_gets_in(tmp_path):
+    """S8 on Tansu with `--authentication` on, as its users would turn it on: a SCRAM login is answered
+    NONE but never proven (server-final 'e=unknown-user': the s3 engine stores no credentials), so
+    kafka-python cannot log in and the admin's set-up fails; the same exchange with the wrong password
+    is then served Metadata. Checks nobody could try are NOT TESTED, never PASS."""
+    profile = load_profile(one_broker_profile(tmp_path, "profiles/tansu.yaml", "perm-tansu", TANSU_PORT_BASE))
+    sc = Scenario.open("S8", "Permission boundary", profile, out_dir=tmp_path / "S8")
+    try:
+        table = s8.attempt_all(sc)
+        s8.judge(sc, table)
+        verdicts = sc.verdicts().set_index("check")
+    finally:
+        sc.stack.down()
+    secured = beside(sc.profile, s8.SECURED_STACK_OFFSET, "secured")
+    assert not open_stack(secured).records  # the secured stack was stopped by PID
+    assert "--authentication" in sc.measurements["access_control"]
+
+    setup = table[table["operation"].str.startswith("set up")]
+    assert setup["outcome"].tolist() == ["failed"], setup.to_dict("records")
+    logins = table[table["operation"] == "authenticate"]
+    assert len(logins) == 2 and (logins["error"] == "LoginNotVerified").all(), logins.to_dict("records")
+    assert logins["detail"].str.contains("e=unknown-user").all()
+    wrong = verdicts.loc["a wrong password is refused"]
+    assert wrong["status"] == "FAIL" and "served Metadata" in wrong["evidence"], wrong.to_dict()
+    assert verdicts.loc["every authorized operation inside the tenant's scope works", "status"] == "FAIL"
+    assert verdicts.loc["every unauthorized operation is refused with a clean Kafka error", "status"] == "FAIL"
+    for check in ("0 records of one tenant readable by the other", "Metadata does not list the other tenant's topics",
+                  "refusals come within the bound"):
+        assert verdicts.loc[check, "status"] == "NOT TESTED", verdicts.loc[check].to_dict()
 
 
 def test_tls_material_is_private_verifies_and_names_the_ip(tmp_path):

@@ -52,7 +52,7 @@ def test_starts_healthy_and_a_round_trip_lands_in_the_bucket(tansu_stack):
     assert stack.conditional_put_answers(stack.s3()) == {
         "create": 200, "create again": 412, "update, stale etag": 412, "update, current etag": 200}
 
-    # One record per request: Tansu 0.6.0 answers ListOffsets(latest) with the newest batch's base
+    # One record per request: Tansu v0.6.0-510f3e2 answers ListOffsets(latest) with the newest batch's base
     # offset + 1, so a multi-record batch makes the read-back's end offset fall short of acknowledged
     # offsets. That defect is for S3 to report; this test is about the stack.
     result = run_workload(profile, WorkloadConfig(records=RECORDS, producers=1, consumers=0, consumer_mode="none",

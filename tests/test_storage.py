@@ -2,7 +2,7 @@
 
 The unit tests build objects from real kafka-python record batches laid out as the systems' source
 writes them; the layouts are spelled out here independently of the module (struct formats from the
-KafScale v1.5.0 and Tansu 0.6.0 source), so a wrong format in the module cannot agree with itself.
+KafScale v1.5.0 and Tansu v0.6.0-510f3e2 source), so a wrong format in the module cannot agree with itself.
 The stack tests read a one-broker embedded KafScale's MinIO directly, and plant damage in it; a
 bucket that a real Tansu wrote is decoded in tests/test_stack_tansu.py, so the Tansu cases here are
 only what a real Tansu does not write for the suite (transaction markers, trailing bytes).

@@ -4,16 +4,20 @@ On an embedded profile S8 starts its own one-broker stack of the same system bes
 (port base + 200, as S6 does) with access control (stack.base.Security): each tenant owns the topics
 and groups named '<tenant>.*', and the suite's admin principal sets up. The profile's stack stays
 PLAINTEXT without ACLs, so no other scenario is affected. What the system can enforce decides how
-the tenants connect: SASL/PLAIN with their own passwords where it authenticates (Apache Kafka), else
-only a client.id naming the tenant (KafScale's ACL principal; Tansu has nothing).
+the tenants connect: SASL with their own passwords where it authenticates (PLAIN on Apache Kafka,
+SCRAM-SHA-512 on Tansu with --authentication), else only a client.id naming the tenant (KafScale's
+ACL principal).
 
 Each tenant's own kafka-python clients (client.id = the tenant) try produce, consume, describe (Metadata
 for a topic), list topics, join a group, commit, create a topic and delete a topic, inside the tenant's
 scope (expected allowed) and in the other tenant's (expected denied). After each denied attempt the
 same client does authorized work, which must still succeed. A client claiming the other tenant's
-client.id reads the other tenant's topic, and the SASL/PLAIN exchange is tried with the other tenant's
-password. Every attempt becomes a row (operation, tenant, target, expected, outcome, error, ms); the
-verdicts are read from that table. Destructive attempts come last, so a system that lets one tenant
+client.id reads the other tenant's topic, and the SASL exchange is tried with the other tenant's
+password (on a raw connection that, as an intruder would, then asks for Metadata whatever the
+exchange said). Where even the suite's admin cannot log in (Tansu: no user can be created), the
+set-up is a failed attempt and only the logins run: the other checks say NOT TESTED. Every attempt
+becomes a row (operation, tenant, target, expected, outcome, error, ms); the verdicts are read from
+that table. Destructive attempts come last, so a system that lets one tenant
 delete the other's topic does not spoil the other measurements.
 
 Two kafka-python 3.0.12 habits are worked around so the table shows what the system answered: a
@@ -37,7 +41,9 @@ from typing import Any
 import pandas as pd
 from kafka import TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAuthorizationFailedError, for_code
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError, for_code
+from kafka.net.sasl.scram import ScramClient
+from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 from kafka.protocol.sasl import (
     SaslAuthenticateRequest,
     SaslAuthenticateResponse,
@@ -61,7 +67,6 @@ WAIT_S = 20.0  # any attempt gives up after this; judge() wants refusals within 
 # The suite's group session (Tansu holds a new group's first JoinGroup for half of it; kafka-python's
 # default of 45 s would hold it 22.5 s).
 GROUP_SETTINGS = {"session_timeout_ms": 10000, "heartbeat_interval_ms": 1000}
-SASL_MECHANISM = "PLAIN"
 # The refusals a client can act on: Kafka's authorization and authentication errors.
 CLEAN_REFUSALS = {29: "TOPIC_AUTHORIZATION_FAILED", 30: "GROUP_AUTHORIZATION_FAILED",
                   31: "CLUSTER_AUTHORIZATION_FAILED", 58: "SASL_AUTHENTICATION_FAILED"}
@@ -102,7 +107,8 @@ def principal_profile(profile: Profile, stack: EmbeddedStack, principal: str) ->
     authenticates, else as the profile says (its client.id is then all that names it)."""
     if not stack.authenticates:
         return profile
-    sasl = SaslSettings(mechanism=SASL_MECHANISM, username=principal, password_env=stack.password_env(principal))
+    sasl = SaslSettings(mechanism=stack.sasl_mechanism, username=principal,
+                        password_env=stack.password_env(principal))
     return dataclasses.replace(profile, client=dataclasses.replace(profile.client, security_protocol="SASL_PLAINTEXT",
                                                                    sasl=sasl))
 
@@ -149,6 +155,7 @@ def judge(sc: Scenario, table: pd.DataFrame, bound_s: float = 10.0) -> None:
     broken = refused[refused["then_authorized"].eq(False)]  # None: the attempt has no follow-up
     failed = allowed[allowed["outcome"] != "ok"]
     listing = table[table["operation"] == "list topics"]
+    reads = denied[denied["operation"].str.startswith("consume")]
     logins = table[table["operation"] == "authenticate (wrong password)"]
     rows = [
         verdict(CHECKS[0][0], CHECKS[0][1], len(unclean), AtMost(0),
@@ -163,11 +170,15 @@ def judge(sc: Scenario, table: pd.DataFrame, bound_s: float = 10.0) -> None:
                 if len(refused) else "no attempt was refused"),
         verdict(CHECKS[3][0], CHECKS[3][1], len(failed), AtMost(0),
                 f"{len(allowed) - len(failed)} of {len(allowed)} attempts inside the scope worked. {_list(failed)}"),
-        verdict(CHECKS[4][0], CHECKS[4][1], int(leaks["records"].sum()), AtMost(0, " records"),
-                f"consumers of the other tenant's topic (with their own identity, and claiming the other's "
-                f"client.id) read {int(leaks['records'].sum())} of its records. {_list(leaks)}", unit=" records"),
-        verdict(CHECKS[5][0], CHECKS[5][1], int(listing["foreign_topics"].sum()), AtMost(0, " topics"),
-                "; ".join(f"{r.tenant}: {r.detail}" for r in listing.itertuples()), unit=" topics"),
+        verdict(CHECKS[4][0], CHECKS[4][1], int(leaks["records"].sum()) if len(reads) else None,
+                AtMost(0, " records"),
+                (f"consumers of the other tenant's topic (with their own identity, and claiming the other's "
+                 f"client.id) read {int(leaks['records'].sum())} of its records. {_list(leaks)}") if len(reads)
+                else f"no tenant could try to read the other's topic. {_list(failed)}", unit=" records"),
+        verdict(CHECKS[5][0], CHECKS[5][1], int(listing["foreign_topics"].sum()) if len(listing) else None,
+                AtMost(0, " topics"),
+                "; ".join(f"{r.tenant}: {r.detail}" for r in listing.itertuples()) if len(listing)
+                else f"no tenant could list topics. {_list(failed)}", unit=" topics"),
         verdict(CHECKS[6][0], CHECKS[6][1], dict(zip(logins["tenant"], _shown(logins), strict=True)),
                 EveryOf(Equals("refused: SaslAuthenticationFailedError (58)", "SASL_AUTHENTICATION_FAILED"),
                         "tenant logging in with the other tenant's password"),
@@ -227,7 +238,12 @@ class Attempts:
 
     def run(self) -> pd.DataFrame:
         try:
-            self._setup()
+            self.attempt(self.security.admin, self.security.admin, "set up: create each tenant's topic", "all",
+                         "allowed", self._setup)
+            if self.rows[-1]["outcome"] != "ok":  # no client of the suite's can work here; the logins still can
+                for tenant, other in (TENANTS, TENANTS[::-1]):
+                    self._logins(tenant, other)
+                return pd.DataFrame(self.rows, columns=COLUMNS)
             clients_of = {t: self._clients(t) for t in TENANTS}
             for tenant in TENANTS:
                 self._produce_own(tenant, clients_of[tenant]["producer"])
@@ -263,12 +279,14 @@ class Attempts:
                 "consumer": self._keep(clients.consumer(profile, client_id=tenant)),
                 "admin": self._keep(clients.admin(profile, client_id=tenant))}
 
-    def _setup(self) -> None:
-        """The suite's admin principal creates each tenant's topic (not an attempt: the stage), one per
-        request (KafScale v1.5.0 cannot parse a CreateTopics naming two topics and drops the connection)."""
+    def _setup(self) -> Done:
+        """The suite's admin principal creates each tenant's topic, one per request (KafScale v1.5.0 cannot
+        parse a CreateTopics naming two topics and drops the connection). Recorded as an attempt: on a
+        system where the admin cannot log in, nothing else of the tenants' can run."""
         admin = self._keep(clients.admin(self._profile(self.security.admin), client_id=self.security.admin))
         for name in self.topic.values():
             admin.create_topics([NewTopic(name, 1, self.profile.client.replication_factor)])
+        return Done(detail=f"created {', '.join(self.topic.values())}")
 
     def attempt(self, tenant: str, client_id: str, operation: str, target: str, expected: str,
                 action: Callable[[], Done], follow_up: Callable[[], Any] | None = None) -> None:
@@ -340,11 +358,14 @@ class Attempts:
 
     def _logins(self, tenant: str, other: str) -> None:
         address = self.profile.bootstrap_servers[0]
+        mechanism = self.stack.sasl_mechanism
         if self.stack.authenticates:
             self.attempt(tenant, tenant, "authenticate", address, "allowed",
-                         lambda: _authenticate(address, tenant, self.stack.password(tenant), WAIT_S))
+                         lambda: _authenticate(address, tenant, self.stack.password(tenant), WAIT_S, mechanism,
+                                               verify=True))
         self.attempt(tenant, tenant, "authenticate (wrong password)", address, "denied",
-                     lambda: _authenticate(address, tenant, self.stack.password(other), WAIT_S))
+                     lambda: _authenticate(address, tenant, self.stack.password(other), WAIT_S, mechanism,
+                                           verify=False))
 
     def _create(self, tenant: str, other: str, admin) -> None:
         stolen = f"{self.security.scope(other)}created-by-{tenant}"
@@ -437,20 +458,48 @@ def _delete(admin, topic: str) -> Done:
     return Done(detail="deleted")
 
 
-def _authenticate(address: str, username: str, password: str, timeout_s: float) -> Done:
-    """SASL/PLAIN on a raw connection: returns when the system admits the login, raises the system's own
-    error, or KafkaConnectionError when it closes without an answer. The password travels only in the
-    request bytes, never in a message."""
+class LoginNotVerified(KafkaError):
+    """The SCRAM exchange ended without the server's proof (RFC 5802 server-final 'v='): a client that checks
+    it, as kafka-python does, gives up the connection."""
+
+
+def _authenticate(address: str, username: str, password: str, timeout_s: float, mechanism: str,
+                  verify: bool) -> Done:
+    """A SASL login (PLAIN or SCRAM-SHA-*) on a raw connection, then one Metadata request on it: returns when
+    the system serves that request, raises the system's own error, KafkaConnectionError when it closes
+    without an answer, or LoginNotVerified (verify: as a real client checks the server's SCRAM proof; an
+    intruder does not, and asks for Metadata whatever the exchange said). The password travels only in
+    the request bytes, never in a message."""
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
-        handshake = _exchange(sock, SaslHandshakeRequest[1](mechanism=SASL_MECHANISM), SaslHandshakeResponse, 1)
+        handshake = _exchange(sock, SaslHandshakeRequest[1](mechanism=mechanism), SaslHandshakeResponse, 1)
         if handshake.error_code:
             raise for_code(handshake.error_code)(f"SaslHandshake: the system offers {handshake.mechanisms}")
-        token = b"\0" + username.encode() + b"\0" + password.encode()
-        answer = _exchange(sock, SaslAuthenticateRequest[0](auth_bytes=token), SaslAuthenticateResponse, 0)
+        said = ""
+        if mechanism == "PLAIN":
+            answer = _sasl_step(sock, b"\0" + username.encode() + b"\0" + password.encode())
+        else:
+            scram = ScramClient(username, password, mechanism)
+            scram.process_server_first_message(_sasl_step(sock, scram.first_message()).auth_bytes)
+            answer = _sasl_step(sock, scram.final_message())
+            said = answer.auth_bytes.decode(errors="replace")[:80]
+            if verify:
+                try:
+                    scram.process_server_final_message(answer.auth_bytes)
+                except Exception as exc:
+                    raise LoginNotVerified(f"SaslAuthenticate answered NONE, but the SCRAM server-final message "
+                                           f"is {said!r}, not the server's proof") from exc
+        metadata = _exchange(sock, MetadataRequest[1](topics=[]), MetadataResponse, 1)
+    return Done(detail="admitted: SaslAuthenticate answered NONE"
+                       + (f", the SCRAM server-final message said {said!r}" if said else "")
+                       + f", then the connection served Metadata ({len(metadata.brokers)} broker(s))")
+
+
+def _sasl_step(sock: socket.socket, token: bytes):
+    answer = _exchange(sock, SaslAuthenticateRequest[0](auth_bytes=token), SaslAuthenticateResponse, 0)
     if answer.error_code:
         raise for_code(answer.error_code)(answer.error_message or "")
-    return Done(detail="admitted")
+    return answer
 
 
 def _exchange(sock: socket.socket, request, response_cls, version: int):

@@ -115,6 +115,8 @@ class EmbeddedStack(ABC):
     no_tls_reason: ClassVar[str] = ""
     # Whether a secured stack checks credentials (SASL); if not, a principal is just a name a client claims.
     authenticates: ClassVar[bool] = False
+    # The SASL mechanism a secured stack's principals log in with (where it authenticates).
+    sasl_mechanism: ClassVar[str] = "PLAIN"
     # What a secured stack of this system enforces, in words (S8 shows it as evidence).
     access_control: ClassVar[str] = "nothing: no authentication and no authorization"
 

