@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 FORMAT_VERSION = 2
@@ -308,9 +309,29 @@ class View:
         return (reads["record_run"] != "") & (reads["record_run"] != reads["run_id"]) & ~reads["corrupt"]
 
     @functools.cached_property
+    def altered(self) -> pd.Series:
+        """Per read: it names a send of this history (producer, seq) but carries another body checksum,
+        length or key than that send wrote. Identity alone would pass a record whose bytes changed
+        as intact; a send that did not record a checksum (-1) or length (0) is not compared on it."""
+        reads = self.reads
+        sends = self.sends.drop_duplicates("code")
+        if not len(sends):
+            return pd.Series(False, index=reads.index)
+        at = pd.Index(sends["code"].to_numpy()).get_indexer(reads["code"].to_numpy())
+        known = (at >= 0) & ~reads["corrupt"].to_numpy(dtype=bool) & ~self.foreign.to_numpy(dtype=bool)
+        take = np.where(at >= 0, at, 0)
+        checksum, length = sends["checksum"].to_numpy()[take], sends["value_len"].to_numpy()[take]
+        key = sends["key"].to_numpy(dtype=object)[take]
+        differs = (((checksum >= 0) & (reads["checksum"].to_numpy() != checksum))
+                   | ((length > 0) & (reads["value_len"].to_numpy() != length))
+                   | (reads["key"].to_numpy(dtype=object) != key))
+        return pd.Series(known & differs, index=reads.index)
+
+    @functools.cached_property
     def valid_reads(self) -> pd.DataFrame:
-        """Reads that can be matched to a send: parseable, intact, and of this run."""
-        return self.reads[~self.reads["corrupt"] & ~self.foreign]
+        """Reads that can be matched to a send: parseable, intact, of this run, and carrying the body,
+        length and key that send wrote."""
+        return self.reads[~self.reads["corrupt"] & ~self.foreign & ~self.altered]
 
     @functools.cached_property
     def live_reads(self) -> pd.DataFrame:
@@ -360,6 +381,19 @@ class View:
         if end is None:
             return None
         return {int(p): int(o) for p, o in end.get("positions", {}).items()}
+
+    @functools.cached_property
+    def readback_probes(self) -> list[dict[str, Any]]:
+        """The read-back's direct probes of unread ranges (``readback-probe`` phase rows), in order."""
+        phases = self.frame.loc[self.frame["f"] == "phase", "detail"]
+        return [d for d in map(_detail, phases) if d.get("phase") == "readback-probe"]
+
+    @functools.cached_property
+    def sequential_readback_reads(self) -> pd.DataFrame:
+        """The read-back's reads from the beginning, without its probes' (which seek past gaps)."""
+        probed = {int(p["session"]) for p in self.readback_probes if "session" in p}
+        back = self.readback_reads
+        return back[~back["session"].isin(probed)] if probed else back
 
     def probes(self, kind: str) -> list[dict[str, Any]]:
         """Details of probe rows of one kind (observations a check needs, made during the run)."""

@@ -154,7 +154,7 @@ def phase_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 PHASE_ORDER = ("stack checks", "probes", "set-up", "writes and own reads", "traffic", "warm-up", "fault", "recovery",
-               "drain", "read-back", "judge", "plots", "notebook overhead", "stack check after")
+               "drain", "read-back", "read-back probes", "judge", "plots", "notebook overhead", "stack check after")
 
 
 def scenario_times(scenarios: list[dict[str, Any]]) -> pd.DataFrame:

@@ -10,7 +10,8 @@ Anomaly classes (see the shared reference anchors for Jepsen's Kafka workload):
 - poll-skip: a consumer jumped over an offset known to exist, within one assignment session;
 - nonmonotonic-poll: a consumer read an offset not above its previous one, within one session;
 - nonmonotonic-send: a producer's later send landed at a lower offset of the same partition;
-- corrupted: a record read whose payload fails its checksum, cannot be parsed, or was never sent;
+- corrupted: a record read whose payload fails its checksum, cannot be parsed, was never sent, or
+  carries another body checksum, length or key than its send wrote;
 - readback-missing: an acknowledged send that the final read-back did not return, even if a live
   consumer saw it: a record that was served once and is gone from the system of record since;
 - position-mismatch: an acknowledged (topic, partition, offset) that the final read-back passed
@@ -118,7 +119,7 @@ def _find_anomalies(view: View) -> tuple[dict[str, pd.DataFrame], dict[str, int]
     failed_codes = sends.loc[sends["type"] == "fail", "code"].to_numpy()
     foreign = view.foreign.to_numpy(dtype=bool)
     unknown = ~_isin(reads["code"].to_numpy(), sends["code"].to_numpy())
-    bad = reads["corrupt"].to_numpy(dtype=bool) | (unknown & ~foreign)
+    bad = reads["corrupt"].to_numpy(dtype=bool) | (unknown & ~foreign) | view.altered.to_numpy(dtype=bool)
     valid = view.valid_reads
     found: dict[str, pd.DataFrame] = {"corrupted": reads[bad], "foreign-record": reads[foreign]}
 

@@ -90,8 +90,9 @@ def unseen_over_time(view: View) -> pd.DataFrame:
 
 
 def readback_reach(view: View) -> dict[int, int]:
-    """Per partition, how far the read-back got: its final position, or past the highest offset it read."""
-    reached = (view.readback_reads.groupby("partition")["offset"].max() + 1).astype(int).to_dict()
+    """Per partition, how far the read-back got from the beginning: its final position, or past the
+    highest offset it read (its probes, which seek past what it could not read, do not count)."""
+    reached = (view.sequential_readback_reads.groupby("partition")["offset"].max() + 1).astype(int).to_dict()
     for partition, position in (view.readback_positions or {}).items():
         reached[partition] = max(reached.get(partition, 0), position)
     return reached

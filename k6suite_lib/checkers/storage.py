@@ -7,12 +7,27 @@ history (k6suite_lib.storage), held against what clients were told and what the 
 - what storage holds equals what the final read-back read, per partition, in both directions.
 
 A listing that could not be read, or a system without an object store, is NOT TESTED with the reason.
+
+Every acknowledged record the final read-back (with its probes) did not return is then put in one
+class, because "acknowledged data was destroyed" and "acknowledged data is durable but the system
+will not serve it" are different promises broken:
+
+- lost (F3 / F6, durability): storage does not hold it intact at its acknowledged position;
+- unreadable (F2 / F3, readability): storage holds it intact there, and the system never served it
+  to the read-back;
+- not reached: the read-back stopped before its offset for a reason of the harness (its own
+  timeout, or it broke off), and no probe asked for it: its readability is NOT TESTED;
+- missing (F3): without a readable store (e.g. Apache Kafka keeps data on the brokers' disks) lost
+  cannot be told from unreadable; the row says so.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from k6suite_lib.checkers.anomalies import find_anomalies
+from k6suite_lib.checkers.measures import readback_reach
 from k6suite_lib.checkers.registry import register
 from k6suite_lib.checkers.verdicts import Equals, not_tested, verdict
 from k6suite_lib.history import View
@@ -20,6 +35,11 @@ from k6suite_lib.history import View
 ACKED_STORED = "every acknowledged record is in storage at its position, intact"
 NOTHING_ELSE = "storage holds no record never sent, no offset twice, no undecodable object"
 EQUALS_READBACK = "storage equals the final read-back, both directions"
+LOST = "acknowledged records lost (not read back, not in storage)"
+UNREADABLE = "acknowledged records unreadable (intact in storage, never served)"
+MISSING = "acknowledged records missing (not read back; no readable store tells lost from unreadable)"
+NOT_REACHED = "acknowledged records the read-back did not reach"
+CLASS_REQUIREMENT = {LOST: "F3 / F6", UNREADABLE: "F2 / F3", MISSING: "F3", NOT_REACHED: "F2 / F3"}
 SAMPLE = 5
 
 
@@ -33,9 +53,96 @@ def _keys(frame: pd.DataFrame) -> pd.Series:
     return "p" + frame["partition"].astype(str) + "@" + frame["offset"].astype(str)
 
 
+def _intact(stored: pd.DataFrame) -> pd.DataFrame:
+    return stored[~stored["corrupt"] & stored["batch_crc_ok"] & stored["segment_ok"]]
+
+
+def readback_stop(view: View) -> str:
+    """Why the read-back stopped, when the reason is the harness's own (its timeout, or it broke off):
+    offsets past it were not asked for. Empty when the system is to answer for where it stopped."""
+    end = view.phase("readback-end")
+    if end is None:
+        return "the history does not say where the read-back stopped"
+    if end.get("error"):
+        return f"the read-back broke off: {end['error']}"
+    if end.get("timed_out"):
+        return f"the read-back timed out after {end.get('elapsed_s', '?')} s"
+    return ""
+
+
+def _asked(view: View, unread: pd.DataFrame) -> np.ndarray:
+    """Per unread record: the read-back asked the system for its offset (its sequential pass got past
+    it, or a probe's range started at or covered it)."""
+    partition, offset = unread["partition"].to_numpy(), unread["offset"].to_numpy()
+    reach = readback_reach(view)
+    asked = offset < pd.Series(partition).map(reach).fillna(0).to_numpy()
+    for probe in view.readback_probes:
+        if probe.get("skipped") or "start" not in probe:
+            continue
+        start = int(probe["start"])
+        asked |= (partition == int(probe["partition"])) & (offset >= start) & (
+            offset < max(int(probe.get("reached", start)), start + 1))
+    return asked
+
+
+def unread_classes(view: View, intact: pd.DataFrame | None) -> pd.DataFrame:
+    """Acknowledged records the read-back did not return, with their class: lost, unreadable, not
+    reached, or (intact None: no readable store) missing."""
+    unread = find_anomalies(view)[0]["readback-missing"]
+    harness = readback_stop(view)
+    not_reached = ~_asked(view, unread) if harness else np.zeros(len(unread), dtype=bool)
+    if intact is None:
+        cls = np.where(not_reached, NOT_REACHED, MISSING)
+    else:
+        keys = ["partition", "offset", "producer", "seq"]
+        held = unread[keys].merge(intact[keys].drop_duplicates().assign(held=True), on=keys, how="left")
+        stored = held["held"].fillna(False).to_numpy(dtype=bool)
+        cls = np.where(~stored, LOST, np.where(not_reached, NOT_REACHED, UNREADABLE))
+    return unread.assign(cls=cls)
+
+
+def class_verdicts(view: View, intact: pd.DataFrame | None, no_store: str = "") -> list[dict]:
+    """One row per class (not reached only when some were): each names the promise it breaks."""
+    names = (LOST, UNREADABLE, MISSING) if intact is None else (LOST, UNREADABLE)
+    if not view.readback_ran:
+        return [not_tested(name, CLASS_REQUIREMENT[name], "no final read-back in this history") for name in names]
+    classes = unread_classes(view, intact)
+    live = view.live_reads.loc[~view.live_reads["corrupt"], ["producer", "seq"]].drop_duplicates()
+    harness = readback_stop(view)
+    counts = classes["cls"].value_counts()
+    rows = []
+    for name in names:
+        rows_of = classes[classes["cls"] == name]
+        count = len(rows_of)
+        sample = ", ".join(f"{r.ident} p{r.partition}@{r.offset}" for r in rows_of.head(SAMPLE).itertuples())
+        seen_live = len(rows_of[["producer", "seq"]].merge(live, on=["producer", "seq"]))
+        detail = f"{count} of {len(view.acked)} acknowledged" + (f": {sample}" if count else "") + (
+            f"; {seen_live} of them read once by a live consumer" if seen_live else "")
+        if intact is None and name != MISSING:
+            if len(classes):
+                rows.append(not_tested(name, CLASS_REQUIREMENT[name],
+                                       f"{len(classes)} acknowledged records were not read back, and {no_store}: "
+                                       "lost cannot be told from unreadable"))
+                continue
+            detail = "every acknowledged record was read back"
+        elif name == MISSING:
+            detail += f"; {no_store}: lost cannot be told from unreadable here"
+        if name == UNREADABLE and count == 0 and counts.get(NOT_REACHED, 0):
+            rows.append(not_tested(name, CLASS_REQUIREMENT[name], f"none found, but {counts[NOT_REACHED]} "
+                                   f"acknowledged records were not reached: {harness}"))
+            continue
+        rows.append(verdict(name, CLASS_REQUIREMENT[name], count, Equals(0), detail))
+    if counts.get(NOT_REACHED, 0):
+        rows.append(not_tested(NOT_REACHED, CLASS_REQUIREMENT[NOT_REACHED],
+                               f"{counts[NOT_REACHED]} acknowledged records lie past where the read-back stopped "
+                               f"and no probe asked for them ({harness}): their readability was not tested"))
+    return rows
+
+
 @register("storage")
 def check_storage(view: View, unavailable: str = "") -> list[dict]:
-    """unavailable: why no listing can exist (e.g. the system has no object store)."""
+    """unavailable: why no listing can exist (e.g. the system has no object store). Ends with the
+    classes of acknowledged records the read-back did not return."""
     names = ((ACKED_STORED, "F6.1 / F3"), (NOTHING_ELSE, "F6.1"), (EQUALS_READBACK, "F6.1 / F6.2"))
     reason = unavailable or view.meta.get("storage_error", "")
     if not reason and "storage" not in view.meta:
@@ -43,10 +150,11 @@ def check_storage(view: View, unavailable: str = "") -> list[dict]:
     if not reason and view.sidecar_dir is None:
         reason = "the history was loaded without the folder its storage listing lives in"
     if reason:
-        return [not_tested(name, requirement, reason) for name, requirement in names]
+        return [*(not_tested(name, requirement, reason) for name, requirement in names),
+                *class_verdicts(view, None, reason)]
     listing = view.memo("storage", lambda: _listing(view))
     stored = listing.records
-    intact = stored[~stored["corrupt"] & stored["batch_crc_ok"] & stored["segment_ok"]]
+    intact = _intact(stored)
     slot = ["partition", "offset"]
     identity = ["producer", "seq"]
     acked = view.acked[view.acked["offset"] >= 0]
@@ -75,7 +183,7 @@ def check_storage(view: View, unavailable: str = "") -> list[dict]:
 
     if not view.readback_ran:
         rows.append(not_tested(EQUALS_READBACK, "F6.1 / F6.2", "no final read-back in this history"))
-        return rows
+        return [*rows, *class_verdicts(view, intact)]
     back = view.readback_reads[slot + identity].drop_duplicates()
     compared = intact[slot + identity].drop_duplicates().merge(back, on=slot + identity, how="outer", indicator=True)
     only_stored = compared[compared["_merge"] == "left_only"]
@@ -83,4 +191,4 @@ def check_storage(view: View, unavailable: str = "") -> list[dict]:
     rows.append(verdict(EQUALS_READBACK, "F6.1 / F6.2", len(only_stored) + len(only_read), Equals(0),
                         f"in storage, not read back: {len(only_stored)} ({', '.join(_keys(only_stored).head(SAMPLE))}"
                         f"); read back, not in storage: {len(only_read)} ({', '.join(_keys(only_read).head(SAMPLE))})"))
-    return rows
+    return [*rows, *class_verdicts(view, intact)]

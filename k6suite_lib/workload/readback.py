@@ -7,6 +7,13 @@ was seen, because what lies after the last acknowledgement (timeouts that landed
 corrupt bytes) must be read too — until its positions stall for STALL_S (what has not moved for
 that long after every producer and fault stopped will not) or its deadline passes; where it
 stopped, and whether it stalled or timed out, is a ``readback-end`` phase row.
+
+Where it stopped short of an end, the read-back then probes the unread range directly: a fresh
+consumer assigned to the partition seeks to a few offsets spread over that range and reads on from
+each (bounded in count and time). Each probe is its own session of the ``readback`` process and a
+``readback-probe`` phase row says where it started, how far the system served it and why it stopped,
+so the history shows which offsets the system serves on request and which it never serves (a
+system that keeps resetting its consumers to 0 serves none of them to a sequential reader).
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ QUIET_AT_END_S = 2.0  # without known end offsets: stop once at the end with not
 # positions that have not moved for this long (at least STALL_S, a quarter of the read-back's timeout on
 # slow targets) will not move: the read-back stops, stalled
 STALL_S = 10.0
+PROBES_PER_PARTITION = 4  # offsets probed per partition, spread over its unread range
+PROBE_BUDGET_S = 30.0  # all probes together
+PROBE_QUIET_S = 3.0  # a probe that has read nothing new for this long is not being served
 
 
 class ReadBack:
@@ -101,6 +111,12 @@ class ReadBack:
                       elapsed_s=round(time.monotonic() - self.started, 2))
         except Exception as exc:
             _broke_off(ctx, exc, self.started)
+            return
+        if ends is not None:
+            short = {tp.partition: (positions.get(tp.partition, 0), ends[tp.partition]) for tp in partitions
+                     if positions.get(tp.partition, -1) < ends[tp.partition]}
+            if short:
+                probe_unread(ctx, short, progress)
 
     def retry_ends(self) -> None:
         """A second ListOffsets, after the drain, when the first (straight after the faults) failed."""
@@ -110,6 +126,70 @@ class ReadBack:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.consumer.close()
+
+
+def probe_points(start: int, end: int, count: int = PROBES_PER_PARTITION) -> list[int]:
+    """Offsets to seek to in the unread range [start, end): its start and points spread evenly over it."""
+    if end <= start:
+        return []
+    return sorted({start + (end - start) * k // count for k in range(count)})
+
+
+def probe_unread(ctx: RunContext, short: dict[int, tuple[int, int]], progress: Progress) -> None:
+    """Seek a fresh consumer to offsets of each partition's unread range [position, end) and read on
+    from each until the next probed offset, until nothing new comes for PROBE_QUIET_S, or until
+    PROBE_BUDGET_S (for all probes) runs out; every probe is a ``readback-probe`` phase row."""
+    progress.enter("read-back probes", expected_s=PROBE_BUDGET_S)
+    deadline = time.monotonic() + PROBE_BUDGET_S
+    try:  # no automatic reset: an offset the system calls out of range is recorded as such, not reread from 0
+        consumer = clients.consumer(ctx.profile, client_id=f"{ctx.run_id}-{READBACK}-probe", group_id=None,
+                                    auto_offset_reset="none")
+    except Exception as exc:
+        ctx.phase("readback-probe", error=error_text(exc))
+        return
+    session = ConsumerSession(READBACK, consumer, epoch=1)  # the sequential pass was session 1
+    try:
+        for partition, (position, end) in sorted(short.items()):
+            points = probe_points(position, end)
+            for start, stop in zip(points, [*points[1:], end], strict=True):
+                if time.monotonic() >= deadline:
+                    ctx.phase("readback-probe", partition=partition, start=start, stop=stop, skipped=True,
+                              reason=f"the probes' {PROBE_BUDGET_S:.0f} s budget ran out")
+                    continue
+                _probe(ctx, session, partition, start, stop, deadline)
+    finally:
+        with contextlib.suppress(Exception):
+            consumer.close()
+
+
+def _probe(ctx: RunContext, session: ConsumerSession, partition: int, start: int, stop: int,
+           deadline: float) -> None:
+    """One probe: seek to start, read until stop (exclusive), quiet for PROBE_QUIET_S, or the deadline."""
+    tp = TopicPartition(ctx.topic, partition)
+    began = time.monotonic()
+    served, failed_polls, reached, error = 0, 0, start, ""
+    try:
+        record_assignment(ctx, session, "assign", [partition])
+        session.consumer.assign([tp])
+        session.consumer.seek(tp, start)
+        heard = time.monotonic()
+        while time.monotonic() < deadline and reached < stop and time.monotonic() - heard < PROBE_QUIET_S:
+            result = poll_once(ctx, session)
+            if result is None:  # recorded as an info poll row with the error (e.g. offset out of range)
+                failed_polls += 1
+                continue
+            highest = result.highest.get(partition, -1)
+            if highest >= reached:
+                served += result.records
+                reached, heard = highest + 1, time.monotonic()
+    except Exception as exc:
+        error = error_text(exc)
+    reason = ("reached the next probed offset" if reached >= stop else error
+              or ("the probes' budget ran out" if time.monotonic() >= deadline
+                  else f"nothing new for {PROBE_QUIET_S:.0f} s"))
+    ctx.phase("readback-probe", partition=partition, session=session.epoch, start=start, stop=stop,
+              reached=reached, served=served, failed_polls=failed_polls, reason=reason,
+              elapsed_s=round(time.monotonic() - began, 2))
 
 
 def read_back(ctx: RunContext, progress: Progress) -> None:
