@@ -236,7 +236,7 @@ def _check(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from k6suite_lib import history
-    from k6suite_lib.checkers import recheck
+    from k6suite_lib.checkers import recheck, recheck_composition
     from k6suite_lib.checkers.measures import latency_summary
 
     overrides = {}
@@ -257,6 +257,10 @@ def _check(args: argparse.Namespace) -> int:
         print(verdicts.to_json(orient="records", indent=2))
         return 1 if failed else 0
     meta = view.meta
+    _, added = recheck_composition(view.frame, meta)
+    if added or "checks" not in meta:
+        print(f"k6suite check: judged with {'the default composition' if 'checks' not in meta else 'the stored one'}"
+              + (f", completed with {', '.join(added)}" if added else "") + ", as a run would be", file=sys.stderr)
     with pd.option_context("display.width", 200, "display.max_colwidth", 90):
         print(f"history {args.history}: {len(view.frame)} rows, run {meta.get('run_id', '?')}, "
               f"topic {meta.get('topic', '?')}, {meta.get('scenario', '?')} {meta.get('variant', '')}".rstrip())

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -40,14 +41,53 @@ from k6suite_lib.checkers.anomalies import (
 from k6suite_lib.checkers.registry import CHECKERS, CheckSpec, compose, specs_from_meta
 from k6suite_lib.checkers.verdicts import VERDICT_COLUMNS, failed, not_tested, verdict, verdict_frame
 from k6suite_lib.history import View
+from k6suite_lib.profiles import UNWAIVABLE
+
+# every history is judged by these, whatever composition it carries: what was acknowledged against
+# what was read, how far the read-back got, and (where a listing exists) what storage holds
+CORE_CHECKS = ("anomalies", "readback", "storage")
+RESUME_BOUND_S = 10.0  # the fault scenarios' bound (scenarios/chaos.py)
+
+
+def default_composition(frame: pd.DataFrame, meta: dict) -> list[CheckSpec]:
+    """For a history that carries no composition (format 1, or written by another tool): the core
+    checks, and when it records faults the availability checks every fault scenario runs."""
+    specs = [CheckSpec("anomalies", dict(meta.get("checker") or {})), CheckSpec("readback"), CheckSpec("storage")]
+    faults = frame[frame["f"] == "fault"]
+    if faults.empty:
+        return specs
+    starts = sum(1 for d in faults["detail"] if d and json.loads(d).get("phase") == "start")
+    specs += [CheckSpec("faults-applied", {"rows": 2 * starts}), CheckSpec("acks-resume", {"bound_s": RESUME_BOUND_S}),
+              CheckSpec("client-errors")]
+    rate = (meta.get("config") or {}).get("rate")
+    if rate:
+        specs.append(CheckSpec("fault-free-acks", {"rate": float(rate)}))
+    return specs
+
+
+def recheck_composition(frame: pd.DataFrame, meta: dict) -> tuple[list[CheckSpec], list[str]]:
+    """The composition a saved history is re-judged with, held to the rules of a run: its stored
+    one completed with any core check it lacks (or the default one), and the names added.
+
+    Raises ValueError when its metadata waives a promise no system may waive (as a profile would)."""
+    waived = sorted(r for r in (meta.get("not_promised") or {}) if str(r).split(".")[0] in UNWAIVABLE)
+    if waived:
+        raise ValueError(f"the history's metadata waives {', '.join(waived)}: {', '.join(UNWAIVABLE)} cannot be "
+                         "waived, a waiver would hide lost or wrong data")
+    if "checks" not in meta:
+        return default_composition(frame, meta), []
+    specs = specs_from_meta(meta)
+    added = [CheckSpec(name) for name in CORE_CHECKS if name not in {s.name for s in specs}]
+    return [*added, *specs], [s.name for s in added]
 
 
 def recheck(path, anomaly_overrides: dict | None = None) -> tuple[View, pd.DataFrame]:
-    """Judge a saved history again with the composition saved in it (anomaly rules overridable).
+    """Judge a saved history again with the composition saved in it, completed with the core checks
+    (anomaly rules overridable); see recheck_composition.
 
     Raises ValueError for an override no configuration may make (e.g. allowing lost writes)."""
     frame, meta = history.load(path)
-    specs = specs_from_meta(meta)
+    specs, _ = recheck_composition(frame, meta)
     if anomaly_overrides:
         specs = [CheckSpec(s.name, {**s.params, **anomaly_overrides}) if s.name == "anomalies" else s for s in specs]
         for spec in specs:
@@ -59,6 +99,6 @@ def recheck(path, anomaly_overrides: dict | None = None) -> tuple[View, pd.DataF
 
 __all__ = [
     "ANOMALIES", "CHECKERS", "NEVER_ALLOWED", "VERDICT_COLUMNS", "AnomalyRules", "CheckSpec", "anomaly_count",
-    "compose", "default_allowed", "failed", "find_anomalies", "not_tested", "recheck", "specs_from_meta", "verdict",
-    "verdict_frame",
+    "compose", "default_allowed", "default_composition", "failed", "find_anomalies", "not_tested", "recheck",
+    "recheck_composition", "specs_from_meta", "verdict", "verdict_frame",
 ]

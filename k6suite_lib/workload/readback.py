@@ -39,6 +39,7 @@ STALL_S = 10.0
 PROBES_PER_PARTITION = 4  # offsets probed per partition, spread over its unread range
 PROBE_BUDGET_S = 30.0  # all probes together
 PROBE_QUIET_S = 3.0  # a probe that has read nothing new for this long is not being served
+PROBE_RETRY_S = 0.2  # pause after a failed poll
 
 
 class ReadBack:
@@ -177,6 +178,7 @@ def _probe(ctx: RunContext, session: ConsumerSession, partition: int, start: int
             result = poll_once(ctx, session)
             if result is None:  # recorded as an info poll row with the error (e.g. offset out of range)
                 failed_polls += 1
+                time.sleep(PROBE_RETRY_S)  # a refusal comes back at once: a few rows, not hundreds
                 continue
             highest = result.highest.get(partition, -1)
             if highest >= reached:
