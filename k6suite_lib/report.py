@@ -18,13 +18,25 @@ from jinja2 import Environment, select_autoescape
 
 from k6suite_lib.checkers import ANOMALIES
 from k6suite_lib.checkers.readback import PASSED_ACKS, PAST_ACKS, REACHED
-from k6suite_lib.checkers.storage import ACKED_STORED, EQUALS_READBACK, NOTHING_ELSE
+from k6suite_lib.checkers.storage import (
+    ACKED_STORED,
+    EQUALS_READBACK,
+    LOST,
+    MISSING,
+    NOT_REACHED,
+    NOTHING_ELSE,
+    UNREADABLE,
+)
 from k6suite_lib.progress import scenario_times
 from k6suite_lib.runner import STACK_CHECK
 from k6suite_lib.secrets import redact
 
 DATA_CHECKS = frozenset({*ANOMALIES, "acknowledged sends", REACHED, PAST_ACKS, PASSED_ACKS, ACKED_STORED,
-                         NOTHING_ELSE, EQUALS_READBACK})
+                         NOTHING_ELSE, EQUALS_READBACK, LOST, UNREADABLE, MISSING, NOT_REACHED})
+# durability (F3 / F6): acknowledged records held, at their positions, intact; every other data check
+# says whether the system serves them (readability, F2 / F3)
+DURABLE_CHECKS = frozenset({LOST, ACKED_STORED, NOTHING_ELSE, PAST_ACKS, "position-mismatch", "inconsistent-offsets",
+                            "corrupted"})
 FAULT_APPLIED = "every fault took effect"  # without it neither broker-death question means anything
 
 
@@ -44,6 +56,14 @@ def _riding(verdict: dict[str, Any]) -> bool:
     return verdict["check"] not in DATA_CHECKS
 
 
+def _durable(verdict: dict[str, Any]) -> bool:
+    return verdict["check"] in DURABLE_CHECKS or verdict["check"] == FAULT_APPLIED
+
+
+def _readable(verdict: dict[str, Any]) -> bool:
+    return _data(verdict) and verdict["check"] not in DURABLE_CHECKS
+
+
 # question, scenarios that decide it, which of their checks count
 QUESTIONS: tuple[tuple[str, tuple[str, ...], Callable[[dict[str, Any]], bool]], ...] = (
     ("Can clients connect through a single endpoint?", ("S1",), _endpoint),
@@ -51,10 +71,15 @@ QUESTIONS: tuple[tuple[str, tuple[str, ...], Callable[[dict[str, Any]], bool]], 
      lambda v: not _endpoint(v)),
     ("Can operators observe the system, and does it take a connection storm?", ("S2",), _all),
     ("Do clients produce and consume correctly?", ("S3",), _all),
-    ("Does acknowledged data survive broker death?", ("S4",), _data),
+    ("Is acknowledged data durable after broker death?", ("S4",), _durable),
+    ("Is acknowledged data readable again after broker death?", ("S4",), _readable),
     ("Do clients ride through broker death (no errors, recovery < 5 s, no rebalance)?", ("S4",), _riding),
-    ("Does data survive object-store slowness and outages?", ("S5",), _all),
-    ("Does data survive metadata-store slowness and outages?", ("S5b",), _all),
+    ("Is acknowledged data durable through object-store slowness and outages?", ("S5",), _durable),
+    ("Is acknowledged data readable again after object-store slowness and outages?", ("S5",), _readable),
+    ("Do clients ride through object-store slowness and outages?", ("S5",), _riding),
+    ("Is acknowledged data durable through metadata-store slowness and outages?", ("S5b",), _durable),
+    ("Is acknowledged data readable again after metadata-store slowness and outages?", ("S5b",), _readable),
+    ("Do clients ride through metadata-store slowness and outages?", ("S5b",), _riding),
     ("Can brokers be added without clients noticing?", ("S6",), _all),
     ("Can brokers be restarted one by one without client errors?", ("S7",), _all),
     ("Do permission boundaries hold?", ("S8",), _all),

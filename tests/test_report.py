@@ -53,7 +53,7 @@ def test_questions_count_only_their_own_checks():
 def test_broker_death_questions_need_storage_and_the_fault_itself():
     """The audit's cases: storage that lost a record, and a fault that never happened, left both S4
     questions at YES."""
-    data = next(q for q in report.QUESTIONS if q[0] == "Does acknowledged data survive broker death?")
+    data = next(q for q in report.QUESTIONS if q[0] == "Is acknowledged data durable after broker death?")
     riding = next(q for q in report.QUESTIONS if q[0].startswith("Do clients ride through broker death"))
     summary = _summary()
     summary["scenarios"].append({"scenario": "S4", "title": "Broker chaos", "duration_s": 1, "passed": False,
@@ -67,6 +67,29 @@ def test_broker_death_questions_need_storage_and_the_fault_itself():
                                             _verdict("every fault took effect", "FAIL")]
     assert report.answer(summary, data[1], data[2])[0] == "NO"
     assert report.answer(summary, riding[1], riding[2])[0] == "NO"
+
+
+def test_21_3_durable_and_readable_are_separate_questions():
+    """Records intact in storage that the system never serves break readability, not durability.
+    Mutation tried: one data question for both (the old _data selector): durable reads NO, this fails."""
+    from k6suite_lib.checkers.storage import LOST, UNREADABLE
+
+    durable = next(q for q in report.QUESTIONS if q[0] == "Is acknowledged data durable after broker death?")
+    readable = next(q for q in report.QUESTIONS if q[0] == "Is acknowledged data readable again after broker death?")
+    summary = _summary()
+    summary["scenarios"].append({"scenario": "S4", "title": "Broker chaos", "duration_s": 1, "passed": False,
+                                 "folder": "S4", "artifacts": [], "measurements": {}, "verdicts": [
+                                     _verdict(LOST, "PASS"), _verdict(UNREADABLE, "FAIL"),
+                                     _verdict("readback-missing", "FAIL"),
+                                     _verdict("every acknowledged record is in storage at its position, intact",
+                                              "PASS"), _verdict("every fault took effect", "PASS")]})
+    assert report.answer(summary, durable[1], durable[2])[0] == "YES"
+    assert report.answer(summary, readable[1], readable[2])[0] == "NO"
+    summary["scenarios"][-1]["verdicts"][0] = _verdict(LOST, "FAIL")
+    assert report.answer(summary, durable[1], durable[2])[0] == "NO"
+    for scenario in ("S5", "S5b"):
+        asked = {q[0] for q in report.QUESTIONS if q[1] == (scenario,)}
+        assert any("durable" in q for q in asked) and any("readable again" in q for q in asked)
 
 
 def test_a_scenario_that_judged_nothing_answers_not_tested_despite_the_stack_check():

@@ -71,7 +71,7 @@ def test_s1_and_s3_smoke_run_and_archive(tmp_path, monkeypatch):
     assert len(cases) == sum(len(s["verdicts"]) for s in summary["scenarios"])
     assert len(junit.findall(".//failure")) == summary["counts"]["FAIL"]
     report = (run_dir / "report.html").read_text()
-    assert "Critical questions" in report and "Does acknowledged data survive broker death?" in report
+    assert "Critical questions" in report and "Is acknowledged data durable after broker death?" in report
     seen = check_report(run_dir / "report.html", run_dir / "report.png")  # a real run's page in a real browser
     assert seen.ok and seen.images, seen.problems()
     # where the time went: the phases add up to the scenario's wall time, and the report shows them
