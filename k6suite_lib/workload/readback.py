@@ -137,30 +137,40 @@ def probe_points(start: int, end: int, count: int = PROBES_PER_PARTITION) -> lis
 
 
 def probe_unread(ctx: RunContext, short: dict[int, tuple[int, int]], progress: Progress) -> None:
-    """Seek a fresh consumer to offsets of each partition's unread range [position, end) and read on
-    from each until the next probed offset, until nothing new comes for PROBE_QUIET_S, or until
-    PROBE_BUDGET_S (for all probes) runs out; every probe is a ``readback-probe`` phase row."""
+    """Per partition, seek a fresh consumer (one partition cannot hold up another's reads, as one
+    whose offsets the system refuses does in a consumer holding both) to offsets of its unread range
+    [position, end) and read on from each until the next probed offset, until nothing new comes for
+    PROBE_QUIET_S, or until PROBE_BUDGET_S (for all probes) runs out; every probe is a
+    ``readback-probe`` phase row."""
     progress.enter("read-back probes", expected_s=PROBE_BUDGET_S)
     deadline = time.monotonic() + PROBE_BUDGET_S
-    try:  # no automatic reset: an offset the system calls out of range is recorded as such, not reread from 0
-        consumer = clients.consumer(ctx.profile, client_id=f"{ctx.run_id}-{READBACK}-probe", group_id=None,
-                                    auto_offset_reset="none")
-    except Exception as exc:
-        ctx.phase("readback-probe", error=error_text(exc))
-        return
-    session = ConsumerSession(READBACK, consumer, epoch=1)  # the sequential pass was session 1
-    try:
-        for partition, (position, end) in sorted(short.items()):
-            points = probe_points(position, end)
+    epoch = 1  # the sequential pass was session 1: each probe is a session of its own after it
+    for partition, (position, end) in sorted(short.items()):
+        points = probe_points(position, end)
+        if time.monotonic() >= deadline:
+            for start, stop in zip(points, [*points[1:], end], strict=True):
+                ctx.phase("readback-probe", partition=partition, start=start, stop=stop, skipped=True,
+                          reason=f"the probes' {PROBE_BUDGET_S:.0f} s budget ran out")
+            continue
+        try:  # no automatic reset: an offset the system calls out of range is recorded as such, not reread from 0
+            consumer = clients.consumer(ctx.profile, client_id=f"{ctx.run_id}-{READBACK}-probe-{partition}",
+                                        group_id=None, auto_offset_reset="none")
+        except Exception as exc:
+            ctx.phase("readback-probe", partition=partition, start=position, stop=end, skipped=True,
+                      reason=f"no probe consumer: {error_text(exc)}")
+            continue
+        session = ConsumerSession(READBACK, consumer, epoch=epoch)
+        try:
             for start, stop in zip(points, [*points[1:], end], strict=True):
                 if time.monotonic() >= deadline:
                     ctx.phase("readback-probe", partition=partition, start=start, stop=stop, skipped=True,
                               reason=f"the probes' {PROBE_BUDGET_S:.0f} s budget ran out")
                     continue
                 _probe(ctx, session, partition, start, stop, deadline)
-    finally:
-        with contextlib.suppress(Exception):
-            consumer.close()
+        finally:
+            epoch = session.epoch
+            with contextlib.suppress(Exception):
+                consumer.close()
 
 
 def _probe(ctx: RunContext, session: ConsumerSession, partition: int, start: int, stop: int,
