@@ -111,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="re-judge a saved history; exit 1 if any check fails",
                                 description="Re-check a history file (.parquet or .jsonl, see docs/history-format.md) "
                                             "with the composition of checkers saved in it: the same verdict table "
-                                            "the scenario printed. --allow and --min-acked change the anomaly rules.")
+                                            "the scenario printed. It is held to a run's rules: a composition "
+                                            "without the core checks is completed, a history without one gets the "
+                                            "default composition, waivers of F2, F3, NFR1, NFR2 are refused. "
+                                            "--allow and --min-acked change the anomaly rules.")
     check.add_argument("history", help="path to history-<variant>.parquet or a .jsonl history")
     check.add_argument("--allow", action="append", default=None, metavar="CLASS",
                        help="anomaly class to report without failing (repeatable; replaces the saved list). Classes "
