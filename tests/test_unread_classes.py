@@ -114,6 +114,10 @@ def test_21_1_lost_class(tmp_path):
     assert table.loc[LOST, "status"] == "FAIL" and table.loc[LOST, "measured"] == str(lost)
     assert table.loc[LOST, "requirement"] == "F3 / F6"
     assert table.loc[UNREADABLE, "status"] == "FAIL" and table.loc[UNREADABLE, "measured"] == "1"  # offset 3
+    assert "share their offset" not in table.loc[UNREADABLE, "evidence"]
+    twice = pd.concat([stored, stored[(stored["partition"] == 1) & (stored["offset"] == 3)].assign(seq=999)])
+    crowded = _judge(tmp_path, rows, twice)
+    assert "1 of them share their offset in storage with another record" in crowded.loc[UNREADABLE, "evidence"]
 
 
 def test_21_1_not_reached_class(tmp_path):

@@ -118,6 +118,13 @@ def class_verdicts(view: View, intact: pd.DataFrame | None, no_store: str = "") 
         seen_live = len(rows_of[["producer", "seq"]].merge(live, on=["producer", "seq"]))
         detail = f"{count} of {len(view.acked)} acknowledged" + (f": {sample}" if count else "") + (
             f"; {seen_live} of them read once by a live consumer" if seen_live else "")
+        if name == UNREADABLE and count:
+            slots = intact[["partition", "offset", "producer", "seq"]].drop_duplicates()
+            shared = rows_of[["partition", "offset", "producer", "seq"]].merge(slots, on=["partition", "offset"],
+                                                                               suffixes=("", "_other"))
+            shared = shared[(shared["producer"] != shared["producer_other"]) | (shared["seq"] != shared["seq_other"])]
+            crowded = len(shared[["partition", "offset"]].drop_duplicates())
+            detail += f"; {crowded} of them share their offset in storage with another record" if crowded else ""
         if intact is None and name != MISSING:
             if len(classes):
                 rows.append(not_tested(name, CLASS_REQUIREMENT[name],
