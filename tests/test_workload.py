@@ -90,14 +90,16 @@ def test_history_cap_stops_live_consumers_and_says_so(single_stack):
     assert View(result.history).readback_reads["code"].nunique() == 300  # the read-back still judges everything
 
 
-def test_cli_check_of_a_history_that_names_no_checker_judges_nothing_and_fails(tmp_path):
-    """An empty composition printed "PASS: 0 of 0 checks failed" and exited 0."""
+def test_cli_check_of_a_history_that_names_no_checker_judges_it_with_the_core_checks(tmp_path):
+    """An empty composition printed "PASS: 0 of 0 checks failed" and exited 0; it is now completed
+    with the core checks, as a run has them (issue 16, item 4b), so a lost write in it fails."""
     import random
 
     from tests import histories as h
 
-    path = history.save(h.frame(h.clean_rows(h.Spec(1, 1, 5, 0), random.Random(1))),
-                        tmp_path / "empty.jsonl", meta={"checks": []})
+    rows, _ = h.plant_lost_write(h.clean_rows(h.Spec(1, 1, 5, 0), random.Random(1)), 1, random.Random(2))
+    path = history.save(h.frame(rows), tmp_path / "empty.jsonl", meta={"checks": []})
     cli = subprocess.run([sys.executable, "-m", "k6suite_lib.cli", "check", str(path)], capture_output=True,
                          text=True, timeout=120)
-    assert cli.returncode == 1 and "nothing was judged" in cli.stderr
+    assert cli.returncode == 1 and "completed with anomalies, readback, storage" in cli.stderr
+    assert "lost-write" in cli.stdout
