@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
@@ -22,6 +23,9 @@ EPILOG = """examples:
   k6suite run --build kafscale-broker=bin/broker --build kafscale-proxy=bin/proxy
   k6suite run --profiles v150.yaml main.yaml
                                         a matrix whose columns are builds (each profile's `build:`)
+  k6suite run --stage pr                a CI stage: pr (S1 + S3 core), main (S4 S5 S5b), release (all, full, repeats)
+  k6suite compare outputs/<A> outputs/<B>
+                                        what B fixed and regressed against A; exit 1 on a regression
   k6suite check outputs/<run>/S3-correctness/history-overlap.parquet
   k6suite observe <run-id>              turn a run into observations/OBS-NN-<slug>/
   k6suite stack down                    stop everything the stack started
@@ -88,8 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
                               "with a trust matrix (report.html, matrix.json, junit.xml) at its top")
     run.add_argument("--scenarios", "-s", nargs="+", metavar="ID",
                      help="scenario ids to run (default: all: " + " ".join(_scenario_ids()) + ")")
-    run.add_argument("--tier", "-t", choices=("smoke", "full"), default="smoke",
-                     help="smoke: minutes on a laptop; full: the contract's sizes (S3: 100 producers, 100,000 records)")
+    run.add_argument("--tier", "-t", choices=("smoke", "full"), default=None,
+                     help="smoke (default): minutes on a laptop; full: the contract's sizes (S3: 100 producers, "
+                          "100,000 records)")
+    run.add_argument("--stage", choices=_stage_names(),
+                     help="a CI stage, which chooses scenarios, tier and parameters: pr = S1 + the S3 core (\"we "
+                          "didn't break Kafka semantics\", <= 3 min on KafScale), main = S4 S5 S5b (\"we didn't "
+                          "break durability\", <= 8 min), release = every scenario, full tier, repeats=3; "
+                          "--param still overrides")
     run.add_argument("--out", type=Path, default=None, help="archive root (default: outputs/)")
     run.add_argument("--cell-timeout", type=int, default=1800,
                      help="seconds any one notebook cell may run before it is stopped (default: 1800)")
@@ -107,6 +117,26 @@ def build_parser() -> argparse.ArgumentParser:
     observe.add_argument("--slug", help="folder name suffix (default: from the title)")
     observe.add_argument("--note", help="a paragraph saying what was found (or @file to read it from a file)")
     observe.add_argument("--out", type=Path, default=None, help="observations folder (default: observations/)")
+
+    compare = commands.add_parser(
+        "compare", help="what changed between two runs (or the builds of one matrix run); exit 1 on a regression",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compare run B with run A (run ids under outputs/ or paths to run folders), or, given one "
+                    "matrix run, every column with the first (e.g. several builds of the same system). Per "
+                    "critical question and per check: regressed (PASS->FAIL, YES->NO), fixed (FAIL->PASS), "
+                    "still failing, newly NOT TESTED (or no longer run), newly failing (not judged in A); and "
+                    "measurements that moved beyond their run-to-run spread: the longest gap between "
+                    "acknowledgements and other recovery times, p99 publish and end-to-end latency, the count "
+                    "of each anomaly class. The spread comes from repeats (--param repeats=N) where both runs "
+                    "have them, else a default tolerance (a change larger than half the baseline and than "
+                    "0.5 s / 20 ms; any change of an anomaly count from 0).\n\n"
+                    "Writes compare.html (in the trust matrix's look) and compare.json into B's folder (or --out) "
+                    "and prints a summary. Exit 1 when anything regressed, 3 when nothing regressed but "
+                    "something judged in A is NOT TESTED in B, else 0. Moved measurements are reported, not "
+                    "gated: the checks' own thresholds decide pass or fail.")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="A B (two runs), or one matrix run")
+    compare.add_argument("--out", type=Path, default=None,
+                         help="folder for compare.html and compare.json (default: B's run folder)")
 
     check = commands.add_parser("check", help="re-judge a saved history; exit 1 if any check fails",
                                 description="Re-check a history file (.parquet or .jsonl, see docs/history-format.md) "
@@ -144,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             return _stack(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "compare":
+            from k6suite_lib.compare import compare_command
+
+            return compare_command(args.runs, args.out)
+        if args.command == "run":
+            _apply_stage(args)
         if args.command == "run" and args.profiles:
             from k6suite_lib.matrix import run_matrix
 
@@ -221,6 +257,24 @@ def _builds(pairs: list[str]) -> dict[str, str]:
     from k6suite_lib.stack.builds import parse_pairs
 
     return parse_pairs(pairs)
+
+
+def _stage_names() -> list[str]:
+    from k6suite_lib.stages import STAGES
+
+    return list(STAGES)
+
+
+def _apply_stage(args: argparse.Namespace) -> None:
+    """A stage replaces --scenarios/--tier with its own choice and adds its parameters to --param's."""
+    if args.stage is None:
+        args.tier = args.tier or "smoke"
+        return
+    from k6suite_lib.stages import resolve
+
+    params = _parameters(args.param)
+    args.scenarios, args.tier, staged = resolve(args.stage, args.scenarios, args.tier, params)
+    args.param = [f"{name}={json.dumps(value)}" for name, value in staged.items()]
 
 
 def _parameters(pairs: list[str]) -> dict:

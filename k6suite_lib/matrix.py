@@ -114,16 +114,18 @@ def matrix_junit(summaries: list[dict[str, Any]], run_id: str) -> str:
     return redact(ET.tostring(suites, encoding="unicode", xml_declaration=True))
 
 
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>K6SUITE trust matrix {{ m.run_id }}</title>
-<style>
+STYLE = """<style>
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
 table{border-collapse:collapse;width:100%;margin:.5em 0 1.5em;font-size:.9em;table-layout:fixed}
 th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f3f3f3}.PASS,.YES{background:#e3f4e1}.FAIL,.NO{background:#fbe1e1}
 .ALLOWED{background:#fff4d6}.NOTTESTED{background:#eee;color:#555}.NOTPROMISED{background:#eef3fb;color:#555}
 .small{font-size:.8em;color:#555}details summary{cursor:pointer}
-</style></head><body>
+</style>"""  # the compare page (compare.py) looks the same
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>K6SUITE trust matrix {{ m.run_id }}</title>
+""" + STYLE + """</head><body>
 <h1>K6SUITE trust matrix</h1>
 <p>Run <code>{{ m.run_id }}</code>, tier <code>{{ m.tier }}</code>, started {{ started }}, {{ '%.0f' % m.duration_s }} s.
 The same scenarios, workloads, faults and checks on every system. A check earns trust when it passes where the promise

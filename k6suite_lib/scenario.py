@@ -57,6 +57,7 @@ class Scenario:
     measurements: dict[str, Any] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
     judgements: dict[str, Judgement] = field(default_factory=dict)
+    variants: frozenset[str] | None = None  # a CI stage's subset of the scenario's variants; None: every one
 
     @classmethod
     def open(cls, scenario: str, title: str, profile: str | Profile, out_dir: str | Path = "", run_id: str = "",
@@ -84,6 +85,10 @@ class Scenario:
         clients.apply_version_caps(clients.version_caps(profile))
         return cls(scenario=scenario, title=title, profile=profile, out_dir=out, run_id=run_id, tier=tier,
                    target=describe_target(profile), stack=stack, started=started, progress=progress)
+
+    def wants(self, variant: str) -> bool:
+        """Whether this run includes the variant: a CI stage runs a scenario's core, not all of it."""
+        return self.variants is None or variant in self.variants
 
     # ------------------------------------------------------------------ reachability
     @property

@@ -40,6 +40,20 @@ TIERS = {
 }
 
 
+VARIANTS = ("overlap", "single-record", "read-your-writes", "topic-auto-create", "many-producers-one-consumer",
+            "consumer-group")
+
+
+def chosen(variants: list[str] | None) -> frozenset[str] | None:
+    """The notebook's `variants` parameter checked against the variants S3 has (None: every one)."""
+    if variants is None:
+        return None
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"unknown S3 variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    return frozenset(variants)
+
+
 def tier(name: str) -> Tier:
     if name not in TIERS:
         raise ValueError(f"unknown tier {name!r}; known: {', '.join(TIERS)}")
@@ -56,7 +70,7 @@ def strict_checks(sc: Scenario, config: WorkloadConfig, records: int, *extra: Ch
 
 def _run(sc: Scenario, variant: str, config: WorkloadConfig, *extra: CheckSpec,
          probe=None) -> tuple[WorkloadResult | None, Judgement | None]:
-    if not sc.require_target(variant):
+    if not sc.wants(variant) or not sc.require_target(variant):
         return None, None
     result = sc.run_workload(variant, config)
     if probe is not None:
@@ -101,7 +115,7 @@ def topic_auto_create(sc: Scenario, records: int = 3) -> pd.DataFrame:
 
 def shared_connection_read_your_writes(sc: Scenario, writers: int, records_each: int) -> pd.DataFrame:
     variant = "read-your-writes"
-    if not sc.require_target(variant):
+    if not sc.wants(variant) or not sc.require_target(variant):
         return pd.DataFrame()
     sc.progress.enter("writes and own reads", variant)
     result = read_your_writes(sc.profile, writers=writers, records_each=records_each, run_id=sc.run_id, timeout_s=5,

@@ -52,6 +52,9 @@ GO_BINARIES: dict[str, GoBinary] = {
                       "github.com/minio/minio"),
     "toxiproxy-server": GoBinary("toxiproxy-server", "github.com/Shopify/toxiproxy/v2", "v2.5.0",
                                  "github.com/Shopify/toxiproxy/v2/cmd/server"),
+    # not a server: the linter tests/test_ci_workflow.py runs on the CI workflow in docs/
+    "actionlint": GoBinary("actionlint", "github.com/rhysd/actionlint", "v1.7.12",
+                           "github.com/rhysd/actionlint/cmd/actionlint"),
 }
 ETCD_VERSION = "3.5.1"
 # The Go-built servers each embedded system needs beside its own build (stack/builds.py).
@@ -60,6 +63,8 @@ SYSTEM_BINARIES: dict[str, tuple[str, ...]] = {
     "kafka": (),
     "tansu": ("minio", "toxiproxy-server"),
 }
+# Go-built tools the test suite needs; installed with everything (no system named).
+TOOL_BINARIES: tuple[str, ...] = ("actionlint",)
 
 
 class BinaryError(RuntimeError):
@@ -112,10 +117,11 @@ def versions(system: str) -> dict[str, dict[str, str]]:
 
 
 def install(systems: list[str] | None = None, log=print, builds: dict[str, str] | None = None) -> dict[str, Path]:
-    """Build every missing binary the given embedded systems need (default: all), and each system's own
-    build (the default one unless builds names another; see stack/builds.py); return their paths."""
+    """Build every missing binary the given embedded systems need (default: all, and the tools), and each
+    system's own build (the default one unless builds names another; see stack/builds.py); return their paths."""
     wanted = systems or list(SYSTEM_BINARIES)
-    names = list(dict.fromkeys(name for system in wanted for name in SYSTEM_BINARIES.get(system, ())))
+    names = list(dict.fromkeys([*(name for system in wanted for name in SYSTEM_BINARIES.get(system, ())),
+                                *(TOOL_BINARIES if systems is None else ())]))
     if names and shutil.which("go") is None:
         raise BinaryError(f"the Go toolchain is not on PATH; it is needed to build {', '.join(names)}")
     target = cache_dir()
