@@ -271,11 +271,10 @@ TEMPLATE = """<!doctype html>
 the baseline, not now. Measurements move when the medians differ by more than the spread of the repeats (or the default
 tolerance where a run has no repeats).</p>
 <h2>Runs</h2>
-<table><tr><th>column</th><th>run</th><th>checks</th>{% for w in changes %}<th>{{ w }}</th>{% endfor %}<th>moved</th></tr>
-{% for c in r.columns %}<tr><td><a href="{{ c.link }}">{{ c.key }}</a></td><td>{{ c.label }}</td>
+<table><tr><th style="width:8%">column</th><th style="width:42%">run</th><th>checks</th><th>against {{ r.columns[0].key }}</th></tr>
+{% for c in r.columns %}{% set t = r.tally.get(c.key) %}<tr><td><a href="{{ c.link }}">{{ c.key }}</a></td><td>{{ c.label }}</td>
 <td>{% for k, v in c.counts.items() %}{{ v }} {{ k }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
-{% for w in changes %}{% set n = r.tally.get(c.key, {}).get(w) %}<td class="{{ w|replace(' ', '') if n else '' }}">{{ '' if n is none else n }}</td>{% endfor %}
-<td>{{ r.tally.get(c.key, {}).get('moved', '') }}</td></tr>{% endfor %}
+<td class="{{ 'regressed' if t and (t['regressed'] or t['newly failing']) else '' }}">{% if t %}{% for w, n in t.items() %}{{ n }} {{ w }}{% if not loop.last %}, {% endif %}{% endfor %}{% else %}baseline{% endif %}</td></tr>{% endfor %}
 </table>
 <h2>Critical questions</h2>
 <table><tr><th style="width:28%">question</th>{% for c in r.columns %}<th>{{ c.key }}</th>{% endfor %}</tr>
