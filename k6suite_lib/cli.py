@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "100,000 records)")
     run.add_argument("--stage", choices=_stage_names(),
                      help="a CI stage, which chooses scenarios, tier and parameters: pr = S1 + the S3 core (\"we "
-                          "didn't break Kafka semantics\", <= 3 min on KafScale), main = S4 S5 S5b (\"we didn't "
-                          "break durability\", <= 8 min), release = every scenario, full tier, repeats=3; "
+                          "didn't break Kafka semantics\", <= 3 min on KafScale), main = S4 (kill, pause) S5 S5b (\"we "
+                          "didn't break durability\", <= 8 min), release = every scenario, full tier, repeats=3; "
                           "--param still overrides")
     run.add_argument("--out", type=Path, default=None, help="archive root (default: outputs/)")
     run.add_argument("--cell-timeout", type=int, default=1800,
