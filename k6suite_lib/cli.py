@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import textwrap
 from pathlib import Path
 
 from k6suite_lib.profiles import DEFAULT_PROFILE, ProfileError, available_profiles, load_profile, with_builds
@@ -121,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare", help="what changed between two runs (or the builds of one matrix run); exit 1 on a regression",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Compare run B with run A (run ids under outputs/ or paths to run folders), or, given one "
+        description=_paragraphs(
+                    "Compare run B with run A (run ids under outputs/ or paths to run folders), or, given one "
                     "matrix run, every column with the first (e.g. several builds of the same system). Per "
                     "critical question and per check: regressed (PASS->FAIL, YES->NO), fixed (FAIL->PASS), "
                     "still failing, newly NOT TESTED (or no longer run), newly failing (not judged in A); and "
@@ -131,9 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "have them, else a default tolerance (a change larger than half the baseline and than "
                     "0.5 s / 20 ms; any change of an anomaly count from 0).\n\n"
                     "Writes compare.html (in the trust matrix's look) and compare.json into B's folder (or --out) "
-                    "and prints a summary. Exit 1 when anything regressed, 3 when nothing regressed but "
-                    "something judged in A is NOT TESTED in B, else 0. Moved measurements are reported, not "
-                    "gated: the checks' own thresholds decide pass or fail.")
+                    "and prints a summary. Exit 1 when a check regressed or newly fails, 3 when only something "
+                    "judged in A is NOT TESTED (or not run) in B, else 0. Moved measurements are reported, not "
+                    "gated: the checks' own thresholds decide pass or fail."))
     compare.add_argument("runs", nargs="+", metavar="RUN", help="A B (two runs), or one matrix run")
     compare.add_argument("--out", type=Path, default=None,
                          help="folder for compare.html and compare.json (default: B's run folder)")
@@ -257,6 +259,11 @@ def _builds(pairs: list[str]) -> dict[str, str]:
     from k6suite_lib.stack.builds import parse_pairs
 
     return parse_pairs(pairs)
+
+
+def _paragraphs(text: str) -> str:
+    """Help text wrapped per paragraph (the raw formatter keeps the blank line between them)."""
+    return "\n\n".join(textwrap.fill(paragraph, 100) for paragraph in text.split("\n\n"))
 
 
 def _stage_names() -> list[str]:
