@@ -4,8 +4,7 @@ A stage is a named choice of what to run, so KafScale's CI can ask the suite one
 pipeline step and get an answer within that step's time budget on a 2-core runner:
 
 - ``pr``: "we didn't break Kafka semantics": S1 (the endpoint and the protocol) and the core of S3
-  (produce and consume while both run, read-your-writes on one connection, topic auto-creation,
-  the group protocol);
+  (produce and consume while both run, read-your-writes on one connection, the group protocol);
 - ``main``: "we didn't break durability": S4 (a broker killed, a broker paused), S5 (object-store
   slowness and outage), S5b (metadata-store slowness and outage);
 - ``release``: "we didn't break the architecture": every scenario, at the contract's full sizes,
@@ -32,10 +31,11 @@ class Stage:
 
 
 # S3's core: overlapping produce/consume decides loss, duplicates, order, the read-back and storage;
-# read-your-writes decides visibility on one shared connection; topic-auto-create decides what a client
-# asking for a new topic gets; consumer-group decides the group protocol (ownership, commits). The
-# single-record and many-producers variants judge with the same checks as overlap.
-S3_CORE = ["overlap", "read-your-writes", "topic-auto-create", "consumer-group"]
+# read-your-writes decides visibility on one shared connection; consumer-group decides the group
+# protocol (ownership, commits). single-record and many-producers-one-consumer judge with overlap's
+# checks; topic-auto-create (a broker setting many clusters turn off, and 15 s of a failing build's
+# delivery timeout) is left to release: with it the pr stage took 206 s of its 180 s here.
+S3_CORE = ["overlap", "read-your-writes", "consumer-group"]
 # Each read of one's own write that does not come waits its 5 s timeout: 5 per writer instead of 20
 # keeps a failing build's pr stage in budget and still fails it at the first write not read back.
 PR_OWN_READS = 5
