@@ -126,6 +126,8 @@ def build_text(build: Any) -> str:
         return ""
     if not any(key in build for key in ("version", "commit", "source")):  # one build object per system
         return "; ".join(filter(None, (build_text(b) for b in build.values())))
+    if build.get("label"):  # the builds' own short name: 'kafscale v1.6.0-76-g7aa2a11 (dirty)'
+        return str(build["label"])
     commit = str(build.get("commit") or "")[:12]
     parts = [str(build.get("system") or ""), str(build.get("version") or build.get("source") or "")]
     if commit:

@@ -145,6 +145,8 @@ def test_matrix_columns_are_compared_with_the_first(tmp_path):
 def test_build_text_reads_what_the_archive_has():
     assert compare.build_text(None) == ""
     assert compare.build_text({"system": "kafscale", "version": "v1.5.0", "commit": None}) == "kafscale v1.5.0"
+    assert compare.build_text({"system": "kafscale", "version": "v1.6.0", "label": "kafscale v1.6.0 @7aa2a11"}) == (
+        "kafscale v1.6.0 @7aa2a11")
     per_system = {"kafscale": {"system": "kafscale", "source": "/src/platform", "commit": "0123456789abcdef",
                                "dirty": False}}
     assert compare.build_text(per_system) == "kafscale /src/platform commit 0123456789ab"
