@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from k6suite_lib import compare
+from k6suite_lib.browser import check_report
 from k6suite_lib.cli import main
 from tests.conftest import port_base_for, write_profile
 
@@ -176,6 +177,8 @@ def test_two_real_runs_and_a_planted_regression(tmp_path):
     assert main(["compare", str(a), str(b)]) == 0
     result = json.loads((b / "compare.json").read_text())
     assert not result["regressed"] and not any(result["tally"]["B"][w] for w in compare.GATING)
+    seen = check_report(b / "compare.html", tmp_path / "compare.png")  # links into A's archive leave B's by design
+    assert not [p for p in seen.problems() if "outside the archive" not in p], seen.problems()
 
     planted = tmp_path / "planted"
     shutil.copytree(b, planted)
