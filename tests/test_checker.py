@@ -194,6 +194,17 @@ def test_too_few_acked_sends_fail_the_run():
     assert row["status"] == "FAIL" and "NoBrokersAvailable" in row["evidence"]
 
 
+def test_an_empty_history_is_not_tested_rather_than_passed():
+    """A build that acknowledged nothing: anomaly counts of 0 are NOT TESTED, not PASS."""
+    rows = [{"run_id": "r", "op_id": i, "process": "producer-0", "f": "send", "type": "info", "invoke_ns": 2 * i + 1,
+             "complete_ns": 2 * i + 2, "wall_ns": 1, "topic": "t", "partition": -1, "offset": -1,
+             "producer": "producer-0", "seq": i, "error": "KafkaTimeoutError"} for i in range(5)]
+    verdicts = check(rows)
+    for name in ANOMALIES:
+        assert verdicts.loc[name, "status"] == "NOT TESTED", name
+    assert verdicts.loc["acknowledged sends", "status"] == "FAIL"
+
+
 def test_unacknowledged_sends_fail_only_when_limited():
     rows = h.clean_rows(h.Spec(1, 1, 10, 1), random.Random(5))
     send = next(r for r in rows if r["f"] == "send" and r["offset"] == 3)
