@@ -30,8 +30,8 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "run_id": ("string", "id of the run that recorded the row"),
     "op_id": ("int64", "operation id; the records of one poll share it"),
     "process": ("string", "the client: producer-N, consumer-N, readback, nemesis, client-log, workload, probe"),
-    "f": ("string", "send | poll | assign | revoke | commit | connect | fault | client-metrics | client-log | phase"
-                    " | end-offsets | probe | metric"),
+    "f": ("string", "send | blocked | retry | poll | assign | revoke | commit | connect | fault | client-metrics"
+                    " | client-log | phase | end-offsets | probe | metric"),
     "type": ("string", "ok | fail | info (indeterminate)"),
     "invoke_ns": ("int64", "time.monotonic_ns() when the operation started"),
     "complete_ns": ("int64", "time.monotonic_ns() when its outcome was known"),
@@ -296,6 +296,22 @@ class View:
     def unacked(self) -> pd.DataFrame:
         """Sends that ended fail or info: refused, or of unknown outcome."""
         return self.sends[self.sends["type"] != "ok"]
+
+    @functools.cached_property
+    def blocked(self) -> pd.DataFrame:
+        """Open-loop sends that fell due while their producer waited on its outstanding limit: offered
+        by the application, never made (the target had stopped acknowledging)."""
+        return self.frame[self.frame["f"] == "blocked"]
+
+    @functools.cached_property
+    def producers_stopped_ns(self) -> int | None:
+        """When producers were told to stop (the producers-stop phase), or, in a history without
+        it, the last send due or made; None without any."""
+        stop = self.phase("producers-stop")
+        if stop is not None:
+            return stop["t_ns"]
+        offered = pd.concat([self.sends["invoke_ns"], self.blocked["invoke_ns"]])
+        return int(offered.max()) if len(offered) else None
 
     @functools.cached_property
     def reads(self) -> pd.DataFrame:

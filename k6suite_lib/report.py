@@ -99,6 +99,9 @@ def answer(summary: dict[str, Any], scenario_ids: tuple[str, ...],
     if failed:
         return "NO", f"{len(failed)} of {len(executed)} checks failed, e.g. {failed[0]['variant']}: {failed[0]['check']}"
     untested = [v for v in verdicts if v["status"] == "NOT TESTED"]
+    missed = [v for v in untested if v["check"] == FAULT_APPLIED]  # a fault that hit nothing answers nothing
+    if missed:
+        return "NOT TESTED", f"{missed[0]['variant']}: {missed[0]['evidence']}"
     # the runner's check that no component died passes in a scenario that ran nothing: alone it answers nothing
     if not [v for v in executed if v["check"] != STACK_CHECK]:
         own = [v for v in verdicts if v["check"] != STACK_CHECK]

@@ -331,11 +331,25 @@ class Timeline:
                 row["offset"] = self.offsets.get(partition, 0)
                 self.offsets[partition] = row["offset"] + 1
 
-    def fault(self, start: float, end: float, name: str = "broker-kill", applied: bool = True) -> None:
+    def fault(self, start: float, end: float, name: str = "broker-kill", applied: bool = True,
+              served: dict | None = None) -> None:
+        """served: what the target carried of the workload just before (recorded with the start)."""
         for t, phase in ((start, "start"), (end, "end")):
+            extra = {"served": served} if served is not None else {}
             self._row(t, process="nemesis", f="fault", type="ok" if applied or phase == "end" else "info",
                       error="" if applied or phase == "end" else "StackError: nothing to kill",
-                      detail=json.dumps({"fault": name, "phase": phase, "target": "broker-1"}))
+                      detail=json.dumps({"fault": name, "phase": phase, "target": "broker-1", **extra}))
+
+    def blocked(self, start: float, end: float, rate: float, producer: str = "producer-0") -> None:
+        """Sends due every 1/rate s in [start, end) that a producer blocked on its outstanding limit
+        could not make (the rows the producer records for them)."""
+        for i in range(round((end - start) * rate)):
+            t = start + i / rate
+            self._row(t, process=producer, f="blocked", type="fail", producer=producer, intended_ns=int(t * S),
+                      error="not sent: 1001 sends outstanding (max_outstanding)")
+
+    def phase(self, t: float, name: str, **detail) -> None:
+        self._row(t, process="workload", f="phase", type="ok", detail=json.dumps({"phase": name, **detail}))
 
     def poll(self, t: float, process: str = "consumer-0", outcome: str = "ok", send: dict | None = None) -> None:
         fields = {} if send is None else {"partition": send["partition"], "offset": send["offset"],

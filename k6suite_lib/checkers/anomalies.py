@@ -62,12 +62,15 @@ class AnomalyRules:
     allowed: anomaly classes reported but not failed (e.g. duplicates from retries without
     idempotence under faults); never one of NEVER_ALLOWED. min_acked: a run that acknowledged
     fewer sends proves nothing. max_unacked: when set, sends that ended fail or info beyond this
-    count fail the run.
+    count fail the run. retried_duplicates: a duplicate that its own producer's recorded retry on
+    that partition explains (the retry came while the send was outstanding) is ALLOWED, with the
+    retry as evidence; only for producers without idempotence, whose retries may land twice.
     """
 
     allowed: frozenset[str] = frozenset()
     min_acked: int = 1
     max_unacked: int | None = None
+    retried_duplicates: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.allowed) - set(ANOMALIES)
@@ -79,7 +82,8 @@ class AnomalyRules:
                              "gone or wrong is a failure in every configuration")
 
     def params(self) -> dict:
-        return {"allowed": sorted(self.allowed), "min_acked": self.min_acked, "max_unacked": self.max_unacked}
+        return {"allowed": sorted(self.allowed), "min_acked": self.min_acked, "max_unacked": self.max_unacked,
+                "retried_duplicates": self.retried_duplicates}
 
 
 def default_allowed(idempotent: bool, faults: bool, max_in_flight: int) -> frozenset[str]:
@@ -330,11 +334,42 @@ def _top_errors(rows: pd.DataFrame, n: int = 3) -> str:
     return "; ".join(f"{count}× {error}" for error, count in errors.value_counts().head(n).items())
 
 
+def retry_explained(view: View, duplicates: pd.DataFrame) -> pd.DataFrame:
+    """The duplicate rows whose identity its producer retried on that partition while the send was
+    outstanding (a `retry` row between the send's invocation and completion), with the retry's
+    time as `retry_ns`: a resend of a request that had in fact been written lands a second copy."""
+    retries = view.frame.loc[view.frame["f"] == "retry", ["producer", "topic", "partition", "complete_ns"]]
+    if retries.empty or duplicates.empty:
+        return duplicates.iloc[0:0].assign(retry_ns=pd.Series(dtype="int64"))
+    sends = view.sends[["producer", "seq", "invoke_ns", "complete_ns"]].drop_duplicates(["producer", "seq"])
+    keys = ["producer", "seq", "topic", "partition"]
+    slots = duplicates[keys].drop_duplicates().merge(sends, on=["producer", "seq"])
+    matched = slots.merge(retries.rename(columns={"complete_ns": "retry_ns"}), on=["producer", "topic", "partition"])
+    matched = matched[(matched["retry_ns"] >= matched["invoke_ns"]) & (matched["retry_ns"] <= matched["complete_ns"])]
+    first = matched.groupby(["producer", "seq"], as_index=False)["retry_ns"].min()
+    return duplicates.merge(first, on=["producer", "seq"])
+
+
+def _duplicate_verdict(view: View, rows: pd.DataFrame) -> dict:
+    """Duplicates that a recorded retry explains are ALLOWED; any other duplicate fails."""
+    explained = retry_explained(view, rows)
+    unexplained = rows[~rows.set_index(["producer", "seq"]).index.isin(explained.set_index(["producer", "seq"]).index)]
+    count = anomaly_count("duplicate", unexplained)
+    why = (f"{anomaly_count('duplicate', explained)} explained by their producer's own retry on that partition "
+           "(a resend of a request already written): " + evidence("duplicate", explained)) if len(explained) else ""
+    if count:
+        return verdict("duplicate", REQUIREMENT["duplicate"], count, Equals(0),
+                       "; ".join(filter(None, [evidence("duplicate", unexplained), why])))
+    return allowed_verdict("duplicate", REQUIREMENT["duplicate"], anomaly_count("duplicate", explained), why)
+
+
 @register("anomalies")
 def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_acked: int = 1,
-                    max_unacked: int | None = None) -> list[dict]:
-    """Acknowledged sends, unacknowledged sends (when limited) and one row per anomaly class."""
-    rules = AnomalyRules(allowed=frozenset(allowed), min_acked=min_acked, max_unacked=max_unacked)
+                    max_unacked: int | None = None, retried_duplicates: bool = False) -> list[dict]:
+    """Acknowledged sends, unacknowledged sends (when limited) and one row per anomaly class. With
+    no acknowledged send, a class nothing was found in is NOT TESTED: an empty history proves nothing."""
+    rules = AnomalyRules(allowed=frozenset(allowed), min_acked=min_acked, max_unacked=max_unacked,
+                         retried_duplicates=retried_duplicates)
     found, stats = find_anomalies(view)
     summary = f"{stats['sends']} sends: {stats['acked']} ok, {stats['failed']} fail, {stats['indeterminate']} info"
     if stats["acked"] < rules.min_acked:  # say why, from the operations themselves (not the client's logs)
@@ -352,8 +387,9 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
         if count == 0 and stats["acked"] == 0:  # an empty history finds nothing: that is no pass
             rows.append(not_tested(name, REQUIREMENT[name], "nothing was acknowledged, so a count of 0 proves "
                                                             "nothing"))
-            continue
-        if name in rules.allowed:
+        elif name == "duplicate" and rules.retried_duplicates and name not in rules.allowed:
+            rows.append(_duplicate_verdict(view, found[name]))
+        elif name in rules.allowed:
             rows.append(allowed_verdict(name, REQUIREMENT[name], count, evidence(name, found[name])))
         else:
             rows.append(verdict(name, REQUIREMENT[name], count, Equals(0), evidence(name, found[name])))

@@ -5,6 +5,7 @@ run that stops accepting writes fails however few records it lost."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -19,12 +20,41 @@ from k6suite_lib.history import View
 @register("faults-applied")
 def check_faults_applied(view: View, rows: int) -> list[dict]:
     """Every fault of the schedule was applied and healed (a start and an end row each, ok): a fault
-    that never happened would make every other verdict of the run meaningless."""
+    that never happened would make every other verdict of the run meaningless. So would a fault that
+    hit nothing the workload used: when the history records what each broker fault's target carried
+    just before (`served`) and none carried any of the workload's traffic, this is NOT TESTED."""
+    name = "every fault took effect"
     faults = view.frame[view.frame["f"] == "fault"]
     applied = int((faults["type"] == "ok").sum())
     errors = "; ".join(faults.loc[faults["type"] != "ok", "error"].head(3))
-    return [verdict("every fault took effect", "-", applied, Equals(rows, f"{rows} (a start and an end per fault)"),
-                    errors or ", ".join(view.windows["fault"] + " on " + view.windows["target"]))]
+    targets = ", ".join(view.windows["fault"] + " on " + view.windows["target"])
+    reach = _reach(faults)
+    if applied == rows and reach and not any(carried for _, carried, _ in reach):
+        return [not_tested(name, "-", "the faults were applied, but no target carried any of the workload's "
+                                      "traffic just before: " + "; ".join(f"{f}: {shown}" for f, _, shown in reach))]
+    return [verdict(name, "-", applied, Equals(rows, f"{rows} (a start and an end per fault)"),
+                    errors or targets + ("; just before: " + "; ".join(f"{f}: {shown}" for f, _, shown in reach)
+                                         if reach else ""))]
+
+
+def _reach(faults: pd.DataFrame) -> list[tuple[str, bool, str]]:
+    """Per applied fault start that recorded what its target carried (`served`): the fault, whether
+    the target carried any of the workload's traffic, and what was measured. Leadership decides
+    where it was measured (every Kafka client connects to every broker); otherwise any produce
+    rate or connection counts."""
+    out = []
+    for detail in faults.loc[faults["type"] == "ok", "detail"]:
+        parsed = json.loads(detail) if detail else {}
+        served = parsed.get("served")
+        if parsed.get("phase") != "start" or not served or "error" in served:
+            continue
+        if "leads" in served:
+            carried = bool(served["leads"])
+        else:
+            carried = any(served.get(k, 0) > 0 for k in ("produce_rps", "connections"))
+        shown = ", ".join(f"{k} {v}" for k, v in served.items())
+        out.append((f"{parsed.get('fault')} on {parsed.get('target')}", carried, shown))
+    return out
 
 
 @register("recovery")
@@ -44,28 +74,42 @@ def check_recovery(view: View, limit_s: float = 5.0) -> list[dict]:
 
 @register("acks-resume")
 def check_acks_resume(view: View, bound_s: float = 10.0) -> list[dict]:
-    """After each fault window ends, every partition written before the faults gets an ack within bound_s."""
+    """After each fault window ends, every partition written before the faults gets an ack within
+    bound_s. No acknowledgement at all after a fault ended, until producers stopped, fails however
+    soon they stopped (a producer blocked on its outstanding limit sends nothing more, so its last
+    send says nothing): writes that never resume are what this check exists to catch."""
     name = "acknowledgements resume after each fault ends"
     windows = view.windows
     if windows.empty:
         return [not_tested(name, "NFR1 / NFR4", "no fault window in the history")]
-    last_send = int(view.sends["invoke_ns"].max()) if len(view.sends) else 0
+    stopped = view.producers_stopped_ns or 0
     partitions = measures.acked_partitions_before(view, int(windows["start_ns"].min()))
     done, partition = view.acked["complete_ns"], view.acked["partition"]
-    waits: list[tuple[str, float]] = []
+    waits: list[tuple[str, float, int]] = []
     for faults, end_ns in fault_runs(windows):
+        if stopped <= end_ns:
+            continue  # producers stopped before this fault ended: nothing was owed after it
         later = (done > end_ns).to_numpy()
         firsts = done[later].groupby(partition[later]).min()
         wait = max(((firsts.get(p, math.inf) - end_ns) / 1e9 for p in partitions), default=math.inf)
-        if math.isinf(wait) and (last_send - end_ns) / 1e9 < bound_s:
-            continue  # producers stopped before the bound passed: this window cannot be judged
-        waits.append((faults, wait))
+        if math.isinf(wait) and later.any() and (stopped - end_ns) / 1e9 < bound_s:
+            continue  # some partitions resumed; the rest might have, had producers not stopped first
+        waits.append((faults, wait, end_ns))
     if not waits or not partitions:
         return [not_tested(name, "NFR1 / NFR4", "no partition was written before the faults" if not partitions
-                           else f"producers stopped within {bound_s:g} s of every fault's end")]
-    shown = "; ".join(f"after {fault}: {'never' if math.isinf(s) else f'{s:.2f} s'}" for fault, s in waits)
-    return [verdict(name, "NFR1 / NFR4", max(s for _, s in waits), Below(bound_s, " s"),
+                           else f"producers stopped within {bound_s:g} s of every fault's end, after some "
+                                "partitions acknowledged again")]
+    shown = "; ".join(f"after {fault}: " + (f"{s:.2f} s" if not math.isinf(s) else
+                                           f"never (no acknowledgement in the {(stopped - end) / 1e9:.1f} s "
+                                           "until producers stopped)")
+                      for fault, s, end in waits)
+    return [verdict(name, "NFR1 / NFR4", max(s for _, s, _ in waits), Below(bound_s, " s"),
                     f"{shown} (slowest of partitions {partitions})", unit=" s")]
+
+
+def resumed_after(view: View, end_ns: int) -> bool:
+    """Whether any acknowledgement came after a moment (a fault's end)."""
+    return bool((view.acked["complete_ns"] > end_ns).any())
 
 
 def fault_runs(windows: pd.DataFrame, joined_s: float = 1.0) -> list[tuple[str, int]]:
@@ -82,10 +126,12 @@ def fault_runs(windows: pd.DataFrame, joined_s: float = 1.0) -> list[tuple[str, 
 
 def fault_free_seconds(view: View, settle_s: float) -> tuple[float, list[tuple[int, int]]]:
     """Seconds of producing outside every fault window (each extended by settle_s for recovery),
-    and those intervals."""
-    if view.sends.empty:
+    and those intervals. Producing means sends made or due: a producer blocked on its outstanding
+    limit still offers (its `blocked` rows), so a stall after the faults is judged, not skipped."""
+    offered = pd.concat([view.sends["invoke_ns"], view.blocked["invoke_ns"]])
+    if offered.empty:
         return 0.0, []
-    start, end = int(view.sends["invoke_ns"].min()), int(view.sends["invoke_ns"].max())
+    start, end = int(offered.min()), int(offered.max())
     blocked = sorted((int(w.start_ns), int(w.end_ns + settle_s * 1e9)) for w in view.windows.itertuples())
     intervals, cursor = [], start
     for a, b in blocked:
@@ -111,9 +157,13 @@ def check_fault_free_acks(view: View, rate: float, fraction: float = 0.8, settle
     done = view.acked["complete_ns"].to_numpy()
     acks = int(sum(((done >= a) & (done < b)).sum() for a, b in intervals))
     share = acks / (rate * seconds)
+    blocked = view.blocked["invoke_ns"].to_numpy()
+    not_sent = int(sum(((blocked >= a) & (blocked < b)).sum() for a, b in intervals))
     return [verdict(name, "NFR1 / NFR4", share, AtLeast(fraction),
                     f"{acks} acks in {seconds:.1f} s outside the faults (each fault + {settle_s:g} s) at {rate:g}/s "
-                    f"offered ({rate * seconds:.0f} expected)")]
+                    f"offered ({rate * seconds:.0f} expected)"
+                    + (f"; {not_sent} due sends never made: producers blocked on their outstanding limit"
+                       if not_sent else ""))]
 
 
 @register("client-errors")
@@ -124,13 +174,18 @@ def check_client_errors(view: View, requirement: str = "NFR1", outside_faults_on
     and failed commits are counted beside them.
 
     outside_faults_only: errors inside the fault windows (and settle_s after each) are backpressure
-    the scenario reports, not failures (S5: "storage errors appear as backpressure").
+    the scenario reports, not failures (S5: "storage errors appear as backpressure") — but only of a
+    window after which acknowledgements came back: timeouts that nothing resumed from are failures.
     """
     frame = view.frame
     surfaced = pd.concat([view.unacked, view.failed_polls, frame[(frame["f"] == "connect") & (frame["type"] != "ok")]])
     inside = np.zeros(len(surfaced), dtype=bool)
+    stuck: list[str] = []
     if outside_faults_only:
         for window in view.windows.itertuples():
+            if not resumed_after(view, int(window.end_ns)):
+                stuck.append(window.fault)
+                continue
             inside |= ((surfaced["invoke_ns"] >= window.start_ns)
                        & (surfaced["invoke_ns"] <= window.end_ns + settle_s * 1e9)).to_numpy()
     counted, backpressure = surfaced[~inside], surfaced[inside]
@@ -144,6 +199,7 @@ def check_client_errors(view: View, requirement: str = "NFR1", outside_faults_on
                     f"{kinds.get('connect', 0)} connections"
                     + (f" (and {len(backpressure)} during the faults: backpressure, reported)" if outside_faults_only
                        else "")
+                    + (f"; acks never resumed after {', '.join(stuck)}: its errors count" if stuck else "")
                     + f"; handled by the client: {len(handled)} ({retries} retries); failed commits: {len(commits)}"
                     + (f"; {top}" if top else ""))]
 
@@ -151,7 +207,9 @@ def check_client_errors(view: View, requirement: str = "NFR1", outside_faults_on
 @register("catch-up")
 def check_catch_up(view: View, limit_s: float = 30.0) -> list[dict]:
     """Consumers catch up: every record acknowledged before the last fault ended has been read by a
-    live consumer within limit_s of that end (their lag once the store is back)."""
+    live consumer within limit_s of that end (their lag once the store is back). Judged only on the
+    time the consumers had: when the drain stopped them before limit_s passed, records not read yet
+    are not counted as never read (NOT TESTED), unless a record already came later than limit_s."""
     name = "consumers catch up after the faults"
     if view.windows.empty or view.acked.empty:
         return [not_tested(name, "F6 / S5", "no fault window or no acknowledged send")]
@@ -164,6 +222,13 @@ def check_catch_up(view: View, limit_s: float = 30.0) -> list[dict]:
         return [not_tested(name, "F6 / S5", "nothing was acknowledged before the faults ended")]
     seen = live.groupby("code")["complete_ns"].min().reindex(owed)
     caught = math.inf if seen.isna().any() else max(0.0, (float(seen.max()) - since) / 1e9)
+    stop = view.phase("consumers-stop")
+    had_s = (stop["t_ns"] - since) / 1e9 if stop is not None else math.inf
+    late = float(seen.max() - since) / 1e9 if seen.notna().any() else 0.0
+    if math.isinf(caught) and had_s < limit_s and late < limit_s:
+        return [not_tested(name, "F6 / S5", f"{int(seen.isna().sum())} of {len(seen)} records acknowledged before "
+                           f"the faults ended were not read by a live consumer, but the drain stopped the consumers "
+                           f"{max(had_s, 0.0):.1f} s after the last fault ended, before the {limit_s:g} s limit")]
     return [verdict(name, "F6 / S5", caught, Below(limit_s, " s"),
                     f"{int(seen.isna().sum())} of {len(seen)} records acknowledged before the faults ended were "
                     "never read by a live consumer" if math.isinf(caught) else

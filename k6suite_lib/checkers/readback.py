@@ -35,7 +35,9 @@ def check_readback(view: View) -> list[dict]:
     if ends is None:
         failed = view.frame[view.frame["f"] == "end-offsets"]["error"]
         reason = ("the end-offset query failed: " + failed.iloc[-1]) if len(failed) else "no end offsets recorded"
-        return [not_tested(REACHED, "F3 / NFR2", reason), not_tested(PAST_ACKS, "F3", reason), _passed_acks(view)]
+        passed = (_passed_acks(view) if len(view.acked)
+                  else not_tested(PASSED_ACKS, "F3", "no acknowledged send: nothing to judge"))
+        return [not_tested(REACHED, "F3 / NFR2", reason), not_tested(PAST_ACKS, "F3", reason), passed]
     end = view.phase("readback-end") or {}
     positions = view.readback_positions or {}
     short = {p: f"at {positions.get(p, 'nothing')} of {e}" for p, e in sorted(ends.items())
@@ -45,6 +47,9 @@ def check_readback(view: View) -> list[dict]:
         "; ".join(f"p{p} {text}" for p, text in short.items()) if short
         else f"{len(ends)} partition(s) read to their end offsets {ends}")
     rows = [verdict(REACHED, "F3 / NFR2", len(short), Equals(0, "0 partitions short of their end"), how)]
+    if view.acked.empty:  # nothing acknowledged: no offset to be past
+        reason = "no acknowledged send: nothing to judge"
+        return [*rows, not_tested(PAST_ACKS, "F3", reason), not_tested(PASSED_ACKS, "F3", reason)]
     highest = view.acked[view.acked["offset"] >= 0].groupby("partition")["offset"].max()
     behind = {int(p): (ends.get(int(p)), int(o)) for p, o in highest.items() if ends.get(int(p), -1) < o + 1}
     rows.append(verdict(PAST_ACKS, "F3", len(behind), Equals(0, "0 partitions"),

@@ -18,14 +18,23 @@ class BrokerKill(Fault):
 
     def __init__(self, stack, broker_id: int | None = None, topic: str | None = None):
         self.stack, self.broker_id, self.topic = stack, broker_id, topic
+        self.served: dict = {}
 
     @property
     def target(self) -> str:
         return f"broker-{self.broker_id}" if self.broker_id is not None else "the busiest broker"
 
+    def parameters(self) -> dict[str, Any]:
+        return {"served": self.served} if self.served else {}
+
     def _choose(self) -> int:
+        """The broker to hit, and what it carried of the workload just before (recorded as `served`)."""
         if self.broker_id is None:
             self.broker_id = self.stack.fault_target(self.topic)
+        try:
+            self.served = self.stack.workload_load(self.broker_id, self.topic)
+        except Exception as exc:  # the fault still happens; the history says its reach is unknown
+            self.served = {"error": f"{type(exc).__name__}: {exc}"[:200]}
         return self.broker_id
 
     def start(self) -> None:
@@ -46,7 +55,7 @@ class BrokerTerminate(BrokerKill):
         self.ended = ""
 
     def parameters(self) -> dict[str, Any]:
-        return {"grace_s": self.grace_s, "ended": self.ended}
+        return {**super().parameters(), "grace_s": self.grace_s, "ended": self.ended}
 
     def start(self) -> None:
         self.ended = self.stack.terminate(self._choose(), self.grace_s)

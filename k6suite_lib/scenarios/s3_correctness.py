@@ -63,8 +63,10 @@ def tier(name: str) -> Tier:
 def strict_checks(sc: Scenario, config: WorkloadConfig, records: int, *extra: CheckSpec) -> list[CheckSpec]:
     """Normal operation: every send acknowledged, nothing allowed beyond what the client settings
     themselves produce, the read-back reaches the end of the log."""
-    allowed = default_allowed(config.idempotent(sc.profile), faults=False, max_in_flight=config.max_in_flight)
-    return [CheckSpec("anomalies", AnomalyRules(allowed=allowed, min_acked=records, max_unacked=0).params()),
+    idempotent = config.idempotent(sc.profile)
+    allowed = default_allowed(idempotent, faults=False, max_in_flight=config.max_in_flight)
+    rules = AnomalyRules(allowed=allowed, min_acked=records, max_unacked=0, retried_duplicates=not idempotent)
+    return [CheckSpec("anomalies", rules.params()),
             CheckSpec("readback"), *extra]
 
 

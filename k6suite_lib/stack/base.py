@@ -163,6 +163,14 @@ class EmbeddedStack(ABC):
     def fault_target(self, topic: str | None = None) -> int:
         """The broker a fault should hit now: the one the workload's writes depend on most."""
 
+    def workload_load(self, broker_id: int, topic: str | None = None) -> dict:
+        """What a broker carried of the workload just before a fault hits it, recorded with the fault:
+        a kill of a broker that served none of it proves nothing. Here: the client (or proxy)
+        connections it held; systems add what they know better (Kafka: the partitions it leads)."""
+        from k6suite_lib.probes import established_connections
+
+        return {"connections": established_connections(self.broker_port(broker_id))}
+
     def broker_port(self, broker_id: int) -> int:
         """Where a broker takes Kafka requests (its own listener, not the client endpoint)."""
         return self.layout.broker_port(broker_id)

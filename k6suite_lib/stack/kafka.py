@@ -426,6 +426,17 @@ class KafkaStack(EmbeddedStack):
         return leader if leader in self.broker_ids else 0
 
 
+    def workload_load(self, broker_id: int, topic: str | None = None) -> dict:
+        """Connections, and the partitions of topic the broker leads: every client connects to every
+        broker here, so only leadership says that the workload's writes went to it."""
+        load = super().workload_load(broker_id, topic)
+        if topic is not None:
+            with self._admin() as admin:
+                leaders = partition_leaders(admin.describe_topics([topic]), topic)
+            load["leads"] = sorted(p for p, leader in leaders.items() if leader == broker_id)
+        return load
+
+
 def _only_brokers(record: ProcessRecord) -> None:
     """Every component of the embedded Kafka is a broker (controllers run inside them)."""
     if record.role != "broker":

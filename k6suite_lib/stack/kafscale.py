@@ -330,6 +330,15 @@ class KafScaleStack(EmbeddedStack):
                     established_connections(self.layout.broker_port(b))) for b in ids}
         return max(ids, key=lambda b: load[b])
 
+    def workload_load(self, broker_id: int, topic: str | None = None) -> dict:
+        """Connections (from the proxy) and the broker's own produce rate (kafscale_produce_rps)."""
+        load = super().workload_load(broker_id, topic)
+        url = self.layout.broker_metrics_url(broker_id)
+        rates = metrics.series(metrics.scrape([url], timeout_s=2.0), "kafscale_produce_rps")
+        if len(rates):
+            load["produce_rps"] = float(rates["value"].iloc[0])
+        return load
+
 
 def acl_settings(security: Security) -> dict[str, str]:
     """Broker settings for v1.5.0's ACLs: deny by default; each tenant's client.id may do anything

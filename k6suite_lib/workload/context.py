@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from k6suite_lib.profiles import Profile
 from k6suite_lib.workload.config import WorkloadConfig, error_text
 
 SETTLED_S = 1.0  # consumers' ownership unchanged this long counts as settled
+_CLIENT_ID = re.compile(r"client_id=(\S+)")
 
 
 class Tracker:
@@ -138,7 +140,26 @@ class ClientLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         t_ns, wall = now()
+        message = f"{record.levelname} {record.name}: {record.getMessage()}"[:500]
         self.recorder.record(op_id=self.recorder.next_op(), process="client-log", f="client-log", type="info",
-                             invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall,
-                             error=f"{record.levelname} {record.name}: {record.getMessage()}"[:500],
+                             invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, error=message,
                              detail=json.dumps({"logger": record.name, "level": record.levelname}))
+        retry = self._retry(record)
+        if retry is not None:  # which producer resent which partition: what explains a duplicate
+            producer, topic, partition = retry
+            self.recorder.record(op_id=self.recorder.next_op(), process=producer, f="retry", type="info",
+                                 invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, producer=producer, topic=topic,
+                                 partition=partition, error=message)
+
+    def _retry(self, record: logging.LogRecord) -> tuple[str, str, int] | None:
+        """(producer, topic, partition) of a produce batch kafka-python's sender re-enqueued, from its
+        log record's arguments (the sender names its client id; the batch its TopicPartition)."""
+        if not record.name.startswith("kafka.producer") or "retrying" not in str(record.msg):
+            return None
+        args = record.args if isinstance(record.args, tuple) else ()
+        sender = _CLIENT_ID.search(str(args[0])) if args else None
+        partition = next((a for a in args if hasattr(a, "topic") and hasattr(a, "partition")), None)
+        prefix = f"{self.recorder.run_id}-"
+        if sender is None or partition is None or not sender.group(1).startswith(prefix):
+            return None
+        return sender.group(1)[len(prefix):], str(partition.topic), int(partition.partition)

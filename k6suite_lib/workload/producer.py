@@ -63,10 +63,12 @@ def run_producer(ctx: RunContext, index: int) -> None:
     per_producer_rate = config.rate / config.producers if config.rate > 0 else 0.0
     start_ns = time.monotonic_ns()
     seq = 0
+    slot = 0  # open loop: the next due send (sends skipped while blocked advance it, not seq)
     while not ctx.stop_producers.is_set() and (share is None or seq < share):
         intended = -1
         if per_producer_rate:
-            intended = start_ns + int(seq * 1e9 / per_producer_rate)
+            intended = start_ns + int(slot * 1e9 / per_producer_rate)
+            slot += 1
             wait = (intended - time.monotonic_ns()) / 1e9
             if wait > 0 and ctx.stop_producers.wait(wait):
                 break
@@ -91,9 +93,12 @@ def run_producer(ctx: RunContext, index: int) -> None:
             drain()
         if len(pending) > config.max_outstanding:
             deadline = time.monotonic() + config.delivery_timeout_s
-            while len(pending) > config.max_outstanding and time.monotonic() < deadline:
+            while (len(pending) > config.max_outstanding and time.monotonic() < deadline
+                   and not ctx.stop_producers.is_set()):
                 time.sleep(0.001)  # polling beats one Event wait per future (see benchmarks/)
                 drain()
+            if per_producer_rate:  # due sends that passed while blocked: offered, but never made
+                slot = _record_blocked(ctx, name, start_ns, per_producer_rate, slot, len(pending))
     with contextlib.suppress(Exception):
         producer.flush(timeout=config.delivery_timeout_s)
     ctx.clients.pop(name, None)
@@ -103,3 +108,22 @@ def run_producer(ctx: RunContext, index: int) -> None:
     for op in list(pending):
         settle(op, {"type": "info", "complete_ns": time.monotonic_ns(),
                     "error": "no outcome before the producer closed"})
+
+
+def _record_blocked(ctx: RunContext, name: str, start_ns: int, rate: float, slot: int, outstanding: int) -> int:
+    """One `blocked` row per send that fell due while the producer waited on max_outstanding (the
+    target stopped acknowledging): a stall shows in the history as offers not made, and the rate
+    offered outside the faults is judged on them too. Returns the next due slot (skipped ones are
+    not sent late: an open-loop producer offers at its rate, it does not burst a backlog)."""
+    due_until = time.monotonic_ns()
+    _, wall = now()
+    rows = []
+    while start_ns + int(slot * 1e9 / rate) < due_until and not ctx.stop_producers.is_set():
+        due = start_ns + int(slot * 1e9 / rate)
+        rows.append({"op_id": ctx.recorder.next_op(), "process": name, "f": "blocked", "type": "fail",
+                     "invoke_ns": due, "complete_ns": due_until, "wall_ns": wall - (due_until - due),
+                     "topic": ctx.topic, "producer": name, "intended_ns": due,
+                     "error": f"not sent: {outstanding} sends outstanding (max_outstanding)"})
+        slot += 1
+    ctx.recorder.record_many(rows)
+    return slot
