@@ -305,12 +305,12 @@ class View:
 
     @functools.cached_property
     def producers_stopped_ns(self) -> int | None:
-        """When producers were told to stop (the producers-stop phase), or, in a history without
-        it, the last send due or made; None without any."""
+        """When producers stopped (the producers-stop phase), or, in a history without it, the last
+        moment a producer was still producing: a send due, made, or outstanding; None without any."""
         stop = self.phase("producers-stop")
         if stop is not None:
             return stop["t_ns"]
-        offered = pd.concat([self.sends["invoke_ns"], self.blocked["invoke_ns"]])
+        offered = pd.concat([self.sends["invoke_ns"], self.sends["complete_ns"], self.blocked["invoke_ns"]])
         return int(offered.max()) if len(offered) else None
 
     @functools.cached_property

@@ -217,3 +217,14 @@ def test_15_empty_history_is_not_tested_not_pass():
     aborted.poll(2, send={**aborted.rows[0], "offset": 0})
     table = compose(View(aborted.frame()), [CheckSpec("anomalies")]).set_index("check")
     assert table.loc["aborted-read", "status"] == "FAIL"
+
+
+def test_16_1_without_a_phase_row_a_send_outstanding_past_the_fault_shows_producers_ran_on():
+    """A history from another tool: no producers-stop row, no blocked rows; its last sends timed out
+    12 s after the outage ended, so the producer was still producing then."""
+    t = Timeline()
+    t.sends(0, 10, 10)
+    t.fault(10, 15, "storage-outage")
+    t.sends(10, 11, 10, outcome="info", latency=17)
+    row = run(t, "acks-resume", bound_s=10)
+    assert row["status"] == "FAIL" and "never" in row["evidence"], row
