@@ -81,9 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run scenario notebooks with papermill and archive the evidence",
                               description="Execute scenario notebooks headless against a profile's target; write "
                                           "outputs/<run-id>/ with executed notebooks, histories, plots, summary.json, "
-                                          "junit.xml, manifest.json and report.html. Exit 0 only if every executed "
-                                          "check passed. An embedded profile's stack is started if needed and "
-                                          "stopped afterwards if this command started it.")
+                                          "junit.xml, manifest.json and report.html. An embedded profile's stack is "
+                                          "started if needed and stopped afterwards if this command started it. "
+                                          "Exit codes (also for --profiles, over every system): 0 every critical "
+                                          "question asked is YES or NOT PROMISED; 1 a check failed (a question is "
+                                          "NO); 3 nothing failed but some question is NOT TESTED (the run is "
+                                          "incomplete: the report says which and why); 2 a usage error.")
     targets = run.add_mutually_exclusive_group()
     targets.add_argument("--profile", "-p", default=DEFAULT_PROFILE,
                          help=f"profile name in profiles/ or a path to a YAML file (default: {DEFAULT_PROFILE}; "

@@ -21,7 +21,7 @@ from xml.etree import ElementTree as ET
 
 from jinja2 import Environment, select_autoescape
 
-from k6suite_lib.report import QUESTIONS, answer, junit_suites
+from k6suite_lib.report import EXIT_CODES, QUESTIONS, STATUS_ORDER, answer, junit_suites, run_result, severity
 from k6suite_lib.secrets import redact
 
 ANSWER_ORDER = ("NO", "YES", "NOT TESTED", "NOT PROMISED")
@@ -31,7 +31,8 @@ def run_matrix(profile_names: list[str], scenarios: list[str] | None = None, tie
                out_root: Path | None = None, cell_timeout_s: int = 1800, parameters: dict[str, Any] | None = None,
                log: Callable[[str], None] = print, builds: dict[str, str] | None = None):
     """Run the scenarios on every profile, one after the other (one embedded stack at a time: the
-    machine has two cores), and render the matrix. Exit code 0 only when every system passed.
+    machine has two cores), and render the matrix. Exit code as a single run's (report.EXIT_CODES):
+    1 when any system failed, else 3 when any left a question NOT TESTED, else 0.
     Profiles of one system with different builds (their `build:`) make a matrix whose columns are builds;
     builds (--build) go to every profile of the system they name."""
     from k6suite_lib.profiles import load_profile
@@ -55,8 +56,8 @@ def run_matrix(profile_names: list[str], scenarios: list[str] | None = None, tie
     _write_json(run_dir / "matrix.json", matrix)
     (run_dir / "junit.xml").write_text(matrix_junit(summaries, run_id))
     (run_dir / "report.html").write_text(matrix_html(matrix))
-    exit_code = 0 if matrix["passed"] else 1
-    log(f"{'PASS' if exit_code == 0 else 'FAIL'}: matrix of {', '.join(names)} — report: {run_dir / 'report.html'}")
+    exit_code = EXIT_CODES[matrix["result"]]
+    log(f"{matrix['result']}: matrix of {', '.join(names)} — report: {run_dir / 'report.html'}")
     return RunOutcome(run_id=run_id, run_dir=run_dir, exit_code=exit_code, summary=matrix)
 
 
@@ -68,40 +69,46 @@ def _shown_verdicts(scenario: dict[str, Any]) -> list[dict[str, Any]]:
 def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, started: float) -> dict[str, Any]:
     """Questions and checks by system, each cell with its status, measurement and evidence link."""
     systems = [{"profile": s["profile"], "system": s.get("system", ""), "build": s.get("build"),
-                "passed": s["passed"], "counts": s["counts"],
+                "result": run_result(s), "counts": s["counts"],
                 "not_promised": s.get("not_promised", {}), "target": s.get("target", {}),
                 "stack_error": s.get("stack_error", "")} for s in summaries]
     questions = []
-    for question, scenario_ids, selector in QUESTIONS:
+    for question in QUESTIONS:
         cells = {}
+        scenario_ids = question.scenarios
         for summary in summaries:
-            result, why = answer(summary, scenario_ids, selector)
+            result, why = answer(summary, question)
             ran = any(s["scenario"] == scenario_ids[0] for s in summary["scenarios"])  # else no such anchor
             cells[summary["profile"]] = {"answer": result, "why": why, "link": f"{summary['profile']}/report.html"
                                          + (f"#{scenario_ids[0]}" if ran else "")}
-        checks = _checks(summaries, scenario_ids, selector)
-        questions.append({"question": question, "scenarios": list(scenario_ids), "cells": cells, "checks": checks})
+        checks = _checks(summaries, question)
+        questions.append({"question": question.text, "scenarios": list(scenario_ids), "cells": cells,
+                          "checks": checks})
+    results = {s["result"] for s in systems}
+    result = "FAIL" if "FAIL" in results else "NOT TESTED" if "NOT TESTED" in results else "PASS"
     return {"run_id": run_id, "tier": tier, "started": started, "duration_s": round(time.time() - started, 2),
-            "systems": systems, "questions": questions, "passed": all(s["passed"] for s in summaries)}
+            "systems": systems, "questions": questions, "result": result, "passed": result == "PASS"}
 
 
-def _checks(summaries: list[dict[str, Any]], scenario_ids: tuple[str, ...], selector) -> list[dict[str, Any]]:
-    """Every check a question counts, one row per (scenario, variant, check), a cell per system."""
+def _checks(summaries: list[dict[str, Any]], question) -> list[dict[str, Any]]:
+    """Every check a question counts, one row per (scenario, variant, check), a cell per system; the
+    failures first, the worst of them first."""
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for summary in summaries:
         for scenario in summary["scenarios"]:
-            if scenario["scenario"] not in scenario_ids:
+            if scenario["scenario"] not in question.scenarios:
                 continue
             link = f"{summary['profile']}/{scenario.get('folder', '')}/{scenario.get('notebook_html', 'results.json')}"
             for v in _shown_verdicts(scenario):
-                if not selector(v):
+                if not (question.counts(v) or v["check"] in question.deciding):
                     continue
                 key = (scenario["scenario"], v["variant"], v["check"])
                 row = rows.setdefault(key, {"scenario": key[0], "variant": key[1], "check": key[2],
                                             "requirement": v["requirement"], "cells": {}})
                 row["cells"][summary["profile"]] = {"status": v["status"], "measured": v["measured"],
                                                     "evidence": v["evidence"], "link": link}
-    return list(rows.values())
+    return sorted(rows.values(), key=lambda row: (min(STATUS_ORDER.get(c["status"], 9) for c in row["cells"].values()),
+                                                  severity(row)))
 
 
 def matrix_junit(summaries: list[dict[str, Any]], run_id: str) -> str:
@@ -133,7 +140,7 @@ is kept and fails where it is broken.</p>
 <h2>Systems</h2>
 <table><tr><th>system</th><th>result</th><th>checks</th><th>promises judged</th></tr>
 {% for s in m.systems %}<tr><td><a href="{{ s.profile }}/report.html">{{ s.profile }}</a> ({{ s.build.label if s.build else s.system }}){% if s.build %}<br><span class="small">source {{ s.build.source }}{% if s.build.commit %}, commit {{ s.build.commit[:12] }}{% endif %}{% if s.build.dirty %}, uncommitted changes{% endif %}; sha256 {% for name, sha in s.build.binaries.items() %}{{ name }} {{ sha[:12] }}{% if not loop.last %}, {% endif %}{% endfor %}</span>{% endif %}</td>
-<td class="{{ 'PASS' if s.passed else 'FAIL' }}">{{ 'PASS' if s.passed else 'FAIL' }}{% if s.stack_error %}<br><span class="small">{{ s.stack_error }}</span>{% endif %}</td>
+<td class="{{ s.result|replace(' ', '') }}">{{ s.result }}{% if s.stack_error %}<br><span class="small">{{ s.stack_error }}</span>{% endif %}</td>
 <td>{% for k, v in s.counts.items() %}{{ v }} {{ k }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
 <td>the trust contract (F1–F7, NFR1–NFR5){% if s.not_promised %}, except:<ul class="small">{% for req, why in s.not_promised.items() %}<li><b>{{ req }}</b>: {{ why }}</li>{% endfor %}</ul>{% else %}, all of it{% endif %}</td></tr>{% endfor %}
 </table>

@@ -4,8 +4,9 @@
 histories, plots and results.json the notebook wrote; then summary.json, junit.xml (one test
 case per check), manifest.json (versions, the target's identity, sha256 of every file), the
 embedded stack's logs (secrets redacted) and report.html. A failing notebook does not stop the
-run: it is evidence, and its failure is a FAIL verdict. The exit code is 0 only when every
-executed check passed and at least one check ran.
+run: it is evidence, and its failure is a FAIL verdict. The exit code (report.EXIT_CODES) is 0 only
+when every critical question asked is YES or NOT PROMISED and no check failed, 1 when any check
+failed, 3 when nothing failed but some question asked was NOT TESTED.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
     (run_dir / "junit.xml").write_text(report.junit_xml(summary))
     (run_dir / "report.html").write_text(report.html_report(summary, run_dir))
     _write_json(run_dir / "manifest.json", build_manifest(summary, profile, run_dir))
-    exit_code = 0 if summary["passed"] else 1
-    log(f"{'PASS' if exit_code == 0 else 'FAIL'}: {summary['counts']} — report: {run_dir / 'report.html'}")
+    exit_code = report.EXIT_CODES[summary["result"]]
+    log(f"{summary['result']}: {summary['counts']} — report: {run_dir / 'report.html'}")
     return RunOutcome(run_id=run_id, run_dir=run_dir, exit_code=exit_code, summary=summary)
 
 
@@ -331,23 +332,27 @@ def _tally(result: dict[str, Any]) -> str:
 
 def build_summary(results: list[dict[str, Any]], profile: Profile, run_id: str, tier: str, started: float,
                   stack_error: str = "") -> dict[str, Any]:
+    """result: PASS, FAIL or NOT TESTED, from the critical questions the run asked (report.run_result)."""
+    from k6suite_lib.report import run_result
+
     statuses = [v["status"] for r in results for v in r["verdicts"]]
     counts = {s: statuses.count(s) for s in STATUSES}
-    executed = counts["PASS"] + counts["FAIL"] + counts["ALLOWED"]
     target = next((r["target"] for r in results if r.get("target", {}).get("reachable")), None)
     if target is None:
         target = next((r["target"] for r in results if r.get("target")), {})
     from k6suite_lib.identity import embedded_build
 
     built = embedded_build(profile) if profile.embedded else {}
-    return {
+    summary = {
         "run_id": run_id, "profile": profile.name, "system": profile.target_kind, "embedded": profile.embedded,
         "build": built.get("build"), "learned_at_start": built.get("learned_at_start"),
         "not_promised": profile.not_promised, "tier": tier, "started": started,
         "duration_s": round(time.time() - started, 2), "target": target, "stack_error": stack_error,
-        "passed": counts["FAIL"] == 0 and executed > 0, "counts": counts,
-        "scenarios": results,
+        "counts": counts, "scenarios": results,
     }
+    summary["result"] = run_result(summary)
+    summary["passed"] = summary["result"] == "PASS"
+    return summary
 
 
 def build_manifest(summary: dict[str, Any], profile: Profile, run_dir: Path) -> dict[str, Any]:

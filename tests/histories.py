@@ -369,5 +369,13 @@ class Timeline:
                   detail=json.dumps({"connection-creation-total": created, "connection-close-total": closed,
                                      "brokers": brokers}))
 
+    def failed_client_metrics(self, t: float, process: str, error: str, as_ok_row: bool = False) -> None:
+        """A sample the sampler could not take: a fail row naming the error (as_ok_row: as histories
+        recorded it before issue 16, an ok row whose detail holds only the error)."""
+        if as_ok_row:
+            self._row(t, process=process, f="client-metrics", type="ok", detail=json.dumps({"error": error}))
+        else:
+            self._row(t, process=process, f="client-metrics", type="fail", error=error, detail="")
+
     def frame(self) -> pd.DataFrame:
         return frame(self.rows)

@@ -285,6 +285,38 @@ def test_metadata_seen_by_clients():
     assert run(steady(), "metadata-unchanged")["status"] == "NOT TESTED"
 
 
+def test_16_2_a_failed_client_metrics_sampler_is_named_not_dropped():
+    """Before: a sample that raised was an ok row with an error in its detail, dropped by the checks,
+    so reconnections and metadata-unchanged went NOT TESTED ("no client-metrics sample") and the
+    sampler's failure appeared nowhere."""
+    from k6suite_lib import report
+
+    error = "AttributeError: 'NoneType' object has no attribute 'brokers'"
+    for as_ok_row in (False, True):
+        t = steady()
+        for second in (5, 25):
+            t.failed_client_metrics(second, "producer-0", error, as_ok_row=as_ok_row)
+        for check, params in (("reconnections", {"requirement": "F5.1"}), ("metadata-unchanged", {})):
+            row = run(t, check, **params)
+            assert row["status"] == "NOT TESTED" and "2 of 2 client-metrics samples failed" in row["evidence"] \
+                and error in row["evidence"], (as_ok_row, row["evidence"])
+        # the question these checks decide says why it is not answered: the sampler's error
+        verdicts = compose(View(t.frame()), [CheckSpec("reconnections", {"requirement": "F5.1 / NFR3"}),
+                                             CheckSpec("metadata-unchanged")]).assign(variant="1-to-3")
+        question = next(q for q in report.QUESTIONS if q.text.startswith("Can brokers be added"))
+        result, why = report.answer({"scenarios": [{"scenario": "S6", "verdicts": verdicts.to_dict("records")}]},
+                                    question)
+        assert result == "NOT TESTED" and error in why, why
+    # samples that worked still decide; the ones that failed are named beside them
+    t = steady()
+    t.client_metrics(5, "producer-0", 2, ["0@h:1"])
+    t.failed_client_metrics(15, "producer-0", error)
+    t.client_metrics(25, "producer-0", 2, ["0@h:1"])
+    for check, params in (("reconnections", {"requirement": "F5.1"}), ("metadata-unchanged", {})):
+        row = run(t, check, **params)
+        assert row["status"] == "PASS" and "1 of 3 client-metrics samples failed" in row["evidence"], row["evidence"]
+
+
 def test_new_brokers_serve_from_the_recorded_probe():
     def probe(connections, error=""):
         detail = {} if error else {"connections": connections, "added": ["1", "2"], "total": 30}

@@ -62,10 +62,12 @@ def check_reconnections(view: View, requirement: str, restarts: int = 0) -> list
     if view.first_fault_ns is None:
         return [not_tested(name, requirement, "no fault window in the history")]
     table = measures.client_reconnections(view, view.first_fault_ns)
+    failures = measures.sampler_failures(view)
     if table.empty:
-        return [not_tested(name, requirement, "no client-metrics sample before the fault: reconnections unknown")]
+        return [not_tested(name, requirement, "no client-metrics sample before the fault: reconnections unknown"
+                           + (f"; the sampler failed: {failures}" if failures else ""))]
     evidence = "; ".join(f"{r.client}: {r.before} -> {r.after} ({r.open_before} open before)"
-                         for r in table.itertuples())
+                         for r in table.itertuples()) + (f"; {failures}" if failures else "")
     if restarts:
         allowance = {r.client: max(1, r.open_before) + restarts for r in table.itertuples()}
         excess = {r.client: r.reconnections - allowance[r.client] for r in table.itertuples()}
@@ -80,12 +82,15 @@ def check_metadata_unchanged(view: View) -> list[dict]:
     name = "metadata seen by clients unchanged"
     samples = measures.client_samples(view)
     samples = samples[samples["brokers"].map(len) > 0]
+    failures = measures.sampler_failures(view)
     if samples.empty:
-        return [not_tested(name, "F5.3", "no client-metrics sample listed brokers")]
+        return [not_tested(name, "F5.3", "no client-metrics sample listed brokers"
+                           + (f"; the sampler failed: {failures}" if failures else ""))]
     views = samples.groupby("process")["brokers"].agg(lambda s: sorted(set(s)))
     changed = views[views.map(len) > 1]
     return [verdict(name, "F5.3", len(changed), Equals(0, "0 clients"),
-                    "; ".join(f"{p}: {v}" for p, v in (changed if len(changed) else views).head(3).items()))]
+                    "; ".join(f"{p}: {v}" for p, v in (changed if len(changed) else views).head(3).items())
+                    + (f"; {failures}" if failures else ""))]
 
 
 @register("new-brokers-serve")

@@ -171,22 +171,36 @@ def last_commits(view: View) -> dict[int, int]:
 
 
 def client_samples(view: View) -> pd.DataFrame:
-    """Client-metrics rows parsed: process, complete_ns, connection totals, brokers in its metadata."""
+    """Client-metrics rows parsed: process, complete_ns, connection totals, brokers in its metadata, and
+    the sampler's error when the sample failed (a fail row; older histories: an ok row whose detail
+    holds only an error)."""
     samples = view.frame[view.frame["f"] == "client-metrics"]
     rows = []
-    for process, complete_ns, detail in zip(samples["process"], samples["complete_ns"], samples["detail"],
-                                            strict=True):
+    for process, complete_ns, kind, error, detail in zip(samples["process"], samples["complete_ns"], samples["type"],
+                                                         samples["error"], samples["detail"], strict=True):
         parsed = json.loads(detail) if detail else {}
+        failed = (str(error or "") or "sample failed") if kind != "ok" else str(parsed.get("error") or "")
         rows.append({"process": process, "complete_ns": int(complete_ns),
                      "created": parsed.get("connection-creation-total"), "closed": parsed.get("connection-close-total"),
-                     "brokers": tuple(parsed.get("brokers") or ())})
-    return pd.DataFrame(rows, columns=["process", "complete_ns", "created", "closed", "brokers"])
+                     "brokers": tuple(parsed.get("brokers") or ()), "error": failed})
+    return pd.DataFrame(rows, columns=["process", "complete_ns", "created", "closed", "brokers", "error"])
+
+
+def sampler_failures(view: View) -> str:
+    """The clients' failed metrics samples, said in a sentence ("" when none failed)."""
+    samples = client_samples(view)
+    failed = samples[samples["error"] != ""]
+    if failed.empty:
+        return ""
+    top = "; ".join(f"{n}× {e[:120]}" for e, n in failed["error"].value_counts().head(2).items())
+    return f"{len(failed)} of {len(samples)} client-metrics samples failed ({top})"
 
 
 def client_reconnections(view: View, since_ns: int) -> pd.DataFrame:
     """Per client sampled before since_ns: connections it created after since_ns, and how many it held
     open just before (created minus closed), from its own metrics."""
-    samples = client_samples(view).dropna(subset=["created"])
+    samples = client_samples(view)
+    samples = samples[samples["error"] == ""].dropna(subset=["created"])
     rows = []
     for process, group in samples.groupby("process"):
         before = group[group["complete_ns"] <= since_ns]

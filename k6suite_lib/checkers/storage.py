@@ -148,10 +148,14 @@ def class_verdicts(view: View, intact: pd.DataFrame | None, no_store: str = "") 
 
 @register("storage")
 def check_storage(view: View, unavailable: str = "") -> list[dict]:
-    """unavailable: why no listing can exist (e.g. the system has no object store). Ends with the
-    classes of acknowledged records the read-back did not return."""
+    """unavailable: why no listing can exist (e.g. the system has no object store). Then the storage
+    rows judge F6 alone (object storage as the system of record), so a system that never promised F6
+    shows them NOT PROMISED; its durability (F3) is judged by the read-back, the anomalies and the
+    classes. Ends with the classes of acknowledged records the read-back did not return."""
     names = ((ACKED_STORED, "F6.1 / F3"), (NOTHING_ELSE, "F6.1"), (EQUALS_READBACK, "F6.1 / F6.2"))
-    reason = unavailable or view.meta.get("storage_error", "")
+    if unavailable:
+        return [*(not_tested(name, "F6", unavailable) for name, _ in names), *class_verdicts(view, None, unavailable)]
+    reason = view.meta.get("storage_error", "")
     if not reason and "storage" not in view.meta:
         reason = "no storage listing was saved beside this history"
     if not reason and view.sidecar_dir is None:

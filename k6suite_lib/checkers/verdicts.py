@@ -172,9 +172,11 @@ def verdict_frame(rows: list[dict[str, Any]], not_promised: dict[str, str] | Non
     frame["measured"] = frame["measured"].map(lambda v: "n/a" if v is None else v).astype(str)
     for index, requirement in frame["requirement"].items():
         reason = not_promised_reason(requirement, not_promised or {})
-        if reason and frame.at[index, "status"] != "NOT TESTED":
-            frame.at[index, "evidence"] = (f"not promised by this system ({reason}); judged it would be "
-                                           f"{frame.at[index, 'status']}. {frame.at[index, 'evidence']}").strip()
+        if reason:  # a promise never made is not owed a test either: NOT PROMISED, whatever was measured
+            judged = ("could not be measured: " if frame.at[index, "status"] == "NOT TESTED"
+                      else f"judged it would be {frame.at[index, 'status']}. ")
+            frame.at[index, "evidence"] = (f"not promised by this system ({reason}); {judged}"
+                                           f"{frame.at[index, 'evidence']}").strip()
             frame.at[index, "status"] = "NOT PROMISED"
     frame["passed"] = [None if s in ("NOT TESTED", "NOT PROMISED") else s != "FAIL" for s in frame["status"]]
     unknown = set(frame["status"]) - set(STATUSES)

@@ -231,8 +231,8 @@ def _sample_clients(ctx: RunContext) -> None:
         for name, client in list(ctx.clients.items()):
             t_ns, wall = now()
             try:
-                detail = json.dumps(clients.client_view(client))
-            except Exception as exc:  # a closing client; the next sample will not include it
-                detail = json.dumps({"error": error_text(exc)})
-            ctx.recorder.record(op_id=ctx.recorder.next_op(), process=name, f="client-metrics", type="ok",
-                                invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, detail=detail)
+                detail, kind, error = json.dumps(clients.client_view(client)), "ok", ""
+            except Exception as exc:  # a failed sample is evidence: the checks that read samples name it
+                detail, kind, error = "", "fail", error_text(exc)
+            ctx.recorder.record(op_id=ctx.recorder.next_op(), process=name, f="client-metrics", type=kind,
+                                invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, detail=detail, error=error)
