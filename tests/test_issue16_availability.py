@@ -169,10 +169,11 @@ def test_16_7_broker_death_questions_are_not_yes_when_the_fault_missed():
                 {"variant": "kill", "check": "lost-write", "status": "PASS", "evidence": ""},
                 {"variant": "kill", "check": "client errors beyond retry", "status": "PASS", "evidence": ""}]
     summary = {"scenarios": [{"scenario": "S4", "verdicts": verdicts}]}
-    for question, scenarios, selector in report.QUESTIONS:
-        if scenarios == ("S4",):
-            answer, why = report.answer(summary, scenarios, selector)
-            assert answer == "NOT TESTED" and "kill: no target carried" in why, (question, answer)
+    for question in report.QUESTIONS:
+        if question.scenarios == ("S4",):
+            answer, why = report.answer(summary, question)
+            assert answer == "NOT TESTED" and f"kill: {report.FAULT_APPLIED} not tested (no target carried" in why, \
+                (question.text, answer, why)
 
 
 def test_16_7_broker_faults_record_what_their_target_carried():
