@@ -14,6 +14,7 @@ import itertools
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,6 +176,7 @@ def metadata_brokers(outcome: ProbeOutcome) -> pd.DataFrame:
 
 # FindCoordinator answers that mean "ask again soon" (a fresh Kafka creates __consumer_offsets first)
 COORDINATOR_RETRIABLE = (14, 15)  # COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE
+NOT_COORDINATOR = 16
 BATCHED_FIND_COORDINATOR = 4  # from v4 the request names keys and the answer lists coordinators
 BATCHED_OFFSET_FETCH = 8  # from v8 the request and the answer are per group
 
@@ -213,6 +215,23 @@ def offset_fetch(address: str, group: str, topic: str | None, version: int) -> P
                     groups=[group_cls(group_id=group, topics=topics)], require_stable=False)
     topics = None if topic is None else [OffsetFetchRequest.OffsetFetchRequestTopic(name=topic, partition_indexes=[0])]
     return call(address, OffsetFetchRequest, OffsetFetchResponse, version, group_id=group, topics=topics)
+
+
+def offset_fetch_settled(address: str, find: Callable[[], str], group: str, topic: str, version: int,
+                         timeout_s: float = 15.0) -> tuple[str, ProbeOutcome]:
+    """OffsetFetch at the group's coordinator, asked again (bounded) while the answer says the coordinator is
+    loading, unavailable or has moved (NOT_COORDINATOR, which a fresh Kafka answers while the group's
+    coordinator is still being elected): a real client retries those, so a probe that stopped there would
+    report a refusal no client sees. ``find`` names the coordinator again before every retry."""
+    deadline = time.monotonic() + timeout_s
+    coordinator_address = address
+    while True:
+        outcome = offset_fetch(coordinator_address, group, topic, version)
+        if not outcome.ok or committed_offsets(outcome)[1] not in (*COORDINATOR_RETRIABLE, NOT_COORDINATOR) \
+                or time.monotonic() > deadline:
+            return coordinator_address, outcome
+        time.sleep(0.5)
+        coordinator_address = find()
 
 
 def committed_offsets(outcome: ProbeOutcome) -> tuple[list[int], int]:

@@ -127,6 +127,11 @@ class Scenario:
 
         self.add_rows(variant, [not_tested(check_name, requirement, reason)])
 
+    def absent_component(self, variant: str, check_name: str, requirement: str, reason: str) -> None:
+        from k6suite_lib.checkers.verdicts import absent_component
+
+        self.add_rows(variant, [absent_component(check_name, requirement, reason)])
+
     def verdicts(self) -> pd.DataFrame:
         if not self._verdicts:
             return pd.DataFrame(columns=["variant", "check", "requirement", "measured", "threshold", "status",

@@ -307,6 +307,27 @@ def test_16_3_what_a_system_never_promised_is_not_promised_not_untested():
     assert result == "NOT PROMISED" and "no object store" in why
 
 
+def test_16_3_a_metadata_store_the_system_lacks_is_not_promised():
+    """S5b on Kafka (KRaft keeps metadata on the brokers) or Tansu (metadata in the bucket): no profile waives
+    NFR1, yet the question cannot be asked of a store that does not exist: NOT PROMISED, with the paths the
+    stack has as the reason. A store that exists but could not be faulted stays NOT TESTED."""
+    from k6suite_lib.checkers.verdicts import absent_component, not_tested, verdict_frame
+    from k6suite_lib.profiles import load_profile
+    from k6suite_lib.runner import STACK_CHECK
+
+    questions = [q for q in report.QUESTIONS if q.scenarios == ("S5b",)]
+    assert len(questions) == 3
+    for row, expected in ((absent_component("metadata latency and outage", "F6 / NFR1",
+                                            "the embedded kafka has no separate metadata store path"), "NOT PROMISED"),
+                          (not_tested("metadata latency and outage", "F6 / NFR1", "no Toxiproxy"), "NOT TESTED")):
+        frame = verdict_frame([row], load_profile("kafka").not_promised)
+        verdicts = [{**r, "variant": "metadata-faults"} for r in frame.to_dict("records")]
+        verdicts.append(_verdict(STACK_CHECK, "PASS", variant="stack", requirement="NFR4"))
+        for question in questions:
+            result, why = report.answer(_run(_scenario("S5b", verdicts)), question)
+            assert result == expected, (question.text, result, why)
+
+
 def test_16_8_why_names_the_worst_failure_first(tmp_path):
     """The audit: S4 on KafScale read "e.g. kill: nonmonotonic-poll" while 2,534 acknowledged records
     were missing from the read-back."""

@@ -209,12 +209,13 @@ def test_20_1_20_2_matrix_of_two_systems(tmp_path):
                                                                   ("PASS", "FAIL")]
     assert len(list((run_dir / "tansu-m" / "S3-correctness").glob("storage-*.parquet"))) == len(
         {v["variant"] for v in stored})
-    # Tansu offers no TLS listener: F1.3 fails there; Kafka keeps the endpoint and produce/consume promises
+    # Tansu offers no TLS listener: F1.3 fails there; Kafka keeps every promise these scenarios ask (S1's
+    # OffsetFetch probe retries NOT_COORDINATOR on a fresh Kafka, as a client does)
     tls = next(v for v in _verdicts(tansu_summary, "S1") if v["check"] == TLS_CHECKS[0][0])
     assert tls["status"] == "FAIL" and tls["measured"].startswith("no TLS listener"), tls
-    kafka = {q["question"]: q["answer"] for q in questions_asked(json.loads((run_dir / "kafka-m" / "summary.json")
-                                                                            .read_text()))}
-    assert kafka[endpoint["question"]] == "YES" and kafka[produce["question"]] == "YES", kafka
+    kafka_summary = json.loads((run_dir / "kafka-m" / "summary.json").read_text())
+    assert {q["answer"] for q in questions_asked(kafka_summary)} <= {"YES", "NOT PROMISED"}, \
+        questions_asked(kafka_summary)
     junit = ET.parse(run_dir / "junit.xml").getroot()
     cases = junit.findall(".//testcase")
     assert {c.get("classname").split(".")[0] for c in cases} == {"tansu-m", "kafka-m"}

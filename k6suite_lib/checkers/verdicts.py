@@ -130,6 +130,14 @@ def not_tested(check: str, requirement: str, reason: str) -> dict[str, Any]:
             "status": "NOT TESTED", "passed": None, "evidence": reason}
 
 
+def absent_component(check: str, requirement: str, reason: str) -> dict[str, Any]:
+    """A promise about a component the system does not have (a metadata store apart from its brokers):
+    the question cannot be asked of it, so NOT PROMISED with the architecture as the reason — read from the
+    running stack, never a profile's waiver, so it cannot excuse a failure of something that exists."""
+    return {"check": check, "requirement": requirement, "measured": "n/a", "threshold": "n/a",
+            "status": "NOT PROMISED", "passed": None, "evidence": f"not promised by this system: {reason}"}
+
+
 def allowed_verdict(check: str, requirement: str, count: int, evidence: str) -> dict[str, Any]:
     """An anomaly class this configuration legitimately produces: ALLOWED when it occurred, else PASS."""
     return {"check": check, "requirement": requirement, "measured": str(count),

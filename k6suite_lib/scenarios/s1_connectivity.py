@@ -210,7 +210,10 @@ def offset_fetch(sc: Scenario) -> pd.DataFrame:
     group = f"k6s-{uuid.uuid4().hex[:8]}"
     coordinator = _coordinator_address(address, group, table)  # OffsetFetch is the group coordinator's to answer
     rows = []
-    current = probes.offset_fetch(coordinator, group, topic, version) if version is not None else None
+    current = None
+    if version is not None:
+        coordinator, current = probes.offset_fetch_settled(
+            coordinator, lambda: _coordinator_address(address, group, table), group, topic, version)
     rows.append({"request": f"OffsetFetch v{version} (negotiated) to the coordinator {coordinator}",
                  "outcome": current.describe() if current else "no common version"})
     sc.add_check(variant, "OffsetFetch answers at the negotiated version", "F2.4",

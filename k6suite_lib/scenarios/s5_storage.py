@@ -53,10 +53,10 @@ def store_faults(sc: Scenario, role: str, timing: Timing, latency_ms: int = 200,
         sc.not_tested(variant, f"{role} latency and outage", "F6 / NFR1",
                       f"store faults need an embedded stack's Toxiproxy between brokers and the {STORE_NAMES[role]}")
         return pd.DataFrame()
-    if role not in sc.stack.fault_paths:  # no object store at all is F6's business alone (S4 judges NFR1)
-        sc.not_tested(variant, f"{role} latency and outage", "F6" if role == "storage" else "F6 / NFR1",
-                      f"the embedded {sc.stack.system} has no separate {STORE_NAMES[role]} path to slow down "
-                      f"(its paths: {', '.join(sc.stack.fault_paths) or 'none: data lives on the brokers'})")
+    if role not in sc.stack.fault_paths:  # a store the system does not have cannot be slowed: not asked of it
+        sc.absent_component(variant, f"{role} latency and outage", "F6" if role == "storage" else "F6 / NFR1",
+                            f"the embedded {sc.stack.system} has no separate {STORE_NAMES[role]} path to slow down "
+                            f"(its paths: {', '.join(sc.stack.fault_paths) or 'none: data lives on the brokers'})")
         return pd.DataFrame()
     proxy = sc.stack.toxiproxy
     windows = [(Latency(proxy, role, latency_ms, jitter_ms), timing.warmup_s, timing.latency_s)]
