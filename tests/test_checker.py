@@ -222,10 +222,9 @@ def test_missing_readback_is_not_tested_rather_than_passed():
 
 
 def test_default_allowed_follows_configuration():
-    assert checkers.default_allowed(idempotent=False, faults=True, max_in_flight=1) == {"duplicate"}
-    assert checkers.default_allowed(idempotent=False, faults=False, max_in_flight=1) == frozenset()
-    assert checkers.default_allowed(idempotent=True, faults=True, max_in_flight=5) == frozenset()
-    assert "nonmonotonic-send" in checkers.default_allowed(idempotent=False, faults=False, max_in_flight=5)
+    assert checkers.default_allowed(idempotent=False, max_in_flight=1) == frozenset()
+    assert checkers.default_allowed(idempotent=True, max_in_flight=5) == frozenset()
+    assert checkers.default_allowed(idempotent=False, max_in_flight=5) == {"nonmonotonic-send"}
 
 
 def test_latency_summary_percentiles():

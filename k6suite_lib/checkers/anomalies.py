@@ -59,12 +59,13 @@ EVIDENCE_ROWS = 5
 class AnomalyRules:
     """What a configuration legitimately produces, and what the workload must have achieved.
 
-    allowed: anomaly classes reported but not failed (e.g. duplicates from retries without
-    idempotence under faults); never one of NEVER_ALLOWED. min_acked: a run that acknowledged
+    allowed: anomaly classes reported but not failed (e.g. reordering with several requests in
+    flight without idempotence); never one of NEVER_ALLOWED. min_acked: a run that acknowledged
     fewer sends proves nothing. max_unacked: when set, sends that ended fail or info beyond this
     count fail the run. retried_duplicates: a duplicate that its own producer's recorded retry on
-    that partition explains (the retry came while the send was outstanding) is ALLOWED, with the
-    retry as evidence; only for producers without idempotence, whose retries may land twice.
+    that partition explains (the retry came while the send was outstanding, every copy is on that
+    partition) is ALLOWED, with the retry as evidence; only for producers without idempotence, whose
+    retries may land twice.
     """
 
     allowed: frozenset[str] = frozenset()
@@ -86,15 +87,11 @@ class AnomalyRules:
                 "retried_duplicates": self.retried_duplicates}
 
 
-def default_allowed(idempotent: bool, faults: bool, max_in_flight: int) -> frozenset[str]:
-    """Duplicates are legitimate only when a non-idempotent producer may have retried (under
-    faults); reordering only when several requests per connection were in flight."""
-    allowed_classes = set()
-    if faults and not idempotent:
-        allowed_classes.add("duplicate")
-    if max_in_flight > 1 and not idempotent:
-        allowed_classes.add("nonmonotonic-send")
-    return frozenset(allowed_classes)
+def default_allowed(idempotent: bool, max_in_flight: int) -> frozenset[str]:
+    """Reordering is legitimate only when several requests per connection were in flight without
+    idempotence. Duplicates never are wholesale: a non-idempotent producer's are judged one by one
+    (AnomalyRules.retried_duplicates), each needing its own retry as evidence."""
+    return frozenset({"nonmonotonic-send"} if max_in_flight > 1 and not idempotent else ())
 
 
 def ident(frame: pd.DataFrame) -> pd.Series:
@@ -335,19 +332,26 @@ def _top_errors(rows: pd.DataFrame, n: int = 3) -> str:
 
 
 def retry_explained(view: View, duplicates: pd.DataFrame) -> pd.DataFrame:
-    """The duplicate rows whose identity its producer retried on that partition while the send was
-    outstanding (a `retry` row between the send's invocation and completion), with the retry's
-    time as `retry_ns`: a resend of a request that had in fact been written lands a second copy."""
+    """The duplicate rows of identities a recorded retry explains, with the retry's time as
+    `retry_ns`: every copy sits on one partition, the one the send went to (where its row names it),
+    and its producer retried that partition while the send was outstanding (a `retry` row between
+    the send's invocation and completion). A resend of a request that had in fact been written lands
+    a second copy on the partition it was sent to, never on another one; a copy with no retry of its
+    own is the system's, whatever the producer's settings."""
     retries = view.frame.loc[view.frame["f"] == "retry", ["producer", "topic", "partition", "complete_ns"]]
     if retries.empty or duplicates.empty:
         return duplicates.iloc[0:0].assign(retry_ns=pd.Series(dtype="int64"))
-    sends = view.sends[["producer", "seq", "invoke_ns", "complete_ns"]].drop_duplicates(["producer", "seq"])
-    keys = ["producer", "seq", "topic", "partition"]
-    slots = duplicates[keys].drop_duplicates().merge(sends, on=["producer", "seq"])
-    matched = slots.merge(retries.rename(columns={"complete_ns": "retry_ns"}), on=["producer", "topic", "partition"])
+    who, keys = ["producer", "seq"], ["producer", "seq", "topic", "partition"]
+    slots = duplicates[keys].drop_duplicates()
+    sends = view.sends[[*keys, "invoke_ns", "complete_ns"]].drop_duplicates(who)
+    sent_to = sends.loc[sends["partition"] >= 0, keys].merge(slots[who].drop_duplicates(), on=who)
+    places = pd.concat([slots, sent_to]).drop_duplicates()
+    one_place = places[places.groupby(who)["partition"].transform("size") == 1]
+    timed = one_place.merge(sends[[*who, "invoke_ns", "complete_ns"]], on=who)
+    matched = timed.merge(retries.rename(columns={"complete_ns": "retry_ns"}), on=["producer", "topic", "partition"])
     matched = matched[(matched["retry_ns"] >= matched["invoke_ns"]) & (matched["retry_ns"] <= matched["complete_ns"])]
-    first = matched.groupby(["producer", "seq"], as_index=False)["retry_ns"].min()
-    return duplicates.merge(first, on=["producer", "seq"])
+    first = matched.groupby(keys, as_index=False)["retry_ns"].min()
+    return duplicates.merge(first, on=keys)
 
 
 def _duplicate_verdict(view: View, rows: pd.DataFrame) -> dict:

@@ -40,8 +40,9 @@ def check_faults_applied(view: View, rows: int) -> list[dict]:
 def _reach(faults: pd.DataFrame) -> list[tuple[str, bool, str]]:
     """Per applied fault start that recorded what its target carried (`served`): the fault, whether
     the target carried any of the workload's traffic, and what was measured. Leadership decides
-    where it was measured (every Kafka client connects to every broker); otherwise any produce
-    rate or connection counts."""
+    where it was measured (every Kafka client connects to every broker), else the target's own
+    produce rate; connections only when nothing better is known (a pooled idle connection, which
+    the kernel's socket table counts, carries no traffic)."""
     out = []
     for detail in faults.loc[faults["type"] == "ok", "detail"]:
         parsed = json.loads(detail) if detail else {}
@@ -50,8 +51,10 @@ def _reach(faults: pd.DataFrame) -> list[tuple[str, bool, str]]:
             continue
         if "leads" in served:
             carried = bool(served["leads"])
+        elif "produce_rps" in served:
+            carried = served["produce_rps"] > 0
         else:
-            carried = any(served.get(k, 0) > 0 for k in ("produce_rps", "connections"))
+            carried = served.get("connections", 0) > 0
         shown = ", ".join(f"{k} {v}" for k, v in served.items())
         out.append((f"{parsed.get('fault')} on {parsed.get('target')}", carried, shown))
     return out
@@ -209,7 +212,9 @@ def check_catch_up(view: View, limit_s: float = 30.0) -> list[dict]:
     """Consumers catch up: every record acknowledged before the last fault ended has been read by a
     live consumer within limit_s of that end (their lag once the store is back). Judged only on the
     time the consumers had: when the drain stopped them before limit_s passed, records not read yet
-    are not counted as never read (NOT TESTED), unless a record already came later than limit_s."""
+    are not counted as never read (NOT TESTED), unless a record already came later than limit_s or
+    the consumers had reached the end offsets (`consumers-stop` reached_end): a record they passed
+    over then is one they will never read."""
     name = "consumers catch up after the faults"
     if view.windows.empty or view.acked.empty:
         return [not_tested(name, "F6 / S5", "no fault window or no acknowledged send")]
@@ -225,12 +230,15 @@ def check_catch_up(view: View, limit_s: float = 30.0) -> list[dict]:
     stop = view.phase("consumers-stop")
     had_s = (stop["t_ns"] - since) / 1e9 if stop is not None else math.inf
     late = float(seen.max() - since) / 1e9 if seen.notna().any() else 0.0
-    if math.isinf(caught) and had_s < limit_s and late < limit_s:
+    passed = bool(stop and stop.get("reached_end"))
+    if math.isinf(caught) and had_s < limit_s and late < limit_s and not passed:
         return [not_tested(name, "F6 / S5", f"{int(seen.isna().sum())} of {len(seen)} records acknowledged before "
                            f"the faults ended were not read by a live consumer, but the drain stopped the consumers "
                            f"{max(had_s, 0.0):.1f} s after the last fault ended, before the {limit_s:g} s limit")]
     return [verdict(name, "F6 / S5", caught, Below(limit_s, " s"),
                     f"{int(seen.isna().sum())} of {len(seen)} records acknowledged before the faults ended were "
-                    "never read by a live consumer" if math.isinf(caught) else
+                    "never read by a live consumer" + (", which had read to the end offsets and stopped: they "
+                                                       "passed over them" if passed else "")
+                    if math.isinf(caught) else
                     f"time from the last fault's end until live consumers had read all {len(seen)} records "
                     "acknowledged before it", unit=" s")]

@@ -5,7 +5,9 @@ Every fault scenario gets the same availability verdicts on top of the core anom
 read-back: every fault took effect, acknowledgements resume within a bound after each fault ends,
 the target acknowledges most of what open-loop producers offered outside the faults (a run that
 stops accepting writes fails), and client errors are counted as surfaced vs handled. Under faults
-a non-idempotent producer may legitimately duplicate (it retried); nothing else is allowed.
+a non-idempotent producer may legitimately duplicate, but only a record its own recorded retry of
+that partition explains (a copy on the same partition, retried while the send was outstanding);
+any other duplicate fails, and nothing else is allowed beyond what the client settings produce.
 """
 
 from __future__ import annotations
@@ -36,9 +38,11 @@ def fault_checks(sc: Scenario, config: WorkloadConfig, schedule: Schedule, error
                  extra: tuple[CheckSpec, ...] = (), errors_during_faults: bool = True) -> list[CheckSpec]:
     """The composition every fault scenario shares, plus the scenario's own checks. errors_during_faults
     False: errors inside the fault windows are backpressure to report (S5, S5b), not failures."""
-    allowed = default_allowed(config.idempotent(sc.profile), faults=True, max_in_flight=config.max_in_flight)
+    idempotent = config.idempotent(sc.profile)
+    rules = AnomalyRules(allowed=default_allowed(idempotent, max_in_flight=config.max_in_flight), min_acked=1,
+                         retried_duplicates=not idempotent)
     return [
-        CheckSpec("anomalies", AnomalyRules(allowed=allowed, min_acked=1).params()),
+        CheckSpec("anomalies", rules.params()),
         CheckSpec("readback"),
         CheckSpec("faults-applied", {"rows": 2 * len({id(s.fault) for s in schedule.steps if s.action == "start"})}),
         CheckSpec("acks-resume", {"bound_s": RESUME_BOUND_S}),
