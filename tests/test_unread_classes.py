@@ -12,7 +12,15 @@ import pandas as pd
 
 from k6suite_lib.checkers import CheckSpec, compose
 from k6suite_lib.checkers.anomalies import find_anomalies
-from k6suite_lib.checkers.storage import LOST, MISSING, NOT_REACHED, UNREADABLE
+from k6suite_lib.checkers.storage import (
+    ACKED_STORED,
+    EQUALS_READBACK,
+    LOST,
+    MISSING,
+    NOT_REACHED,
+    NOTHING_ELSE,
+    UNREADABLE,
+)
 from k6suite_lib.history import View
 from k6suite_lib.storage import COLUMNS, OBJECT_COLUMNS, StorageListing
 from k6suite_lib.workload.readback import probe_points
@@ -187,3 +195,96 @@ def test_21_2_a_probe_asks_for_offsets_a_timed_out_read_back_never_reached(tmp_p
     assert table.loc[UNREADABLE, "status"] == "FAIL" and table.loc[UNREADABLE, "measured"] == "1"
     assert table.loc[NOT_REACHED, "status"] == "NOT TESTED"
     assert str(_acked_from(rows, 0, 3) - 1) in table.loc[NOT_REACHED, "evidence"]
+
+
+NOT_READ = "not read: the read's time budget ran out"
+
+
+def _judge_objects(tmp_path, rows: list[dict], stored: pd.DataFrame,
+                   unread: dict[int, tuple[int, int | None]]) -> pd.DataFrame:
+    """The storage checker's table over a listing of one segment per partition from offset 0, and per
+    partition in `unread` a segment over offsets [start, end) whose bytes the read's budget left unread
+    (end None: to the partition's end; else a read segment follows from end). The listing's errors are
+    what decode_objects gives."""
+    segments = []
+    for partition, held in stored.groupby("partition"):
+        start, end = unread.get(partition, (None, None))
+        bases = [0] if start is None else [0, start] if end is None else [0, start, end]
+        for base, upto in zip(bases, [*bases[1:], None], strict=True):
+            mine = held[(held["offset"] >= base) & (held["offset"] < (upto if upto is not None else 1 << 62))]
+            read = base != start
+            segments.append({"partition": partition, "base_offset": base, "fetched": read, "decoded_ok": read,
+                             "records": len(mine) if read else 0, "error": "" if read else NOT_READ,
+                             "last_offset": int(mine["offset"].max()) if read and len(mine) else -1})
+            stored = stored.drop(index=[] if read else mine.index)
+    objects = pd.DataFrame([{"object_key": f"default/t/{s['partition']}/segment-{s['base_offset']:020d}.kfs",
+                             "topic": "t", "kind": "segment", "size": 100, "last_modified": 0, **s} for s in segments],
+                           columns=list(OBJECT_COLUMNS)).astype({c: d for c, (d, _) in OBJECT_COLUMNS.items()})
+    errors = [f"{r.object_key}: {r.error}" for r in objects.itertuples() if r.error]
+    StorageListing(records=stored, objects=objects, errors=errors, meta={"system": "kafscale"}).save(
+        tmp_path / "storage-x.parquet")
+    view = View(h.frame(rows), {"run_id": h.RUN, "storage": "storage-x.parquet"}, sidecar_dir=tmp_path)
+    return compose(view, [CheckSpec("storage")]).set_index("check")
+
+
+def test_audit_1_unread_object_is_not_loss(tmp_path):
+    """Audit finding 1: partition 0's segment from offset 1 was not read (the listing's budget ran out)
+    and the read-back stalled at 3. Nothing is known lost; what the segment would decide is NOT TESTED
+    with the object named, and the records the system did not serve are missing (F3 broken either way).
+    Mutation tried: ignoring objects not read (the checker before this fix): stored, lost, equality and
+    nothing-else FAIL on records nobody read, and this test fails."""
+    rows = _stop_readback(_clean(), partition=0, at=3, timed_out=False)
+    table = _judge_objects(tmp_path, rows, _stored(rows), unread={0: (1, None)})
+    key = "default/t/0/segment-00000000000000000001.kfs"
+    unread = _acked_from(rows, 0, 3)
+    for name in (ACKED_STORED, NOTHING_ELSE, EQUALS_READBACK):
+        assert table.loc[name, "status"] == "NOT TESTED", table.loc[name]
+        assert f"1 storage objects not read: {key} ({NOT_READ})" in table.loc[name, "evidence"]
+    assert f"{_acked_from(rows, 0, 1)} acknowledged records in them" in table.loc[ACKED_STORED, "evidence"]
+    for name in (LOST, UNREADABLE):
+        assert table.loc[name, "status"] == "NOT TESTED" and "cannot be told" in table.loc[name, "evidence"]
+    assert table.loc[MISSING, "status"] == "FAIL" and table.loc[MISSING, "measured"] == str(unread)
+    assert key in table.loc[MISSING, "evidence"]
+    assert NOT_REACHED not in table.index
+
+
+def test_audit_1_what_was_read_is_still_judged(tmp_path):
+    """Beside objects not read (partition 0 from offset 3; partition 1's offsets 2 and 3, a read segment
+    from 4 after it), a record gone from a read object is lost, one stored twice or never sent fails, and
+    the read-back still has to equal what was read; the read-back timed out (at 3 of partition 0, 5 of
+    1), so partition 0's unread records were not reached and missing is NOT TESTED. Mutation tried: an
+    object not read covering every offset above its base (ignoring the read segment after it): p1@5 is
+    undecided, lost is NOT TESTED and this test fails."""
+    rows = _stop_readback(_stop_readback(_clean(), partition=0, at=3, timed_out=True), partition=1, at=5,
+                          timed_out=True)
+    stored = _stored(rows)
+    gone = (stored["partition"] == 1) & (stored["offset"] == 5)
+    stranger = stored[(stored["partition"] == 1) & (stored["offset"] == 6)].assign(seq=999)
+    table = _judge_objects(tmp_path, rows, pd.concat([stored[~gone], stranger], ignore_index=True),
+                           unread={0: (3, None), 1: (2, 4)})
+    assert table.loc[ACKED_STORED, "status"] == "FAIL" and table.loc[ACKED_STORED, "measured"] == "1"
+    assert "p1@5" in table.loc[ACKED_STORED, "evidence"]
+    assert "2 storage objects not read" in table.loc[ACKED_STORED, "evidence"]
+    assert f"{_acked_from(rows, 0, 3) + 2} acknowledged records in them" in table.loc[ACKED_STORED, "evidence"]
+    assert table.loc[NOTHING_ELSE, "status"] == "FAIL" and table.loc[NOTHING_ELSE, "measured"] == "2"
+    assert "0 objects undecodable" in table.loc[NOTHING_ELSE, "evidence"]
+    equals = table.loc[EQUALS_READBACK]  # the stranger, and what the read-back did not reach on partition 1
+    assert equals["status"] == "FAIL" and equals["measured"] == str(1 + _acked_from(rows, 1, 6))
+    assert "2 records read back at offsets they may hold were not compared" in equals["evidence"]
+    assert table.loc[LOST, "status"] == "FAIL" and table.loc[LOST, "measured"] == "1"
+    assert "not read back whose storage object was not read" in table.loc[LOST, "evidence"]
+    assert table.loc[UNREADABLE, "status"] == "NOT TESTED"
+    assert table.loc[MISSING, "status"] == "NOT TESTED" and "not reached" in table.loc[MISSING, "evidence"]
+    assert table.loc[NOT_REACHED, "status"] == "NOT TESTED"
+
+
+def test_audit_9_missing_not_pass_when_all_not_reached(tmp_path):
+    """Audit finding 9: no store, the read-back timed out at offset 3 of partition 0: every unread
+    record was not reached, so none was judged missing. Mutation tried: the guard only for unreadable
+    (the checker before this fix): missing PASSes with 0 and this test fails."""
+    rows = _stop_readback(_clean(), partition=0, at=3, timed_out=True)
+    table = _judge(tmp_path, rows, None)
+    assert _acked_from(rows, 0, 3) > 0
+    for name in (LOST, UNREADABLE, MISSING, NOT_REACHED):
+        assert table.loc[name, "status"] == "NOT TESTED", table.loc[name]
+    assert "not reached" in table.loc[MISSING, "evidence"] and "timed out" in table.loc[MISSING, "evidence"]
