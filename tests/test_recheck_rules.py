@@ -101,3 +101,16 @@ def test_16_5_a_send_without_checksum_or_length_is_not_compared_on_them():
             row.update(checksum=-1, value_len=0)
     table = compose(View(h.frame(rows)), [CheckSpec("anomalies")]).set_index("check")
     assert table.loc["corrupted", "status"] == "PASS"
+
+
+def test_16_4_a_stored_wholesale_duplicate_allowance_needs_evidence_again(tmp_path):
+    """Fault-scenario histories recorded before duplicates needed their producer's own retry stored
+    ``allowed: [duplicate]``; a run no longer grants that, so a re-check does not either: without a
+    recorded retry the duplicate FAILs. Mutation tried: returning the stored spec unchanged: the
+    duplicate reads ALLOWED and this test fails."""
+    rows, _ = h.plant_duplicate(_clean(), 1, random.Random(7))
+    checks = [CheckSpec("anomalies", {"allowed": ["duplicate", "nonmonotonic-send"]}).to_json(),
+              CheckSpec("readback").to_json()]
+    _, table = recheck(_save(tmp_path, rows, {"checks": checks}))
+    assert _status(table, "duplicate") == "FAIL"
+    assert _status(table, "nonmonotonic-send") in ("PASS", "ALLOWED")

@@ -76,9 +76,20 @@ def recheck_composition(frame: pd.DataFrame, meta: dict) -> tuple[list[CheckSpec
                          "waived, a waiver would hide lost or wrong data")
     if "checks" not in meta:
         return default_composition(frame, meta), []
-    specs = specs_from_meta(meta)
+    specs = [_duplicates_need_evidence(s) for s in specs_from_meta(meta)]
     added = [CheckSpec(name) for name in CORE_CHECKS if name not in {s.name for s in specs}]
     return [*added, *specs], [s.name for s in added]
+
+
+def _duplicates_need_evidence(spec: CheckSpec) -> CheckSpec:
+    """Histories judged before duplicates needed their producer's own retry as evidence stored a wholesale
+    allowance; a run no longer grants one, so neither does a re-check: the duplicate is ALLOWED only where
+    the history records that retry."""
+    allowed = spec.params.get("allowed") or ()
+    if spec.name != "anomalies" or "duplicate" not in allowed:
+        return spec
+    return CheckSpec(spec.name, {**spec.params, "allowed": [c for c in allowed if c != "duplicate"],
+                                 "retried_duplicates": True})
 
 
 def recheck(path, anomaly_overrides: dict | None = None) -> tuple[View, pd.DataFrame]:
