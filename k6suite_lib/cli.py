@@ -27,6 +27,7 @@ EPILOG = """examples:
   k6suite run --stage pr                a CI stage: pr (S1 + S3 core), main (S4 S5 S5b), release (all, full, repeats)
   k6suite compare outputs/<A> outputs/<B>
                                         what B fixed and regressed against A; exit 1 on a regression
+                                        or a new waiver, 3 when only something became untested
   k6suite check outputs/<run>/S3-correctness/history-overlap.parquet
   k6suite observe <run-id>              turn a run into observations/OBS-NN-<slug>/
   k6suite stack down                    stop everything the stack started
@@ -123,22 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
     observe.add_argument("--out", type=Path, default=None, help="observations folder (default: observations/)")
 
     compare = commands.add_parser(
-        "compare", help="what changed between two runs (or the builds of one matrix run); exit 1 on a regression",
+        "compare", help="what changed between two runs (or the builds of one matrix run); exit 1 on a regression "
+                        "or a new waiver, 3 when only something became untested",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=_paragraphs(
                     "Compare run B with run A (run ids under outputs/ or paths to run folders), or, given one "
                     "matrix run, every column with the first (e.g. several builds of the same system). Per "
                     "critical question and per check: regressed (PASS->FAIL, YES->NO), fixed (FAIL->PASS), "
-                    "still failing, newly NOT TESTED (or no longer run), newly failing (not judged in A); and "
+                    "still failing, newly NOT TESTED (or no longer run), newly failing (not judged in A), newly "
+                    "NOT PROMISED (judged in A, waived in B); and "
                     "measurements that moved beyond their run-to-run spread: the longest gap between "
                     "acknowledgements and other recovery times, p99 publish and end-to-end latency, the count "
                     "of each anomaly class. The spread comes from repeats (--param repeats=N) where both runs "
                     "have them, else a default tolerance (a change larger than half the baseline and than "
                     "0.5 s / 20 ms; any change of an anomaly count from 0).\n\n"
                     "Writes compare.html (in the trust matrix's look) and compare.json into B's folder (or --out) "
-                    "and prints a summary. Exit 1 when a check regressed or newly fails, 3 when only something "
-                    "judged in A is NOT TESTED (or not run) in B, else 0. Moved measurements are reported, not "
-                    "gated: the checks' own thresholds decide pass or fail."))
+                    "and prints a summary; questions are tallied apart from checks. Exit 1 when a check or a "
+                    "question regressed, newly fails or is newly NOT PROMISED (a new waiver can hide a "
+                    "regression), 3 when only something judged in A is NOT TESTED (or not run) in B, else 0. "
+                    "Moved measurements are reported, not gated: the checks' own thresholds decide pass or "
+                    "fail."))
     compare.add_argument("runs", nargs="+", metavar="RUN", help="A B (two runs), or one matrix run")
     compare.add_argument("--out", type=Path, default=None,
                          help="folder for compare.html and compare.json (default: B's run folder)")

@@ -6,10 +6,15 @@ a trust matrix (``matrix.build_matrix``), so questions and checks line up exactl
 page; then every cell is set against the baseline's:
 
 - regressed: PASS or ALLOWED -> FAIL (a question: YES -> NO);
-- newly failing: FAIL where the baseline judged nothing (NOT TESTED or not run);
+- newly failing: FAIL where the baseline judged nothing (NOT TESTED, NOT PROMISED or not run);
 - fixed: FAIL -> PASS or ALLOWED (NO -> YES);
 - still failing: FAIL -> FAIL (NO -> NO);
-- newly not tested: judged in the baseline, NOT TESTED or not run now.
+- newly not tested: judged in the baseline, NOT TESTED or not run now;
+- newly not promised: judged in the baseline (PASS, ALLOWED or FAIL; YES or NO), NOT PROMISED now. It
+  gates like a regression: a new waiver can hide one.
+
+Questions are tallied apart from checks, and both decide the exit code: 1 when a check or a question
+regressed, newly fails or is newly not promised, 3 when only something became NOT TESTED, else 0.
 
 Measurements that describe rather than judge are compared against their run-to-run spread: every
 time a check measures in seconds (the longest gap between acknowledgements, acknowledgements
@@ -40,10 +45,10 @@ from k6suite_lib.checkers import ANOMALIES
 from k6suite_lib.matrix import STYLE, build_matrix
 from k6suite_lib.secrets import redact
 
-REGRESSED, NEWLY_FAILING, FIXED, STILL_FAILING, NEWLY_NOT_TESTED = (
-    "regressed", "newly failing", "fixed", "still failing", "newly not tested")
-CHANGES = (REGRESSED, NEWLY_FAILING, FIXED, STILL_FAILING, NEWLY_NOT_TESTED)
-GATING = (REGRESSED, NEWLY_FAILING)
+REGRESSED, NEWLY_FAILING, FIXED, STILL_FAILING, NEWLY_NOT_TESTED, NEWLY_NOT_PROMISED = (
+    "regressed", "newly failing", "fixed", "still failing", "newly not tested", "newly not promised")
+CHANGES = (REGRESSED, NEWLY_FAILING, FIXED, STILL_FAILING, NEWLY_NOT_TESTED, NEWLY_NOT_PROMISED)
+GATING = (REGRESSED, NEWLY_FAILING, NEWLY_NOT_PROMISED)
 # a question's answer as the check status it stands for
 ANSWER_STATUS = {"YES": "PASS", "NO": "FAIL", "NOT TESTED": "NOT TESTED", "NOT PROMISED": "NOT PROMISED"}
 GOOD, JUDGED = frozenset({"PASS", "ALLOWED"}), frozenset({"PASS", "ALLOWED", "FAIL"})
@@ -66,7 +71,7 @@ def change(before: str | None, after: str | None) -> str:
     """How a check's status (None: not run) moved from the baseline; '' when nothing that matters did."""
     if before in GOOD and after == "FAIL":
         return REGRESSED
-    if before in (None, "NOT TESTED") and after == "FAIL":
+    if before in (None, "NOT TESTED", "NOT PROMISED") and after == "FAIL":
         return NEWLY_FAILING
     if before == "FAIL" and after in GOOD:
         return FIXED
@@ -74,7 +79,30 @@ def change(before: str | None, after: str | None) -> str:
         return STILL_FAILING
     if before in JUDGED and after in (None, "NOT TESTED"):
         return NEWLY_NOT_TESTED
+    if before in JUDGED and after == "NOT PROMISED":  # a new waiver: what it judged is no longer held
+        return NEWLY_NOT_PROMISED
     return ""
+
+
+def exit_code(tally: dict[str, dict[str, Any]]) -> int:
+    """1 when a check or a question regressed, newly fails or is newly not promised in any column; 3
+    when only something judged in the baseline is NOT TESTED now; else 0."""
+    counts = [counted for column in tally.values() for counted in (column, column["questions"])]
+    if any(counted[what] for counted in counts for what in GATING):
+        return 1
+    return 3 if any(counted[NEWLY_NOT_TESTED] for counted in counts) else 0
+
+
+def verdict_text(tally: dict[str, dict[str, Any]], code: int) -> str:
+    """The one line that says why compare exits as it does."""
+    if code == 0:
+        return "NOTHING REGRESSED"
+    if code == 3:
+        return "NOTHING REGRESSED, but something is no longer tested"
+    counts = [counted for column in tally.values() for counted in (column, column["questions"])]
+    if any(counted[what] for counted in counts for what in (REGRESSED, NEWLY_FAILING)):
+        return "REGRESSED"
+    return "NEWLY NOT PROMISED: nothing failed, but a new waiver can hide a regression"
 
 
 def resolve_run(run: str) -> Path:
@@ -190,11 +218,14 @@ def compare(columns: list[Column], out_dir: Path) -> dict[str, Any]:
     matrix = build_matrix(summaries, "compare", summaries[-1].get("tier", ""), time.time())
     base, others = columns[0].key, [c.key for c in columns[1:]]
     prefix = {c.key: Path(os.path.relpath(c.path, out_dir)).as_posix() for c in columns}
-    tally = {key: dict.fromkeys([*CHANGES, "moved"], 0) for key in others}
+    tally = {key: {**dict.fromkeys([*CHANGES, "moved"], 0), "questions": dict.fromkeys(CHANGES, 0)} for key in others}
     for question in matrix["questions"]:
         _relink(question["cells"], prefix)
         question["changes"] = {key: change(_statuses(question["cells"], base, "answer"),
                                            _statuses(question["cells"], key, "answer")) for key in others}
+        for key, what in question["changes"].items():
+            if what:
+                tally[key]["questions"][what] += 1
         for check in question["checks"]:
             _relink(check["cells"], prefix)
             check["changes"] = {key: change(_statuses(check["cells"], base, "status"),
@@ -202,7 +233,8 @@ def compare(columns: list[Column], out_dir: Path) -> dict[str, Any]:
             for key, what in check["changes"].items():
                 if what:
                     tally[key][what] += 1
-        question["changed"] = any(what for check in question["checks"] for what in check["changes"].values())
+        question["changed"] = any(question["changes"].values()) or any(
+            what for check in question["checks"] for what in check["changes"].values())
     measured = [measurements(c.summary) for c in columns]
     rows = []
     for metric_key, (unit, values) in measured[0].items():
@@ -214,14 +246,13 @@ def compare(columns: list[Column], out_dir: Path) -> dict[str, Any]:
                 row["changes"][key] = moved(values, found[metric_key][1], unit)
                 tally[key]["moved"] += bool(row["changes"][key]["moved"])
         rows.append(row)
-    regressed = any(tally[key][what] for key in others for what in GATING)
-    untested = any(tally[key][NEWLY_NOT_TESTED] for key in others)
+    code = exit_code(tally)
     return {"created": time.time(), "baseline": base,
             "columns": [{"key": c.key, "label": c.label, "path": str(c.path), "link": f"{prefix[c.key]}/report.html",
                          "profile": c.summary.get("profile"), "run_id": c.summary.get("run_id"),
                          "build": c.summary.get("build"), "counts": c.summary.get("counts", {})} for c in columns],
             "questions": matrix["questions"], "measurements": rows, "tally": tally,
-            "regressed": regressed, "exit_code": 1 if regressed else 3 if untested else 0}
+            "regressed": code == 1, "exit_code": code, "verdict": verdict_text(tally, code)}
 
 
 def _relink(cells: dict[str, dict[str, Any]], prefix: dict[str, str]) -> None:
@@ -235,7 +266,15 @@ def summary_text(result: dict[str, Any], limit: int = 15) -> str:
     lines = [f"baseline {result['columns'][0]['label']}"]
     for column in result["columns"][1:]:
         key, tally = column["key"], result["tally"][column["key"]]
-        lines.append(f"\n{column['label']}\n  " + ", ".join(f"{n} {what}" for what, n in tally.items()))
+        lines.append(f"\n{column['label']}\n  checks: " + ", ".join(f"{tally[what]} {what}" for what in CHANGES)
+                     + f"; measurements: {tally['moved']} moved\n  questions: "
+                     + ", ".join(f"{n} {what}" for what, n in tally["questions"].items()))
+        for question in result["questions"]:
+            what = question["changes"].get(key)
+            if what and what != STILL_FAILING:
+                lines.append(f"  QUESTION {what.upper()}: {question['question']} "
+                             f"({_answer_text(question['cells'], result['baseline'])} -> "
+                             f"{_answer_text(question['cells'], key)})")
         for what in CHANGES:
             if what == STILL_FAILING:
                 continue
@@ -252,9 +291,13 @@ def summary_text(result: dict[str, Any], limit: int = 15) -> str:
                 lines.append(f"  MOVED ({shift['moved']}): {row['scenario']} {row['variant']}: {row['metric']} "
                              f"{shift['before']:g} -> {shift['after']:g} {row['unit']} (tolerance {shift['tolerance']:g}, "
                              f"{shift['spread_from']})")
-    verdict = {1: "REGRESSED", 3: "NOTHING REGRESSED, but something is no longer tested", 0: "NOTHING REGRESSED"}
-    lines.append(f"\n{verdict[result['exit_code']]}")
+    lines.append(f"\n{result['verdict']}")
     return "\n".join(lines)
+
+
+def _answer_text(cells: dict[str, dict[str, Any]], key: str) -> str:
+    cell = cells.get(key)
+    return "not asked" if cell is None else cell["answer"]
 
 
 def _cell_text(cells: dict[str, dict[str, Any]], key: str) -> str:
@@ -264,19 +307,20 @@ def _cell_text(cells: dict[str, dict[str, Any]], key: str) -> str:
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>K6SUITE compare</title>
-""" + STYLE + """<style>.regressed,.newlyfailing{background:#f6c6c6;font-weight:bold}.fixed{background:#c8ecc4}
+""" + STYLE + """<style>.regressed,.newlyfailing,.newlynotpromised{background:#f6c6c6;font-weight:bold}.fixed{background:#c8ecc4}
 .stillfailing{background:#fbe1e1}.newlynottested{background:#ddd}.worse{background:#fff0c2}.better{background:#e3f4e1}
 </style></head><body>
-<h1>K6SUITE compare: {{ 'REGRESSED' if r.regressed else 'nothing regressed' }}</h1>
+<h1>K6SUITE compare: {{ r.verdict }}</h1>
 <p>Created {{ created }}. Every column set against the baseline <b>{{ r.columns[0].key }}</b>. Regressed: PASS&rarr;FAIL
 (YES&rarr;NO); newly failing: FAIL where the baseline judged nothing; fixed: FAIL&rarr;PASS; newly not tested: judged in
-the baseline, not now. Measurements move when the medians differ by more than the spread of the repeats (or the default
+the baseline, not now; newly not promised: judged in the baseline, waived now (it gates: a new waiver can hide a
+regression). Questions are counted apart from checks. Measurements move when the medians differ by more than the spread of the repeats (or the default
 tolerance where a run has no repeats).</p>
 <h2>Runs</h2>
 <table><tr><th style="width:8%">column</th><th style="width:42%">run</th><th>checks</th><th>against {{ r.columns[0].key }}</th></tr>
 {% for c in r.columns %}{% set t = r.tally.get(c.key) %}<tr><td><a href="{{ c.link }}">{{ c.key }}</a></td><td>{{ c.label }}</td>
 <td>{% for k, v in c.counts.items() %}{{ v }} {{ k }}{% if not loop.last %}, {% endif %}{% endfor %}</td>
-<td class="{{ 'regressed' if t and (t['regressed'] or t['newly failing']) else '' }}">{% if t %}{% for w, n in t.items() %}{{ n }} {{ w }}{% if not loop.last %}, {% endif %}{% endfor %}{% else %}baseline{% endif %}</td></tr>{% endfor %}
+<td class="{{ 'regressed' if gates.get(c.key) else '' }}">{% if t %}checks: {% for w in changes %}{{ t[w] }} {{ w }}{% if not loop.last %}, {% endif %}{% endfor %}; measurements: {{ t.moved }} moved<br>questions: {% for w, n in t.questions.items() %}{{ n }} {{ w }}{% if not loop.last %}, {% endif %}{% endfor %}{% else %}baseline{% endif %}</td></tr>{% endfor %}
 </table>
 <h2>Critical questions</h2>
 <table><tr><th style="width:28%">question</th>{% for c in r.columns %}<th>{{ c.key }}</th>{% endfor %}</tr>
@@ -300,7 +344,8 @@ tolerance where a run has no repeats).</p>
 def compare_html(result: dict[str, Any]) -> str:
     env = Environment(autoescape=select_autoescape(default=True))
     created = dt.datetime.fromtimestamp(result["created"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return redact(env.from_string(TEMPLATE).render(r=result, created=created, changes=CHANGES))
+    gates = {key: exit_code({key: counted}) == 1 for key, counted in result["tally"].items()}
+    return redact(env.from_string(TEMPLATE).render(r=result, created=created, changes=CHANGES, gates=gates))
 
 
 def compare_command(runs: list[str], out_dir: Path | None = None) -> int:

@@ -119,6 +119,55 @@ def test_nothing_regressed_but_untested_exits_3(tmp_path):
     assert (tmp_path / "out" / "compare.html").is_file()
 
 
+# audit finding 3: a new waiver hid a FAIL and the question's NO -> NOT TESTED counted nowhere
+EQUALS = "storage equals the final read-back"
+WAIVED_BEFORE = {"S3": [_verdict("overlap", "lost-write", "PASS"), _verdict("overlap", "duplicate", "FAIL", "2"),
+                        _verdict("overlap", EQUALS, "PASS", "0", "F6")]}
+WAIVED_AFTER = {"S3": [_verdict("overlap", "lost-write", "PASS"), _verdict("overlap", "duplicate", "NOT PROMISED", "2"),
+                       _verdict("overlap", EQUALS, "NOT PROMISED", "0", "F6")]}
+CORRECT = "Do clients produce and consume correctly?"
+
+
+def test_audit_3_new_waiver_gates(tmp_path, capsys):
+    """FAIL -> NOT PROMISED and PASS -> NOT PROMISED gate like a regression. Mutation tried: change()
+    without its judged -> NOT PROMISED branch: every count 0 and exit 0, so this test fails."""
+    for before in ("PASS", "ALLOWED", "FAIL"):
+        assert compare.change(before, "NOT PROMISED") == compare.NEWLY_NOT_PROMISED
+    assert compare.change("NOT PROMISED", "FAIL") == compare.NEWLY_FAILING  # a promise newly made, and broken
+    a, b = _write(tmp_path, _summary("a", WAIVED_BEFORE)), _write(tmp_path, _summary("b", WAIVED_AFTER))
+    assert main(["compare", str(a), str(b)]) == 1
+    printed = capsys.readouterr().out
+    assert "NEWLY NOT PROMISED: S3 overlap: duplicate (FAIL 2 -> NOT PROMISED 2)" in printed
+    assert "NEWLY NOT PROMISED: nothing failed, but a new waiver can hide a regression" in printed
+    result = json.loads((b / "compare.json").read_text())
+    assert result["tally"]["B"][compare.NEWLY_NOT_PROMISED] == 2 and result["regressed"]
+    assert 'class="newlynotpromised"' in (b / "compare.html").read_text()
+
+
+def test_audit_3_question_change_counts(tmp_path, capsys):
+    """A question's change is tallied and decides the exit code even where no check's change does.
+    Mutation tried: exit_code() reading only the checks' tally: a question YES -> NO exits 0 and this
+    test fails."""
+    a, b = _write(tmp_path, _summary("a", WAIVED_BEFORE)), _write(tmp_path, _summary("b", WAIVED_AFTER))
+    result = compare.compare(compare.load_columns([str(a), str(b)]), b)
+    question = next(q for q in result["questions"] if q["question"] == CORRECT)
+    assert (question["cells"]["A"]["answer"], question["cells"]["B"]["answer"]) == ("NO", "NOT TESTED")
+    assert question["changes"]["B"] == compare.NEWLY_NOT_TESTED and question["changed"]
+    assert result["tally"]["B"]["questions"][compare.NEWLY_NOT_TESTED] == 1
+    assert f"QUESTION NEWLY NOT TESTED: {CORRECT} (NO -> NOT TESTED)" in compare.summary_text(result)
+
+    def questions_only(what: str) -> dict:
+        return {"B": {**dict.fromkeys([*compare.CHANGES, "moved"], 0),
+                      "questions": {**dict.fromkeys(compare.CHANGES, 0), what: 1}}}
+
+    assert compare.exit_code(questions_only(compare.change("PASS", "FAIL"))) == 1  # YES -> NO
+    assert compare.exit_code(questions_only(compare.change("PASS", "NOT TESTED"))) == 3  # YES -> NOT TESTED
+    assert compare.exit_code(questions_only(compare.change("FAIL", "NOT TESTED"))) == 3  # NO -> NOT TESTED
+    assert compare.exit_code(questions_only(compare.change("PASS", "NOT PROMISED"))) == 1  # YES -> NOT PROMISED
+    assert compare.exit_code(questions_only(compare.STILL_FAILING)) == 0
+    assert compare.exit_code(questions_only(compare.FIXED)) == 0
+
+
 def test_measurements_within_their_spread_do_not_move():
     assert compare.moved([2.0, 2.4, 2.2], [2.3, 2.1, 2.5], "s")["moved"] == ""
     assert compare.moved([100.0], [140.0], "ms")["moved"] == ""  # within half the baseline
