@@ -148,19 +148,25 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, default=None,
                          help="folder for compare.html and compare.json (default: B's run folder)")
 
-    check = commands.add_parser("check", help="re-judge a saved history; exit 1 if any check fails",
+    check = commands.add_parser("check", help="re-judge a saved history; exit 1 if any check fails, 3 if "
+                                              "nothing failed but a core check is NOT TESTED",
                                 description="Re-check a history file (.parquet or .jsonl, see docs/history-format.md) "
                                             "with the composition of checkers saved in it: the same verdict table "
                                             "the scenario printed. It is held to a run's rules: a composition "
                                             "without the core checks is completed, a history without one gets the "
                                             "default composition, waivers of F2, F3, NFR1, NFR2 are refused. "
-                                            "--allow and --min-acked change the anomaly rules.")
+                                            "--allow and --min-acked change the anomaly rules. Exit codes: 0 "
+                                            "PASS; 1 a check failed; 3 NOT TESTED: nothing failed, but a core "
+                                            "check (anomalies, read-back) is NOT TESTED or nothing was judged (a "
+                                            "run would answer NOT TESTED); 2 a usage error (a refused waiver, "
+                                            "class or --min-acked below 1).")
     check.add_argument("history", help="path to history-<variant>.parquet or a .jsonl history")
     check.add_argument("--allow", action="append", default=None, metavar="CLASS",
                        help="anomaly class to report without failing (repeatable; replaces the saved list). Classes "
                             "that say acknowledged data is gone or wrong (lost-write, unseen, readback-missing, "
                             "position-mismatch, corrupted, inconsistent-offsets, foreign-record) are refused")
-    check.add_argument("--min-acked", type=int, default=None, help="fewest acknowledged sends that prove anything")
+    check.add_argument("--min-acked", type=int, default=None,
+                       help="fewest acknowledged sends that prove anything (at least 1)")
     check.add_argument("--json", action="store_true", help="print the verdict table as JSON records")
     return parser
 
@@ -308,8 +314,9 @@ def _check(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from k6suite_lib import history
-    from k6suite_lib.checkers import recheck, recheck_composition
+    from k6suite_lib.checkers import recheck, recheck_composition, untested_core
     from k6suite_lib.checkers.measures import latency_summary
+    from k6suite_lib.report import EXIT_CODES
 
     overrides = {}
     if args.allow is not None:
@@ -322,9 +329,12 @@ def _check(args: argparse.Namespace) -> int:
         print(f"k6suite check: {exc}", file=sys.stderr)
         return 2
     failed = int((verdicts["status"] == "FAIL").sum())
+    untested = untested_core(verdicts)
+    judged = verdicts["status"].isin(("PASS", "ALLOWED", "FAIL")).any()
+    result = "FAIL" if failed else "NOT TESTED" if untested or not judged else "PASS"
     if args.json:
         print(verdicts.to_json(orient="records", indent=2))
-        return 1 if failed else 0
+        return EXIT_CODES[result]
     meta = view.meta
     _, added = recheck_composition(view.frame, meta)
     if added or "checks" not in meta:
@@ -336,8 +346,11 @@ def _check(args: argparse.Namespace) -> int:
         print(verdicts.drop(columns=["passed"]).to_string(index=False))
         print()
         print(latency_summary(view).round(2).to_string())
-    print(f"\n{'FAIL' if failed else 'PASS'}: {failed} of {len(verdicts)} checks failed")
-    return 1 if failed else 0
+    why = ("" if result != "NOT TESTED" else "; nothing was judged" if not judged
+           else f"; core checks not tested: {', '.join(untested[:5])}" + (f" and {len(untested) - 5} more"
+                                                                         if len(untested) > 5 else ""))
+    print(f"\n{result}: {failed} of {len(verdicts)} checks failed{why}")
+    return EXIT_CODES[result]
 
 
 def _print_ended(label: str, ended: dict[str, str]) -> None:

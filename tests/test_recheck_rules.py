@@ -10,7 +10,7 @@ import pytest
 
 from k6suite_lib import history
 from k6suite_lib.checkers import CheckSpec, compose, recheck
-from k6suite_lib.checkers.readback import PASSED_ACKS
+from k6suite_lib.checkers.readback import PASSED_ACKS, REACHED
 from k6suite_lib.cli import main
 from k6suite_lib.history import View
 from tests import histories as h
@@ -114,3 +114,27 @@ def test_16_4_a_stored_wholesale_duplicate_allowance_needs_evidence_again(tmp_pa
     _, table = recheck(_save(tmp_path, rows, {"checks": checks}))
     assert _status(table, "duplicate") == "FAIL"
     assert _status(table, "nonmonotonic-send") in ("PASS", "ALLOWED")
+
+
+def test_audit_4_check_exit_3_when_nothing_judged(tmp_path, capsys):
+    """Audit finding 4: `k6suite check` said PASS (exit 0) for a history whose core checks judged
+    nothing. Mutation tried: the verdict line and exit code from the FAIL count alone (as before): the
+    history without a read-back exits 0 and this test fails."""
+    checks = [CheckSpec("anomalies").to_json(), CheckSpec("readback").to_json()]
+    no_readback = [r for r in _clean() if r["process"] != "readback"]
+    path = _save(tmp_path, no_readback, {"checks": checks})
+    assert main(["check", path]) == 3
+    printed = capsys.readouterr().out
+    assert "NOT TESTED: 0 of 22 checks failed; core checks not tested: readback-missing" in printed
+    assert REACHED in printed.splitlines()[-1]
+    assert main(["check", path, "--json"]) == 3
+    capsys.readouterr()
+    # the audit's repro: one phase row, no operation, a stored min_acked of 0 (or --min-acked 0) is refused
+    phase_only = [r for r in _clean() if r["f"] == "phase"]
+    zero = [CheckSpec("anomalies", {"min_acked": 0}).to_json(), CheckSpec("readback").to_json()]
+    assert main(["check", _save(tmp_path, phase_only, {"checks": zero})]) == 2
+    assert "min_acked must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["check", _save(tmp_path, phase_only, {"checks": checks}), "--min-acked", "0"]) == 2
+    assert "min_acked must be at least 1, got 0" in capsys.readouterr().err
+    assert main(["check", _save(tmp_path, phase_only, {"checks": checks})]) == 1  # acknowledged sends 0 >= 1 FAILs
+    assert main(["check", _save(tmp_path, _clean(), {"checks": checks})]) == 0  # a judged clean history passes

@@ -38,6 +38,7 @@ from k6suite_lib.checkers.anomalies import (
     default_allowed,
     find_anomalies,
 )
+from k6suite_lib.checkers.readback import PASSED_ACKS, PAST_ACKS, REACHED
 from k6suite_lib.checkers.registry import CHECKERS, CheckSpec, compose, specs_from_meta
 from k6suite_lib.checkers.verdicts import VERDICT_COLUMNS, failed, not_tested, verdict, verdict_frame
 from k6suite_lib.history import View
@@ -47,6 +48,9 @@ from k6suite_lib.profiles import UNWAIVABLE
 # what was read, how far the read-back got, and (where a listing exists) what storage holds
 CORE_CHECKS = ("anomalies", "readback", "storage")
 RESUME_BOUND_S = 10.0  # the fault scenarios' bound (scenarios/chaos.py)
+# the rows of the anomalies and readback checkers: a run's correctness and durability answers rest on
+# them, so a re-check that left one NOT TESTED is not a pass (storage judges only where a listing exists)
+CORE_ROWS = frozenset({"acknowledged sends", "unacknowledged sends", *ANOMALIES, REACHED, PAST_ACKS, PASSED_ACKS})
 
 
 def default_composition(frame: pd.DataFrame, meta: dict) -> list[CheckSpec]:
@@ -101,15 +105,20 @@ def recheck(path, anomaly_overrides: dict | None = None) -> tuple[View, pd.DataF
     specs, _ = recheck_composition(frame, meta)
     if anomaly_overrides:
         specs = [CheckSpec(s.name, {**s.params, **anomaly_overrides}) if s.name == "anomalies" else s for s in specs]
-        for spec in specs:
-            if spec.name == "anomalies":  # validates before judging: a refused class is a usage error
-                AnomalyRules(allowed=frozenset(spec.params.get("allowed", ())))
+    for spec in specs:
+        if spec.name == "anomalies":  # validates before judging: a refused rule (stored or given) is a usage error
+            AnomalyRules(allowed=frozenset(spec.params.get("allowed", ())), min_acked=spec.params.get("min_acked", 1))
     view = View(frame, meta, sidecar_dir=Path(path).parent)
     return view, compose(view, specs, meta.get("not_promised") or {})
 
 
+def untested_core(verdicts: pd.DataFrame) -> list[str]:
+    """The core rows (CORE_ROWS) a judgement left NOT TESTED, in order."""
+    return list(verdicts[verdicts["check"].isin(CORE_ROWS) & (verdicts["status"] == "NOT TESTED")]["check"])
+
+
 __all__ = [
-    "ANOMALIES", "CHECKERS", "NEVER_ALLOWED", "VERDICT_COLUMNS", "AnomalyRules", "CheckSpec", "anomaly_count",
-    "compose", "default_allowed", "default_composition", "failed", "find_anomalies", "not_tested", "recheck",
-    "recheck_composition", "specs_from_meta", "verdict", "verdict_frame",
+    "ANOMALIES", "CHECKERS", "CORE_ROWS", "NEVER_ALLOWED", "VERDICT_COLUMNS", "AnomalyRules", "CheckSpec",
+    "anomaly_count", "compose", "default_allowed", "default_composition", "failed", "find_anomalies", "not_tested",
+    "recheck", "recheck_composition", "specs_from_meta", "untested_core", "verdict", "verdict_frame",
 ]

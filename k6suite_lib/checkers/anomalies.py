@@ -81,6 +81,9 @@ class AnomalyRules:
         if forbidden:
             raise ValueError(f"{', '.join(sorted(forbidden))} can never be allowed: acknowledged data that is "
                              "gone or wrong is a failure in every configuration")
+        if self.min_acked < 1:  # with 0, a history that acknowledged nothing would pass 'acknowledged sends'
+            raise ValueError(f"min_acked must be at least 1, got {self.min_acked}: a history without an "
+                             "acknowledged send proves nothing")
 
     def params(self) -> dict:
         return {"allowed": sorted(self.allowed), "min_acked": self.min_acked, "max_unacked": self.max_unacked,
