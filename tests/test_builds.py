@@ -85,6 +85,42 @@ def test_tree_key_changes_exactly_when_the_content_does(tmp_path: Path) -> None:
     assert tree_state(tree).key != untracked.key
 
 
+def test_audit_5_ignored_go_file_changes_the_key(tmp_path: Path) -> None:
+    """Audit finding 5: a file git ignores but `go build` compiles (a generated gen_*.go, vendor/) is
+    content: it changes the key and makes the tree dirty; other ignored files do not. Mutation tried:
+    hashing only `ls-files --others --exclude-standard` (as before): gen_extra.go leaves the key
+    unchanged and dirty False, so this test fails."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / ".gitignore").write_text("gen_*.go\nvendor/\n*.log\nbin/\n")
+    (tree / "go.mod").write_text("module example.invalid/a\n")
+    (tree / "a.go").write_text("package a\n")
+    _git(tree, "init", "-q")
+    _git(tree, "add", "-A")
+    _git(tree, "commit", "-qm", "one")
+    clean = tree_state(tree)
+    assert clean.dirty is False and clean.key == clean.commit[:12]
+    (tree / "build.log").write_text("not compiled\n")
+    (tree / "bin").mkdir()
+    (tree / "bin" / "broker").write_text("a binary go build wrote\n")
+    assert tree_state(tree) == clean  # ignored, and not read by go build
+    (tree / "gen_extra.go").write_text("package a\n")
+    generated = tree_state(tree)
+    assert generated.dirty and generated.key != clean.key
+    (tree / "gen_extra.go").write_text("package a // regenerated\n")
+    regenerated = tree_state(tree)
+    assert regenerated.dirty and regenerated.key not in (clean.key, generated.key)
+    (tree / "gen_extra.go").unlink()
+    assert tree_state(tree) == clean
+    (tree / "vendor" / "example.invalid" / "b").mkdir(parents=True)
+    (tree / "vendor" / "modules.txt").write_text("# example.invalid/b v1.0.0\n")
+    (tree / "vendor" / "example.invalid" / "b" / "embedded.txt").write_text("one\n")
+    vendored = tree_state(tree)
+    assert vendored.dirty and vendored.key != clean.key
+    (tree / "vendor" / "example.invalid" / "b" / "embedded.txt").write_text("two\n")
+    assert tree_state(tree).key != vendored.key
+
+
 # ---------------------------------------------------------------------- a real KafScale source tree
 @pytest.fixture(scope="module")
 def kafscale_tree(tmp_path_factory) -> Path:

@@ -10,8 +10,9 @@ SYSTEM=SOURCE``, a profile's ``build: {SYSTEM: SOURCE}``) and every report names
   default), or a binary (``tansu=PATH``).
 
 A source tree is built into the cache (K6SUITE_CACHE_DIR), never inside the tree, in a folder named
-by the tree's content: its commit plus a hash of everything uncommitted (diff and untracked files),
-or a hash of every file when there is no git. A rebuild happens exactly when the source changed.
+by the tree's content: its commit plus a hash of everything uncommitted (diff, untracked files, and
+ignored files go build compiles), or a hash of every file when there is no git. A rebuild happens
+exactly when the source changed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from k6suite_lib.stack import binaries
@@ -192,21 +193,36 @@ class TreeState:
     key: str
 
 
+def _go_reads(name: str) -> bool:
+    """Whether `go build` may compile a file git ignores: Go and assembly sources, the module and
+    workspace files, anything vendored."""
+    path = PurePosixPath(name)
+    return (path.suffix in (".go", ".s") or path.name in ("go.mod", "go.sum") or path.name.startswith("go.work")
+            or "vendor" in path.parts[:-1])
+
+
 def _git(tree: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, timeout=TOOL_TIMEOUT_S)
 
 
+def _listed(tree: Path, *flags: str) -> set[str]:
+    return {n for n in _git(tree, "ls-files", *flags, "--exclude-standard", "-z").stdout.decode().split("\0") if n}
+
+
 def tree_state(tree: Path) -> TreeState:
-    """Commit plus a hash of the uncommitted changes (diff against HEAD and every untracked file) for a
-    git checkout; a hash of every file otherwise."""
+    """Commit plus a hash of the uncommitted changes (diff against HEAD, every untracked file, and every
+    ignored file `go build` may compile: a generated .go file, vendor/) for a git checkout; a hash of
+    every file otherwise."""
     digest = hashlib.sha256()
     inside = shutil.which("git") is not None and _git(tree, "rev-parse", "--show-toplevel").returncode == 0
     if inside and Path(_git(tree, "rev-parse", "--show-toplevel").stdout.decode().strip()).resolve() == tree.resolve():
         commit = _git(tree, "rev-parse", "HEAD").stdout.decode().strip()
         diff = _git(tree, "diff", "HEAD", "--binary").stdout
-        untracked = _git(tree, "ls-files", "--others", "--exclude-standard", "-z").stdout.decode().split("\0")
+        untracked = _listed(tree, "--others")
+        compiled = {n for n in _listed(tree, "--others", "--ignored") if _go_reads(n) and not n.endswith("/")}
+        untracked = sorted(untracked | compiled)  # a file go build compiles is content, ignored or not
         digest.update(diff)
-        for name in sorted(n for n in untracked if n):
+        for name in untracked:
             digest.update(name.encode() + b"\0")
             digest.update(_file_bytes(tree / name))
         dirty = bool(diff) or any(untracked)
