@@ -88,9 +88,9 @@ def test_kafka_passes_tls_and_s8_and_no_secret_reaches_the_archive(tmp_path):
             assert value not in data, f"a secret leaked into {path.relative_to(run_dir)}"
 
 
-@pytest.mark.stack
-def test_kafscale_s8_cross_tenant_read_fails_with_the_claimed_client_id_as_evidence(tmp_path):
-    profile = load_profile(one_broker_profile(tmp_path, "profiles/local.yaml", "perm-kafscale", KAFSCALE_PORT_BASE))
+def _s8_on_one_broker(tmp_path, like: str, name: str, port_base: int):
+    """S8's attempts and verdicts on a one-broker stack like `like`; both stacks it starts are stopped by PID."""
+    profile = load_profile(one_broker_profile(tmp_path, like, name, port_base))
     sc = Scenario.open("S8", "Permission boundary", profile, out_dir=tmp_path / "S8")
     try:
         table = s8.attempt_all(sc)
@@ -100,6 +100,12 @@ def test_kafscale_s8_cross_tenant_read_fails_with_the_claimed_client_id_as_evide
         sc.stack.down()
     secured = beside(sc.profile, s8.SECURED_STACK_OFFSET, "secured")
     assert not open_stack(secured).records  # the secured stack was stopped by PID
+    return sc, table, verdicts
+
+
+@pytest.mark.stack
+def test_kafscale_s8_cross_tenant_read_fails_with_the_claimed_client_id_as_evidence(tmp_path):
+    _, table, verdicts = _s8_on_one_broker(tmp_path, "profiles/local.yaml", "perm-kafscale", KAFSCALE_PORT_BASE)
 
     leak = verdicts.loc["0 records of one tenant readable by the other"]
     assert leak["status"] == "FAIL" and leak["measured"] == f"{2 * s8.RECORDS} records", leak.to_dict()
@@ -120,16 +126,7 @@ def test_item_16_9_tansu_s8_runs_with_authentication_and_a_wrong_password_gets_i
     NONE but never proven (server-final 'e=unknown-user': the s3 engine stores no credentials), so
     kafka-python cannot log in and the admin's set-up fails; the same exchange with the wrong password
     is then served Metadata. Checks nobody could try are NOT TESTED, never PASS."""
-    profile = load_profile(one_broker_profile(tmp_path, "profiles/tansu.yaml", "perm-tansu", TANSU_PORT_BASE))
-    sc = Scenario.open("S8", "Permission boundary", profile, out_dir=tmp_path / "S8")
-    try:
-        table = s8.attempt_all(sc)
-        s8.judge(sc, table)
-        verdicts = sc.verdicts().set_index("check")
-    finally:
-        sc.stack.down()
-    secured = beside(sc.profile, s8.SECURED_STACK_OFFSET, "secured")
-    assert not open_stack(secured).records  # the secured stack was stopped by PID
+    sc, table, verdicts = _s8_on_one_broker(tmp_path, "profiles/tansu.yaml", "perm-tansu", TANSU_PORT_BASE)
     assert "--authentication" in sc.measurements["access_control"]
 
     setup = table[table["operation"].str.startswith("set up")]
