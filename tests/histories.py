@@ -379,3 +379,18 @@ class Timeline:
 
     def frame(self) -> pd.DataFrame:
         return frame(self.rows)
+
+
+def stored_records(rows: list[dict], per_partition: bool = False) -> pd.DataFrame:
+    """What a faithful object store holds for a history: every acknowledged record, intact, at its
+    position; in one object per record, or (per_partition) one segment per partition from offset 0."""
+    from k6suite_lib.storage import COLUMNS
+
+    sends = [r for r in rows if r["f"] == "send" and r["type"] == "ok"]
+    records = pd.DataFrame([{"object_key": f"default/t/{s['partition']}/segment-"
+                                           f"{0 if per_partition else s['offset']:020d}.kfs",
+                             "topic": "t", "partition": s["partition"], "offset": s["offset"],
+                             "producer": s["producer"], "seq": s["seq"], "checksum": 0, "corrupt": False,
+                             "run_id": RUN, "batch_crc_ok": True, "segment_ok": True, "value_len": 10,
+                             "last_modified": 0} for s in sends], columns=list(COLUMNS))
+    return records.astype({c: dtype for c, (dtype, _) in COLUMNS.items()})

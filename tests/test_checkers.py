@@ -403,16 +403,7 @@ def test_a_metric_spike_outside_the_latency_window_does_not_count():
 
 # ----------------------------------------------------------------------------- storage as the system of record
 def _stored(rows: list[dict]) -> pd.DataFrame:
-    """What a faithful object store holds for a history: every acknowledged record, intact."""
-    from k6suite_lib.storage import COLUMNS
-
-    sends = [r for r in rows if r["f"] == "send" and r["type"] == "ok"]
-    records = pd.DataFrame([{"object_key": f"default/t/{s['partition']}/segment-{s['offset']:020d}.kfs",
-                             "topic": "t", "partition": s["partition"], "offset": s["offset"],
-                             "producer": s["producer"], "seq": s["seq"], "checksum": 0, "corrupt": False,
-                             "run_id": h.RUN, "batch_crc_ok": True, "segment_ok": True, "value_len": 10,
-                             "last_modified": 0} for s in sends], columns=list(COLUMNS))
-    return records.astype({c: dtype for c, (dtype, _) in COLUMNS.items()})
+    return h.stored_records(rows)
 
 
 def _judge_storage(tmp_path, rows: list[dict], records: pd.DataFrame) -> pd.DataFrame:

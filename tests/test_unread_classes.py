@@ -22,7 +22,7 @@ from k6suite_lib.checkers.storage import (
     UNREADABLE,
 )
 from k6suite_lib.history import View
-from k6suite_lib.storage import COLUMNS, OBJECT_COLUMNS, StorageListing
+from k6suite_lib.storage import OBJECT_COLUMNS, StorageListing
 from k6suite_lib.workload.readback import probe_points
 from tests import histories as h
 
@@ -30,14 +30,7 @@ STORE_REASON = "the kafka target keeps its data on the brokers' disks: there is 
 
 
 def _stored(rows: list[dict]) -> pd.DataFrame:
-    """What a faithful object store holds: every acknowledged record, intact, at its position."""
-    sends = [r for r in rows if r["f"] == "send" and r["type"] == "ok"]
-    records = pd.DataFrame([{"object_key": f"default/t/{s['partition']}/segment-00000000000000000000.kfs",
-                             "topic": "t", "partition": s["partition"], "offset": s["offset"],
-                             "producer": s["producer"], "seq": s["seq"], "checksum": 0, "corrupt": False,
-                             "run_id": h.RUN, "batch_crc_ok": True, "segment_ok": True, "value_len": 10,
-                             "last_modified": 0} for s in sends], columns=list(COLUMNS))
-    return records.astype({c: dtype for c, (dtype, _) in COLUMNS.items()})
+    return h.stored_records(rows, per_partition=True)
 
 
 def _judge(tmp_path, rows: list[dict], stored: pd.DataFrame | None) -> pd.DataFrame:
