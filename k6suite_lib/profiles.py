@@ -94,6 +94,8 @@ class StackSettings:
 
     brokers: int = 3
     port_base: int = 29000
+    # dedicated KRaft controllers (Kafka only); 0: every starting broker is also a controller
+    controllers: int = 0
 
 
 @dataclass(frozen=True)
@@ -262,9 +264,12 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
 
     stack: StackSettings | None = None
     if embedded:
-        stack_reader = top.child("stack", ("brokers", "port_base"))
+        stack_reader = top.child("stack", ("brokers", "port_base", "controllers"))
         stack = StackSettings(brokers=stack_reader.int("brokers", 3, 1, 9),
-                              port_base=stack_reader.int("port_base", 29000, 1024, 32400))
+                              port_base=stack_reader.int("port_base", 29000, 1024, 32400),
+                              controllers=stack_reader.int("controllers", 0, 0, 9))
+        if stack.controllers and kind != "kafka":
+            stack_reader.fail("controllers", f"only Apache Kafka has KRaft controllers; target.kind is {kind!r}")
         if kind not in EMBEDDED_KINDS:
             target.fail("embedded", f"embedded stacks run {', '.join(EMBEDDED_KINDS)}; target.kind is {kind!r}")
         if driver != "local":

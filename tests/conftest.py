@@ -41,7 +41,7 @@ def pytest_configure(config) -> None:
 def write_profile(directory: Path, name: str, port_base: int, brokers: int, like: str = "local") -> Path:
     """An embedded profile like profiles/<like>.yaml (local: KafScale, kafka, tansu), on a test port base."""
     base = yaml.safe_load(Path(f"profiles/{like}.yaml").read_text())
-    base.update(name=name, stack={"brokers": brokers, "port_base": port_base})
+    base.update(name=name, stack={**base.get("stack", {}), "brokers": brokers, "port_base": port_base})
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(base))
     return path

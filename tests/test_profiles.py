@@ -96,6 +96,14 @@ def test_embedded_profile_rejects_a_contradicting_address():
         parse_profile(raw, source="x.yaml")
 
 
+def test_only_kafka_has_dedicated_controllers():
+    assert load_profile("kafka").stack.controllers == 3
+    raw = yaml.safe_load(Path("profiles/local.yaml").read_text())
+    raw["stack"]["controllers"] = 3
+    with pytest.raises(ProfileError, match=r"stack.controllers: only Apache Kafka has KRaft controllers"):
+        parse_profile(raw, source="x.yaml")
+
+
 def test_embedded_profile_must_be_driven_locally():
     raw = yaml.safe_load(Path("profiles/local.yaml").read_text())
     raw["faults"]["driver"] = "none"

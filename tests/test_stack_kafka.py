@@ -1,7 +1,8 @@
-"""The embedded Apache Kafka on real JVMs: start, serve, survive a killed leader, restart on its own
+"""The embedded Apache Kafka on real JVMs (3 dedicated KRaft controllers, 3 brokers, as profiles/kafka.yaml):
+start, serve, survive a killed leader without the quorum noticing more than a broker, restart on its own
 data, take a broker-only node, and leave nothing behind.
 
-One 3-node stack (port base 23000) is shared by the stack tests of this module, in file order; the
+One stack (port base 23000) is shared by the stack tests of this module, in file order; the
 last one stops it, and the fixture stops it by PID whatever happens.
 """
 
@@ -91,6 +92,28 @@ def test_a_cluster_id_starting_with_a_dash_formats(tmp_path):
     assert stack.cluster_id() == "-ceYGMcjSdOssU7jjc2Qaw"
 
 
+def test_combined_mode_stays_a_variant_and_dedicated_controllers_are_no_brokers(tmp_path):
+    """controllers: 0 gives the combined nodes (each broker a voter, with the shortened quorum timeouts); with
+    dedicated controllers the brokers are broker-only and the controllers keep Kafka's quorum defaults."""
+    from k6suite_lib.stack.layout import StackLayout
+
+    combined = KafkaStack(StackLayout(port_base=KAFKA_PORT_BASE, outputs=tmp_path), log=lambda _msg: None)
+    node = combined.node_properties(0)
+    assert node["process.roles"] == "broker,controller"
+    assert node["controller.quorum.voters"].startswith(f"0@127.0.0.1:{KAFKA_PORT_BASE + 120},")
+    assert node["controller.quorum.election.timeout.ms"] == "500"
+    dedicated = KafkaStack(StackLayout(port_base=KAFKA_PORT_BASE, controllers=3, outputs=tmp_path),
+                           log=lambda _msg: None)
+    broker, controller = dedicated.node_properties(0), dedicated.node_properties(10)
+    assert broker["process.roles"] == "broker" and "CONTROLLER" not in broker["listeners"]
+    assert controller["process.roles"] == "controller"
+    assert controller["listeners"] == f"CONTROLLER://127.0.0.1:{KAFKA_PORT_BASE + 120}"
+    assert broker["controller.quorum.voters"] == controller["controller.quorum.voters"] == ",".join(
+        f"{10 + i}@127.0.0.1:{KAFKA_PORT_BASE + 120 + i}" for i in range(3))
+    assert "controller.quorum.election.timeout.ms" not in controller
+    assert broker["broker.session.timeout.ms"] == controller["broker.session.timeout.ms"] == "2000"
+
+
 @pytest.mark.stack
 def test_three_nodes_start_report_healthy_and_serve(kafka_stack, outputs_dir):
     stack, profile = kafka_stack
@@ -98,12 +121,15 @@ def test_three_nodes_start_report_healthy_and_serve(kafka_stack, outputs_dir):
                             capture_output=True, text=True, timeout=120,
                             env={**os.environ, "K6SUITE_OUTPUTS": str(outputs_dir)})
     assert status.returncode == 0, status.stdout + status.stderr
-    for broker_id in range(3):
-        assert f"broker-{broker_id}" in status.stdout
+    for name in ("broker-0", "broker-1", "broker-2", "controller-10", "controller-11", "controller-12"):
+        assert name in status.stdout
     assert stack.status()["healthy"].all(), stack.status().to_string()
+    assert stack.broker_ids == [0, 1, 2]  # faults act on these; the controllers are not brokers
+    assert "process.roles=controller\n" in (stack.node_dir(10) / "server.properties").read_text()
+    assert "process.roles=broker\n" in (stack.node_dir(0) / "server.properties").read_text()
     listed = probes.metadata_brokers(probes.metadata(profile.bootstrap_servers[0], topics=[]))
     assert sorted(listed["address"]) == sorted(profile.bootstrap_servers)
-    assert meta_properties(stack, 0)["cluster.id"] == meta_properties(stack, 2)["cluster.id"]
+    assert meta_properties(stack, 0)["cluster.id"] == meta_properties(stack, 10)["cluster.id"]
 
     result = run_workload(profile, WorkloadConfig(records=20, consumers=0, consumer_mode="none",
                                                   readback_timeout_s=20, label="kafka-round-trip"))
@@ -122,6 +148,8 @@ def test_killed_busiest_leader_is_dead_writes_resume_and_it_restarts_on_its_own_
     counts = Counter(leaders.values())
     assert counts[victim] == max(counts.values()), (victim, leaders)
     victim_record = stack.record(f"broker-{victim}")
+    with admin_client(profile) as admin:
+        controller = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]["leader_id"]
     directory_id = meta_properties(stack, victim)["directory.id"]
     killed: dict[str, int] = {}
 
@@ -137,6 +165,8 @@ def test_killed_busiest_leader_is_dead_writes_resume_and_it_restarts_on_its_own_
 
     assert "at_ns" in killed, "the workload ended before the kill"
     assert process_state(victim_record) == "dead"
+    with admin_client(profile) as admin:  # the active controller is not the broker that died: no election
+        assert admin.describe_metadata_quorum()["topics"][0]["partitions"][0]["leader_id"] == controller
     assert not stack.status().set_index("component").loc[f"broker-{victim}", "healthy"]
     acked, read, unacked = acknowledged_and_read_back(result.history)
     assert unacked == 0  # the idempotent producer waited out the stall; nothing timed out
@@ -186,8 +216,8 @@ def test_added_broker_is_a_broker_only_node_of_the_same_cluster(kafka_stack):
     assert sorted(listed["node_id"]) == [0, 1, 2, 3]
     with admin_client(profile) as admin:
         quorum = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]
-    assert sorted(v["replica_id"] for v in quorum["current_voters"]) == [0, 1, 2]
-    assert [o["replica_id"] for o in quorum["observers"]] == [3]
+    assert sorted(v["replica_id"] for v in quorum["current_voters"]) == [10, 11, 12]
+    assert sorted(o["replica_id"] for o in quorum["observers"]) == [0, 1, 2, 3]
     assert stack.status()["healthy"].all(), stack.status().to_string()
 
 

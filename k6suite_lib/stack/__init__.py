@@ -40,7 +40,8 @@ def open_stack(profile, log: Callable[[str], None] = print, security: Security |
     control (S8's own stack; the profiles' stacks have none)."""
     if not profile.embedded or profile.stack is None:
         raise StackError(f"profile {profile.name!r} does not describe an embedded stack")
-    layout = StackLayout(port_base=profile.stack.port_base, brokers=profile.stack.brokers)
+    layout = StackLayout(port_base=profile.stack.port_base, brokers=profile.stack.brokers,
+                         controllers=profile.stack.controllers)
     return stack_class(profile.target_kind)(layout, log=log, security=security, build_sources=profile.build)
 
 

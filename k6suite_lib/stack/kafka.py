@@ -2,10 +2,14 @@
 
 Kafka 4.1.1 and its runtime dependencies come from Maven Central into the gitignored cache, with
 the log4j2 binding Kafka's own distribution ships (Kafka's poms pin slf4j-api 1.7.36, so the
-binding is log4j-slf4j-impl; the slf4j2 one silently drops every line). Nodes 0..brokers-1 run
-in combined mode (broker and controller) with a fixed voter set; a broker added later is a
-broker-only node that joins that quorum. Each node's storage is formatted once, at start-up,
-with the cluster's one id; a restarted node starts on the data it has.
+binding is log4j-slf4j-impl; the slf4j2 one silently drops every line). With `stack.controllers`
+(the kafka profile: 3) the cluster has the topology production Kafka runs: dedicated controller-only
+nodes (node ids 10, 11, ...; processes controller-10, ... with role "controller") forming a fixed
+voter set, and broker-only nodes 0..brokers-1, so a fault on a broker never takes the active
+controller with it. Without (combined mode, a variant), nodes 0..brokers-1 are broker and controller
+at once. Either way a broker added later is a broker-only node that joins that quorum. Each node's
+storage is formatted once, at start-up, with the cluster's one id; a restarted node starts on the
+data it has.
 
 A node is ready when its own Metadata answer lists it: a KRaft broker opens its client listener
 only after it has caught up with the metadata log and the controller has unfenced it, and its
@@ -34,6 +38,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kafka import KafkaAdminClient
@@ -59,7 +64,7 @@ from k6suite_lib.stack.base import (
     port_answers,
     stop_recorded,
 )
-from k6suite_lib.stack.layout import HOST, StackLayout
+from k6suite_lib.stack.layout import HOST, MAX_BROKERS, StackLayout
 from k6suite_lib.stack.process import ProcessRecord, StackError, is_alive, send_signal, wait_dead, wait_ready
 
 KAFKA_VERSION = "4.1.1"
@@ -70,8 +75,13 @@ ADMIN_TIMEOUT_MS = 5000
 READY_TOPIC = "k6suite-ready"  # created and deleted once at start-up to prove RF 3 topics can be made
 SASL_MECHANISM = "PLAIN"  # its users are the JAAS config's; SCRAM users would go through a command line
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
-# What Kafka's own bin/kafka-server-start.sh gives the JVM, with the heap this machine can afford for three.
-JVM_OPTIONS = ("-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+# Dedicated controllers' node ids start above every broker id the layout allows.
+CONTROLLER_ID_BASE = MAX_BROKERS
+# Heap per role, what this 2-core, 24 GiB machine affords for six JVMs: a controller holds only the
+# metadata log (a few MB here), so it gets half a broker's.
+HEAP = {"broker": "-Xmx512m", "controller": "-Xmx256m"}
+# What Kafka's own bin/kafka-server-start.sh gives the JVM, besides the heap.
+JVM_OPTIONS = ("-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
                "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true")
 MAVEN_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -175,21 +185,72 @@ class KafkaStack(EmbeddedStack):
 
     # ------------------------------------------------------------------ nodes
     @property
+    def dedicated(self) -> bool:
+        """Whether the controllers are processes of their own (else every starting broker is one)."""
+        return self.layout.controllers > 0
+
+    @property
     def voter_ids(self) -> range:
-        """The controller quorum: the nodes the stack starts with (fixed; added brokers only observe it)."""
+        """The controller quorum's node ids (fixed; added brokers only observe it): the dedicated
+        controllers, or in combined mode the nodes the stack starts with."""
+        if self.dedicated:
+            return range(CONTROLLER_ID_BASE, CONTROLLER_ID_BASE + self.layout.controllers)
         return range(self.layout.brokers)
 
-    def node_dir(self, broker_id: int) -> Path:
-        return self.layout.data_dir / f"broker-{broker_id}"
+    def voter_port(self, node_id: int) -> int:
+        """A voter's CONTROLLER listener (a dedicated controller's by its index)."""
+        return self.layout.broker_control_port(node_id - CONTROLLER_ID_BASE if self.dedicated else node_id)
+
+    def node_dir(self, node_id: int) -> Path:
+        return self.layout.data_dir / node_name(node_id)
 
     def tls_endpoint(self) -> str | None:
-        return f"{HOST}:{self.layout.broker_tls_port(self.voter_ids[0])}"
+        return f"{HOST}:{self.layout.broker_tls_port(0)}"
 
     def ca_file(self) -> Path | None:
         return self.layout.data_dir / "tls" / tls.CA_FILE
 
+    def _quorum_properties(self, node_id: int) -> dict[str, str]:
+        """What every node says about the quorum, and the failover timing both roles take part in."""
+        return {
+            "node.id": str(node_id),
+            "controller.quorum.voters": ",".join(f"{i}@{HOST}:{self.voter_port(i)}" for i in self.voter_ids),
+            "controller.listener.names": "CONTROLLER",
+            "log.dirs": str(self.node_dir(node_id) / "log"),
+            # Chosen on purpose: until the controller fences a SIGKILLed or paused broker, acks=all writes
+            # stall on every partition whose ISR holds it (RF 3 on 3 brokers: all of them). With Kafka's
+            # default of 9 s that stall measured 8.8-9.7 s here; with 3 s it measured 3.1-5.3 s (up to
+            # 7.9 s on a machine loaded to 18 on two cores), against the contract's 5 s. Operators who need
+            # fast failover shorten the session, as this stack does, so the recovery check is calibrated
+            # on a system that meets it. The controller enforces it; the broker heartbeats within it.
+            "broker.session.timeout.ms": "2000",
+            "broker.heartbeat.interval.ms": "500",
+            # Combined mode only: when the dead node was also the active controller, the voters first
+            # notice the lost leader (fetch timeout, default 2 s), elect another (election timeout,
+            # default 1 s), and only then does the new controller's session clock run: 5.3-5.6 s measured
+            # on every partition with the defaults, 11-13.4 s with a 9 s session. Halved there for the
+            # same reason as the session above; dedicated controllers never die with a broker, so they
+            # keep Kafka's defaults.
+            **({} if self.dedicated else {"controller.quorum.fetch.timeout.ms": "1000",
+                                          "controller.quorum.election.timeout.ms": "500"}),
+            **(self._security_properties(self.security) if self.security else {}),
+        }
+
+    def controller_properties(self, node_id: int) -> dict[str, str]:
+        """server.properties of a dedicated controller: the CONTROLLER listener and nothing a client sees."""
+        plain = "SASL_PLAINTEXT" if self.security else "PLAINTEXT"
+        return {
+            "process.roles": "controller",
+            "listeners": f"CONTROLLER://{HOST}:{self.voter_port(node_id)}",
+            "listener.security.protocol.map": f"CONTROLLER:{plain}",
+            **self._quorum_properties(node_id),
+        }
+
     def node_properties(self, broker_id: int) -> dict[str, str]:
-        """server.properties of one node. Replication follows the starting cluster size."""
+        """server.properties of one node (a dedicated controller's, or a broker's). Replication follows
+        the starting cluster size."""
+        if broker_id >= CONTROLLER_ID_BASE:
+            return self.controller_properties(broker_id)
         layout = self.layout
         factor, min_isr = replication(layout.brokers)
         voter = broker_id in self.voter_ids
@@ -197,20 +258,15 @@ class KafkaStack(EmbeddedStack):
         plain, secure = ("SASL_PLAINTEXT", "SASL_SSL") if self.security else ("PLAINTEXT", "SSL")
         advertised = [f"{plain}://{HOST}:{layout.broker_port(broker_id)}",
                       f"{secure}://{HOST}:{layout.broker_tls_port(broker_id)}"]
-        listeners = advertised + ([f"CONTROLLER://{HOST}:{layout.broker_control_port(broker_id)}"] if voter else [])
+        listeners = advertised + ([f"CONTROLLER://{HOST}:{self.voter_port(broker_id)}"] if voter else [])
         return {
             "process.roles": "broker,controller" if voter else "broker",
-            "node.id": str(broker_id),
-            "controller.quorum.voters": ",".join(f"{i}@{HOST}:{layout.broker_control_port(i)}"
-                                                 for i in self.voter_ids),
             "listeners": ",".join(listeners),
             "advertised.listeners": ",".join(advertised),
             "listener.security.protocol.map": f"{plain}:{plain},{secure}:{secure},CONTROLLER:{plain}",
-            "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": plain,
             f"listener.name.{secure.lower()}.ssl.keystore.type": "PEM",
             f"listener.name.{secure.lower()}.ssl.keystore.location": str(layout.data_dir / "tls" / tls.SERVER_FILE),
-            "log.dirs": str(self.node_dir(broker_id) / "log"),
             "default.replication.factor": str(factor),
             "min.insync.replicas": str(min_isr),
             "offsets.topic.replication.factor": str(factor),
@@ -221,21 +277,7 @@ class KafkaStack(EmbeddedStack):
             "unclean.leader.election.enable": "false",
             "auto.create.topics.enable": "true",
             "group.initial.rebalance.delay.ms": "0",
-            # Chosen on purpose: until the controller fences a SIGKILLed or paused node, acks=all writes
-            # stall on every partition whose ISR holds it (RF 3 on 3 nodes: all of them). With Kafka's
-            # default of 9 s that stall measured 8.8-9.7 s here (11-13.4 s when the node was the active
-            # controller); with 3 s it measured 3.1-5.3 s (up to 7.9 s on a machine loaded to 18 on two
-            # cores), against the contract's 5 s. Operators who need fast failover shorten the session, as
-            # this stack does, so the recovery check is calibrated on a system that meets it.
-            "broker.session.timeout.ms": "2000",
-            "broker.heartbeat.interval.ms": "500",
-            # When the dead node was also the active controller (combined mode), the voters first notice
-            # the lost leader (fetch timeout, default 2 s), elect another (election timeout, default 1 s),
-            # and only then does the new controller's session clock run: 5.3-5.6 s measured on every
-            # partition with the defaults. Halved here for the same reason as the session above.
-            "controller.quorum.fetch.timeout.ms": "1000",
-            "controller.quorum.election.timeout.ms": "500",
-            **(self._security_properties(self.security) if self.security else {}),
+            **self._quorum_properties(broker_id),
         }
 
     def _security_properties(self, security: Security) -> dict[str, str]:
@@ -266,8 +308,9 @@ class KafkaStack(EmbeddedStack):
             handle.write("".join(f"{key}={value}\n" for key, value in self.node_properties(broker_id).items()))
         return path
 
-    def _java(self, main_class: str, *args: str) -> list[str]:
-        return [java_path(), *JVM_OPTIONS, f"-Dlog4j2.configurationFile={self.layout.data_dir / 'log4j2.properties'}",
+    def _java(self, main_class: str, *args: str, role: str = "broker") -> list[str]:
+        return [java_path(), HEAP[role], *JVM_OPTIONS,
+                f"-Dlog4j2.configurationFile={self.layout.data_dir / 'log4j2.properties'}",
                 "-cp", str(Path(self.build.paths["kafka-libs"]) / "*"), main_class, *args]
 
     def _format(self, broker_id: int, cluster_id: str) -> None:
@@ -295,18 +338,36 @@ class KafkaStack(EmbeddedStack):
         config = self._write_node_config(broker_id)
         ports = [self.layout.broker_port(broker_id), self.layout.broker_tls_port(broker_id)]
         if broker_id in self.voter_ids:
-            ports.append(self.layout.broker_control_port(broker_id))
+            ports.append(self.voter_port(broker_id))
         return self._start(f"broker-{broker_id}", "broker", self._java("kafka.Kafka", str(config)), {}, ports,
                            cwd=self.node_dir(broker_id))
+
+    def _spawn_controller(self, node_id: int) -> ProcessRecord:
+        config = self._write_node_config(node_id)
+        return self._start(node_name(node_id), "controller",
+                           self._java("kafka.Kafka", str(config), role="controller"), {},
+                           [self.voter_port(node_id)], cwd=self.node_dir(node_id))
+
+    def _controller_ready(self, record: ProcessRecord) -> str | None:
+        """None once the controller's listener accepts connections; that the quorum works is proven by
+        the brokers, which are ready only once a controller has registered and unfenced them."""
+        return port_answers(record.ports[0])
 
     def _start_components(self) -> None:
         tls.issue(self.layout.data_dir / "tls")
         cluster_id = new_cluster_id()
-        for broker_id in self.voter_ids:
-            self._format(broker_id, cluster_id)
-        for broker_id in self.voter_ids:
+        brokers = range(self.layout.brokers)
+        controllers = self.voter_ids if self.dedicated else range(0)
+        with ThreadPoolExecutor(max_workers=3) as pool:  # one JVM start each; six in a row took ~20 s
+            list(pool.map(lambda node_id: self._format(node_id, cluster_id), (*controllers, *brokers)))
+        for node_id in controllers:
+            self._spawn_controller(node_id)
+        for broker_id in brokers:
             self._spawn_broker(broker_id)
-        for broker_id in self.voter_ids:
+        for node_id in controllers:
+            record = self.record(node_name(node_id))
+            wait_ready(record, lambda r=record: self._controller_ready(r), READY_TIMEOUT_S)
+        for broker_id in brokers:
             self._wait_broker(broker_id)
         wait_ready(self.record("broker-0"), self._replicated_topic_creatable, READY_TIMEOUT_S)
         if self.security:
@@ -361,10 +422,17 @@ class KafkaStack(EmbeddedStack):
         return None
 
     def _ready_check(self, record: ProcessRecord) -> Callable[[], str | None]:
+        if record.role == "controller":
+            return lambda: self._controller_ready(record)
         _only_brokers(record)
         return lambda: self._broker_ready(record)
 
     def _restart_component(self, record: ProcessRecord) -> None:
+        if record.role == "controller":
+            node_id = broker_id_of(record)
+            self._spawn_controller(node_id)
+            wait_ready(self.record(record.name), lambda: self._controller_ready(record), READY_TIMEOUT_S)
+            return
         _only_brokers(record)
         self.restart(broker_id_of(record))
 
@@ -413,7 +481,8 @@ class KafkaStack(EmbeddedStack):
         partition): the one whose loss forces the most leader elections for the workload's writes.
 
         With no topic, or a topic without leaders (unknown, not created yet): the active controller,
-        the quorum leader whose loss also forces an election; broker 0 while no leader is known.
+        the quorum leader whose loss also forces an election, where it is a broker (combined mode);
+        else broker 0. Faults act on brokers only, never on a dedicated controller.
         """
         with self._admin() as admin:
             if topic is not None:
@@ -438,9 +507,14 @@ class KafkaStack(EmbeddedStack):
 
 
 def _only_brokers(record: ProcessRecord) -> None:
-    """Every component of the embedded Kafka is a broker (controllers run inside them)."""
+    """Every component of the embedded Kafka that is not a dedicated controller is a broker."""
     if record.role != "broker":
         raise StackError(f"the embedded kafka has no {record.role} component ({record.name})")
+
+
+def node_name(node_id: int) -> str:
+    """A node's process and folder name: controller-10 for a dedicated controller, else broker-N."""
+    return f"controller-{node_id}" if node_id >= CONTROLLER_ID_BASE else f"broker-{node_id}"
 
 
 def partition_leaders(described: list[dict], topic: str) -> dict[int, int]:

@@ -26,6 +26,8 @@ def outputs_root() -> Path:
 class StackLayout:
     port_base: int = 29000
     brokers: int = 3
+    # dedicated KRaft controllers (Kafka); 0: the brokers are their own controllers (combined mode)
+    controllers: int = 0
     outputs: Path = field(default_factory=outputs_root)
 
     @property
@@ -112,6 +114,8 @@ class StackLayout:
         return self.port_base + 110 + broker_id
 
     def broker_control_port(self, broker_id: int) -> int:
+        """A KRaft controller listener: a combined node's (by its id) or the dedicated controller's at that
+        index (dedicated controllers and combined nodes never share a stack)."""
         self._check_id(broker_id)
         return self.port_base + 120 + broker_id
 
@@ -126,7 +130,8 @@ class StackLayout:
         per_broker = [port for b in range(self.brokers)
                       for port in (self.broker_port(b), self.broker_metrics_port(b), self.broker_control_port(b),
                                    self.broker_tls_port(b))]
-        return fixed + per_broker
+        controllers = [self.broker_control_port(c) for c in range(self.brokers, self.controllers)]
+        return fixed + per_broker + controllers
 
     @staticmethod
     def _check_id(broker_id: int) -> None:
