@@ -30,6 +30,8 @@ EPILOG = """examples:
                                         or a new waiver, 3 when only something became untested
   k6suite check outputs/<run>/S3-correctness/history-overlap.parquet
   k6suite observe <run-id>              turn a run into observations/OBS-NN-<slug>/
+  k6suite calibrate -p kafka -n 20 -s S4
+                                        each check's record on the baseline, into calibration/
   k6suite stack down                    stop everything the stack started
 """
 
@@ -112,6 +114,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="override a notebook parameter in every scenario that has it; VALUE is YAML "
                           "(e.g. --param repeats=3 --param 'kinds=[kill]')")
+
+    calibrate = commands.add_parser(
+        "calibrate", help="run scenarios N times on the baseline and write each check's record to calibration/",
+        description="Run the scenarios N times on a profile's system (the baseline, Apache Kafka: -p kafka): those "
+                    "with a `repeats` parameter once with repeats=N, the others N times, on one embedded stack; "
+                    "or take finished run archives (--from). Writes calibration/checks/<check>.json per check "
+                    "judged (k of N passes, p50/p95/max of the measured value, build, date, this command, load "
+                    "average, where the check is known to fail) and calibration/README.md.")
+    calibrate.add_argument("--profile", "-p", default="kafka",
+                           help="the baseline's profile (default: kafka, the embedded Apache Kafka)")
+    calibrate.add_argument("--repeats", "-n", type=int, default=5, help="how many times (default: 5)")
+    calibrate.add_argument("--scenarios", "-s", nargs="+", metavar="ID",
+                           help="scenario ids (default: all: " + " ".join(_scenario_ids()) + ")")
+    calibrate.add_argument("--from", dest="runs", nargs="+", type=Path, metavar="RUN_DIR",
+                           help="build the records from these run archives instead of running (one build)")
+    calibrate.add_argument("--out", type=Path, default=None, help="archive root of the runs (default: outputs/)")
+    calibrate.add_argument("--dir", type=Path, default=None, help="calibration folder (default: calibration/)")
 
     observe = commands.add_parser("observe", help="turn a run into observations/OBS-NN-<slug>/ for review in git")
     observe.add_argument("run", help="run id (a folder under outputs/) or a path to a run folder")
@@ -206,6 +225,15 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_suite(args.profile, args.scenarios, args.tier, args.out, args.cell_timeout,
                              _parameters(args.param), builds=_builds(args.build)).exit_code
+        if args.command == "calibrate":
+            from k6suite_lib import calibration
+
+            written = calibration.calibrate(
+                args.profile, args.scenarios, args.repeats, args.runs, args.dir or calibration.CALIBRATION_DIR,
+                out_root=args.out, command="k6suite " + " ".join(argv if argv is not None else sys.argv[1:]))
+            print(f"wrote {len(written)} calibration records and README.md to {written[0].parent.parent}"
+                  if written else "no verdicts: nothing written")
+            return 0
         if args.command == "observe":
             from k6suite_lib.observe import observe
 

@@ -66,8 +66,16 @@ def _shown_verdicts(scenario: dict[str, Any]) -> list[dict[str, Any]]:
     return scenario.get("aggregate") or scenario["verdicts"]
 
 
-def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, started: float) -> dict[str, Any]:
-    """Questions and checks by system, each cell with its status, measurement and evidence link."""
+def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, started: float,
+                 records: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Questions and checks by system, each cell with its status, measurement and evidence link; each check
+    with its record on the baseline (records, default: the committed calibration/), each NO that rests
+    only on checks the baseline does not pass every time with its caveat."""
+    from k6suite_lib import calibration
+    from k6suite_lib.report import question_failures
+
+    records = calibration.load_records() if records is None else records
+    in_use = calibration.baselines_in_use(summaries)
     systems = [{"profile": s["profile"], "system": s.get("system", ""), "build": s.get("build"),
                 "result": run_result(s), "counts": s["counts"],
                 "not_promised": s.get("not_promised", {}), "target": s.get("target", {}),
@@ -80,8 +88,12 @@ def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, starte
             result, why = answer(summary, question)
             ran = any(s["scenario"] == scenario_ids[0] for s in summary["scenarios"])  # else no such anchor
             cells[summary["profile"]] = {"answer": result, "why": why, "link": f"{summary['profile']}/report.html"
-                                         + (f"#{scenario_ids[0]}" if ran else "")}
+                                         + (f"#{scenario_ids[0]}" if ran else ""),
+                                         "caveat": calibration.caveat(result, question_failures(summary, question),
+                                                                      records)}
         checks = _checks(summaries, question)
+        for row in checks:
+            row["calibration"] = calibration.verdict_note(records, in_use, row["scenario"], row)
         questions.append({"question": question.text, "scenarios": list(scenario_ids), "cells": cells,
                           "checks": checks})
     results = {s["result"] for s in systems}
@@ -127,7 +139,7 @@ table{border-collapse:collapse;width:100%;margin:.5em 0 1.5em;font-size:.9em;tab
 th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f3f3f3}.PASS,.YES{background:#e3f4e1}.FAIL,.NO{background:#fbe1e1}
 .ALLOWED{background:#fff4d6}.NOTTESTED{background:#eee;color:#555}.NOTPROMISED{background:#eef3fb;color:#555}
-.small{font-size:.8em;color:#555}details summary{cursor:pointer}
+.small{font-size:.8em;color:#555}.warn{color:#a15c00}details summary{cursor:pointer}
 </style>"""  # the compare page (compare.py) looks the same
 
 TEMPLATE = """<!doctype html>
@@ -148,10 +160,10 @@ is kept and fails where it is broken.</p>
 <table><tr><th style="width:28%">question</th>{% for s in m.systems %}<th>{{ s.profile }}{% if s.build %}<br><span class="small">{{ s.build.label }}</span>{% endif %}</th>{% endfor %}</tr>
 {% for q in m.questions %}<tr><td><details><summary>{{ q.question }} <span class="small">({{ q.scenarios|join(', ') }}, {{ q.checks|length }} checks)</span></summary>
 <table><tr><th style="width:40%">check</th>{% for s in m.systems %}<th>{{ s.profile }}</th>{% endfor %}</tr>
-{% for c in q.checks %}<tr><td>{{ c.scenario }} {{ c.variant }}: {{ c.check }} <span class="small">{{ c.requirement }}</span></td>
+{% for c in q.checks %}<tr><td>{{ c.scenario }} {{ c.variant }}: {{ c.check }} <span class="small">{{ c.requirement }}</span><br><span class="small{% if c.calibration.stale or c.calibration.shaky or not c.calibration.calibrated %} warn{% endif %}">{{ c.calibration.text }}</span></td>
 {% for s in m.systems %}{% set cell = c.cells.get(s.profile) %}{% if cell %}<td class="{{ cell.status|replace(' ', '') }}"><a href="{{ cell.link }}">{{ cell.status }}</a><br><span class="small">{{ cell.measured }}</span></td>{% else %}<td class="NOTTESTED">not run</td>{% endif %}{% endfor %}</tr>{% endfor %}
 </table></details></td>
-{% for s in m.systems %}{% set cell = q.cells[s.profile] %}<td class="{{ cell.answer|replace(' ', '') }}"><a href="{{ cell.link }}"><b>{{ cell.answer }}</b></a><br><span class="small">{{ cell.why }}</span></td>{% endfor %}</tr>{% endfor %}
+{% for s in m.systems %}{% set cell = q.cells[s.profile] %}<td class="{{ cell.answer|replace(' ', '') }}"><a href="{{ cell.link }}"><b>{{ cell.answer }}</b></a>{% if cell.caveat %} <span class="warn">({{ cell.caveat }})</span>{% endif %}<br><span class="small">{{ cell.why }}</span></td>{% endfor %}</tr>{% endfor %}
 </table>
 <p class="small">Each system's folder holds its own report, executed notebooks, histories (re-judge with
 <code>k6suite check</code>), storage listings, plots, stack logs and manifest. matrix.json and junit.xml hold this table.</p>

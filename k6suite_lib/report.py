@@ -185,6 +185,12 @@ def answer(summary: dict[str, Any], question: Question) -> tuple[str, str]:
                    + (f"; {len(others)} other checks not tested" if others else ""))
 
 
+def question_failures(summary: dict[str, Any], question: Question) -> list[dict[str, Any]]:
+    """The failed verdicts a question's answer counts, each with its scenario (calibration.caveat reads them)."""
+    return [{**v, "scenario": s["scenario"]} for s in summary["scenarios"] if s["scenario"] in question.scenarios
+            for v in s["verdicts"] if v["status"] == "FAIL" and (question.counts(v) or v["check"] in question.deciding)]
+
+
 def questions_asked(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Every question whose scenarios ran (at least one of them), answered."""
     ran = {s["scenario"] for s in summary["scenarios"]}
@@ -227,8 +233,10 @@ th{background:#f3f3f3}.PASS,.YES{background:#e3f4e1}.FAIL,.NO{background:#fbe1e1
 .ALLOWED{background:#fff4d6}.NOTTESTED{background:#eee;color:#555}.NOTPROMISED{background:#eef3fb;color:#555}
 .badge{display:inline-block;padding:.2em .8em;border-radius:.3em;font-weight:bold}
 img{max-width:100%;border:1px solid #ddd;margin:.5em 0}code{background:#f6f6f6;padding:0 .2em}
+td.cal{font-size:.8em;color:#555}td.cal.warn,.caveat{color:#a15c00}
 details{margin:.5em 0}td.ev{font-family:monospace;font-size:.85em;word-break:break-word}pre{white-space:pre-wrap;overflow-wrap:anywhere}
 </style></head><body>
+{% macro calcell(n) %}<td class="cal{% if n.stale or n.shaky or not n.calibrated %} warn{% endif %}">{{ n.text }}</td>{% endmacro %}
 <h1>K6SUITE report <span class="badge {{ result|replace(' ', '') }}">{{ result }}</span></h1>
 {% if result == 'NOT TESTED' %}<p class="NOTTESTED">Nothing failed, but not every question asked could be answered: the run is
 incomplete (exit code {{ exit_code }}); the questions say what was not tested and why.</p>{% endif %}
@@ -241,7 +249,7 @@ started {{ started }}, {{ '%.0f' % s.duration_s }} s. Checks: {{ s.counts.PASS }
 (its checks are shown as NOT PROMISED, with what they measured):</p><ul>{% for req, why in s.not_promised.items() %}<li><b>{{ req }}</b>: {{ why }}</li>{% endfor %}</ul>{% else %}, all of it.</p>{% endif %}
 <h2>Critical questions</h2>
 <table><tr><th>Question</th><th>Answer</th><th>Decided by</th><th>Evidence</th></tr>
-{% for q in questions %}<tr><td>{{ q.question }}</td><td class="{{ q.answer|replace(' ', '') }}"><b>{{ q.answer }}</b></td>
+{% for q in questions %}<tr><td>{{ q.question }}</td><td class="{{ q.answer|replace(' ', '') }}"><b>{{ q.answer }}</b>{% if q.caveat %} (<span class="caveat">{{ q.caveat }}</span>){% endif %}</td>
 <td>{% for sid in q.scenarios %}{% if sid in ran %}<a href="#{{ sid }}">{{ sid }}</a>{% else %}{{ sid }} (not run){% endif %} {% endfor %}</td><td>{{ q.why }}</td></tr>{% endfor %}
 </table>
 <h2>Target</h2>
@@ -261,14 +269,14 @@ started {{ started }}, {{ '%.0f' % s.duration_s }} s. Checks: {{ s.counts.PASS }
 {% if sc.healed_after %}<br>After this scenario the embedded stack needed repair (dead processes restarted, a filled etcd cleared): {{ sc.healed_after|join(', ') }}.{% endif %}
 {% if sc.unhealthy_after %}<br><strong>After this scenario the embedded stack was unhealthy</strong>, so later scenarios ran on a degraded stack: {% for name, why in sc.unhealthy_after.items() %}{{ name }} ({{ why }}){% if not loop.last %}; {% endif %}{% endfor %}.{% endif %}</p>
 {% if sc.aggregate %}<p>Repeated variants, folded: a probabilistic failure shows as k of N.</p>
-<table><tr><th>variant</th><th>check</th><th>req.</th><th>repeats</th><th>status</th><th>evidence (first failure)</th></tr>
+<table><tr><th>variant</th><th>check</th><th>req.</th><th>repeats</th><th>status</th><th>evidence (first failure)</th><th>baseline calibration</th></tr>
 {% for v in sort(sc.aggregate) %}<tr><td>{{ v.variant }}</td><td>{{ v.check }}</td><td>{{ v.requirement }}</td><td>{{ v.measured }}</td>
-<td class="{{ v.status|replace(' ', '') }}">{{ v.status }}</td><td class="ev">{{ v.evidence }}</td></tr>{% endfor %}</table>
+<td class="{{ v.status|replace(' ', '') }}">{{ v.status }}</td><td class="ev">{{ v.evidence }}</td>{{ calcell(cal(sc, v)) }}</tr>{% endfor %}</table>
 <details><summary>every repeat</summary>{% endif %}
-<table><tr><th>variant</th><th>check</th><th>req.</th><th>measured</th><th>threshold</th><th>status</th><th>evidence</th></tr>
+<table><tr><th>variant</th><th>check</th><th>req.</th><th>measured</th><th>threshold</th><th>status</th><th>evidence</th><th>baseline calibration</th></tr>
 {% for v in sort(sc.verdicts) %}<tr><td>{{ v.variant }}</td><td>{{ v.check }}</td><td>{{ v.requirement }}</td>
 <td>{{ v.measured }}</td><td>{{ v.threshold }}</td><td class="{{ v.status|replace(' ', '') }}">{{ v.status }}</td>
-<td class="ev">{{ v.evidence }}</td></tr>{% endfor %}</table>{% if sc.aggregate %}</details>{% endif %}
+<td class="ev">{{ v.evidence }}</td>{{ calcell(cal(sc, v)) }}</tr>{% endfor %}</table>{% if sc.aggregate %}</details>{% endif %}
 {% for a in sc.artifacts if a.endswith('.png') %}<img src="{{ sc.folder }}/{{ a }}" alt="{{ a }}">{% endfor %}
 {% if sc.measurements %}<details><summary>measurements</summary><pre>{{ dump(sc.measurements) }}</pre></details>{% endif %}
 {% endfor %}
@@ -278,18 +286,26 @@ Re-judge any history with <code>k6suite check &lt;folder&gt;/history-&lt;variant
 """
 
 
-def html_report(summary: dict[str, Any], run_dir: Path) -> str:
+def html_report(summary: dict[str, Any], run_dir: Path, records: dict[str, dict[str, Any]] | None = None) -> str:
+    """The run's page; records (default: the committed calibration/) put each check's baseline record
+    beside its verdict and qualify a NO that rests on checks the baseline does not pass every time."""
+    from k6suite_lib import calibration
+
+    records = calibration.load_records() if records is None else records
+    in_use = calibration.baselines_in_use([summary])
     env = Environment(autoescape=select_autoescape(default=True))
     questions = []
     for question in QUESTIONS:
         result, why = answer(summary, question)
-        questions.append({"question": question.text, "answer": result, "scenarios": question.scenarios, "why": why})
+        questions.append({"question": question.text, "answer": result, "scenarios": question.scenarios, "why": why,
+                          "caveat": calibration.caveat(result, question_failures(summary, question), records)})
     result = run_result(summary)
     target = [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in (summary.get("target") or {}).items()]
     times = scenario_times(summary["scenarios"]) if any(r.get("phases") for r in summary["scenarios"]) else None
     page = env.from_string(TEMPLATE).render(
         s=summary, questions=questions, target=target, sort=_sorted_verdicts, times=times, result=result,
         exit_code=EXIT_CODES[result], scenario_result=scenario_result,
+        cal=lambda sc, v: calibration.verdict_note(records, in_use, sc["scenario"], v),
         ran={sc["scenario"] for sc in summary["scenarios"]},
         started=dt.datetime.fromtimestamp(summary["started"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         dump=lambda d: json.dumps(d, indent=2, default=str)[:20000])

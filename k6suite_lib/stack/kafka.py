@@ -72,6 +72,9 @@ LOG4J_VERSION = "2.24.3"
 MAVEN_TIMEOUT_S = 900
 FORMAT_TIMEOUT_S = 120
 ADMIN_TIMEOUT_MS = 5000
+# Start-up under load: a loaded 2-core machine (load average 40-90 from other stacks) took over 60 s to
+# bring a KRaft quorum up; only the first start of each node gets this longer bound.
+START_TIMEOUT_S = 3 * READY_TIMEOUT_S
 READY_TOPIC = "k6suite-ready"  # created and deleted once at start-up to prove RF 3 topics can be made
 SASL_MECHANISM = "PLAIN"  # its users are the JAAS config's; SCRAM users would go through a command line
 AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -364,11 +367,13 @@ class KafkaStack(EmbeddedStack):
             self._spawn_controller(node_id)
         for broker_id in brokers:
             self._spawn_broker(broker_id)
+        # Six JVMs start at once on two cores; a broker is ready only once the quorum has elected a leader
+        # and registered it, so the brokers are waited for first and longer, and they prove the quorum works.
+        for broker_id in brokers:
+            self._wait_broker(broker_id, START_TIMEOUT_S)
         for node_id in controllers:
             record = self.record(node_name(node_id))
             wait_ready(record, lambda r=record: self._controller_ready(r), READY_TIMEOUT_S)
-        for broker_id in brokers:
-            self._wait_broker(broker_id)
         wait_ready(self.record("broker-0"), self._replicated_topic_creatable, READY_TIMEOUT_S)
         if self.security:
             self._grant_tenants(self.security)

@@ -1,0 +1,410 @@
+"""Calibration as data: each check's record on the baseline, and where it is known to fail.
+
+A check earns trust when it passes where the promise is kept and fails where it is broken. `k6suite
+calibrate` runs scenarios N times on the baseline (Apache Kafka) and folds every verdict row into one
+record per check, ``calibration/checks/<slug>.json``: k of N passes, per scenario and variant too, the
+distribution of the measured value (p50 / p95 / max), the build it was measured on, the date, the
+command and the machine's load meanwhile. The negative side comes from two places: NEGATIVES_FILE
+(kept by hand: the tests that plant a history the check must FAIL, checked to exist by the tests, and
+real systems whose failure is documented elsewhere) and the verdict tables of ``observations/`` (real
+systems that broke the promise). A check with neither is *unproven*.
+
+Reports show each verdict's record beside it (``note``) and mark a NO that rests only on checks the
+baseline does not pass every time (``caveat``); both are pure functions of records and verdict rows.
+A record measured on another build than the one in use is *stale*.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from k6suite_lib.stack.layout import REPO_ROOT
+
+CALIBRATION_DIR = REPO_ROOT / "calibration"
+OBSERVATIONS_DIR = REPO_ROOT / "observations"
+NEGATIVES_FILE = "negatives.json"
+JUDGED = ("PASS", "ALLOWED", "FAIL")
+# what makes two builds the same for a record: the build record the runner writes, without paths
+BUILD_KEYS = ("system", "version", "commit", "dirty")
+_NUMBER = re.compile(r"^\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?|inf)\b", re.IGNORECASE)
+
+
+# ---------------------------------------------------------------------- measuring
+def numeric(measured: Any) -> float | None:
+    """The number a verdict measured ("59.9 s", 0.256, "inf s", "10 records"), or None when it measured
+    no number ("n/a", "tenant-a: failed ...")."""
+    if isinstance(measured, bool):
+        return float(measured)
+    if isinstance(measured, int | float):
+        return float(measured)
+    match = _NUMBER.match(str(measured))
+    return float(match.group(1)) if match else None
+
+
+def distribution(values: list[float]) -> dict[str, Any] | None:
+    """p50 / p95 / max (nearest rank) of the measured values; infinity ("never") written as "inf"."""
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+    return {"n": len(ordered), "p50": _plain(rank(0.50)), "p95": _plain(rank(0.95)), "max": _plain(ordered[-1])}
+
+
+def _plain(value: float) -> float | str:
+    return "inf" if math.isinf(value) else round(value, 4)
+
+
+def _tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    statuses = [r["status"] for r in rows]
+    judged = [r for r in rows if r["status"] in JUDGED]
+    values = [v for v in (numeric(r["measured"]) for r in judged) if v is not None]
+    return {"passes": sum(s in ("PASS", "ALLOWED") for s in statuses), "judged": len(judged),
+            "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
+            "measured": distribution(values),
+            "failures": [f"{r['run_id']} {r['variant']}: {r['measured']} ({str(r['evidence'])[:160]})"
+                         for r in rows if r["status"] == "FAIL"][:5]}
+
+
+def verdict_rows(summaries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every verdict row of the runs, with its run id and scenario, repeats ('kill#3') named by their kind."""
+    rows = []
+    for summary in summaries:
+        for scenario in summary["scenarios"]:
+            for v in scenario["verdicts"]:
+                rows.append({**v, "run_id": summary["run_id"], "scenario": scenario["scenario"],
+                             "kind": re.sub(r"#\d+$", "", str(v["variant"]))})
+    return rows
+
+
+def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], observed: dict[str, list[dict]],
+                  command: str, date: str, load: dict[str, Any] | None = None,
+                  topology: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """One record per check name seen in the runs (a pure function of the runs' summaries, the negative
+    cases and what the command and machine were)."""
+    builds = {json.dumps(_build_key(s.get("build")), sort_keys=True) for s in summaries}
+    if len(builds) != 1:
+        raise ValueError(f"the runs were measured on {len(builds)} different builds; calibrate one build at a time")
+    summary = summaries[0]
+    rows = verdict_rows(summaries)
+    records = {}
+    for check in dict.fromkeys(r["check"] for r in rows):
+        mine = [r for r in rows if r["check"] == check]
+        cases = []
+        for scenario, kind in dict.fromkeys((r["scenario"], r["kind"]) for r in mine):
+            case_rows = [r for r in mine if (r["scenario"], r["kind"]) == (scenario, kind)]
+            cases.append({"scenario": scenario, "variant": kind, **_tally(case_rows)})
+        records[check] = {
+            "check": check, "requirement": mine[0]["requirement"], "threshold": mine[0]["threshold"],
+            "baseline": {"profile": summary["profile"], "system": summary.get("system"), "build": summary.get("build"),
+                         "topology": topology},
+            "date": date, "command": command, "runs": sorted({s["run_id"] for s in summaries}), "load_average": load,
+            **_tally(mine), "cases": cases, "fails_on": fails_on(check, negatives, observed),
+            "note": negatives.get("notes", {}).get(check, ""),
+        }
+    return records
+
+
+def fails_on(check: str, negatives: dict[str, Any], observed: dict[str, list[dict]]) -> dict[str, list]:
+    """Where the check is known to FAIL: planted histories (test ids) and real systems (with evidence)."""
+    systems = [*negatives.get("systems", {}).get(check, []), *observed.get(check, [])]
+    unique = list({(s["system"], s["evidence"]): s for s in systems}.values())
+    return {"planted": list(negatives.get("planted", {}).get(check, [])), "systems": unique}
+
+
+def _build_key(build: dict[str, Any] | None) -> dict[str, Any]:
+    return {key: (build or {}).get(key) for key in BUILD_KEYS}
+
+
+# ---------------------------------------------------------------------- the negative side
+def load_negatives(directory: Path = CALIBRATION_DIR) -> dict[str, Any]:
+    path = directory / NEGATIVES_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+_SYSTEM_COMPONENTS = (("kafscale-broker", "KafScale"), ("tansu", "Tansu"))
+_SYSTEM_NAMES = ("KafScale", "Tansu", "Apache Kafka")
+
+
+def observed_failures(directory: Path = OBSERVATIONS_DIR) -> dict[str, list[dict[str, str]]]:
+    """check -> real systems whose FAIL of it an observation records: each OBS-NN README's verdict tables,
+    the system named by the table's heading ("## Verdicts: KafScale v1.5.0, run ..."), else by the
+    observation's components, else by its title ("# OBS-14: KafScale main 7aa2a11: ...")."""
+    found: dict[str, list[dict[str, str]]] = {}
+    for readme in sorted(directory.glob("OBS-*/README.md")):
+        obs = readme.parent.name.split("-", 2)
+        evidence = f"{obs[0]}-{obs[1]}"
+        text = readme.read_text()
+        default = _observation_system(text)
+        system = default
+        for line in text.splitlines():
+            heading = re.match(r"^## Verdicts: (.+?), run ", line)
+            if heading:
+                system = heading.group(1)
+            elif line.startswith("## "):
+                system = default
+            cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| S") else []
+            if len(cells) >= 8 and cells[6] == "**FAIL**" and system:
+                entry = {"system": system, "evidence": evidence}
+                if entry not in found.setdefault(cells[2], []):
+                    found[cells[2]].append(entry)
+    return found
+
+
+def _observation_system(text: str) -> str:
+    components = re.search(r"^- \*\*Components\*\*: (.*)$", text, re.MULTILINE)
+    for component, name in _SYSTEM_COMPONENTS:
+        match = re.search(rf"\b{component} (v?[\w.\-]+)", components.group(1)) if components else None
+        if match:
+            return f"{name} {match.group(1)}"
+    title = re.search(r"^# OBS-\d+: ((?:{}) [^:]+?):".format("|".join(_SYSTEM_NAMES)), text, re.MULTILINE)
+    return title.group(1) if title else ""
+
+
+# ---------------------------------------------------------------------- files
+def slug(check: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", check.lower()).strip("-")[:80]
+
+
+def write_records(records: dict[str, dict[str, Any]], directory: Path = CALIBRATION_DIR) -> list[Path]:
+    """Each record as checks/<slug>.json (replacing that check's earlier record), then README.md over
+    every record in the folder."""
+    folder = directory / "checks"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for check, record in records.items():
+        path = folder / f"{slug(check)}.json"
+        path.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
+        written.append(path)
+    (directory / "README.md").write_text(readme(load_records(directory)))
+    return written
+
+
+def load_records(directory: Path = CALIBRATION_DIR) -> dict[str, dict[str, Any]]:
+    """check name -> record, from the committed calibration folder."""
+    return {record["check"]: record for record in
+            (json.loads(p.read_text()) for p in sorted((directory / "checks").glob("*.json")))}
+
+
+# ---------------------------------------------------------------------- judging records
+def unproven(record: dict[str, Any]) -> bool:
+    """No planted history and no real system is known to make the check FAIL."""
+    return not (record["fails_on"]["planted"] or record["fails_on"]["systems"])
+
+
+def stale(record: dict[str, Any], in_use: dict[str, Any] | None) -> bool:
+    """The record was measured on another build of the baseline system than the one in use (None: the
+    build in use is not known, so nothing can be said)."""
+    return in_use is not None and _build_key(record["baseline"]["build"]) != _build_key(in_use)
+
+
+def baseline_label(record: dict[str, Any]) -> str:
+    build = record["baseline"].get("build") or {}
+    name = {"kafka": "Kafka"}.get(build.get("system", ""), build.get("system", record["baseline"]["profile"]))
+    return f"{name} {build.get('version', '')}".strip()
+
+
+def _case(record: dict[str, Any], scenario: str | None, variant: str | None) -> dict[str, Any]:
+    kind = re.sub(r"#\d+$", "", str(variant or ""))
+    return next((c for c in record["cases"] if (c["scenario"], c["variant"]) == (scenario, kind)), record)
+
+
+def fails_on_text(record: dict[str, Any]) -> str:
+    planted = record["fails_on"]["planted"]
+    parts = ([f"planted in {len(planted)} test{'s' if len(planted) > 1 else ''}"] if planted else []) + [
+        f"{s['system']} ({s['evidence']})" for s in record["fails_on"]["systems"]]
+    return "fails on: " + ", ".join(parts) if parts else "unproven: no known case where it fails"
+
+
+def note(record: dict[str, Any] | None, scenario: str | None = None, variant: str | None = None,
+         in_use: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the report shows beside a verdict: the baseline's k of N for this scenario and variant (else
+    for the check overall), its distribution, where it fails, and whether the record is stale."""
+    if record is None:
+        return {"text": "not calibrated", "calibrated": False, "shaky": False, "stale": False, "unproven": True}
+    case = _case(record, scenario, variant)
+    measured = case.get("measured")
+    spread = f" (p50 {measured['p50']}, p95 {measured['p95']}, max {measured['max']})" if measured else ""
+    if case["judged"]:
+        passes = f"{baseline_label(record)}: {case['passes']} of {case['judged']}{spread}"
+    else:
+        passes = (f"{baseline_label(record)}: never judged ("
+                  + ", ".join(f"{n} {s}" for s, n in case["statuses"].items()) + ")")
+    is_stale = stale(record, in_use)
+    text = f"{passes}; {fails_on_text(record)}" + (
+        f"; STALE: measured on {record['baseline']['build'].get('label')}, in use {in_use.get('label')}"
+        if is_stale and in_use else "")
+    return {"text": text, "calibrated": bool(case["judged"]), "shaky": case["passes"] < case["judged"],
+            "passes": case["passes"], "judged": case["judged"], "stale": is_stale, "unproven": unproven(record),
+            "label": baseline_label(record)}
+
+
+def caveat(answer: str, failed: list[dict[str, Any]], records: dict[str, dict[str, Any]]) -> str:
+    """For a NO that rests only on checks the baseline does not pass every time (or never judged): what
+    the answer must say, e.g. "check passes on baseline 16 of 18"; "" for a NO that some solid check decides."""
+    if answer != "NO" or not failed:
+        return ""
+    notes = [(v, note(records.get(v["check"]), v.get("scenario"), v.get("variant"))) for v in failed]
+    if any(n["calibrated"] and not n["shaky"] for _, n in notes):
+        return ""
+    parts = [f"{v['check']} passes on baseline {n['passes']} of {n['judged']}" if n["calibrated"]
+             else f"{v['check']} not calibrated on the baseline" for v, n in notes]
+    return "; ".join(dict.fromkeys(parts))
+
+
+def baselines_in_use(summaries: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """system -> the build a run or matrix used, so a record of that system can be held against it; a
+    system the runs did not include is judged against its default build's version."""
+    from k6suite_lib.stack.builds import DEFAULT_SOURCES
+
+    in_use: dict[str, dict[str, Any]] = {system: {"system": system, "version": version, "commit": None,
+                                                  "dirty": None, "label": f"{system} {version}"}
+                                         for system, version in DEFAULT_SOURCES.items()}
+    for summary in summaries:
+        if summary.get("build"):
+            in_use[summary["build"]["system"]] = summary["build"]
+    return in_use
+
+
+def verdict_note(records: dict[str, dict[str, Any]], in_use: dict[str, dict[str, Any]], scenario: str,
+                 verdict: dict[str, Any]) -> dict[str, Any]:
+    """note() for one verdict row of a scenario, its record held against the build of its system in use."""
+    record = records.get(verdict["check"])
+    system = ((record or {}).get("baseline", {}).get("build") or {}).get("system", "")
+    return note(record, scenario, verdict["variant"], in_use.get(system))
+
+
+# ---------------------------------------------------------------------- README
+def readme(records: dict[str, dict[str, Any]]) -> str:
+    """calibration/README.md: the table of every record (generated; `k6suite calibrate` rewrites it)."""
+    lines = ["# Calibration", "",
+             "Generated by `k6suite calibrate` from the records in `checks/` (one JSON file per check); do not edit.",
+             "Each check's record on the baseline: how often it passed (k of N judged verdicts), the measured",
+             "value's distribution, and where the check is known to FAIL: tests that plant a history it must",
+             "fail (`negatives.json`, checked by tests/test_calibration.py) and real systems whose failure an",
+             "observation records. A check with no known failing case is **unproven**. Reports show this beside",
+             "every verdict; a record measured on another build than the one in use is flagged stale.", "",
+             "| check | req. | baseline | k of N | measured p50 / p95 / max | per variant (k of N) | fails on | date |",
+             "|---|---|---|---|---|---|---|---|"]
+    for check in sorted(records, key=lambda c: (records[c]["passes"] == records[c]["judged"], c)):
+        r = records[check]
+        m = r.get("measured")
+        spread = f"{m['p50']} / {m['p95']} / {m['max']}" if m else "-"
+        kn = f"**{r['passes']} of {r['judged']}**" if r["passes"] < r["judged"] else f"{r['passes']} of {r['judged']}"
+        if not r["judged"]:
+            kn = "not judged (" + ", ".join(f"{n} {s}" for s, n in r["statuses"].items()) + ")"
+        cases = "; ".join(f"{c['scenario']} {c['variant']} {c['passes']}/{c['judged']}" for c in r["cases"][:8])
+        more = f"; +{len(r['cases']) - 8} more" if len(r["cases"]) > 8 else ""
+        fails = fails_on_text(r).removeprefix("fails on: ")
+        if unproven(r):
+            fails = "**unproven**"
+        lines.append(f"| {check} | {r['requirement']} | {baseline_label(r)} | {kn} | {spread} | {cases}{more} | "
+                     f"{fails} | {r['date'][:10]} |")
+    commands = sorted({r["command"] for r in records.values()})
+    loads = [r["load_average"] for r in records.values() if r.get("load_average")]
+    lines += ["", "Commands that made these records:", "", *[f"- `{c}`" for c in commands]]
+    if loads:
+        lines += ["", "Load average (1 min) while measuring: " + "; ".join(sorted(
+            {f"p50 {x['p50']}, max {x['max']} ({x['n']} samples)" for x in loads}))]
+    notes = sorted({(c, r["note"]) for c, r in records.items() if r.get("note")})
+    if notes:
+        lines += ["", "Notes:", "", *[f"- **{c}**: {n}" for c, n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------- the command
+LOAD_FILE = "loadavg.txt"  # "epoch load1 load5 load15" per line, sampled while a calibration run ran
+LOAD_EVERY_S = 10.0
+
+
+def calibrate(profile_name: str, scenarios: list[str] | None, repeats: int, runs: list[Path] | None = None,
+              directory: Path = CALIBRATION_DIR, tier: str = "smoke", out_root: Path | None = None,
+              command: str = "", log=print) -> list[Path]:
+    """Run the scenarios `repeats` times on the profile's system (scenarios with a `repeats` parameter once
+    with repeats=N, the others N times, all on one embedded stack), or take the given run archives, and
+    write one record per check they judged. Returns the files written."""
+    if runs:
+        summaries = [json.loads((Path(run) / "summary.json").read_text()) for run in runs]
+        run_dirs = [Path(run) for run in runs]
+    else:
+        if repeats < 1:
+            raise ValueError("--repeats must be at least 1")
+        run_dirs = _run_repeatedly(profile_name, scenarios, repeats, tier, out_root, log)
+        summaries = [json.loads((run / "summary.json").read_text()) for run in run_dirs]
+    load = distribution([x for run, s in zip(run_dirs, summaries, strict=True) for x in _load_samples(run, s)])
+    records = build_records(summaries, load_negatives(directory), observed_failures(), command or
+                            f"k6suite calibrate --profile {profile_name} --repeats {repeats}", now(), load,
+                            _topology(run_dirs[0]))
+    return write_records(records, directory)
+
+
+def _run_repeatedly(profile_name: str, scenarios: list[str] | None, repeats: int, tier: str,
+                    out_root: Path | None, log) -> list[Path]:
+    import os
+    import threading
+
+    import papermill
+
+    from k6suite_lib.profiles import load_profile
+    from k6suite_lib.runner import NOTEBOOKS, _choose, run_suite
+    from k6suite_lib.stack import running
+
+    chosen = _choose(scenarios)
+    repeatable = [s.id for s in chosen if "repeats" in papermill.inspect_notebook(str(NOTEBOOKS / s.notebook))]
+    once = [s.id for s in chosen if s.id not in repeatable]
+    samples: list[str] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(LOAD_EVERY_S):
+            samples.append(f"{dt.datetime.now(dt.UTC).timestamp():.0f} " + " ".join(map(str, os.getloadavg())))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    run_dirs = []
+    try:
+        with running(load_profile(profile_name), log=log):  # one stack for every run
+            if repeatable:
+                outcome = run_suite(profile_name, repeatable, tier, out_root, cell_timeout_s=max(1800, 400 * repeats),
+                                    parameters={"repeats": repeats}, log=log)
+                run_dirs.append(outcome.run_dir)
+            for index in range(repeats if once else 0):
+                log(f"calibration run {index + 1} of {repeats}: {' '.join(once)}")
+                run_dirs.append(run_suite(profile_name, once, tier, out_root, log=log).run_dir)
+    finally:
+        done.set()
+        sampler.join(5)
+    for run in run_dirs:
+        (run / LOAD_FILE).write_text("".join(f"{line}\n" for line in samples))
+    return run_dirs
+
+
+def _load_samples(run: Path, summary: dict[str, Any]) -> list[float]:
+    """The 1-minute load averages sampled while this run ran (none when the run recorded none)."""
+    path = run / LOAD_FILE
+    if not path.is_file():
+        return []
+    start, end = summary["started"], summary["started"] + summary["duration_s"]
+    return [float(fields[1]) for fields in (line.split() for line in path.read_text().splitlines())
+            if len(fields) >= 2 and start <= float(fields[0]) <= end]
+
+
+def _topology(run: Path) -> dict[str, Any] | None:
+    """The embedded stack's shape (brokers, dedicated controllers) from the run's manifest."""
+    manifest = run / "manifest.json"
+    if not manifest.is_file():
+        return None
+    stack = (json.loads(manifest.read_text()).get("profile") or {}).get("stack")
+    return {"brokers": stack.get("brokers"), "controllers": stack.get("controllers", 0)} if stack else None

@@ -1,0 +1,161 @@
+"""Calibration as data: records folded from runs, the negative side, staleness, and what reports show.
+
+One test writes records from real runs (S1 twice on a real Apache Kafka stack with dedicated controllers);
+the others fold synthetic run summaries, which is what the command does with real ones.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from k6suite_lib import calibration, matrix, report
+from k6suite_lib.checkers import ANOMALIES
+from tests.conftest import port_base_for, write_profile
+
+KAFKA = {"system": "kafka", "source": "4.1.1", "version": "4.1.1", "commit": None, "dirty": None,
+         "label": "kafka 4.1.1", "binaries": {"kafka-libs": "e894"}}
+RECOVERY = "longest gap between acknowledgements per partition, from the fault's start"
+
+
+def _verdict(check: str, status: str, variant: str, measured) -> dict:
+    return {"variant": variant, "check": check, "requirement": "NFR1", "measured": measured, "threshold": "< 5 s",
+            "status": status, "passed": status == "PASS", "evidence": f"{check} measured {measured}"}
+
+
+def _summary(run_id: str, gaps: list[float], build: dict | None = None, system: str = "kafka") -> dict:
+    verdicts = [_verdict(RECOVERY, "PASS" if gap < 5 else "FAIL", f"kill#{i}", f"{gap} s")
+                for i, gap in enumerate(gaps, 1)]
+    verdicts += [_verdict("lost-write", "PASS", f"kill#{i}", 0) for i in range(1, len(gaps) + 1)]
+    return {"run_id": run_id, "profile": "kafka", "system": system, "build": build or KAFKA, "tier": "smoke",
+            "started": 1.8e9, "duration_s": 60.0, "stack_error": "", "counts": {}, "target": {},
+            "scenarios": [{"scenario": "S4", "title": "Broker chaos", "duration_s": 60, "passed": True,
+                           "folder": "S4-broker-chaos", "artifacts": [], "measurements": {}, "verdicts": verdicts}]}
+
+
+NEGATIVES = {"planted": {"lost-write": ["tests/test_checker.py::test_planted_anomalies_are_found_exactly[lost-write]"]},
+             "systems": {"lost-write": [{"system": "KafScale v1.5.0", "evidence": "OBS-04"}]}}
+
+
+def _records(summaries: list[dict]) -> dict:
+    return calibration.build_records(summaries, NEGATIVES, {}, "k6suite calibrate -n 3", "2026-12-04T12:00:00Z",
+                                     {"n": 2, "p50": 3.0, "p95": 9.0, "max": 9.0}, {"brokers": 3, "controllers": 3})
+
+
+def test_records_fold_k_of_n_with_the_distribution_per_variant():
+    records = _records([_summary("a", [2.5, 5.87]), _summary("b", [2.6])])
+    gap = records[RECOVERY]
+    assert (gap["passes"], gap["judged"]) == (2, 3)
+    assert gap["measured"] == {"n": 3, "p50": 2.6, "p95": 5.87, "max": 5.87}
+    assert [(c["scenario"], c["variant"], c["passes"], c["judged"]) for c in gap["cases"]] == [("S4", "kill", 2, 3)]
+    assert gap["failures"][0].startswith("a kill#2: 5.87 s")
+    assert gap["baseline"]["build"]["label"] == "kafka 4.1.1" and gap["baseline"]["topology"]["controllers"] == 3
+    with pytest.raises(ValueError, match="different builds"):
+        _records([_summary("a", [1.0]), _summary("b", [1.0], build={**KAFKA, "version": "4.0.0"})])
+
+
+def test_a_check_without_a_negative_case_is_unproven_and_one_with_them_names_them():
+    records = _records([_summary("a", [1.0])])
+    assert calibration.unproven(records[RECOVERY])
+    assert "unproven: no known case where it fails" in calibration.note(records[RECOVERY], "S4", "kill#1")["text"]
+    lost = calibration.note(records["lost-write"], "S4", "kill")
+    assert not lost["unproven"]
+    assert lost["text"] == ("Kafka 4.1.1: 1 of 1 (p50 0.0, p95 0.0, max 0.0); "
+                            "fails on: planted in 1 test, KafScale v1.5.0 (OBS-04)")
+
+
+def test_a_record_of_another_build_is_flagged_stale():
+    record = _records([_summary("a", [1.0])])[RECOVERY]
+    assert not calibration.note(record, "S4", "kill", KAFKA)["stale"]
+    newer = {**KAFKA, "version": "4.2.0", "label": "kafka 4.2.0"}
+    stale = calibration.note(record, "S4", "kill", newer)
+    assert stale["stale"] and "STALE: measured on kafka 4.1.1, in use kafka 4.2.0" in stale["text"]
+    assert calibration.note(record, "S4", "kill", {**KAFKA, "dirty": True})["stale"]
+    # a KafScale run holds the Kafka record against Kafka's default build, which it was measured on
+    in_use = calibration.baselines_in_use([_summary("k", [9.0], build={"system": "kafscale", "version": "v1.5.0"})])
+    row = _verdict(RECOVERY, "FAIL", "kill", 9)
+    assert not calibration.verdict_note({RECOVERY: record}, in_use, "S4", row)["stale"]
+
+
+def test_a_no_resting_only_on_a_check_the_baseline_does_not_always_pass_says_so():
+    records = _records([_summary("a", [2.5, 5.87, 2.6])])
+    shaky = [{**_verdict(RECOVERY, "FAIL", "kill", "9 s"), "scenario": "S4"}]
+    assert calibration.caveat("NO", shaky, records) == f"{RECOVERY} passes on baseline 2 of 3"
+    solid = [*shaky, {**_verdict("lost-write", "FAIL", "kill", 3), "scenario": "S4"}]
+    assert calibration.caveat("NO", solid, records) == ""  # a check the baseline always passes decides it
+    assert calibration.caveat("YES", [], records) == ""
+    assert calibration.caveat("NO", [{**_verdict("new", "FAIL", "v", 1), "scenario": "S3"}], records) == \
+        "new not calibrated on the baseline"
+
+
+def test_the_report_and_the_matrix_show_the_calibration_beside_every_verdict(tmp_path):
+    records = _records([_summary("a", [2.5, 5.87, 2.6])])
+    kafscale = _summary("k", [30.0], build={"system": "kafscale", "source": "v1.5.0", "version": "v1.5.0",
+                                            "commit": None, "dirty": None, "label": "kafscale v1.5.0",
+                                            "binaries": {}}, system="kafscale")
+    kafscale["profile"] = "local"
+    page = report.html_report(kafscale, tmp_path, records)
+    assert "Kafka 4.1.1: 2 of 3 (p50 2.6, p95 5.87, max 5.87); unproven" in page
+    assert f"<b>NO</b> (<span class=\"caveat\">{RECOVERY.replace(chr(39), '&#39;')} passes on baseline 2 of 3" in page
+    built = matrix.build_matrix([kafscale, _summary("a", [2.5])], "m", "smoke", 1.8e9, records)
+    rows = [row for q in built["questions"] for row in q["checks"] if row["check"] == RECOVERY]
+    assert rows and rows[0]["calibration"]["text"].startswith("Kafka 4.1.1: 2 of 3")
+    caveats = {q["cells"]["local"]["caveat"] for q in built["questions"] if q["cells"]["local"]["answer"] == "NO"}
+    assert f"{RECOVERY} passes on baseline 2 of 3" in caveats
+    assert "passes on baseline 2 of 3" in matrix.matrix_html(built)
+
+
+def test_observations_name_the_real_systems_that_failed_a_check():
+    observed = calibration.observed_failures()
+    assert {"system": "Tansu v0.6.0-510f3e2", "evidence": "OBS-12"} in observed["end offset >= highest acknowledged "
+                                                                                "offset + 1"]
+    assert {"system": "KafScale v1.5.0", "evidence": "OBS-04"} in observed["lost-write"]
+    assert {"system": "KafScale main 7aa2a11", "evidence": "OBS-14"} in observed["lost-write"]
+    permissions = observed["0 records of one tenant readable by the other"]  # OBS-13: a table per system
+    assert {"system": "KafScale v1.5.0", "evidence": "OBS-13"} in permissions
+    assert not any(s["system"].startswith("Apache Kafka") for found in observed.values() for s in found)
+
+
+def _test_ids(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")}
+
+
+def test_every_planted_negative_names_a_test_that_exists():
+    """negatives.json is kept by hand: each test it names must exist (a parametrized one with a known id)."""
+    negatives = calibration.load_negatives()
+    assert negatives["planted"], "no planted negatives"
+    for check, test_ids in negatives["planted"].items():
+        assert test_ids, check
+        for test_id in test_ids:
+            match = re.fullmatch(r"(tests/test_\w+\.py)::(test_\w+)(?:\[([\w-]+)\])?", test_id)
+            assert match, test_id
+            assert match.group(2) in _test_ids(Path(match.group(1))), test_id
+            if match.group(3):
+                assert match.group(3) in ANOMALIES, test_id
+    for check in ANOMALIES:
+        assert f"tests/test_checker.py::test_planted_anomalies_are_found_exactly[{check}]" in \
+            negatives["planted"][check]
+
+
+@pytest.mark.stack
+def test_records_are_written_from_real_runs_on_kafka(tmp_path, isolated_outputs):
+    """S1 twice on a real Apache Kafka stack (3 controllers, 3 brokers), folded into records."""
+    profile = write_profile(tmp_path, "kafka-cal", port_base_for(22800), 3, like="kafka")
+    written = calibration.calibrate(str(profile), ["S1"], 2, directory=tmp_path / "cal", out_root=tmp_path / "runs",
+                                    command="k6suite calibrate -n 2 -s S1", log=lambda _msg: None)
+    records = calibration.load_records(tmp_path / "cal")
+    assert {p.name for p in written} == {f"{calibration.slug(c)}.json" for c in records}
+    stack_check = records["no component died or filled up outside the fault schedule"]
+    assert (stack_check["passes"], stack_check["judged"]) == (2, 2)
+    assert len(stack_check["runs"]) == 2 and stack_check["baseline"]["build"]["label"] == "kafka 4.1.1"
+    assert stack_check["baseline"]["topology"] == {"brokers": 3, "controllers": 3}
+    assert all(r["command"] == "k6suite calibrate -n 2 -s S1" for r in records.values())
+    judged = [r for r in records.values() if r["judged"]]
+    assert all(r["judged"] % 2 == 0 for r in judged)  # every S1 check twice
+    assert (tmp_path / "cal" / "README.md").read_text().count("| Kafka 4.1.1 |") == len(records)
+    assert json.loads(written[0].read_text())["date"].startswith("20")
