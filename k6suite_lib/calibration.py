@@ -336,8 +336,8 @@ def calibrate(profile_name: str, scenarios: list[str] | None, repeats: int, runs
     with repeats=N, the others N times, all on one embedded stack), or take the given run archives, and
     write one record per check they judged. Returns the files written."""
     if runs:
-        summaries = [json.loads((Path(run) / "summary.json").read_text()) for run in runs]
         run_dirs = [Path(run) for run in runs]
+        summaries = _summaries_of(run_dirs)
     else:
         if repeats < 1:
             raise ValueError("--repeats must be at least 1")
@@ -346,7 +346,7 @@ def calibrate(profile_name: str, scenarios: list[str] | None, repeats: int, runs
     load = distribution([x for run, s in zip(run_dirs, summaries, strict=True) for x in _load_samples(run, s)])
     records = build_records(summaries, load_negatives(directory), observed_failures(), command or
                             f"k6suite calibrate --profile {profile_name} --repeats {repeats}", now(), load,
-                            _topology(run_dirs[0]))
+                            _topology(run_dirs))
     return write_records(records, directory)
 
 
@@ -391,6 +391,39 @@ def _run_repeatedly(profile_name: str, scenarios: list[str] | None, repeats: int
     return run_dirs
 
 
+def _summaries_of(runs: list[Path]) -> list[dict[str, Any]]:
+    """Each run's summary; a run that never finished (its notebook stopped by a timeout, its runner killed)
+    has none, and is re-judged from the histories it saved, as `k6suite check` does, with the build of
+    the finished runs given with it (the records are of one build)."""
+    finished = {run: json.loads((run / "summary.json").read_text()) for run in runs if (run / "summary.json").is_file()}
+    if not finished:
+        raise ValueError("at least one of the runs must have finished (summary.json), to name the build")
+    first = next(iter(finished.values()))
+    return [finished.get(run) or summary_from_histories(run, first) for run in runs]
+
+
+def summary_from_histories(run: Path, like: dict[str, Any]) -> dict[str, Any]:
+    """A summary of an unfinished run: every saved history re-judged with its stored composition; the
+    build, system and profile of `like` (a finished run of the same build)."""
+    from k6suite_lib.checkers import recheck
+
+    scenarios: dict[str, list[dict[str, Any]]] = {}
+    spans = []
+    for path in sorted(run.glob("S*/history-*.parquet")):
+        view, verdicts = recheck(path)
+        meta = view.meta
+        rows = json.loads(verdicts.assign(variant=meta["variant"]).to_json(orient="records"))
+        scenarios.setdefault(meta["scenario"], []).extend(rows)
+        started = float(meta["started_wall"])
+        spans.append((started, started + float(meta["duration_s"])))
+    if not spans:
+        raise ValueError(f"{run}: no summary.json and no saved history")
+    start, end = min(s for s, _ in spans), max(e for _, e in spans)
+    return {"run_id": run.name, "profile": like["profile"], "system": like.get("system"), "build": like.get("build"),
+            "started": start, "duration_s": end - start, "unfinished": True,
+            "scenarios": [{"scenario": sid, "verdicts": rows} for sid, rows in scenarios.items()]}
+
+
 def _load_samples(run: Path, summary: dict[str, Any]) -> list[float]:
     """The 1-minute load averages sampled while this run ran (none when the run recorded none)."""
     path = run / LOAD_FILE
@@ -401,10 +434,10 @@ def _load_samples(run: Path, summary: dict[str, Any]) -> list[float]:
             if len(fields) >= 2 and start <= float(fields[0]) <= end]
 
 
-def _topology(run: Path) -> dict[str, Any] | None:
-    """The embedded stack's shape (brokers, dedicated controllers) from the run's manifest."""
-    manifest = run / "manifest.json"
-    if not manifest.is_file():
+def _topology(runs: list[Path]) -> dict[str, Any] | None:
+    """The embedded stack's shape (brokers, dedicated controllers) from the first run manifest there is."""
+    manifest = next((run / "manifest.json" for run in runs if (run / "manifest.json").is_file()), None)
+    if manifest is None:
         return None
     stack = (json.loads(manifest.read_text()).get("profile") or {}).get("stack")
     return {"brokers": stack.get("brokers"), "controllers": stack.get("controllers", 0)} if stack else None

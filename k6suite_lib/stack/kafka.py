@@ -70,7 +70,7 @@ from k6suite_lib.stack.process import ProcessRecord, StackError, is_alive, send_
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
 MAVEN_TIMEOUT_S = 900
-FORMAT_TIMEOUT_S = 120
+FORMAT_TIMEOUT_S = 300  # a JVM start; on two cores at a load average of 60-90 one took over 120 s
 ADMIN_TIMEOUT_MS = 5000
 # Start-up under load: a loaded 2-core machine (load average 40-90 from other stacks) took over 60 s to
 # bring a KRaft quorum up; only the first start of each node gets this longer bound.
