@@ -109,6 +109,35 @@ def test_the_report_and_the_matrix_show_the_calibration_beside_every_verdict(tmp
     assert "passes on baseline 2 of 3" in matrix.matrix_html(built)
 
 
+def test_an_unfinished_run_is_rejudged_from_its_saved_histories(tmp_path):
+    """A calibration run stopped by a timeout has no summary.json; its saved histories count, re-judged:
+    here a clean one and one with a planted lost write, beside a finished run that names the build."""
+    import random
+
+    from k6suite_lib import history
+    from k6suite_lib.checkers import CheckSpec
+    from tests import histories as h
+
+    clean = h.clean_rows(h.Spec(2, 2, 30, 1), random.Random(16))
+    lost, _ = h.plant_lost_write(clean, 2, random.Random(4))
+    unfinished = tmp_path / "unfinished"
+    for variant, rows in (("kill#1", clean), ("kill#2", lost)):
+        history.save(h.frame(rows), unfinished / "S4-broker-chaos" / f"history-{variant}.parquet",
+                     meta={"run_id": h.RUN, "scenario": "S4", "variant": variant, "started_wall": 1.8e9,
+                           "duration_s": 30.0,
+                           "checks": [CheckSpec("anomalies").to_json(), CheckSpec("readback").to_json()]})
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "summary.json").write_text(json.dumps(_summary("done", [1.0])))
+    summaries = calibration._summaries_of([finished, unfinished])
+    assert summaries[1]["unfinished"] and summaries[1]["build"] == KAFKA
+    records = _records(summaries)
+    assert (records["lost-write"]["passes"], records["lost-write"]["judged"]) == (2, 3)
+    assert records["lost-write"]["failures"][0].startswith("unfinished kill#2: 2")
+    with pytest.raises(ValueError, match="must have finished"):
+        calibration._summaries_of([unfinished])
+
+
 def test_observations_name_the_real_systems_that_failed_a_check():
     observed = calibration.observed_failures()
     assert {"system": "Tansu v0.6.0-510f3e2", "evidence": "OBS-12"} in observed["end offset >= highest acknowledged "
