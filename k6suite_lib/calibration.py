@@ -219,8 +219,11 @@ def _case(record: dict[str, Any], scenario: str | None, variant: str | None) -> 
 
 def fails_on_text(record: dict[str, Any]) -> str:
     planted = record["fails_on"]["planted"]
+    systems: dict[str, list[str]] = {}
+    for found in record["fails_on"]["systems"]:
+        systems.setdefault(found["system"], []).append(found["evidence"])
     parts = ([f"planted in {len(planted)} test{'s' if len(planted) > 1 else ''}"] if planted else []) + [
-        f"{s['system']} ({s['evidence']})" for s in record["fails_on"]["systems"]]
+        f"{system} ({', '.join(evidence)})" for system, evidence in systems.items()]
     return "fails on: " + ", ".join(parts) if parts else "unproven: no known case where it fails"
 
 
@@ -403,13 +406,20 @@ def _summaries_of(runs: list[Path]) -> list[dict[str, Any]]:
 
 
 def summary_from_histories(run: Path, like: dict[str, Any]) -> dict[str, Any]:
-    """A summary of an unfinished run: every saved history re-judged with its stored composition; the
-    build, system and profile of `like` (a finished run of the same build)."""
+    """A summary of an unfinished run: the scenarios that finished from their results.json, the others'
+    saved histories re-judged with their stored composition; the build, system and profile of `like`
+    (a finished run of the same build)."""
     from k6suite_lib.checkers import recheck
+    from k6suite_lib.scenario import RESULTS_FILE
 
     scenarios: dict[str, list[dict[str, Any]]] = {}
     spans = []
-    for path in sorted(run.glob("S*/history-*.parquet")):
+    finished = [json.loads(path.read_text()) for path in sorted(run.glob(f"S*/{RESULTS_FILE}"))]
+    for result in finished:
+        scenarios[result["scenario"]] = result["verdicts"]
+        spans.append((result["started"], result["started"] + result["duration_s"]))
+    for path in sorted(p for p in run.glob("S*/history-*.parquet")
+                       if not (p.parent / RESULTS_FILE).is_file()):
         view, verdicts = recheck(path)
         meta = view.meta
         rows = json.loads(verdicts.assign(variant=meta["variant"]).to_json(orient="records"))
@@ -417,7 +427,7 @@ def summary_from_histories(run: Path, like: dict[str, Any]) -> dict[str, Any]:
         started = float(meta["started_wall"])
         spans.append((started, started + float(meta["duration_s"])))
     if not spans:
-        raise ValueError(f"{run}: no summary.json and no saved history")
+        raise ValueError(f"{run}: no summary.json, no scenario's results and no saved history")
     start, end = min(s for s, _ in spans), max(e for _, e in spans)
     return {"run_id": run.name, "profile": like["profile"], "system": like.get("system"), "build": like.get("build"),
             "started": start, "duration_s": end - start, "unfinished": True,
