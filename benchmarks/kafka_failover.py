@@ -3,7 +3,8 @@
 For every S4 history of a run on the dedicated-controller Kafka, sets the client's view (the longest
 gap between acknowledgements per partition from the fault's start, as the recovery check measures
 it) beside the cluster's own (from the controllers' and brokers' logs: when the active controller
-fenced the victim broker, and when the last of the workload's partitions it led had a new leader).
+fenced the victim broker, and when the last of the workload's partitions it led had a new leader;
+a terminated broker hands its leadership over in its controlled shutdown, before it is fenced).
 A gap far above the cluster's failover is time the client spent learning about it. Prints numbers,
 asserts nothing.
 
@@ -59,9 +60,12 @@ def main() -> None:
         victim = int(start["target"].split("-")[1])
         gap = numeric(check_recovery(history.View(frame, meta))[0]["measured"]) or float("nan")
         fence = next((t - start["wall"] for t, b in fenced if b == victim and t >= start["wall"] - 1), None)
-        moved = [t - start["wall"] for t, topic, _p, epoch in leaders
-                 if topic == meta["topic"] and epoch > 0 and t >= start["wall"] - 1]
-        last_leader = max(moved) if moved else None
+        led = set(start.get("served", {}).get("leads", []))  # the partitions the victim led
+        first: dict[int, float] = {}  # each of them: its first new leader after the fault started
+        for t, topic, partition, epoch in sorted(leaders):
+            if topic == meta["topic"] and partition in led and epoch > 0 and t >= start["wall"] - 1:
+                first.setdefault(partition, t - start["wall"])
+        last_leader = max(first.values()) if first else None
         rows.append((meta["variant"], gap, fence, last_leader))
         print(f"{meta['variant']:>14}: client gap {gap:7.2f} s; victim fenced after "
               f"{'-' if fence is None else f'{fence:.2f} s'}; new leaders by "
