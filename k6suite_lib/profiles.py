@@ -96,6 +96,8 @@ class StackSettings:
     port_base: int = 29000
     # dedicated KRaft controllers (Kafka only); 0: every starting broker is also a controller
     controllers: int = 0
+    # the system deployed on a real Kubernetes control plane by its operator (stack/kafscale_k8s.py)
+    kubernetes: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,16 +266,20 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
 
     stack: StackSettings | None = None
     if embedded:
-        stack_reader = top.child("stack", ("brokers", "port_base", "controllers"))
+        stack_reader = top.child("stack", ("brokers", "port_base", "controllers", "kubernetes"))
         stack = StackSettings(brokers=stack_reader.int("brokers", 3, 1, 9),
                               port_base=stack_reader.int("port_base", 29000, 1024, 32400),
-                              controllers=stack_reader.int("controllers", 0, 0, 9))
+                              controllers=stack_reader.int("controllers", 0, 0, 9),
+                              kubernetes=stack_reader.bool("kubernetes", False))
         if stack.controllers and kind != "kafka":
             stack_reader.fail("controllers", f"only Apache Kafka has KRaft controllers; target.kind is {kind!r}")
         if kind not in EMBEDDED_KINDS:
             target.fail("embedded", f"embedded stacks run {', '.join(EMBEDDED_KINDS)}; target.kind is {kind!r}")
-        if driver != "local":
-            faults_reader.fail("driver", "an embedded profile is driven by the local fault driver")
+        if stack.kubernetes and kind != "kafscale":
+            stack_reader.fail("kubernetes", f"only KafScale is deployed on Kubernetes here; target.kind is {kind!r}")
+        if driver != ("kubernetes" if stack.kubernetes else "local"):
+            faults_reader.fail("driver", "an embedded profile on Kubernetes is driven by the kubernetes fault driver"
+                               if stack.kubernetes else "an embedded profile is driven by the local fault driver")
     elif top.has("stack"):
         top.fail("stack", "only an embedded profile (target.embedded: true) has a stack section")
 
@@ -427,14 +433,15 @@ def embedded_addresses(kind: str, stack: StackSettings) -> dict[str, Any]:
 
     layout = StackLayout(port_base=stack.port_base, brokers=stack.brokers)
     return {"bootstrap_servers": (), "metrics_urls": (), "etcd_endpoints": (), "object_store.endpoint": None,
-            "object_store.bucket": None, **stack_class(kind).addresses(layout)}
+            "object_store.bucket": None, **stack_class(kind, stack.kubernetes).addresses(layout)}
 
 
 def beside(profile: Profile, offset: int, suffix: str, brokers: int = 1) -> Profile:
     """The profile of a small embedded stack of the same system beside the profile's own (port base +
     offset), for scenarios that need a stack shaped otherwise (S6 grows one, S8 secures one); its
     topics are replicated no more than it has brokers."""
-    stack = StackSettings(brokers=brokers, port_base=profile.stack.port_base + offset)
+    stack = StackSettings(brokers=brokers, port_base=profile.stack.port_base + offset,
+                          kubernetes=profile.stack.kubernetes)
     addresses = embedded_addresses(profile.target_kind, stack)
     return replace(profile, name=f"{profile.name}-{suffix}", stack=stack,
                    bootstrap_servers=addresses["bootstrap_servers"], metrics_urls=addresses["metrics_urls"],

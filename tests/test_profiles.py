@@ -9,7 +9,7 @@ import yaml
 
 from k6suite_lib.profiles import ProfileError, available_profiles, load_profile, parse_profile
 
-SHIPPED = ("local", "local-single", "local-service", "k8s-local", "kafka-local")
+SHIPPED = ("local", "local-single", "local-service", "k8s-local", "kafka-local", "k8s")
 
 
 def test_shipped_profiles_load():
@@ -28,6 +28,25 @@ def test_embedded_addresses_are_derived_from_the_port_base():
     assert local.object_store.endpoint == "http://127.0.0.1:29000"
     assert local.etcd_endpoints == ("http://127.0.0.1:29010",)
     assert local.client.max_api_versions == {}  # the stack learns its caps from the build (test_builds.py)
+
+
+def test_the_k8s_profile_derives_the_deployments_addresses():
+    profile = load_profile("k8s")
+    assert profile.embedded and profile.stack.kubernetes and profile.faults.driver == "kubernetes"
+    assert profile.bootstrap_servers == ("127.0.0.1:29592",)  # the proxy Service, forwarded by the node
+    assert profile.metrics_urls == ("http://127.0.0.1:29610/metrics",)  # the broker Service's metrics port
+    assert profile.object_store.endpoint == "http://127.0.0.1:29500"
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d["faults"].update(driver="local"), "faults.driver: an embedded profile on Kubernetes is driven"),
+    (lambda d: d["target"].update(kind="kafka"), "stack.kubernetes: only KafScale is deployed on Kubernetes here"),
+])
+def test_a_kubernetes_stack_needs_kafscale_and_the_kubernetes_driver(tmp_path, mutate, message):
+    raw = yaml.safe_load(Path("profiles/k8s.yaml").read_text())
+    mutate(raw)
+    with pytest.raises(ProfileError, match=message):
+        parse_profile(raw, "k8s.yaml")
 
 
 def test_local_service_uses_the_original_suites_ports():

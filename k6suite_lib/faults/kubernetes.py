@@ -31,10 +31,19 @@ class KubernetesDriver:
 
     @classmethod
     def from_profile(cls, profile, api_client=None) -> KubernetesDriver:
+        """The profile's cluster: an embedded one through its stack's kubeconfig, else the default kubeconfig."""
         settings = profile.faults.settings
         missing = [k for k in ("namespace", "cluster", "broker_selector") if k not in settings]
         if missing:
             raise ValueError(f"{profile.source}: faults.settings lacks {', '.join(missing)} for the kubernetes driver")
+        if api_client is None and profile.embedded:
+            from kubernetes import config
+
+            from k6suite_lib.stack.kafscale_k8s import kubeconfig_path
+            from k6suite_lib.stack.layout import StackLayout
+
+            layout = StackLayout(port_base=profile.stack.port_base, brokers=profile.stack.brokers)
+            api_client = config.new_client_from_config(config_file=str(kubeconfig_path(layout)))
         return cls(settings["namespace"], settings["cluster"], settings["broker_selector"], api_client=api_client)
 
     @property

@@ -26,12 +26,16 @@ SYSTEMS = {
     "kafka": "k6suite_lib.stack.kafka:KafkaStack",
     "tansu": "k6suite_lib.stack.tansu:TansuStack",
 }
+ON_KUBERNETES = {"kafscale": "k6suite_lib.stack.kafscale_k8s:KubernetesKafScaleStack"}
 
 
-def stack_class(system: str) -> type[EmbeddedStack]:
+def stack_class(system: str, kubernetes: bool = False) -> type[EmbeddedStack]:
+    """The stack of a system: its processes started directly, or (kubernetes) deployed by its operator."""
     if system not in SYSTEMS:
         raise StackError(f"no embedded stack for {system!r}; embedded systems: {', '.join(SYSTEMS)}")
-    module, name = SYSTEMS[system].split(":")
+    if kubernetes and system not in ON_KUBERNETES:
+        raise StackError(f"no Kubernetes deployment of {system!r}; deployed on Kubernetes: {', '.join(ON_KUBERNETES)}")
+    module, name = (ON_KUBERNETES if kubernetes else SYSTEMS)[system].split(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -42,7 +46,8 @@ def open_stack(profile, log: Callable[[str], None] = print, security: Security |
         raise StackError(f"profile {profile.name!r} does not describe an embedded stack")
     layout = StackLayout(port_base=profile.stack.port_base, brokers=profile.stack.brokers,
                          controllers=profile.stack.controllers)
-    return stack_class(profile.target_kind)(layout, log=log, security=security, build_sources=profile.build)
+    return stack_class(profile.target_kind, profile.stack.kubernetes)(layout, log=log, security=security,
+                                                                      build_sources=profile.build)
 
 
 @contextmanager

@@ -52,7 +52,7 @@ PROBE_TIMEOUT_S = 2.0
 ETCD_HISTORY = "1m"  # revisions older than this are compacted away
 S3_REGION = "us-east-1"
 # Every role any system uses, in start order; down() stops in the reverse order.
-ROLE_ORDER = ("metadata", "storage", "fault-proxy", "controller", "broker", "proxy")
+ROLE_ORDER = ("metadata", "storage", "fault-proxy", "control-plane", "node", "controller", "broker", "proxy")
 
 
 def base_env() -> dict[str, str]:

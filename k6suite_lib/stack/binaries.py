@@ -138,6 +138,10 @@ def install(systems: list[str] | None = None, log=print, builds: dict[str, str] 
             log(f"{name} {spec.version}: built")
         paths[name] = path
     paths["etcd"] = etcd_path()
+    if systems is None:  # everything: also the Kubernetes control plane and node (stack/controlplane.py)
+        from k6suite_lib.stack import controlplane
+
+        paths.update(controlplane.install(log))
     from k6suite_lib.stack import builds as system_builds
 
     for system in wanted:
