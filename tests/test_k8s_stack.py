@@ -39,8 +39,9 @@ def k8s_stack(tmp_path_factory, isolated_outputs):
     try:
         yield stack, profile
     finally:
+        pids = stack.broker_pids()
         stack.down()
-        leftovers = [pid for pid in stack.broker_pids().values() if is_alive_pid(pid)]
+        leftovers = [pid for pid in pids.values() if is_alive_pid(pid)]
         assert not leftovers, f"broker processes left running: {leftovers}"
 
 

@@ -138,7 +138,7 @@ func describeNode(n *corev1.Node, slots int) {
 	n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: host}}
 	n.Status.NodeInfo.OperatingSystem = "linux"
 	n.Status.NodeInfo.Architecture = "amd64"
-	n.Status.NodeInfo.KubeletVersion = "k6suite-node (virtual-kubelet v1.14.1)"
+	n.Status.NodeInfo.KubeletVersion = "v1.34.2-k6suite-node"
 }
 
 // ---------------------------------------------------------------------------------------------- pods
