@@ -138,11 +138,6 @@ class KubernetesKafScaleStack(KafScaleStack):
         wait_ready(record, self._apiserver_ready, READY_TIMEOUT_S)
         self._start("kube-controller-manager", "control-plane", controlplane.controller_manager_argv(files), {}, [])
         self._start("kube-scheduler", "control-plane", controlplane.scheduler_argv(files), {}, [])
-        build = self.build
-        binaries_by_part = {**build.paths, "kafscale-operator": operator_binary(build, self.log)}
-        images = {IMAGES[part]: {"binary": path, **IMAGE_CONFIG.get(part, {})}
-                  for part, path in binaries_by_part.items() if part in IMAGES}
-        files.images.write_text(json.dumps(images, indent=2))
         services = {f"{NAMESPACE}/{CLUSTER}-proxy:9092": self.layout.proxy_port,
                     f"{NAMESPACE}/{CLUSTER}-broker:9092": self.layout.port_base + BROKER_SERVICE_OFFSET,
                     f"{NAMESPACE}/{CLUSTER}-broker:9093": self.layout.port_base + METRICS_SERVICE_OFFSET}
@@ -179,6 +174,11 @@ class KubernetesKafScaleStack(KafScaleStack):
         """What a KafScale user applies: CRDs, namespace, operator, S3 Secret, KafscaleCluster, proxy."""
         from kubernetes import client, utils
 
+        build = self.build
+        binaries_by_part = {**build.paths, "kafscale-operator": operator_binary(build, self.log)}
+        images = {IMAGES[part]: {"binary": path, **IMAGE_CONFIG.get(part, {})}
+                  for part, path in binaries_by_part.items() if part in IMAGES}
+        self.files.images.write_text(json.dumps(images, indent=2))
         api = self.api()
         for crd in chart_crds(self.build):
             client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)

@@ -79,18 +79,10 @@ func main() {
 	logger := logrus.StandardLogger()
 	log.L = logruslogger.FromLogrus(logrus.NewEntry(logger))
 
-	imageMap := map[string]imageSpec{}
-	raw, err := os.ReadFile(*images)
-	if err == nil {
-		err = json.Unmarshal(raw, &imageMap)
-	}
-	if err != nil {
-		logger.Fatalf("reading %s: %v", *images, err)
-	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 
-	prov := newProvider(imageMap, *stateDir, *portBase, *portSpan, *slots)
+	prov := newProvider(*images, *stateDir, *portBase, *portSpan, *slots)
 	var svcLister func(ns, name string) (*corev1.Service, error)
 	n, err := nodeutil.NewNode(*name, func(cfg nodeutil.ProviderConfig) (nodeutil.Provider, nodeutil.NodeProvider, error) {
 		describeNode(cfg.Node, *slots)
@@ -178,7 +170,7 @@ type imageSpec struct {
 
 type provider struct {
 	mu                 sync.Mutex
-	images             map[string]imageSpec
+	imagesPath         string
 	stateDir           string
 	portBase, portSpan int
 	slots              []bool
@@ -186,8 +178,8 @@ type provider struct {
 	notify             func(*corev1.Pod)
 }
 
-func newProvider(images map[string]imageSpec, stateDir string, portBase, portSpan, slots int) *provider {
-	return &provider{images: images, stateDir: stateDir, portBase: portBase, portSpan: portSpan,
+func newProvider(imagesPath, stateDir string, portBase, portSpan, slots int) *provider {
+	return &provider{imagesPath: imagesPath, stateDir: stateDir, portBase: portBase, portSpan: portSpan,
 		slots: make([]bool, slots), pods: map[string]*podRun{}, notify: func(*corev1.Pod) {}}
 }
 
@@ -203,8 +195,22 @@ func imageRepository(image string) string {
 	return image
 }
 
+// images reads the image map when a pod starts: the builds it names may be made after the node started.
+func (p *provider) images() (map[string]imageSpec, error) {
+	images := map[string]imageSpec{}
+	raw, err := os.ReadFile(p.imagesPath)
+	if err == nil {
+		err = json.Unmarshal(raw, &images)
+	}
+	return images, err
+}
+
 func (p *provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	k := key(pod.Namespace, pod.Name)
+	images, err := p.images()
+	if err != nil {
+		return err
+	}
 	p.mu.Lock()
 	old := p.pods[k]
 	p.mu.Unlock()
@@ -232,7 +238,7 @@ func (p *provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 
 	next := int32(p.portBase + run.slot*p.portSpan)
 	for _, c := range pod.Spec.Containers {
-		ports := p.images[imageRepository(c.Image)].Exposed
+		ports := images[imageRepository(c.Image)].Exposed
 		for _, port := range c.Ports {
 			ports = append(ports, port.ContainerPort)
 		}
@@ -248,7 +254,7 @@ func (p *provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	}
 	dir := filepath.Join(p.stateDir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
 	for _, spec := range pod.Spec.Containers {
-		image, ok := p.images[imageRepository(spec.Image)]
+		image, ok := images[imageRepository(spec.Image)]
 		if !ok {
 			return p.fail(run, fmt.Errorf("image %s: no local build for %s", spec.Image, imageRepository(spec.Image)))
 		}
