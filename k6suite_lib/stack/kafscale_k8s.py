@@ -129,13 +129,17 @@ class KubernetesKafScaleStack(KafScaleStack):
         self._require_proxy_serves()
         self._learn_client_caps()
 
-    def _start_control_plane(self) -> None:
-        token = stack_secret(f"K6SUITE_STACK_{self.layout.port_base}_KUBE_TOKEN")
-        files = controlplane.write_files(self.files.folder, self.apiserver_port, token)
+    def _start_apiserver(self) -> controlplane.ControlPlaneFiles:
+        """kube-apiserver on the stack's etcd, with its files (keys, token, certificate, kubeconfig)."""
+        files = controlplane.write_files(self.files.folder, self.apiserver_port, self._token())
         record = self._start("kube-apiserver", "control-plane",
                              controlplane.apiserver_argv(files, self.apiserver_port, self.layout.etcd_url), {},
                              [self.apiserver_port])
         wait_ready(record, self._apiserver_ready, READY_TIMEOUT_S)
+        return files
+
+    def _start_control_plane(self) -> None:
+        files = self._start_apiserver()
         self._start("kube-controller-manager", "control-plane", controlplane.controller_manager_argv(files), {}, [])
         self._start("kube-scheduler", "control-plane", controlplane.scheduler_argv(files), {}, [])
         services = {f"{NAMESPACE}/{CLUSTER}-proxy:9092": self.layout.proxy_port,

@@ -1,0 +1,33 @@
+"""The Kubernetes API server the suite builds (k8s/controlplane/go.mod) runs on the stack's etcd and
+serves the official Python client: the part of the control plane every other one talks to."""
+
+from __future__ import annotations
+
+from kubernetes import client
+
+from k6suite_lib.stack.kafscale_k8s import KubernetesKafScaleStack
+from k6suite_lib.stack.layout import StackLayout
+from tests.conftest import port_base_for
+
+
+def test_the_api_server_stores_objects_in_the_stacks_etcd_and_serves_the_official_client(isolated_outputs):
+    stack = KubernetesKafScaleStack(StackLayout(port_base=port_base_for(27800), brokers=1), log=lambda _m: None)
+    stack.layout.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        stack._start_etcd()
+        files = stack._start_apiserver()
+        api = stack.api()
+        core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+        assert "default" in [ns.metadata.name for ns in core.list_namespace().items]
+        labels = {"app": "probe"}
+        apps.create_namespaced_stateful_set("default", {
+            "metadata": {"name": "probe"},
+            "spec": {"serviceName": "probe", "replicas": 1, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"containers": [{"name": "c", "image": "example/none:1"}]}}}})
+        assert apps.read_namespaced_stateful_set("probe", "default").spec.replicas == 1
+        assert stack.etcd.get("/registry/statefulsets/default/probe")[0], "not stored under /registry in etcd"
+        assert files.kubeconfig.stat().st_mode & 0o077 == 0, "the kubeconfig holds a token: mode 0600"
+    finally:
+        ended = stack.down()
+    assert set(ended) == {"etcd", "kube-apiserver"}
