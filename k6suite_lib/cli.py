@@ -9,7 +9,14 @@ import sys
 import textwrap
 from pathlib import Path
 
-from k6suite_lib.profiles import DEFAULT_PROFILE, ProfileError, available_profiles, load_profile, with_builds
+from k6suite_lib.profiles import (
+    CLIENT_LIBRARIES,
+    DEFAULT_PROFILE,
+    ProfileError,
+    available_profiles,
+    load_profile,
+    with_builds,
+)
 
 EPILOG = """examples:
   k6suite stack up                      start the embedded KafScale stack (profile 'local')
@@ -97,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     targets.add_argument("--profiles", nargs="+", metavar="PROFILE",
                          help="run the scenarios on each of these systems, one after the other, into one archive "
                               "with a trust matrix (report.html, matrix.json, junit.xml) at its top")
+    run.add_argument("--clients", nargs="+", metavar="CLIENT", choices=CLIENT_LIBRARIES,
+                     help="run every system once per recording client library (" + ", ".join(CLIENT_LIBRARIES)
+                          + "): a matrix of system x client in one archive, columns <profile>+<client>")
     run.add_argument("--scenarios", "-s", nargs="+", metavar="ID",
                      help="scenario ids to run (default: all: " + " ".join(_scenario_ids()) + ")")
     run.add_argument("--tier", "-t", choices=("smoke", "full"), default=None,
@@ -219,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
             from k6suite_lib.matrix import run_matrix
 
             return run_matrix(args.profiles, args.scenarios, args.tier, args.out, args.cell_timeout,
-                              _parameters(args.param), builds=_builds(args.build)).exit_code
+                              _parameters(args.param), builds=_builds(args.build), clients=args.clients).exit_code
+        if args.command == "run" and args.clients:
+            from k6suite_lib.matrix import run_matrix
+
+            return run_matrix([args.profile], args.scenarios, args.tier, args.out, args.cell_timeout,
+                              _parameters(args.param), builds=_builds(args.build), clients=args.clients).exit_code
         if args.command == "run":
             from k6suite_lib.runner import run_suite
 
@@ -370,7 +385,9 @@ def _check(args: argparse.Namespace) -> int:
               + (f", completed with {', '.join(added)}" if added else "") + ", as a run would be", file=sys.stderr)
     with pd.option_context("display.width", 200, "display.max_colwidth", 90):
         print(f"history {args.history}: {len(view.frame)} rows, run {meta.get('run_id', '?')}, "
-              f"topic {meta.get('topic', '?')}, {meta.get('scenario', '?')} {meta.get('variant', '')}".rstrip())
+              f"topic {meta.get('topic', '?')}, {meta.get('scenario', '?')} {meta.get('variant', '')}".rstrip()
+              + f", client {meta.get('client_version') or meta.get('client', 'kafka-python (not recorded)')}"
+              + f"{', idempotent' if meta.get('idempotent') else ''}")
         print(verdicts.drop(columns=["passed"]).to_string(index=False))
         print()
         print(latency_summary(view).round(2).to_string())

@@ -148,13 +148,13 @@ def open_histories(run_id: str = "", history: str = "", scenario: str = "", vari
 
 
 def histories_table(runs: list[Explored]) -> pd.DataFrame:
-    """What was loaded: per history its run, profile, size, faults, anomalies and failed checks."""
+    """What was loaded: per history its run, profile, recording client, size, faults, anomalies and failed checks."""
     rows = []
     for run in runs:
         windows = run.view.windows
         rows.append({
             "history": run.label, "run": run.view.meta.get("run_id", ""), "profile": run.view.meta.get("profile", ""),
-            "operations": len(run.view.frame),
+            "client": run.view.meta.get("client", "kafka-python"), "operations": len(run.view.frame),
             "faults": "; ".join(f"{_fault_label(w)} {(w.end_ns - w.start_ns) / 1e9:.1f} s"
                                 for w in windows.itertuples()) or "none",
             "anomalies": sum(anomaly_count(name, rows) for name, rows in run.found.items()),

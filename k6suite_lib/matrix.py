@@ -29,28 +29,33 @@ ANSWER_ORDER = ("NO", "YES", "NOT TESTED", "NOT PROMISED")
 
 def run_matrix(profile_names: list[str], scenarios: list[str] | None = None, tier: str = "smoke",
                out_root: Path | None = None, cell_timeout_s: int = 1800, parameters: dict[str, Any] | None = None,
-               log: Callable[[str], None] = print, builds: dict[str, str] | None = None):
+               log: Callable[[str], None] = print, builds: dict[str, str] | None = None,
+               clients: list[str] | None = None):
     """Run the scenarios on every profile, one after the other (one embedded stack at a time: the
     machine has two cores), and render the matrix. Exit code as a single run's (report.EXIT_CODES):
     1 when any system failed, else 3 when any left a question NOT TESTED, else 0.
     Profiles of one system with different builds (their `build:`) make a matrix whose columns are builds;
-    builds (--build) go to every profile of the system they name."""
+    builds (--build) go to every profile of the system they name. clients (--clients): every system runs
+    once per recording client library, a column per system and client (<profile>+<client>)."""
     from k6suite_lib.profiles import load_profile
     from k6suite_lib.runner import RunOutcome, _write_json, run_suite
     from k6suite_lib.stack.layout import outputs_root
     from k6suite_lib.workload import new_run_id
 
     names = [load_profile(name).name for name in profile_names]  # a typo fails before anything starts
-    if len(set(names)) != len(names):
-        raise ValueError(f"each profile once, please: {', '.join(profile_names)}")
+    if len(set(names)) != len(names) or len(set(clients or [])) != len(clients or []):
+        raise ValueError(f"each profile and client once, please: {', '.join(profile_names + (clients or []))}")
+    cells = [(name, given, client) for name, given in zip(names, profile_names, strict=True)
+             for client in (clients or [None])]
     run_id = new_run_id()
     run_dir = (out_root or outputs_root()) / run_id
     started = time.time()
     summaries = []
-    for index, (name, given) in enumerate(zip(names, profile_names, strict=True), 1):
-        log(f"=== system {index}/{len(names)}: {name}")
+    for index, (name, given, client) in enumerate(cells, 1):
+        column = f"{name}+{client}" if client else name
+        log(f"=== system {index}/{len(cells)}: {column}")
         outcome = run_suite(given, scenarios, tier, cell_timeout_s=cell_timeout_s, parameters=parameters, log=log,
-                            run_id=run_id, run_dir=run_dir / name, builds=builds)
+                            run_id=run_id, run_dir=run_dir / column, builds=builds, client=client)
         summaries.append(outcome.summary)
     matrix = build_matrix(summaries, run_id, tier, started)
     _write_json(run_dir / "matrix.json", matrix)
@@ -76,7 +81,8 @@ def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, starte
 
     records = calibration.load_records() if records is None else records
     in_use = calibration.baselines_in_use(summaries)
-    systems = [{"profile": s["profile"], "system": s.get("system", ""), "build": s.get("build"),
+    systems = [{"profile": s["profile"], "system": s.get("system", ""), "client": s.get("client", "kafka-python"),
+                "build": s.get("build"),
                 "result": run_result(s), "counts": s["counts"],
                 "not_promised": s.get("not_promised", {}), "target": s.get("target", {}),
                 "stack_error": s.get("stack_error", "")} for s in summaries]
@@ -94,12 +100,26 @@ def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, starte
         checks = _checks(summaries, question)
         for row in checks:
             row["calibration"] = calibration.verdict_note(records, in_use, row["scenario"], row)
+            row["client_dependent"] = client_dependent(row, systems)
         questions.append({"question": question.text, "scenarios": list(scenario_ids), "cells": cells,
+                          "client_dependent": client_dependent({"cells": {p: {"status": c["answer"]}
+                                                                          for p, c in cells.items()}}, systems),
                           "checks": checks})
     results = {s["result"] for s in systems}
     result = "FAIL" if "FAIL" in results else "NOT TESTED" if "NOT TESTED" in results else "PASS"
     return {"run_id": run_id, "tier": tier, "started": started, "duration_s": round(time.time() - started, 2),
             "systems": systems, "questions": questions, "result": result, "passed": result == "PASS"}
+
+
+def client_dependent(row: dict[str, Any], systems: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Per system run with several clients whose outcomes differ for this row: client -> status. A
+    finding that depends on the client shows here; one every client sees (or one client) does not."""
+    by_system: dict[str, dict[str, str]] = {}
+    for s in systems:
+        cell = row["cells"].get(s["profile"])
+        if cell is not None:
+            by_system.setdefault(s["profile"].split("+")[0], {})[s["client"]] = cell["status"]
+    return {system: statuses for system, statuses in by_system.items() if len(set(statuses.values())) > 1}
 
 
 def _checks(summaries: list[dict[str, Any]], question) -> list[dict[str, Any]]:
@@ -163,7 +183,7 @@ is kept and fails where it is broken.</p>
 {% for c in q.checks %}<tr><td>{{ c.scenario }} {{ c.variant }}: {{ c.check }} <span class="small">{{ c.requirement }}</span><br><span class="small{% if c.calibration.stale or c.calibration.shaky or not c.calibration.calibrated %} warn{% endif %}">{{ c.calibration.text }}</span></td>
 {% for s in m.systems %}{% set cell = c.cells.get(s.profile) %}{% if cell %}<td class="{{ cell.status|replace(' ', '') }}"><a href="{{ cell.link }}">{{ cell.status }}</a><br><span class="small">{{ cell.measured }}</span></td>{% else %}<td class="NOTTESTED">not run</td>{% endif %}{% endfor %}</tr>{% endfor %}
 </table></details></td>
-{% for s in m.systems %}{% set cell = q.cells[s.profile] %}<td class="{{ cell.answer|replace(' ', '') }}"><a href="{{ cell.link }}"><b>{{ cell.answer }}</b></a>{% if cell.caveat %} <span class="warn">({{ cell.caveat }})</span>{% endif %}<br><span class="small">{{ cell.why }}</span></td>{% endfor %}</tr>{% endfor %}
+{% for s in m.systems %}{% set cell = q.cells[s.profile] %}<td class="{{ cell.answer|replace(' ', '') }}"><a href="{{ cell.link }}"><b>{{ cell.answer }}</b></a>{% if cell.caveat %} <span class="warn">({{ cell.caveat }})</span>{% endif %}<br><span class="small">{{ cell.why }}</span>{% set dep = q.client_dependent.get(s.profile.split('+')[0]) %}{% if dep %}<br><span class="small">depends on the client: {% for c, a in dep.items() %}{{ c }} {{ a }}{% if not loop.last %}, {% endif %}{% endfor %}</span>{% endif %}</td>{% endfor %}</tr>{% endfor %}
 </table>
 <p class="small">Each system's folder holds its own report, executed notebooks, histories (re-judge with
 <code>k6suite check</code>), storage listings, plots, stack logs and manifest. matrix.json and junit.xml hold this table.</p>

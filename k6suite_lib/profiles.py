@@ -23,6 +23,8 @@ DEFAULT_PROFILE = "local"
 TARGET_KINDS = ("kafscale", "kafka", "tansu", "other")
 EMBEDDED_KINDS = ("kafscale", "kafka", "tansu")
 FAULT_DRIVERS = ("local", "kubernetes", "none")
+# The recording clients a workload can run (workload/orchestrator.runners).
+CLIENT_LIBRARIES = ("kafka-python", "librdkafka", "franz-go")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Kafka API names a profile may cap (client.max_api_versions); the values are Kafka's api keys.
@@ -65,7 +67,10 @@ class ClientSettings:
     security_protocol: str = "PLAINTEXT"
     tls: TlsSettings = field(default_factory=TlsSettings)
     sasl: SaslSettings = field(default_factory=SaslSettings)
-    idempotence: bool = False
+    library: str = "kafka-python"  # the recording client (CLIENT_LIBRARIES); `k6suite run --clients` sets it
+    # None: the library's default (kafka-python 3 and franz-go: on; librdkafka: off). A profile may not
+    # switch a default off to get around a failure: that failure is a finding.
+    idempotence: bool | None = None
     api_version: str | None = None
     max_api_versions: dict[str, int] = field(default_factory=dict)
     request_timeout_ms: int = 10000
@@ -204,7 +209,7 @@ class _Reader:
             self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def bool(self, key: str, default: bool) -> bool:
+    def bool(self, key: str, default: bool | None) -> bool | None:
         if not self.has(key):
             return default
         value = self.data[key]
@@ -252,7 +257,7 @@ def parse_profile(raw: Any, source: str = "<profile>") -> Profile:
     embedded = target.bool("embedded", False)
 
     client = _parse_client(top.child("client", (
-        "security_protocol", "tls", "sasl", "idempotence", "api_version", "max_api_versions",
+        "security_protocol", "tls", "sasl", "library", "idempotence", "api_version", "max_api_versions",
         "request_timeout_ms", "replication_factor",
     )))
     store_reader = top.child("object_store", (
@@ -418,7 +423,8 @@ def _parse_client(reader: _Reader) -> ClientSettings:
             check_hostname=tls_reader.bool("check_hostname", True),
         ),
         sasl=sasl,
-        idempotence=reader.bool("idempotence", False),
+        library=reader.str("library", "kafka-python", choices=CLIENT_LIBRARIES),
+        idempotence=reader.bool("idempotence", None),
         api_version=None if api_version is None else str(api_version),
         max_api_versions=dict(caps_raw),
         request_timeout_ms=reader.int("request_timeout_ms", 10000, 100, 600000),

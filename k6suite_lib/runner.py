@@ -74,11 +74,12 @@ class RunOutcome:
 def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str = "smoke",
               out_root: Path | None = None, cell_timeout_s: int = 1800, parameters: dict[str, Any] | None = None,
               log: Callable[[str], None] = print, run_id: str = "", run_dir: Path | None = None,
-              builds: dict[str, str] | None = None) -> RunOutcome:
+              builds: dict[str, str] | None = None, client: str | None = None) -> RunOutcome:
     """Run the chosen scenarios against a profile's target and archive everything.
 
     parameters override notebook parameters (e.g. {"repeats": 3}) in every scenario that has them.
     builds (--build) choose the embedded system's build (stack/builds.py) over the profile's.
+    client (--clients) chooses the recording client library over the profile's (client.library).
     The archive goes to run_dir (default: <out_root>/<run_id>/; a matrix gives each system a folder).
     """
     import papermill
@@ -93,7 +94,7 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
     run_id = run_id or new_run_id()
     run_dir = run_dir or (out_root or outputs_root()) / run_id
     run_dir.mkdir(parents=True)
-    profile = _with_builds(profile, builds or {}, run_dir)
+    profile = _with_client(_with_builds(profile, builds or {}, run_dir), client, run_dir)
     started = time.time()
     log(f"run {run_id}: profile {profile.name}, tier {tier}, scenarios {' '.join(s.id for s in chosen)}")
     results = []
@@ -307,6 +308,23 @@ def _with_builds(profile: Profile, builds: dict[str, str], run_dir: Path) -> Pro
     return load_profile(written)
 
 
+def _with_client(profile: Profile, client: str | None, run_dir: Path) -> Profile:
+    """The profile with its recording client chosen, written into the archive as profile.yaml (the
+    notebooks load it from there) and named <profile>+<client>: a matrix column per system and client."""
+    import yaml
+
+    if client is None:
+        return profile
+    raw = yaml.safe_load(Path(profile.source).read_text())
+    raw["name"] = f"{profile.name}+{client}"
+    raw.setdefault("client", {})["library"] = client
+    if profile.build:
+        raw["build"] = profile.build
+    written = run_dir / "profile.yaml"
+    written.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_profile(written)
+
+
 def _render_html(notebook: Path) -> None:
     """Redact the executed notebook in place (a traceback could quote anything), then render it."""
     if not notebook.is_file():
@@ -345,6 +363,7 @@ def build_summary(results: list[dict[str, Any]], profile: Profile, run_id: str, 
     built = embedded_build(profile) if profile.embedded else {}
     summary = {
         "run_id": run_id, "profile": profile.name, "system": profile.target_kind, "embedded": profile.embedded,
+        "client": profile.client.library,
         "build": built.get("build"), "learned_at_start": built.get("learned_at_start"),
         "not_promised": profile.not_promised, "tier": tier, "started": started,
         "duration_s": round(time.time() - started, 2), "target": target, "stack_error": stack_error,

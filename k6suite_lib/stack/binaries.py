@@ -142,6 +142,9 @@ def install(systems: list[str] | None = None, log=print, builds: dict[str, str] 
         from k6suite_lib.stack import controlplane
 
         paths.update(controlplane.install(log))
+    from k6suite_lib.workload import franzgo  # the recording franz-go client, whatever the system
+
+    paths["franzgo"] = franzgo.install(log)
     from k6suite_lib.stack import builds as system_builds
 
     for system in wanted:

@@ -21,6 +21,25 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+# What each recording client library does when nobody configures idempotence (kafka-python 3 and
+# franz-go turn it on; librdkafka leaves it off), and how to name its version in a history.
+DEFAULT_IDEMPOTENCE = {"kafka-python": True, "librdkafka": False, "franz-go": True}
+
+
+def library_version(library: str) -> str:
+    if library == "kafka-python":
+        import kafka
+
+        return f"kafka-python {kafka.__version__}"
+    if library == "librdkafka":
+        import confluent_kafka
+
+        return f"librdkafka {confluent_kafka.libversion()[0]} (confluent-kafka {confluent_kafka.version()[0]})"
+    from k6suite_lib.workload import franzgo
+
+    return f"franz-go {franzgo.FRANZ_GO_VERSION}"
+
+
 @dataclass(frozen=True)
 class WorkloadConfig:
     producers: int = 1
@@ -37,6 +56,7 @@ class WorkloadConfig:
     rate: float = 0.0  # total sends per second; 0 = closed loop
     acks: str | int = "all"
     idempotence: bool | None = None  # None: the profile's setting
+    client: str | None = None  # the recording client library (CLIENT_LIBRARIES); None: the profile's
     linger_ms: int = 0
     max_in_flight: int = 1
     message_bytes: int = 128
@@ -73,7 +93,15 @@ class WorkloadConfig:
             raise ValueError("need at least one producer and one partition")
 
     def idempotent(self, profile: Profile) -> bool:
-        return profile.client.idempotence if self.idempotence is None else self.idempotence
+        """The idempotence asked for: the workload's, else the profile's, else the library's default."""
+        if self.idempotence is not None:
+            return self.idempotence
+        if profile.client.idempotence is not None:
+            return profile.client.idempotence
+        return DEFAULT_IDEMPOTENCE[self.library(profile)]
+
+    def library(self, profile: Profile) -> str:
+        return self.client or profile.client.library
 
 
 @dataclass
@@ -87,10 +115,12 @@ class WorkloadResult:
     started_wall: float
     duration_s: float
     notes: list[str] = field(default_factory=list)
+    client: str = "kafka-python"
 
     def meta(self) -> dict[str, Any]:
         """What travels with a saved history so it can be re-checked and understood later."""
         return {"run_id": self.run_id, "topic": self.topic, "profile": self.profile,
-                "config": asdict(self.config), "idempotent": self.idempotent, "started_wall": self.started_wall,
+                "config": asdict(self.config), "idempotent": self.idempotent, "client": self.client,
+                "client_version": library_version(self.client), "started_wall": self.started_wall,
                 "duration_s": self.duration_s, "notes": self.notes,
                 "version_caps": clients.active_version_caps()}

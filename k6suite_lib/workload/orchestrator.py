@@ -20,7 +20,7 @@ from dataclasses import replace
 from k6suite_lib import clients
 from k6suite_lib.faults.schedule import Schedule
 from k6suite_lib.history import Recorder, now
-from k6suite_lib.profiles import Profile
+from k6suite_lib.profiles import CLIENT_LIBRARIES, Profile
 from k6suite_lib.progress import Progress
 from k6suite_lib.workload.config import WorkloadConfig, WorkloadResult, error_text, new_run_id
 from k6suite_lib.workload.consumer import run_consumer
@@ -45,6 +45,7 @@ def workload_context(profile: Profile, config: WorkloadConfig, run_id: str | Non
 def result_of(ctx: RunContext, started_wall: float, started: float) -> WorkloadResult:
     return WorkloadResult(run_id=ctx.run_id, topic=ctx.topic, config=ctx.config, history=ctx.recorder.frame(),
                           profile=ctx.profile.name, idempotent=ctx.config.idempotent(ctx.profile),
+                          client=ctx.config.library(ctx.profile),
                           started_wall=started_wall, duration_s=time.monotonic() - started, notes=ctx.notes)
 
 
@@ -63,6 +64,21 @@ def run_workload(profile: Profile, config: WorkloadConfig, run_id: str | None = 
         logging.getLogger("kafka").removeHandler(client_log)
 
 
+def runners(library: str) -> tuple[Callable[[RunContext, int], None], Callable[[RunContext, int], None]]:
+    """The recording producer and consumer of a client library (imported only when used)."""
+    if library == "kafka-python":
+        return run_producer, run_consumer
+    if library == "librdkafka":
+        from k6suite_lib.workload import rdkafka
+
+        return rdkafka.run_producer, rdkafka.run_consumer
+    if library == "franz-go":
+        from k6suite_lib.workload import franzgo
+
+        return franzgo.run_producer, franzgo.run_consumer
+    raise ValueError(f"unknown client library {library!r}; known: {', '.join(CLIENT_LIBRARIES)}")
+
+
 def _threads(target, count: int, prefix: str, ctx: RunContext) -> list[threading.Thread]:
     return [threading.Thread(target=target, args=(ctx, i), name=f"{prefix}-{i}", daemon=True) for i in range(count)]
 
@@ -76,6 +92,7 @@ def _run(ctx: RunContext, nemesis: Nemesis | None, progress: Progress) -> Worklo
             clients.create_topic(ctx.profile, ctx.topic, config.partitions)
         except Exception as exc:  # recorded: the checker will find no acked sends and say why
             ctx.connect_failure("admin", exc)
+    run_producer, run_consumer = runners(config.library(ctx.profile))
     consumers = _threads(run_consumer, config.consumers if config.consumer_mode != "none" else 0, "consumer", ctx)
     producers = _threads(run_producer, config.producers, "producer", ctx)
     for thread in consumers:

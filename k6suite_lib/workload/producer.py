@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kafka.errors import TopicAuthorizationFailedError
@@ -18,23 +19,62 @@ from k6suite_lib.workload.context import RunContext
 DEFINITE_SEND_ERRORS = (TopicAuthorizationFailedError,)
 
 
-def run_producer(ctx: RunContext, index: int) -> None:
-    """One producer thread: its share of the records (or until told to stop), then flush and close."""
-    config, name = ctx.config, f"producer-{index}"
-    try:
-        producer = clients.producer(
+Done = Callable[[int, int, int, str, str], None]  # complete_ns, partition, offset, type, error
+
+
+class KafkaPythonSender:
+    """kafka-python 3 behind the producer loop: its futures' callbacks run on the client's I/O thread."""
+
+    library = "kafka-python"
+
+    def __init__(self, ctx: RunContext, name: str) -> None:
+        config = ctx.config
+        self.producer = clients.producer(
             ctx.profile, client_id=f"{ctx.run_id}-{name}", acks=config.acks,
             enable_idempotence=config.idempotent(ctx.profile), linger_ms=config.linger_ms,
             max_in_flight_requests_per_connection=config.max_in_flight,
             delivery_timeout_ms=int(config.delivery_timeout_s * 1000))
+        ctx.register(name, self.producer)
+
+    def send(self, topic: str, payload: bytes, key: bytes | None, partition: int | None, done: Done) -> None:
+        future = self.producer.send(topic, value=payload, key=key, partition=partition)
+        future.add_callback(lambda md: done(time.monotonic_ns(), md.partition, md.offset, "ok", ""))
+        future.add_errback(lambda exc: done(time.monotonic_ns(), -1, -1, send_outcome(exc), error_text(exc)))
+
+    def service(self) -> None:
+        """Nothing to serve: kafka-python's I/O thread runs the callbacks."""
+
+    def flush(self, timeout_s: float) -> None:
+        self.producer.flush(timeout=timeout_s)
+
+    def close(self) -> None:
+        self.producer.close(timeout=5)
+
+
+def send_outcome(exc: BaseException) -> str:
+    """kafka-python: fail only when the broker refused deterministically; anything else may have landed."""
+    return "fail" if isinstance(exc, DEFINITE_SEND_ERRORS) else "info"
+
+
+def run_producer(ctx: RunContext, index: int) -> None:
+    """One kafka-python producer thread (see producer_loop)."""
+    name = f"producer-{index}"
+    try:
+        sender = KafkaPythonSender(ctx, name)
     except Exception as exc:
         ctx.connect_failure(name, exc)
         return
-    ctx.register(name, producer)
+    producer_loop(ctx, index, sender)
+
+
+def producer_loop(ctx: RunContext, index: int, sender) -> None:
+    """One producer thread whatever its library: its share of the records (or until told to stop),
+    then flush and close. sender: send/service/flush/close (KafkaPythonSender, rdkafka.Sender)."""
+    config, name = ctx.config, f"producer-{index}"
     pending: dict[int, dict[str, Any]] = {}  # sends whose outcome is not known yet
-    # The client's I/O thread only appends (op, completion time, metadata, error) here; rows are
-    # built by this thread. Heavier callbacks slowed the I/O thread and every send with it.
-    outcomes: list[tuple[int, int, Any, BaseException | None]] = []
+    # The client's I/O thread only appends (op, completion time, partition, offset, type, error) here;
+    # rows are built by this thread. Heavier callbacks slowed the I/O thread and every send with it.
+    outcomes: list[tuple[int, int, int, int, str, str]] = []
 
     def settle(op: int, outcome: dict[str, Any]) -> None:
         base = pending.pop(op, None)
@@ -46,16 +86,15 @@ def run_producer(ctx: RunContext, index: int) -> None:
                 ctx.tracker.done()
 
     def drain() -> None:
+        sender.service()
         count = len(outcomes)
         batch = outcomes[:count]
         del outcomes[:count]  # appends racing with this land after index count
-        for op, complete_ns, metadata, exc in batch:
-            if exc is None:
-                settle(op, {"type": "ok", "complete_ns": complete_ns, "partition": metadata.partition,
-                            "offset": metadata.offset})
+        for op, complete_ns, partition, offset, kind, error in batch:
+            if kind == "ok":
+                settle(op, {"type": "ok", "complete_ns": complete_ns, "partition": partition, "offset": offset})
             else:
-                outcome = "fail" if isinstance(exc, DEFINITE_SEND_ERRORS) else "info"
-                settle(op, {"type": outcome, "complete_ns": complete_ns, "error": error_text(exc)})
+                settle(op, {"type": kind, "complete_ns": complete_ns, "error": error})
 
     share = None
     if config.records is not None:
@@ -82,13 +121,12 @@ def run_producer(ctx: RunContext, index: int) -> None:
                        "seq": seq, "checksum": crc, "value_len": len(payload), "intended_ns": intended}
         seq += 1
         try:
-            future = producer.send(ctx.topic, value=payload, key=key, partition=partition)
+            sender.send(ctx.topic, payload, key, partition,
+                        lambda t, p, o, kind, error, op=op: outcomes.append((op, t, p, o, kind, error)))
         except Exception as exc:  # raised before anything reached the network
             settle(op, {"type": "fail", "complete_ns": time.monotonic_ns(),
                         "partition": -1 if partition is None else partition, "error": error_text(exc)})
             continue
-        future.add_callback(lambda metadata, op=op: outcomes.append((op, time.monotonic_ns(), metadata, None)))
-        future.add_errback(lambda exc, op=op: outcomes.append((op, time.monotonic_ns(), None, exc)))
         if len(outcomes) >= 256:
             drain()
         if len(pending) > config.max_outstanding:
@@ -100,10 +138,11 @@ def run_producer(ctx: RunContext, index: int) -> None:
             if per_producer_rate:  # due sends that passed while blocked: offered, but never made
                 slot = _record_blocked(ctx, name, start_ns, per_producer_rate, slot, len(pending))
     with contextlib.suppress(Exception):
-        producer.flush(timeout=config.delivery_timeout_s)
+        sender.flush(config.delivery_timeout_s)
     ctx.clients.pop(name, None)
+    drain()
     with contextlib.suppress(Exception):
-        producer.close(timeout=5)
+        sender.close()
     drain()
     for op in list(pending):
         settle(op, {"type": "info", "complete_ns": time.monotonic_ns(),

@@ -1,0 +1,300 @@
+"""librdkafka (PyPI confluent-kafka) as a recording client: the same history rows as kafka-python's.
+
+The client runs with librdkafka's defaults plus only what the workload's contract needs: acks=all,
+the profile's request timeout (``request.timeout.ms`` and ``socket.timeout.ms``: a paused broker is
+noticed when a request times out), the workload's delivery timeout (``message.timeout.ms``), no
+automatic commits and reading from the beginning (the workload records its commits itself).
+librdkafka's default is a non-idempotent producer; the workload's ``idempotence`` runs it both
+ways. librdkafka negotiates API versions per broker from ApiVersions and cannot cap one API, so the
+version caps a system needs (KafScale v1.5.0: Fetch 11, Produce 8) become ``api.version.request=false``
+with ``broker.version.fallback`` = the newest Kafka release whose versions stay under every cap
+(FALLBACKS): that is what a librdkafka user would have to configure, and it is recorded in the history.
+
+How librdkafka's outcomes map to the history (``outcome``): a delivery report without error is
+``ok`` at its partition and offset; an error the broker or the client raised before the record could
+reach a log (authorization, a record too large, an unknown partition, a queue purged unsent, a
+full local queue) is ``fail``; everything else, retriable or fatal, including ``_MSG_TIMED_OUT``
+(the record may have been written before its delivery timeout), is ``info``. Each error row says
+whether librdkafka called it retriable or fatal.
+
+Retries: librdkafka retries inside the client and reports them only as counters (per broker
+``txretries`` in its statistics). The producer samples its statistics every STATS_MS and writes a
+``retry`` row for each partition of the workload's topic that a broker whose counter grew leads, at
+the sample's time: a retry is therefore known to lie within STATS_MS before its row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from k6suite_lib import clients
+from k6suite_lib.history import decode_payload, now
+from k6suite_lib.profiles import Profile
+from k6suite_lib.workload.config import error_text
+from k6suite_lib.workload.consumer import POLL_MS, ConsumerSession, PollResult, record_assignment
+from k6suite_lib.workload.context import RunContext
+from k6suite_lib.workload.producer import Done, producer_loop
+
+STATS_MS = 200
+# Errors whose record certainly did not reach a log: refused deterministically, or never sent.
+DEFINITE = frozenset({
+    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError._INVALID_ARG, KafkaError._QUEUE_FULL,
+    KafkaError._PURGE_QUEUE,
+})
+# broker.version.fallback per (Fetch, Produce) cap: the newest Kafka release whose Fetch and Produce
+# versions stay within them (Kafka 2.3: Fetch 11, Produce 7; 2.4-2.6: Fetch 11, Produce 8; 2.7: Fetch 12).
+FALLBACKS = ((11, 8, "2.6.0"), (11, 7, "2.3.0"), (10, 7, "2.1.0"))
+
+
+def outcome(error: KafkaError) -> str:
+    return "fail" if error.code() in DEFINITE else "info"
+
+
+def describe(error: KafkaError) -> str:
+    kind = "fatal" if error.fatal() else "retriable" if error.retriable() else "not retriable"
+    return f"KafkaError {error.name()} ({kind}): {error.str()}"[:500]
+
+
+def version_settings(caps: dict[str, int]) -> dict[str, Any]:
+    """librdkafka settings that keep its Fetch and Produce under the system's caps (see FALLBACKS)."""
+    fetch, produce = caps.get("Fetch"), caps.get("Produce")
+    if fetch is None and produce is None:
+        return {}
+    for max_fetch, max_produce, release in FALLBACKS:
+        if (fetch is None or max_fetch <= fetch) and (produce is None or max_produce <= produce):
+            return {"api.version.request": False, "broker.version.fallback": release}
+    raise ValueError(f"no librdkafka broker.version.fallback keeps Fetch<={fetch} and Produce<={produce}")
+
+
+def common_config(profile: Profile, client_id: str) -> dict[str, Any]:
+    """Endpoint, security, the shared request timeout, version caps; a logger the suite records."""
+    settings = profile.client
+    config: dict[str, Any] = {
+        "bootstrap.servers": ",".join(profile.bootstrap_servers),
+        "client.id": client_id,
+        "security.protocol": settings.security_protocol.lower(),
+        "socket.timeout.ms": settings.request_timeout_ms,
+        # under kafka's logger: the workload's ClientLog records its warnings and errors
+        "logger": logging.getLogger(f"kafka.librdkafka.{client_id}"),
+        **version_settings(clients.version_caps(profile)),
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        config["ssl.ca.location"] = settings.tls.cafile
+        config["ssl.endpoint.identification.algorithm"] = "https" if settings.tls.check_hostname else "none"
+        if settings.tls.certfile:
+            config.update({"ssl.certificate.location": settings.tls.certfile, "ssl.key.location": settings.tls.keyfile})
+    if settings.security_protocol.startswith("SASL"):
+        from k6suite_lib.profiles import secret
+
+        config.update({"sasl.mechanism": settings.sasl.mechanism,
+                       "sasl.username": settings.sasl.username or secret(settings.sasl.username_env),
+                       "sasl.password": secret(settings.sasl.password_env)})
+    return config
+
+
+class Sender:
+    """A librdkafka producer behind the producer loop. Its delivery reports and statistics are served
+    by a thread of its own that blocks in poll(), so each report's time is when it arrived, not when
+    the loop next looked."""
+
+    library = "librdkafka"
+
+    def __init__(self, ctx: RunContext, name: str) -> None:
+        config = ctx.config
+        self.ctx, self.name = ctx, name
+        self.retried: dict[str, int] = {}  # broker -> txretries at the last sample
+        self.producer = Producer({
+            **common_config(ctx.profile, f"{ctx.run_id}-{name}"),
+            "acks": "all" if config.acks == "all" else int(config.acks),
+            "request.timeout.ms": ctx.profile.client.request_timeout_ms,
+            "message.timeout.ms": int(config.delivery_timeout_s * 1000),
+            "enable.idempotence": config.idempotent(ctx.profile),
+            "statistics.interval.ms": STATS_MS,
+            "stats_cb": self._stats,
+            "error_cb": self._error,
+        })
+        self.closed = threading.Event()
+        self.poller = threading.Thread(target=self._serve, name=f"{name}-poll", daemon=True)
+        self.poller.start()
+
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            self.producer.poll(0.05)
+
+    def send(self, topic: str, payload: bytes, key: bytes | None, partition: int | None, done: Done) -> None:
+        def report(error: KafkaError | None, message) -> None:
+            t = time.monotonic_ns()
+            if error is None:
+                done(t, message.partition(), message.offset(), "ok", "")
+            else:
+                done(t, message.partition() if message is not None else -1, -1, outcome(error), describe(error))
+
+        extra = {} if partition is None else {"partition": partition}
+        self.producer.produce(topic, value=payload, key=key, on_delivery=report, **extra)
+
+    def service(self) -> None:
+        """Nothing to serve: the poller thread runs the reports."""
+
+    def flush(self, timeout_s: float) -> None:
+        self.producer.flush(timeout_s)
+
+    def close(self) -> None:
+        self.producer.flush(0)
+        self.closed.set()
+        self.poller.join(5)
+
+    def _stats(self, raw: str) -> None:
+        """A retry row per partition of the topic led by a broker whose retry counter grew."""
+        t_ns, wall = now()
+        stats = json.loads(raw)
+        rows = []
+        for broker, data in stats.get("brokers", {}).items():
+            retries = int(data.get("txretries", 0))
+            grown = retries - self.retried.get(broker, 0)
+            self.retried[broker] = retries
+            if grown <= 0:
+                continue
+            for toppar in data.get("toppars", {}).values():
+                if toppar.get("topic") == self.ctx.topic:
+                    rows.append({"op_id": self.ctx.recorder.next_op(), "process": self.name, "f": "retry",
+                                 "type": "info", "invoke_ns": t_ns - STATS_MS * 1_000_000, "complete_ns": t_ns,
+                                 "wall_ns": wall, "producer": self.name, "topic": self.ctx.topic,
+                                 "partition": int(toppar["partition"]),
+                                 "error": f"librdkafka: {grown} request retries to {broker} (statistics txretries)"})
+        if rows:
+            self.ctx.recorder.record_many(rows)
+
+    def _error(self, error: KafkaError) -> None:
+        logging.getLogger(f"kafka.librdkafka.{self.ctx.run_id}-{self.name}").warning(describe(error))
+
+
+def run_producer(ctx: RunContext, index: int) -> None:
+    name = f"producer-{index}"
+    try:
+        sender = Sender(ctx, name)
+    except Exception as exc:
+        ctx.connect_failure(name, exc)
+        return
+    producer_loop(ctx, index, sender)
+
+
+def consumer_config(profile: Profile, client_id: str, group_id: str | None, session_timeout_ms: int) -> dict:
+    config = {**common_config(profile, client_id), "enable.auto.commit": False, "auto.offset.reset": "earliest",
+              "session.timeout.ms": session_timeout_ms, "fetch.wait.max.ms": 200,
+              "error_cb": lambda error: logging.getLogger(f"kafka.librdkafka.{client_id}").warning(describe(error))}
+    if group_id:
+        config["group.id"] = group_id
+    return config
+
+
+def poll_once(ctx: RunContext, session: ConsumerSession) -> PollResult | None:
+    """One consume() call, recorded like kafka-python's poll; None when it failed (an info row)."""
+    op = ctx.recorder.next_op()
+    invoke_ns, wall_ns = now()
+    base = {"op_id": op, "process": session.name, "f": "poll", "invoke_ns": invoke_ns, "wall_ns": wall_ns,
+            "topic": ctx.topic, "session": session.epoch}
+    try:
+        messages = session.consumer.consume(500, POLL_MS / 1000)
+    except Exception as exc:
+        ctx.recorder.record(**base, type="info", complete_ns=time.monotonic_ns(), error=error_text(exc))
+        return None
+    complete_ns = time.monotonic_ns()
+    rows, result, errors = [], PollResult(), []
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                errors.append(describe(error))
+            continue
+        value = message.value()
+        identity = decode_payload(value)
+        key = message.key()
+        rows.append({**base, "type": "ok", "complete_ns": complete_ns, "topic": message.topic(),
+                     "partition": message.partition(), "offset": message.offset(),
+                     "key": key.decode(errors="replace") if key else "", "producer": identity["producer"],
+                     "seq": identity["seq"], "checksum": identity["checksum"], "corrupt": identity["corrupt"],
+                     "record_run": identity["run_id"], "value_len": len(value or b"")})
+        if not identity["corrupt"]:
+            result.identities.append((identity["producer"], identity["seq"]))
+        result.highest[message.partition()] = max(result.highest.get(message.partition(), -1), message.offset())
+    if rows:
+        ctx.recorder.record_many(rows)
+    if errors and not rows:
+        ctx.recorder.record(**base, type="info", complete_ns=complete_ns, error="; ".join(errors)[:500])
+        return None
+    return result
+
+
+def commit(ctx: RunContext, session: ConsumerSession) -> None:
+    """A synchronous commit of the consumed positions, recorded with the offsets librdkafka committed."""
+    op = ctx.recorder.next_op()
+    invoke_ns, wall_ns = now()
+    base = {"op_id": op, "process": session.name, "f": "commit", "invoke_ns": invoke_ns, "wall_ns": wall_ns,
+            "topic": ctx.topic, "session": session.epoch}
+    try:
+        committed = session.consumer.commit(asynchronous=False) or []
+    except Exception as exc:
+        ctx.recorder.record(**base, type="info", complete_ns=time.monotonic_ns(), error=error_text(exc))
+        return
+    offsets = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+    ctx.recorder.record(**base, type="ok", complete_ns=time.monotonic_ns(), detail=json.dumps({"offsets": offsets}))
+
+
+def run_consumer(ctx: RunContext, index: int) -> None:
+    """One live librdkafka consumer thread: consume (and commit, in a group) until told to stop."""
+    from k6suite_lib.workload.consumer import lane
+
+    config, name = ctx.config, f"consumer-{index}"
+    try:
+        consumer = Consumer(consumer_config(ctx.profile, f"{ctx.run_id}-{name}", config.group_id,
+                                            config.session_timeout_ms))
+    except Exception as exc:
+        ctx.connect_failure(name, exc)
+        return
+    session = ConsumerSession(name, consumer, group=config.consumer_mode == "group")
+
+    def assigned(_consumer, partitions) -> None:
+        ctx.assigned(name, {tp.partition for tp in partitions})
+        if not session.closing:
+            record_assignment(ctx, session, "assign", [tp.partition for tp in partitions])
+
+    def revoked(_consumer, partitions) -> None:
+        ctx.assigned(name, ctx.owned.get(name, set()) - {tp.partition for tp in partitions})
+        if not session.closing:
+            record_assignment(ctx, session, "revoke", [tp.partition for tp in partitions])
+
+    try:
+        if session.group:
+            consumer.subscribe([ctx.topic], on_assign=assigned, on_revoke=revoked, on_lost=revoked)
+        else:
+            partitions = [TopicPartition(ctx.topic, p, OFFSET_BEGINNING) for p in lane(ctx, index)]
+            record_assignment(ctx, session, "assign", [tp.partition for tp in partitions])
+            consumer.assign(partitions)
+            ctx.assigned(name, {tp.partition for tp in partitions})
+        commit_after_poll = session.group and config.commit
+        while not ctx.stop_consumers.is_set():
+            if len(ctx.recorder) > config.max_history_rows:
+                ctx.note(f"live consumers stopped early: the history passed {config.max_history_rows:,} rows")
+                ctx.stop_consumers.set()
+                break
+            result = poll_once(ctx, session)
+            if result is None:
+                ctx.stop_consumers.wait(POLL_MS / 1000)
+                continue
+            ctx.polled.add(name)
+            if result.highest:
+                ctx.tracker.saw(result.identities, result.highest)
+                if commit_after_poll and consumer.assignment():
+                    commit(ctx, session)
+    finally:
+        session.closing = True
+        with contextlib.suppress(Exception):
+            consumer.close()
