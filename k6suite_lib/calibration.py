@@ -417,7 +417,8 @@ def summary_from_histories(run: Path, like: dict[str, Any]) -> dict[str, Any]:
     finished = [json.loads(path.read_text()) for path in sorted(run.glob(f"S*/{RESULTS_FILE}"))]
     for result in finished:
         scenarios[result["scenario"]] = result["verdicts"]
-        spans.append((result["started"], result["started"] + result["duration_s"]))
+        if "started" in result:  # a notebook that failed before it started its scenario has no clock
+            spans.append((result["started"], result["started"] + result["duration_s"]))
     for path in sorted(p for p in run.glob("S*/history-*.parquet")
                        if not (p.parent / RESULTS_FILE).is_file()):
         view, verdicts = recheck(path)

@@ -171,6 +171,21 @@ def test_every_planted_negative_names_a_test_that_exists():
             negatives["planted"][check]
 
 
+def test_committed_records_cover_every_negative_and_say_how_they_were_made():
+    """calibration/ as committed: every check with a planted negative has a record; each record names its
+    build, runs, command and date; the recovery record was measured on the dedicated-controller topology;
+    README.md is the one calibration.readme generates from the records."""
+    records = calibration.load_records()
+    assert records, "calibration/checks/ is empty"
+    assert set(calibration.load_negatives()["planted"]) <= set(records)
+    for check, record in records.items():
+        assert record["runs"] and record["command"].startswith("k6suite calibrate"), check
+        assert record["baseline"]["build"]["label"] == "kafka 4.1.1" and record["date"].startswith("2026"), check
+    assert records[RECOVERY]["baseline"]["topology"] == {"brokers": 3, "controllers": 3}
+    assert {c["variant"] for c in records[RECOVERY]["cases"] if c["scenario"] == "S4"} == {"kill", "terminate", "pause"}
+    assert (calibration.CALIBRATION_DIR / "README.md").read_text() == calibration.readme(records)
+
+
 @pytest.mark.stack
 def test_records_are_written_from_real_runs_on_kafka(tmp_path, isolated_outputs):
     """S1 twice on a real Apache Kafka stack (3 controllers, 3 brokers), folded into records."""
