@@ -190,8 +190,9 @@ def consumer_config(profile: Profile, client_id: str, group_id: str | None, sess
     config = {**common_config(profile, client_id), "enable.auto.commit": False, "auto.offset.reset": "earliest",
               "session.timeout.ms": session_timeout_ms, "fetch.wait.max.ms": 200,
               "error_cb": lambda error: logging.getLogger(f"kafka.librdkafka.{client_id}").warning(describe(error))}
-    if group_id:
-        config["group.id"] = group_id
+    # librdkafka refuses a consumer without group.id even for direct assignment; one that only assigns
+    # and never commits joins no group, so an unused id of its own does no harm
+    config["group.id"] = group_id or f"{client_id}-assigned"
     return config
 
 
