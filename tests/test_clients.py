@@ -137,7 +137,7 @@ def test_planted_librdkafka_retry_from_statistics_explains_a_duplicate():
         recorder = Recorder(h.RUN)
         ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
         sender = rdkafka.Sender.__new__(rdkafka.Sender)
-        sender.ctx, sender.name, sender.retried = ctx, send["producer"], {"b1": 3}
+        sender.ctx, sender.name, sender.retried, sender.led = ctx, send["producer"], {"b1": 3}, {}
         stats = {"brokers": {"b1": {"txretries": 5, "toppars": {
             f"{h.TOPIC}-{led_partition}": {"topic": h.TOPIC, "partition": led_partition}}}}}
         sender._stats(json.dumps(stats))
@@ -150,6 +150,20 @@ def test_planted_librdkafka_retry_from_statistics_explains_a_duplicate():
 
     assert judged(send["partition"]) == "ALLOWED"
     assert judged(1 - send["partition"]) == "FAIL"
+
+
+def test_librdkafka_retry_names_a_partition_that_moved_away():
+    """A pause on Kafka: the retry after librdkafka's request timeout came as the partition moved to
+    another leader, so the grown counter's broker no longer lists it; the partition it led at the
+    previous sample still gets its retry row."""
+    recorder = Recorder(h.RUN)
+    sender = rdkafka.Sender.__new__(rdkafka.Sender)
+    sender.ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
+    sender.name, sender.retried, sender.led = "producer-0", {}, {}
+    toppar = {f"{h.TOPIC}-0": {"topic": h.TOPIC, "partition": 0}}
+    sender._stats(json.dumps({"brokers": {"b0": {"txretries": 0, "toppars": toppar}}}))
+    sender._stats(json.dumps({"brokers": {"b0": {"txretries": 1, "toppars": {}}}}))
+    assert [(r["f"], r["partition"]) for r in recorder.rows()] == [("retry", 0)]
 
 
 def test_matrix_says_which_client_a_finding_depends_on(tmp_path):

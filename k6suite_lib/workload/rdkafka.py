@@ -19,8 +19,9 @@ whether librdkafka called it retriable or fatal.
 
 Retries: librdkafka retries inside the client and reports them only as counters (per broker
 ``txretries`` in its statistics). The producer samples its statistics every STATS_MS and writes a
-``retry`` row for each partition of the workload's topic that a broker whose counter grew leads, at
-the sample's time: a retry is therefore known to lie within STATS_MS before its row.
+``retry`` row for each partition of the workload's topic that a broker whose counter grew leads or led
+at the previous sample, at the sample's time: a retry is therefore known to lie within STATS_MS
+before its row.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class Sender:
         config = ctx.config
         self.ctx, self.name = ctx, name
         self.retried: dict[str, int] = {}  # broker -> txretries at the last sample
+        self.led: dict[str, set[int]] = {}  # broker -> partitions of the topic it led at the last sample
         self.producer = Producer({
             **common_config(ctx.profile, f"{ctx.run_id}-{name}"),
             "acks": "all" if config.acks == "all" else int(config.acks),
@@ -152,7 +154,8 @@ class Sender:
         self.poller.join(5)
 
     def _stats(self, raw: str) -> None:
-        """A retry row per partition of the topic led by a broker whose retry counter grew."""
+        """A retry row per partition of the topic that a broker whose retry counter grew leads now or led
+        at the last sample (a retry after a timeout often comes with the partition moving away)."""
         t_ns, wall = now()
         stats = json.loads(raw)
         rows = []
@@ -160,15 +163,16 @@ class Sender:
             retries = int(data.get("txretries", 0))
             grown = retries - self.retried.get(broker, 0)
             self.retried[broker] = retries
+            led = {int(tp["partition"]) for tp in data.get("toppars", {}).values() if tp.get("topic") == self.ctx.topic}
+            before, self.led[broker] = self.led.get(broker, set()), led
             if grown <= 0:
                 continue
-            for toppar in data.get("toppars", {}).values():
-                if toppar.get("topic") == self.ctx.topic:
-                    rows.append({"op_id": self.ctx.recorder.next_op(), "process": self.name, "f": "retry",
-                                 "type": "info", "invoke_ns": t_ns - STATS_MS * 1_000_000, "complete_ns": t_ns,
-                                 "wall_ns": wall, "producer": self.name, "topic": self.ctx.topic,
-                                 "partition": int(toppar["partition"]),
-                                 "error": f"librdkafka: {grown} request retries to {broker} (statistics txretries)"})
+            for partition in sorted(led | before):
+                rows.append({"op_id": self.ctx.recorder.next_op(), "process": self.name, "f": "retry",
+                             "type": "info", "invoke_ns": t_ns - STATS_MS * 1_000_000, "complete_ns": t_ns,
+                             "wall_ns": wall, "producer": self.name, "topic": self.ctx.topic,
+                             "partition": partition,
+                             "error": f"librdkafka: {grown} request retries to {broker} (statistics txretries)"})
         if rows:
             self.ctx.recorder.record_many(rows)
 
