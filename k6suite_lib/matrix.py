@@ -54,8 +54,11 @@ def run_matrix(profile_names: list[str], scenarios: list[str] | None = None, tie
     for index, (name, given, client) in enumerate(cells, 1):
         column = f"{name}+{client}" if client else name
         log(f"=== system {index}/{len(cells)}: {column}")
+        # the clients of one system share its stack: a run id (so topics and record identities) per client,
+        # else a second client writes into the first one's topics and reads its records as its own
         outcome = run_suite(given, scenarios, tier, cell_timeout_s=cell_timeout_s, parameters=parameters, log=log,
-                            run_id=run_id, run_dir=run_dir / column, builds=builds, client=client)
+                            run_id=f"{run_id}-{client}" if client else run_id, run_dir=run_dir / column,
+                            builds=builds, client=client)
         summaries.append(outcome.summary)
     matrix = build_matrix(summaries, run_id, tier, started)
     _write_json(run_dir / "matrix.json", matrix)
