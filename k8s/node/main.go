@@ -40,16 +40,20 @@ import (
 	"syscall"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/sirupsen/logrus"
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/log"
 	logruslogger "github.com/virtual-kubelet/virtual-kubelet/log/logrus"
+	"github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
 const host = "127.0.0.1"
@@ -84,7 +88,7 @@ func main() {
 
 	prov := newProvider(*images, *stateDir, *portBase, *portSpan, *slots)
 	var svcLister func(ns, name string) (*corev1.Service, error)
-	n, err := nodeutil.NewNode(*name, func(cfg nodeutil.ProviderConfig) (nodeutil.Provider, nodeutil.NodeProvider, error) {
+	n, err := nodeutil.NewNode(*name, func(cfg nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
 		describeNode(cfg.Node, *slots)
 		svcLister = func(ns, name string) (*corev1.Service, error) { return cfg.Services.Services(ns).Get(name) }
 		return prov, nil, nil
@@ -605,6 +609,34 @@ func (p *provider) GetPods(ctx context.Context) ([]*corev1.Pod, error) {
 		pods = append(pods, run.snapshot())
 	}
 	return pods, nil
+}
+
+// The kubelet API beside pods (logs, exec, attach, stats, port-forward) is not offered: a pod's output
+// is in <state-dir>/pods/<pod>/<container>.log.
+var errNoKubeletAPI = errdefs.InvalidInput("not offered by k6suite-node: logs are files in its state dir")
+
+func (p *provider) GetContainerLogs(context.Context, string, string, string, api.ContainerLogOpts) (io.ReadCloser, error) {
+	return nil, errNoKubeletAPI
+}
+
+func (p *provider) RunInContainer(context.Context, string, string, string, []string, api.AttachIO) error {
+	return errNoKubeletAPI
+}
+
+func (p *provider) AttachToContainer(context.Context, string, string, string, api.AttachIO) error {
+	return errNoKubeletAPI
+}
+
+func (p *provider) GetStatsSummary(context.Context) (*statsv1alpha1.Summary, error) {
+	return nil, errNoKubeletAPI
+}
+
+func (p *provider) GetMetricsResource(context.Context) ([]*dto.MetricFamily, error) {
+	return nil, errNoKubeletAPI
+}
+
+func (p *provider) PortForward(context.Context, string, string, int32, io.ReadWriteCloser) error {
+	return errNoKubeletAPI
 }
 
 func (p *provider) NotifyPods(ctx context.Context, cb func(*corev1.Pod)) { p.notify = cb }
