@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -337,13 +338,27 @@ func produce(t *task, stop <-chan struct{}) error {
 func consume(t *task, stop <-chan struct{}) error {
 	session := int64(0)
 	var mu sync.Mutex
-	assignment := func(kind string, assigned map[string][]int32) {
+	owned := map[int32]bool{}
+	// franz-go's default balancer is cooperative-sticky: its callbacks name only the partitions added or
+	// taken away. An assign row lists everything the member holds after the change, as an eager
+	// protocol's does (the history's group checks read a member's holdings from its last assignment).
+	assignment := func(kind string, changed map[string][]int32) {
 		mu.Lock()
 		defer mu.Unlock()
+		partitions := changed[t.Topic]
+		for _, p := range partitions {
+			owned[p] = kind == "assign"
+		}
 		if kind == "assign" {
 			session++
+			partitions = []int32{}
+			for p, held := range owned {
+				if held {
+					partitions = append(partitions, p)
+				}
+			}
+			sort.Slice(partitions, func(i, j int) bool { return partitions[i] < partitions[j] })
 		}
-		partitions := assigned[t.Topic]
 		if partitions == nil {
 			partitions = []int32{}
 		}

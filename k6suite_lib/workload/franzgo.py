@@ -124,7 +124,7 @@ class Feed:
             ctx.tracker.saw(identities, {data["partition"]: data["offset"]})
         elif f in ("assign", "revoke"):
             partitions = set(json.loads(data["detail"])["partitions"])
-            owned = partitions if f == "assign" else ctx.owned.get(self.name, set()) - partitions
+            owned = partitions if f == "assign" else ctx.owned.get(self.name, set()) - partitions  # assign: all held
             ctx.assigned(self.name, owned)
 
 
