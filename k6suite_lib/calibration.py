@@ -87,9 +87,17 @@ def verdict_rows(summaries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], observed: dict[str, list[dict]],
                   command: str, date: str, load: dict[str, Any] | None = None,
-                  topology: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+                  topology: dict[str, Any] | None = None, baseline: str = "kafka") -> dict[str, dict[str, Any]]:
     """One record per check name seen in the runs (a pure function of the runs' summaries, the negative
-    cases and what the command and machine were)."""
+    cases and what the command and machine were). Every run must be of the baseline system (a KafScale run
+    must not become the baseline's record) and counted once."""
+    systems = sorted({str((s.get("build") or {}).get("system")) for s in summaries})
+    if systems != [baseline]:
+        raise ValueError(f"the runs were measured on {', '.join(systems)}, not the baseline {baseline}; "
+                         "calibrate the baseline (or name another with --baseline)")
+    run_ids = [s["run_id"] for s in summaries]
+    if len(set(run_ids)) != len(run_ids):
+        raise ValueError(f"a run is given more than once: {sorted({r for r in run_ids if run_ids.count(r) > 1})}")
     builds = {json.dumps(_build_key(s.get("build")), sort_keys=True) for s in summaries}
     if len(builds) != 1:
         raise ValueError(f"the runs were measured on {len(builds)} different builds; calibrate one build at a time")
@@ -189,9 +197,48 @@ def write_records(records: dict[str, dict[str, Any]], directory: Path = CALIBRAT
 
 
 def load_records(directory: Path = CALIBRATION_DIR) -> dict[str, dict[str, Any]]:
-    """check name -> record, from the committed calibration folder."""
-    return {record["check"]: record for record in
-            (json.loads(p.read_text()) for p in sorted((directory / "checks").glob("*.json")))}
+    """check name -> record, from the committed calibration folder. A file that is not a record of this
+    schema (malformed, an older layout) becomes {"check": ..., "unreadable": why}, keyed by its check name
+    when it has one, else by its file's slug: a report shows "record unreadable" instead of crashing a run."""
+    records: dict[str, dict[str, Any]] = {}
+    for path in sorted((directory / "checks").glob("*.json")):
+        record: Any = None
+        try:
+            record = json.loads(path.read_text())
+            _validate(record)
+        except (ValueError, TypeError) as error:
+            name = record.get("check") if isinstance(record, dict) else None
+            key = name if isinstance(name, str) else path.stem
+            records[key] = {"check": key, "unreadable": f"{path.name}: {type(error).__name__}: {error}"}
+            continue
+        records[record["check"]] = record
+    return records
+
+
+_CASE_KEYS = {"scenario": str, "variant": str, "passes": int, "judged": int, "statuses": dict}
+_RECORD_KEYS = {"check": str, "requirement": str, "baseline": dict, "date": str, "command": str, "runs": list,
+                "passes": int, "judged": int, "statuses": dict, "cases": list, "fails_on": dict}
+
+
+def _validate(record: Any) -> None:
+    """Raise ValueError unless the record has every field reports read, of the right type."""
+    def need(data: Any, keys: dict[str, type], where: str) -> None:
+        if not isinstance(data, dict):
+            raise ValueError(f"{where} is not an object")
+        for key, kind in keys.items():
+            if not isinstance(data.get(key), kind):
+                raise ValueError(f"{where}.{key} missing or not {kind.__name__}")
+
+    need(record, _RECORD_KEYS, "record")
+    for case in record["cases"]:
+        need(case, _CASE_KEYS, "case")
+    need(record["fails_on"], {"planted": list, "systems": list}, "fails_on")
+    if not isinstance(record["baseline"].get("build"), dict | None):
+        raise ValueError("baseline.build is not an object")
+
+
+def _record(records: dict[str, dict[str, Any]], check: str) -> dict[str, Any] | None:
+    return records.get(check) or records.get(slug(check))
 
 
 # ---------------------------------------------------------------------- judging records
@@ -233,6 +280,9 @@ def note(record: dict[str, Any] | None, scenario: str | None = None, variant: st
     for the check overall), its distribution, where it fails, and whether the record is stale."""
     if record is None:
         return {"text": "not calibrated", "calibrated": False, "shaky": False, "stale": False, "unproven": True}
+    if "unreadable" in record:
+        return {"text": f"record unreadable ({record['unreadable']})", "calibrated": False, "shaky": False,
+                "stale": False, "unproven": True, "unreadable": True}
     case = _case(record, scenario, variant)
     measured = case.get("measured")
     spread = f" (p50 {measured['p50']}, p95 {measured['p95']}, max {measured['max']})" if measured else ""
@@ -255,10 +305,11 @@ def caveat(answer: str, failed: list[dict[str, Any]], records: dict[str, dict[st
     the answer must say, e.g. "check passes on baseline 16 of 18"; "" for a NO that some solid check decides."""
     if answer != "NO" or not failed:
         return ""
-    notes = [(v, note(records.get(v["check"]), v.get("scenario"), v.get("variant"))) for v in failed]
+    notes = [(v, note(_record(records, v["check"]), v.get("scenario"), v.get("variant"))) for v in failed]
     if any(n["calibrated"] and not n["shaky"] for _, n in notes):
         return ""
     parts = [f"{v['check']} passes on baseline {n['passes']} of {n['judged']}" if n["calibrated"]
+             else f"{v['check']} calibration record unreadable" if n.get("unreadable")
              else f"{v['check']} not calibrated on the baseline" for v, n in notes]
     return "; ".join(dict.fromkeys(parts))
 
@@ -280,7 +331,7 @@ def baselines_in_use(summaries: Iterable[dict[str, Any]]) -> dict[str, dict[str,
 def verdict_note(records: dict[str, dict[str, Any]], in_use: dict[str, dict[str, Any]], scenario: str,
                  verdict: dict[str, Any]) -> dict[str, Any]:
     """note() for one verdict row of a scenario, its record held against the build of its system in use."""
-    record = records.get(verdict["check"])
+    record = _record(records, verdict["check"])
     system = ((record or {}).get("baseline", {}).get("build") or {}).get("system", "")
     return note(record, scenario, verdict["variant"], in_use.get(system))
 
@@ -297,6 +348,8 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
              "every verdict; a record measured on another build than the one in use is flagged stale.", "",
              "| check | req. | baseline | k of N | measured p50 / p95 / max | per variant (k of N) | fails on | date |",
              "|---|---|---|---|---|---|---|---|"]
+    broken = sorted(c for c, r in records.items() if "unreadable" in r)
+    records = {c: r for c, r in records.items() if "unreadable" not in r}
     for check in sorted(records, key=lambda c: (records[c]["passes"] == records[c]["judged"], c)):
         r = records[check]
         m = r.get("measured")
@@ -317,6 +370,8 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
     if loads:
         lines += ["", "Load average (1 min) while measuring: " + "; ".join(sorted(
             {f"p50 {x['p50']}, max {x['max']} ({x['n']} samples)" for x in loads}))]
+    if broken:
+        lines += ["", "Unreadable records (rerun `k6suite calibrate` for them):", "", *[f"- {c}" for c in broken]]
     notes = sorted({(c, r["note"]) for c, r in records.items() if r.get("note")})
     if notes:
         lines += ["", "Notes:", "", *[f"- **{c}**: {n}" for c, n in notes]]
@@ -334,12 +389,12 @@ LOAD_EVERY_S = 10.0
 
 def calibrate(profile_name: str, scenarios: list[str] | None, repeats: int, runs: list[Path] | None = None,
               directory: Path = CALIBRATION_DIR, tier: str = "smoke", out_root: Path | None = None,
-              command: str = "", log=print) -> list[Path]:
+              command: str = "", log=print, baseline: str = "kafka") -> list[Path]:
     """Run the scenarios `repeats` times on the profile's system (scenarios with a `repeats` parameter once
     with repeats=N, the others N times, all on one embedded stack), or take the given run archives, and
     write one record per check they judged. Returns the files written."""
     if runs:
-        run_dirs = [Path(run) for run in runs]
+        run_dirs = list(dict.fromkeys(Path(run).resolve() for run in runs))
         summaries = _summaries_of(run_dirs)
     else:
         if repeats < 1:
@@ -349,7 +404,7 @@ def calibrate(profile_name: str, scenarios: list[str] | None, repeats: int, runs
     load = distribution([x for run, s in zip(run_dirs, summaries, strict=True) for x in _load_samples(run, s)])
     records = build_records(summaries, load_negatives(directory), observed_failures(), command or
                             f"k6suite calibrate --profile {profile_name} --repeats {repeats}", now(), load,
-                            _topology(run_dirs))
+                            _topology(run_dirs), baseline)
     return write_records(records, directory)
 
 

@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="build the records from these run archives instead of running (one build)")
     calibrate.add_argument("--out", type=Path, default=None, help="archive root of the runs (default: outputs/)")
     calibrate.add_argument("--dir", type=Path, default=None, help="calibration folder (default: calibration/)")
+    calibrate.add_argument("--baseline", default="kafka", metavar="SYSTEM",
+                           help="the system every run must be of (default: kafka; runs of another system are refused)")
 
     observe = commands.add_parser("observe", help="turn a run into observations/OBS-NN-<slug>/ for review in git")
     observe.add_argument("run", help="run id (a folder under outputs/) or a path to a run folder")
@@ -245,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
 
             written = calibration.calibrate(
                 args.profile, args.scenarios, args.repeats, args.runs, args.dir or calibration.CALIBRATION_DIR,
-                out_root=args.out, command="k6suite " + " ".join(argv if argv is not None else sys.argv[1:]))
+                out_root=args.out, command="k6suite " + " ".join(argv if argv is not None else sys.argv[1:]),
+                baseline=args.baseline)
             print(f"wrote {len(written)} calibration records and README.md to {written[0].parent.parent}"
                   if written else "no verdicts: nothing written")
             return 0

@@ -203,3 +203,38 @@ def test_records_are_written_from_real_runs_on_kafka(tmp_path, isolated_outputs)
     assert all(r["judged"] % 2 == 0 for r in judged)  # every S1 check twice
     assert (tmp_path / "cal" / "README.md").read_text().count("| Kafka 4.1.1 |") == len(records)
     assert json.loads(written[0].read_text())["date"].startswith("20")
+
+
+def test_a_malformed_or_old_record_is_shown_unreadable_and_never_crashes_a_report(tmp_path):
+    """An old-schema record (no cases) and a file that is no JSON load as "record unreadable"; the report
+    and the caveat read them without raising."""
+    folder = tmp_path / "checks"
+    folder.mkdir()
+    good = _records([_summary("a", [1.0])])
+    old = {k: v for k, v in good[RECOVERY].items() if k != "cases"}
+    (folder / f"{calibration.slug(RECOVERY)}.json").write_text(json.dumps(old))
+    (folder / "lost-write.json").write_text("{not json")
+    records = calibration.load_records(tmp_path)
+    assert records[RECOVERY]["unreadable"] and records["lost-write"]["unreadable"]
+    shown = calibration.note(records[RECOVERY], "S4", "kill")
+    assert shown["text"].startswith("record unreadable") and not shown["calibrated"]
+    failed = [{**_verdict("lost-write", "FAIL", "kill", 3), "scenario": "S4"}]
+    assert calibration.caveat("NO", failed, records) == "lost-write calibration record unreadable"
+    kafscale = _summary("k", [30.0], build={**KAFKA, "system": "kafscale", "label": "kafscale v1.5.0"},
+                        system="kafscale")
+    assert "record unreadable" in report.html_report(kafscale, tmp_path, records)
+    assert "Unreadable records" in calibration.readme(records)
+
+
+def test_calibrate_refuses_runs_of_another_system_and_a_run_given_twice(tmp_path):
+    kafscale = _summary("k", [1.0], build={**KAFKA, "system": "kafscale", "label": "kafscale v1.5.0"})
+    with pytest.raises(ValueError, match="not the baseline kafka"):
+        _records([kafscale])
+    assert calibration.build_records([kafscale], {}, {}, "c", "d", baseline="kafscale")
+    with pytest.raises(ValueError, match="more than once"):
+        _records([_summary("a", [1.0]), _summary("a", [1.0])])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps(_summary("a", [1.0, 2.0])))
+    calibration.calibrate("kafka", None, 1, [run, tmp_path / "." / "run"], directory=tmp_path / "cal")
+    assert calibration.load_records(tmp_path / "cal")[RECOVERY]["judged"] == 2
