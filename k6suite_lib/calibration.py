@@ -247,10 +247,36 @@ def unproven(record: dict[str, Any]) -> bool:
     return not (record["fails_on"]["planted"] or record["fails_on"]["systems"])
 
 
+def staleness(record: dict[str, Any], in_use: dict[str, Any] | None) -> str:
+    """Why the record does not describe the baseline in use ("" when it does): measured on an unknown build,
+    on another build, or on another topology (brokers, controllers) than the one in use. in_use None: the
+    build in use is not known, so only a record of an unknown build is stale; a topology not known on
+    either side is not compared."""
+    built = record["baseline"].get("build")
+    if built is None:
+        return "measured on an unknown build"
+    if in_use is None:
+        return ""
+    if _build_key(built) != _build_key(in_use):
+        return f"measured on {built.get('label')}, in use {in_use.get('label')}"
+    mine, theirs = record["baseline"].get("topology"), in_use.get("topology")
+    if theirs is not None and mine != theirs:
+        return f"measured on topology {_shape(mine)}, in use {_shape(theirs)}"
+    return ""
+
+
 def stale(record: dict[str, Any], in_use: dict[str, Any] | None) -> bool:
-    """The record was measured on another build of the baseline system than the one in use (None: the
-    build in use is not known, so nothing can be said)."""
-    return in_use is not None and _build_key(record["baseline"]["build"]) != _build_key(in_use)
+    return bool(staleness(record, in_use))
+
+
+def _shape(topology: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in topology.items()) if topology else "unknown"
+
+
+def topology(stack: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What of a profile's stack settings shapes the cluster (brokers, dedicated controllers, ...): all of
+    them but the ports, which only move it."""
+    return {k: v for k, v in stack.items() if k != "port_base" and v is not None} if stack else None
 
 
 def baseline_label(record: dict[str, Any]) -> str:
@@ -291,24 +317,25 @@ def note(record: dict[str, Any] | None, scenario: str | None = None, variant: st
     else:
         passes = (f"{baseline_label(record)}: never judged ("
                   + ", ".join(f"{n} {s}" for s, n in case["statuses"].items()) + ")")
-    is_stale = stale(record, in_use)
-    text = f"{passes}; {fails_on_text(record)}" + (
-        f"; STALE: measured on {record['baseline']['build'].get('label')}, in use {in_use.get('label')}"
-        if is_stale and in_use else "")
+    why_stale = staleness(record, in_use)
+    text = f"{passes}; {fails_on_text(record)}" + (f"; STALE: {why_stale}" if why_stale else "")
     return {"text": text, "calibrated": bool(case["judged"]), "shaky": case["passes"] < case["judged"],
-            "passes": case["passes"], "judged": case["judged"], "stale": is_stale, "unproven": unproven(record),
+            "passes": case["passes"], "judged": case["judged"], "stale": bool(why_stale), "unproven": unproven(record),
             "label": baseline_label(record)}
 
 
-def caveat(answer: str, failed: list[dict[str, Any]], records: dict[str, dict[str, Any]]) -> str:
-    """For a NO that rests only on checks the baseline does not pass every time (or never judged): what
-    the answer must say, e.g. "check passes on baseline 16 of 18"; "" for a NO that some solid check decides."""
+def caveat(answer: str, failed: list[dict[str, Any]], records: dict[str, dict[str, Any]],
+           in_use: dict[str, dict[str, Any]] | None = None) -> str:
+    """For a NO that rests only on checks the baseline does not pass every time (or never judged, or whose
+    record is stale against in_use, system -> build): what the answer must say, e.g. "check passes on
+    baseline 16 of 18"; "" for a NO that some solid, current check decides."""
     if answer != "NO" or not failed:
         return ""
-    notes = [(v, note(_record(records, v["check"]), v.get("scenario"), v.get("variant"))) for v in failed]
-    if any(n["calibrated"] and not n["shaky"] for _, n in notes):
+    notes = [(v, verdict_note(records, in_use or {}, v.get("scenario"), v)) for v in failed]
+    if any(n["calibrated"] and not n["shaky"] and not n["stale"] for _, n in notes):
         return ""
-    parts = [f"{v['check']} passes on baseline {n['passes']} of {n['judged']}" if n["calibrated"]
+    parts = [f"{v['check']} calibration stale ({n['text'].rsplit('STALE: ', 1)[-1]})" if n["stale"]
+             else f"{v['check']} passes on baseline {n['passes']} of {n['judged']}" if n["calibrated"]
              else f"{v['check']} calibration record unreadable" if n.get("unreadable")
              else f"{v['check']} not calibrated on the baseline" for v, n in notes]
     return "; ".join(dict.fromkeys(parts))
@@ -324,16 +351,23 @@ def baselines_in_use(summaries: Iterable[dict[str, Any]]) -> dict[str, dict[str,
                                          for system, version in DEFAULT_SOURCES.items()}
     for summary in summaries:
         if summary.get("build"):
-            in_use[summary["build"]["system"]] = summary["build"]
+            in_use[summary["build"]["system"]] = {**summary["build"], "topology": summary.get("topology")}
     return in_use
 
 
-def verdict_note(records: dict[str, dict[str, Any]], in_use: dict[str, dict[str, Any]], scenario: str,
+def in_use_of(verdict: dict[str, Any], records: dict[str, dict[str, Any]],
+              in_use: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The build in use of the system the verdict's check was calibrated on."""
+    record = _record(records, verdict["check"]) or {}
+    system = ((record.get("baseline") or {}).get("build") or {}).get("system", "")
+    return (in_use or {}).get(system)
+
+
+def verdict_note(records: dict[str, dict[str, Any]], in_use: dict[str, dict[str, Any]], scenario: str | None,
                  verdict: dict[str, Any]) -> dict[str, Any]:
     """note() for one verdict row of a scenario, its record held against the build of its system in use."""
     record = _record(records, verdict["check"])
-    system = ((record or {}).get("baseline", {}).get("build") or {}).get("system", "")
-    return note(record, scenario, verdict["variant"], in_use.get(system))
+    return note(record, scenario, verdict.get("variant"), in_use_of(verdict, records, in_use))
 
 
 # ---------------------------------------------------------------------- README
@@ -500,10 +534,20 @@ def _load_samples(run: Path, summary: dict[str, Any]) -> list[float]:
             if len(fields) >= 2 and start <= float(fields[0]) <= end]
 
 
+PROFILE_SETTINGS = ("target_kind", "embedded", "client", "faults")  # what else in a profile changes a verdict
+
+
 def _topology(runs: list[Path]) -> dict[str, Any] | None:
-    """The embedded stack's shape (brokers, dedicated controllers) from the first run manifest there is."""
-    manifest = next((run / "manifest.json" for run in runs if (run / "manifest.json").is_file()), None)
-    if manifest is None:
-        return None
-    stack = (json.loads(manifest.read_text()).get("profile") or {}).get("stack")
-    return {"brokers": stack.get("brokers"), "controllers": stack.get("controllers", 0)} if stack else None
+    """The embedded stack's shape (brokers, dedicated controllers), read from every run's manifest: runs of
+    different shapes or profile settings (client, faults) are refused, one record is of one baseline. A run
+    without a manifest (unfinished) is held to its profile's results instead (_summaries_of)."""
+    shapes = {}
+    for run in runs:
+        if (run / "manifest.json").is_file():
+            profile = json.loads((run / "manifest.json").read_text()).get("profile") or {}
+            key = {"topology": topology(profile.get("stack")), **{k: profile.get(k) for k in PROFILE_SETTINGS}}
+            shapes.setdefault(json.dumps(key, sort_keys=True), []).append(run.name)
+    if len(shapes) > 1:
+        raise ValueError("the runs differ in topology or profile settings; calibrate one at a time: "
+                         + "; ".join(f"{', '.join(names)}: {key}" for key, names in shapes.items()))
+    return json.loads(next(iter(shapes)))["topology"] if shapes else None

@@ -99,7 +99,7 @@ def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, starte
             cells[summary["profile"]] = {"answer": result, "why": why, "link": f"{summary['profile']}/report.html"
                                          + (f"#{scenario_ids[0]}" if ran else ""),
                                          "caveat": calibration.caveat(result, question_failures(summary, question),
-                                                                      records)}
+                                                                      records, in_use)}
         checks = _checks(summaries, question)
         for row in checks:
             row["calibration"] = calibration.verdict_note(records, in_use, row["scenario"], row)

@@ -298,7 +298,8 @@ def html_report(summary: dict[str, Any], run_dir: Path, records: dict[str, dict[
     for question in QUESTIONS:
         result, why = answer(summary, question)
         questions.append({"question": question.text, "answer": result, "scenarios": question.scenarios, "why": why,
-                          "caveat": calibration.caveat(result, question_failures(summary, question), records)})
+                          "caveat": calibration.caveat(result, question_failures(summary, question), records,
+                                                             in_use)})
     result = run_result(summary)
     target = [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in (summary.get("target") or {}).items()]
     times = scenario_times(summary["scenarios"]) if any(r.get("phases") for r in summary["scenarios"]) else None

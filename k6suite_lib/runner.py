@@ -358,6 +358,7 @@ def build_summary(results: list[dict[str, Any]], profile: Profile, run_id: str, 
     target = next((r["target"] for r in results if r.get("target", {}).get("reachable")), None)
     if target is None:
         target = next((r["target"] for r in results if r.get("target")), {})
+    from k6suite_lib.calibration import topology
     from k6suite_lib.identity import embedded_build
 
     built = embedded_build(profile) if profile.embedded else {}
@@ -365,6 +366,7 @@ def build_summary(results: list[dict[str, Any]], profile: Profile, run_id: str, 
         "run_id": run_id, "profile": profile.name, "system": profile.target_kind, "embedded": profile.embedded,
         "client": profile.client.library,
         "build": built.get("build"), "learned_at_start": built.get("learned_at_start"),
+        "topology": topology(profile.summary()["stack"]) if profile.embedded else None,
         "not_promised": profile.not_promised, "tier": tier, "started": started,
         "duration_s": round(time.time() - started, 2), "target": target, "stack_error": stack_error,
         "counts": counts, "scenarios": results,

@@ -238,3 +238,52 @@ def test_calibrate_refuses_runs_of_another_system_and_a_run_given_twice(tmp_path
     (run / "summary.json").write_text(json.dumps(_summary("a", [1.0, 2.0])))
     calibration.calibrate("kafka", None, 1, [run, tmp_path / "." / "run"], directory=tmp_path / "cal")
     assert calibration.load_records(tmp_path / "cal")[RECOVERY]["judged"] == 2
+
+
+def _run_dir(folder: Path, summary: dict, controllers: int, request_timeout_ms: int = 4000) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    profile = {"target_kind": "kafka", "embedded": True, "client": {"request_timeout_ms": request_timeout_ms},
+               "faults": {"driver": "local"}, "stack": {"brokers": 3, "port_base": 27000 + controllers,
+                                                         "controllers": controllers, "kubernetes": None}}
+    (folder / "manifest.json").write_text(json.dumps({"profile": profile}))
+    return folder
+
+
+def test_a_record_of_another_topology_or_an_unknown_build_is_stale():
+    record = _records([_summary("a", [1.0])])[RECOVERY]  # measured with 3 brokers, 3 controllers
+    dedicated = {**KAFKA, "topology": {"brokers": 3, "controllers": 3}}
+    assert not calibration.note(record, "S4", "kill", dedicated)["stale"]
+    combined = calibration.note(record, "S4", "kill", {**KAFKA, "topology": {"brokers": 3, "controllers": 0}})
+    assert combined["stale"] and "STALE: measured on topology brokers 3, controllers 3, in use brokers 3, " \
+                                 "controllers 0" in combined["text"]
+    unknown = {**record, "baseline": {**record["baseline"], "build": None}}
+    assert calibration.stale(unknown, None) and "unknown build" in calibration.note(unknown, "S4", "kill")["text"]
+    combined_run = {**_summary("c", [1.0]), "topology": {"brokers": 3, "controllers": 0}}
+    assert calibration.baselines_in_use([combined_run])["kafka"]["topology"] == {"brokers": 3, "controllers": 0}
+    assert calibration.topology({"brokers": 3, "port_base": 1, "controllers": 3, "kubernetes": None}) == \
+        {"brokers": 3, "controllers": 3}
+
+
+def test_runs_of_different_topologies_or_profile_settings_are_not_folded_into_one_record(tmp_path):
+    dedicated = _run_dir(tmp_path / "d", _summary("d", [1.0]), 3)
+    combined = _run_dir(tmp_path / "c", _summary("c", [1.0]), 0)
+    with pytest.raises(ValueError, match="differ in topology"):
+        calibration.calibrate("kafka", None, 1, [dedicated, combined], directory=tmp_path / "cal")
+    slower = _run_dir(tmp_path / "s", _summary("s", [1.0]), 3, request_timeout_ms=30000)
+    with pytest.raises(ValueError, match="differ in topology or profile settings"):
+        calibration.calibrate("kafka", None, 1, [dedicated, slower], directory=tmp_path / "cal")
+    same = _run_dir(tmp_path / "e", _summary("e", [1.0]), 3)
+    calibration.calibrate("kafka", None, 1, [dedicated, same], directory=tmp_path / "cal")
+    assert calibration.load_records(tmp_path / "cal")[RECOVERY]["baseline"]["topology"] == \
+        {"brokers": 3, "controllers": 3}
+
+
+def test_a_no_resting_on_a_stale_record_says_stale_rather_than_calibrated():
+    records = _records([_summary("a", [1.0, 2.0])])
+    failed = [{**_verdict("lost-write", "FAIL", "kill", 3), "scenario": "S4"}]
+    current = {"kafka": {**KAFKA, "topology": {"brokers": 3, "controllers": 3}}}
+    assert calibration.caveat("NO", failed, records, current) == ""
+    newer = {"kafka": {**KAFKA, "version": "4.2.0", "label": "kafka 4.2.0"}}
+    assert calibration.caveat("NO", failed, records, newer) == \
+        "lost-write calibration stale (measured on kafka 4.1.1, in use kafka 4.2.0)"
