@@ -109,7 +109,8 @@ def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], ob
         cases = []
         for scenario, kind in dict.fromkeys((r["scenario"], r["kind"]) for r in mine):
             case_rows = [r for r in mine if (r["scenario"], r["kind"]) == (scenario, kind)]
-            cases.append({"scenario": scenario, "variant": kind, **_tally(case_rows)})
+            cases.append({"scenario": scenario, "variant": kind, **_tally(case_rows),
+                          "runs": sorted({r["run_id"] for r in case_rows}), "date": date, "command": command})
         records[check] = {
             "check": check, "requirement": mine[0]["requirement"], "threshold": mine[0]["threshold"],
             "baseline": {"profile": summary["profile"], "system": summary.get("system"), "build": summary.get("build"),
@@ -183,17 +184,43 @@ def slug(check: str) -> str:
 
 
 def write_records(records: dict[str, dict[str, Any]], directory: Path = CALIBRATION_DIR) -> list[Path]:
-    """Each record as checks/<slug>.json (replacing that check's earlier record), then README.md over
-    every record in the folder."""
+    """Each record as checks/<slug>.json, merged into that check's earlier record of the same baseline
+    (calibrating S4 pause keeps the S4 kill case), then README.md over every record in the folder."""
     folder = directory / "checks"
     folder.mkdir(parents=True, exist_ok=True)
+    earlier = load_records(directory)
     written = []
     for check, record in records.items():
         path = folder / f"{slug(check)}.json"
-        path.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
+        merged = merge(earlier.get(check), record)
+        path.write_text(json.dumps(merged, indent=2, sort_keys=False) + "\n")
         written.append(path)
     (directory / "README.md").write_text(readme(load_records(directory)))
     return written
+
+
+def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """The new record with the old one's cases it did not measure again, when both are of the same baseline
+    (build and topology; an old record of another baseline is replaced whole). The totals are the cases'
+    sums; the overall distribution stays only when no old case was kept (percentiles do not add up)."""
+    same = old is not None and "unreadable" not in old and _build_key(old["baseline"].get("build")) == \
+        _build_key(new["baseline"].get("build")) and old["baseline"].get("topology") == new["baseline"].get("topology")
+    if not same:
+        return new
+    measured = {(c["scenario"], c["variant"]) for c in new["cases"]}
+    kept = [{"runs": old["runs"], "date": old["date"], "command": old["command"], **c} for c in old["cases"]
+            if (c["scenario"], c["variant"]) not in measured]
+    if not kept:
+        return new
+    cases = [*kept, *new["cases"]]
+    statuses: dict[str, int] = {}
+    for case in cases:
+        for status, n in case["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + n
+    return {**new, "runs": sorted({run for c in cases for run in c["runs"]}),
+            "passes": sum(c["passes"] for c in cases), "judged": sum(c["judged"] for c in cases),
+            "statuses": dict(sorted(statuses.items())), "measured": None,
+            "failures": [f for c in cases for f in c.get("failures", [])][:5], "cases": cases}
 
 
 def load_records(directory: Path = CALIBRATION_DIR) -> dict[str, dict[str, Any]]:
@@ -285,9 +312,17 @@ def baseline_label(record: dict[str, Any]) -> str:
     return f"{name} {build.get('version', '')}".strip()
 
 
-def _case(record: dict[str, Any], scenario: str | None, variant: str | None) -> dict[str, Any]:
-    kind = re.sub(r"#\d+$", "", str(variant or ""))
-    return next((c for c in record["cases"] if (c["scenario"], c["variant"]) == (scenario, kind)), record)
+def _case(record: dict[str, Any], scenario: str | None, variant: str | None) -> dict[str, Any] | None:
+    """The record's case for this scenario and variant (None: never calibrated there); the record overall
+    when no scenario is asked about."""
+    if scenario is None:
+        return record
+    return next((c for c in record["cases"] if (c["scenario"], c["variant"]) == (scenario, _kind(variant))), None)
+
+
+def _kind(variant: str | None) -> str:
+    """A repeat's kind: 'kill#3' -> 'kill'."""
+    return re.sub(r"#\d+$", "", str(variant or ""))
 
 
 def fails_on_text(record: dict[str, Any]) -> str:
@@ -310,6 +345,11 @@ def note(record: dict[str, Any] | None, scenario: str | None = None, variant: st
         return {"text": f"record unreadable ({record['unreadable']})", "calibrated": False, "shaky": False,
                 "stale": False, "unproven": True, "unreadable": True}
     case = _case(record, scenario, variant)
+    if case is None:
+        text = (f"{baseline_label(record)}: not calibrated for {scenario} {_kind(variant)}"
+                f"; {fails_on_text(record)}")
+        return {"text": text, "calibrated": False, "shaky": False, "stale": stale(record, in_use),
+                "unproven": unproven(record), "label": baseline_label(record)}
     measured = case.get("measured")
     spread = f" (p50 {measured['p50']}, p95 {measured['p95']}, max {measured['max']})" if measured else ""
     if case["judged"]:
@@ -337,6 +377,8 @@ def caveat(answer: str, failed: list[dict[str, Any]], records: dict[str, dict[st
     parts = [f"{v['check']} calibration stale ({n['text'].rsplit('STALE: ', 1)[-1]})" if n["stale"]
              else f"{v['check']} passes on baseline {n['passes']} of {n['judged']}" if n["calibrated"]
              else f"{v['check']} calibration record unreadable" if n.get("unreadable")
+             else f"{v['check']} not calibrated for {v.get('scenario')} {_kind(v.get('variant'))}"
+             if "label" in n
              else f"{v['check']} not calibrated on the baseline" for v, n in notes]
     return "; ".join(dict.fromkeys(parts))
 
@@ -398,7 +440,7 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
             fails = "**unproven**"
         lines.append(f"| {check} | {r['requirement']} | {baseline_label(r)} | {kn} | {spread} | {cases}{more} | "
                      f"{fails} | {r['date'][:10]} |")
-    commands = sorted({r["command"] for r in records.values()})
+    commands = sorted({c.get("command", r["command"]) for r in records.values() for c in [r, *r["cases"]]})
     loads = [r["load_average"] for r in records.values() if r.get("load_average")]
     lines += ["", "Commands that made these records:", "", *[f"- `{c}`" for c in commands]]
     if loads:

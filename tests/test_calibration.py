@@ -287,3 +287,28 @@ def test_a_no_resting_on_a_stale_record_says_stale_rather_than_calibrated():
     newer = {"kafka": {**KAFKA, "version": "4.2.0", "label": "kafka 4.2.0"}}
     assert calibration.caveat("NO", failed, records, newer) == \
         "lost-write calibration stale (measured on kafka 4.1.1, in use kafka 4.2.0)"
+
+
+def _pauses(run_id: str, gaps: list[float]) -> dict:
+    summary = _summary(run_id, gaps)
+    for v in summary["scenarios"][0]["verdicts"]:
+        v["variant"] = v["variant"].replace("kill", "pause")
+    return summary
+
+
+def test_calibrating_a_subset_merges_its_cases_into_the_record_and_a_missing_case_is_not_calibrated(tmp_path):
+    calibration.write_records(_records([_summary("a", [1.0, 6.0])]), tmp_path)
+    calibration.write_records(_records([_pauses("b", [2.0])]), tmp_path)
+    record = calibration.load_records(tmp_path)[RECOVERY]
+    assert [(c["scenario"], c["variant"], c["passes"], c["judged"], c["runs"]) for c in record["cases"]] == \
+        [("S4", "kill", 1, 2, ["a"]), ("S4", "pause", 1, 1, ["b"])]
+    assert (record["passes"], record["judged"], record["runs"]) == (2, 3, ["a", "b"])
+    assert record["statuses"] == {"FAIL": 1, "PASS": 2} and record["failures"][0].startswith("a kill#2")
+    calibration.write_records(_records([_summary("c", [1.0])]), tmp_path)  # kill again: replaces kill only
+    record = calibration.load_records(tmp_path)[RECOVERY]
+    assert [(c["variant"], c["judged"]) for c in record["cases"]] == [("pause", 1), ("kill", 1)]
+    terminate = calibration.note(record, "S4", "terminate#1")
+    assert terminate["text"].startswith("Kafka 4.1.1: not calibrated for S4 terminate") and not terminate["calibrated"]
+    failed = [{**_verdict("lost-write", "FAIL", "terminate#1", 3), "scenario": "S4"}]
+    assert calibration.caveat("NO", failed, calibration.load_records(tmp_path)) == \
+        "lost-write not calibrated for S4 terminate"
