@@ -539,14 +539,19 @@ def _summaries_of(runs: list[Path]) -> list[dict[str, Any]]:
 def summary_from_histories(run: Path, like: dict[str, Any]) -> dict[str, Any]:
     """A summary of an unfinished run: the scenarios that finished from their results.json, the others'
     saved histories re-judged with their stored composition; the build, system and profile of `like`
-    (a finished run of the same build)."""
+    (a finished run of the same build), which every results.json and history must name as its profile."""
     from k6suite_lib.checkers import recheck
     from k6suite_lib.scenario import RESULTS_FILE
 
     scenarios: dict[str, list[dict[str, Any]]] = {}
     spans = []
     finished = [json.loads(path.read_text()) for path in sorted(run.glob(f"S*/{RESULTS_FILE}"))]
+    def same_profile(named: Any, what: str) -> None:
+        if named is not None and named != like["profile"]:
+            raise ValueError(f"{what} ran on profile {named!r}, the finished runs on {like['profile']!r}")
+
     for result in finished:
+        same_profile(result.get("profile"), f"{run.name} {result['scenario']}")
         scenarios[result["scenario"]] = result["verdicts"]
         if "started" in result:  # a notebook that failed before it started its scenario has no clock
             spans.append((result["started"], result["started"] + result["duration_s"]))
@@ -554,6 +559,7 @@ def summary_from_histories(run: Path, like: dict[str, Any]) -> dict[str, Any]:
                        if not (p.parent / RESULTS_FILE).is_file()):
         view, verdicts = recheck(path)
         meta = view.meta
+        same_profile(meta.get("profile"), f"{path}")
         rows = json.loads(verdicts.assign(variant=meta["variant"]).to_json(orient="records"))
         scenarios.setdefault(meta["scenario"], []).extend(rows)
         started = float(meta["started_wall"])

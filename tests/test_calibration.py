@@ -312,3 +312,34 @@ def test_calibrating_a_subset_merges_its_cases_into_the_record_and_a_missing_cas
     failed = [{**_verdict("lost-write", "FAIL", "terminate#1", 3), "scenario": "S4"}]
     assert calibration.caveat("NO", failed, calibration.load_records(tmp_path)) == \
         "lost-write not calibrated for S4 terminate"
+
+
+def test_an_unfinished_run_of_another_profile_is_refused(tmp_path):
+    """A results.json or saved history naming another profile than the finished runs' is not folded in
+    under their build."""
+    import random
+
+    from k6suite_lib import history
+    from k6suite_lib.checkers import CheckSpec
+    from k6suite_lib.scenario import RESULTS_FILE
+    from tests import histories as h
+
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "summary.json").write_text(json.dumps(_summary("done", [1.0])))
+    results = tmp_path / "results-only" / "S1-basic"
+    results.mkdir(parents=True)
+    result = {"scenario": "S1", "profile": "local", "started": 1.8e9, "duration_s": 5.0,
+              "verdicts": [_verdict("lost-write", "PASS", "basic", 0)]}
+    (results / RESULTS_FILE).write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="ran on profile 'local'"):
+        calibration._summaries_of([finished, results.parent])
+    (results / RESULTS_FILE).write_text(json.dumps({**result, "profile": "kafka"}))
+    assert calibration._summaries_of([finished, results.parent])[1]["scenarios"][0]["scenario"] == "S1"
+    clean = h.clean_rows(h.Spec(2, 2, 30, 1), random.Random(16))
+    saved = tmp_path / "history-only"
+    history.save(h.frame(clean), saved / "S4-broker-chaos" / "history-kill#1.parquet",
+                 meta={"run_id": h.RUN, "profile": "local", "scenario": "S4", "variant": "kill#1",
+                       "started_wall": 1.8e9, "duration_s": 30.0, "checks": [CheckSpec("anomalies").to_json()]})
+    with pytest.raises(ValueError, match="ran on profile 'local'"):
+        calibration._summaries_of([finished, saved])
