@@ -145,8 +145,9 @@ _SYSTEM_NAMES = ("KafScale", "Tansu", "Apache Kafka")
 
 def observed_failures(directory: Path = OBSERVATIONS_DIR) -> dict[str, list[dict[str, str]]]:
     """check -> real systems whose FAIL of it an observation records: each OBS-NN README's verdict tables,
-    the system named by the table's heading ("## Verdicts: KafScale v1.5.0, run ..."), else by the
-    observation's components, else by its title ("# OBS-14: KafScale main 7aa2a11: ...")."""
+    the system named by the table's heading ("## Verdicts: KafScale v1.5.0, run ..." or a heading that
+    starts with a system's name and version, "## Tansu v0.6.0-510f3e2 with ..."), else by the observation's
+    components, else by its title ("# OBS-14: KafScale main 7aa2a11: ...")."""
     found: dict[str, list[dict[str, str]]] = {}
     for readme in sorted(directory.glob("OBS-*/README.md")):
         obs = readme.parent.name.split("-", 2)
@@ -155,17 +156,24 @@ def observed_failures(directory: Path = OBSERVATIONS_DIR) -> dict[str, list[dict
         default = _observation_system(text)
         system = default
         for line in text.splitlines():
-            heading = re.match(r"^## Verdicts: (.+?), run ", line)
-            if heading:
-                system = heading.group(1)
-            elif line.startswith("## "):
-                system = default
+            if line.startswith("## "):
+                system = _heading_system(line) or default
             cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| S") else []
             if len(cells) >= 8 and cells[6] == "**FAIL**" and system:
                 entry = {"system": system, "evidence": evidence}
                 if entry not in found.setdefault(cells[2], []):
                     found[cells[2]].append(entry)
     return found
+
+
+def _heading_system(line: str) -> str:
+    """The system a "## " heading names: "## Verdicts: KafScale v1.5.0, run ..." or a heading that starts
+    with a system's name and its version or branch ("## Tansu v0.6.0-510f3e2 with ..."); "" for none."""
+    verdicts = re.match(r"^## Verdicts: (.+?), run ", line)
+    if verdicts:
+        return verdicts.group(1)
+    named = re.match(r"^## ((?:{}) (?:v?\d[\w.\-]*|main [0-9a-f]{{7,}}))\b".format("|".join(_SYSTEM_NAMES)), line)
+    return named.group(1) if named else ""
 
 
 def _observation_system(text: str) -> str:

@@ -343,3 +343,22 @@ def test_an_unfinished_run_of_another_profile_is_refused(tmp_path):
                        "started_wall": 1.8e9, "duration_s": 30.0, "checks": [CheckSpec("anomalies").to_json()]})
     with pytest.raises(ValueError, match="ran on profile 'local'"):
         calibration._summaries_of([finished, saved])
+
+
+def test_a_table_under_a_heading_naming_a_system_is_that_systems(tmp_path):
+    """OBS-13 holds a KafScale table and a Tansu one under "## Tansu v0.6.0-510f3e2 with ..."; each FAIL
+    belongs to the system its heading names, not to the observation's components."""
+    observed = calibration.observed_failures()
+    assert {"system": "Tansu v0.6.0-510f3e2", "evidence": "OBS-13"} in observed["a wrong password is refused"]
+    row = "| S8 | permissions | {} | F7 | 1 | <= 0 | **FAIL** | evidence |"
+    folder = tmp_path / "OBS-99-two-systems"
+    folder.mkdir()
+    (folder / "README.md").write_text("\n".join([
+        "# OBS-99: two systems", "- **Components**: kafscale-broker v1.5.0", "",
+        "## Verdicts (1 shown, 1 failed)", row.format("kafscale check"), "",
+        "## Tansu v0.6.0-510f3e2 with `--authentication` (run `x`)", row.format("tansu check"), "",
+        "## Reproduce", row.format("default again")]))
+    found = calibration.observed_failures(tmp_path)
+    assert found == {"kafscale check": [{"system": "KafScale v1.5.0", "evidence": "OBS-99"}],
+                     "tansu check": [{"system": "Tansu v0.6.0-510f3e2", "evidence": "OBS-99"}],
+                     "default again": [{"system": "KafScale v1.5.0", "evidence": "OBS-99"}]}
