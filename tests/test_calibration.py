@@ -362,3 +362,12 @@ def test_a_table_under_a_heading_naming_a_system_is_that_systems(tmp_path):
     assert found == {"kafscale check": [{"system": "KafScale v1.5.0", "evidence": "OBS-99"}],
                      "tansu check": [{"system": "Tansu v0.6.0-510f3e2", "evidence": "OBS-99"}],
                      "default again": [{"system": "KafScale v1.5.0", "evidence": "OBS-99"}]}
+
+
+def test_a_planted_negative_is_listed_under_the_check_its_test_fails():
+    """The allowed-duplicate test plants a position held by another record: position-mismatch FAILs,
+    lost-write PASSes (it asserts so), so it is a negative of position-mismatch only."""
+    planted = calibration.load_negatives()["planted"]
+    test_id = "tests/test_checker.py::test_an_allowed_duplicate_cannot_hide_a_lost_acknowledged_position"
+    assert test_id in planted["position-mismatch"]
+    assert [check for check, ids in planted.items() if test_id in ids] == ["position-mismatch"]
