@@ -106,20 +106,65 @@ def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], ob
     records = {}
     for check in dict.fromkeys(r["check"] for r in rows):
         mine = [r for r in rows if r["check"] == check]
+        lost = _lost(mine, summaries)
         cases = []
-        for scenario, kind in dict.fromkeys((r["scenario"], r["kind"]) for r in mine):
+        for scenario, kind in dict.fromkeys([*((r["scenario"], r["kind"]) for r in mine), *lost]):
             case_rows = [r for r in mine if (r["scenario"], r["kind"]) == (scenario, kind)]
             cases.append({"scenario": scenario, "variant": kind, **_tally(case_rows),
+                          "lost": lost.get((scenario, kind), 0),
                           "runs": sorted({r["run_id"] for r in case_rows}), "date": date, "command": command})
         records[check] = {
             "check": check, "requirement": mine[0]["requirement"], "threshold": mine[0]["threshold"],
             "baseline": {"profile": summary["profile"], "system": summary.get("system"), "build": summary.get("build"),
                          "topology": topology},
             "date": date, "command": command, "runs": sorted({s["run_id"] for s in summaries}), "load_average": load,
-            **_tally(mine), "cases": cases, "fails_on": fails_on(check, negatives, observed),
+            **_tally(mine), "lost": sum(c["lost"] for c in cases), "cases": cases,
+            "fails_on": fails_on(check, negatives, observed),
             "note": negatives.get("notes", {}).get(check, ""),
         }
     return records
+
+
+def _lost(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """(scenario, kind) -> repeats a run planned (its summary's "planned", from the notebook's parameters)
+    that left no row of this check: a repeat whose notebook hung or failed, which must count as a non-pass,
+    not vanish from k of N. Only for checks judged per repeat (variants 'kind#n') in that scenario."""
+    lost: dict[tuple[str, str], int] = {}
+    for summary in summaries:
+        mine = [r for r in rows if r["run_id"] == summary["run_id"]]
+        for scenario, kinds in (summary.get("planned") or {}).items():
+            repeated = {r["kind"] for r in rows if r["scenario"] == scenario and r["kind"] != str(r["variant"])}
+            if not repeated:
+                continue
+            for kind, planned in (kinds if "*" not in kinds else {k: kinds["*"] for k in repeated}).items():
+                seen = {r["variant"] for r in mine if (r["scenario"], r["kind"]) == (scenario, kind)}
+                if planned > len(seen):
+                    lost[(scenario, kind)] = lost.get((scenario, kind), 0) + planned - len(seen)
+    return lost
+
+
+def planned_repeats(run: Path) -> dict[str, dict[str, int]]:
+    """scenario -> kind -> how many repeats its notebook was asked for ('*': each kind it ran), read from the
+    parameters of the executed notebooks; scenarios run once are left out (their variants carry no '#n')."""
+    import ast
+
+    planned = {}
+    for notebook in sorted(run.glob("S*/*.ipynb")):
+        params: dict[str, Any] = {}
+        for cell in json.loads(notebook.read_text()).get("cells", []):
+            if {"parameters", "injected-parameters"} & set(cell.get("metadata", {}).get("tags", [])):
+                for node in ast.parse("".join(cell["source"])).body:
+                    if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                        try:
+                            params[node.targets[0].id] = ast.literal_eval(node.value)
+                        except ValueError:
+                            continue
+        repeats = params.get("repeats")
+        if isinstance(repeats, int) and repeats > 1:
+            kinds = params.get("kinds")
+            scenario = notebook.parent.name.split("-")[0]
+            planned[scenario] = {k: repeats for k in kinds} if isinstance(kinds, list) else {"*": repeats}
+    return planned
 
 
 def fails_on(check: str, negatives: dict[str, Any], observed: dict[str, list[dict]]) -> dict[str, list]:
@@ -227,6 +272,7 @@ def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
             statuses[status] = statuses.get(status, 0) + n
     return {**new, "runs": sorted({run for c in cases for run in c["runs"]}),
             "passes": sum(c["passes"] for c in cases), "judged": sum(c["judged"] for c in cases),
+            "lost": sum(c.get("lost", 0) for c in cases),
             "statuses": dict(sorted(statuses.items())), "measured": None,
             "failures": [f for c in cases for f in c.get("failures", [])][:5], "cases": cases}
 
@@ -343,6 +389,13 @@ def fails_on_text(record: dict[str, Any]) -> str:
     return "fails on: " + ", ".join(parts) if parts else "unproven: no known case where it fails"
 
 
+def k_of_n(tally: dict[str, Any]) -> str:
+    """"k of N" of a record or case, a planned repeat that left no verdict counted in N as a non-pass:
+    "18 of 20, 2 lost"."""
+    lost = tally.get("lost", 0)
+    return f"{tally['passes']} of {tally['judged'] + lost}" + (f", {lost} lost" if lost else "")
+
+
 def note(record: dict[str, Any] | None, scenario: str | None = None, variant: str | None = None,
          in_use: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the report shows beside a verdict: the baseline's k of N for this scenario and variant (else
@@ -360,15 +413,18 @@ def note(record: dict[str, Any] | None, scenario: str | None = None, variant: st
                 "unproven": unproven(record), "label": baseline_label(record)}
     measured = case.get("measured")
     spread = f" (p50 {measured['p50']}, p95 {measured['p95']}, max {measured['max']})" if measured else ""
-    if case["judged"]:
-        passes = f"{baseline_label(record)}: {case['passes']} of {case['judged']}{spread}"
+    lost = case.get("lost", 0)
+    if case["judged"] or lost:
+        passes = f"{baseline_label(record)}: {k_of_n(case)}{spread}"
     else:
         passes = (f"{baseline_label(record)}: never judged ("
                   + ", ".join(f"{n} {s}" for s, n in case["statuses"].items()) + ")")
     why_stale = staleness(record, in_use)
     text = f"{passes}; {fails_on_text(record)}" + (f"; STALE: {why_stale}" if why_stale else "")
-    return {"text": text, "calibrated": bool(case["judged"]), "shaky": case["passes"] < case["judged"],
-            "passes": case["passes"], "judged": case["judged"], "stale": bool(why_stale), "unproven": unproven(record),
+    return {"text": text, "calibrated": bool(case["judged"] or lost),
+            "shaky": case["passes"] < case["judged"] + lost,
+            "passes": case["passes"], "judged": case["judged"], "lost": lost, "k_of_n": k_of_n(case),
+            "stale": bool(why_stale), "unproven": unproven(record),
             "label": baseline_label(record)}
 
 
@@ -383,7 +439,7 @@ def caveat(answer: str, failed: list[dict[str, Any]], records: dict[str, dict[st
     if any(n["calibrated"] and not n["shaky"] and not n["stale"] for _, n in notes):
         return ""
     parts = [f"{v['check']} calibration stale ({n['text'].rsplit('STALE: ', 1)[-1]})" if n["stale"]
-             else f"{v['check']} passes on baseline {n['passes']} of {n['judged']}" if n["calibrated"]
+             else f"{v['check']} passes on baseline {n['k_of_n']}" if n["calibrated"]
              else f"{v['check']} calibration record unreadable" if n.get("unreadable")
              else f"{v['check']} not calibrated for {v.get('scenario')} {_kind(v.get('variant'))}"
              if "label" in n
@@ -434,14 +490,18 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|---|"]
     broken = sorted(c for c, r in records.items() if "unreadable" in r)
     records = {c: r for c, r in records.items() if "unreadable" not in r}
-    for check in sorted(records, key=lambda c: (records[c]["passes"] == records[c]["judged"], c)):
+    def every_time(r: dict[str, Any]) -> bool:
+        return r["passes"] == r["judged"] + r.get("lost", 0)
+
+    for check in sorted(records, key=lambda c: (every_time(records[c]), c)):
         r = records[check]
         m = r.get("measured")
         spread = f"{m['p50']} / {m['p95']} / {m['max']}" if m else "-"
-        kn = f"**{r['passes']} of {r['judged']}**" if r["passes"] < r["judged"] else f"{r['passes']} of {r['judged']}"
-        if not r["judged"]:
+        kn = k_of_n(r) if every_time(r) else f"**{k_of_n(r)}**"
+        if not r["judged"] and not r.get("lost"):
             kn = "not judged (" + ", ".join(f"{n} {s}" for s, n in r["statuses"].items()) + ")"
-        cases = "; ".join(f"{c['scenario']} {c['variant']} {c['passes']}/{c['judged']}" for c in r["cases"][:8])
+        cases = "; ".join(f"{c['scenario']} {c['variant']} {c['passes']}/{c['judged'] + c.get('lost', 0)}"
+                          + (f" ({c['lost']} lost)" if c.get("lost") else "") for c in r["cases"][:8])
         more = f"; +{len(r['cases']) - 8} more" if len(r["cases"]) > 8 else ""
         fails = fails_on_text(r).removeprefix("fails on: ")
         if unproven(r):
@@ -485,6 +545,7 @@ def calibrate(profile_name: str, scenarios: list[str] | None, repeats: int, runs
             raise ValueError("--repeats must be at least 1")
         run_dirs = _run_repeatedly(profile_name, scenarios, repeats, tier, out_root, log)
         summaries = [json.loads((run / "summary.json").read_text()) for run in run_dirs]
+    summaries = [{**s, "planned": planned_repeats(run)} for run, s in zip(run_dirs, summaries, strict=True)]
     load = distribution([x for run, s in zip(run_dirs, summaries, strict=True) for x in _load_samples(run, s)])
     records = build_records(summaries, load_negatives(directory), observed_failures(), command or
                             f"k6suite calibrate --profile {profile_name} --repeats {repeats}", now(), load,

@@ -371,3 +371,32 @@ def test_a_planted_negative_is_listed_under_the_check_its_test_fails():
     test_id = "tests/test_checker.py::test_an_allowed_duplicate_cannot_hide_a_lost_acknowledged_position"
     assert test_id in planted["position-mismatch"]
     assert [check for check, ids in planted.items() if test_id in ids] == ["position-mismatch"]
+
+
+def test_a_planned_repeat_that_left_no_verdict_counts_as_lost_not_as_nothing(tmp_path):
+    """S4 asked for 3 kills and 3 pauses (the executed notebook's parameters); kill#2 hung and every pause
+    too, so they left no verdicts: the record says 2 of 3, 1 lost, and 0 of 3, 3 lost, both short of every
+    time; a check judged once per scenario (variant 'stack') is not a repeat and loses nothing."""
+    summary = _summary("a", [1.0, 2.0, 3.0])
+    verdicts = summary["scenarios"][0]["verdicts"]
+    summary["scenarios"][0]["verdicts"] = [v for v in verdicts if v["variant"] != "kill#2"] + \
+        [_verdict("stack check", "PASS", "stack", 0)]
+    run = tmp_path / "run"
+    (run / "S4-broker-chaos").mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps(summary))
+    cell = {"cell_type": "code", "metadata": {"tags": ["injected-parameters"]},
+            "source": ["repeats = 3\n", 'kinds = ["kill", "pause"]\n', 'profile = "kafka"\n']}
+    (run / "S4-broker-chaos" / "executed.ipynb").write_text(json.dumps({"cells": [cell]}))
+    assert calibration.planned_repeats(run) == {"S4": {"kill": 3, "pause": 3}}
+    calibration.calibrate("kafka", None, 1, [run], directory=tmp_path / "cal")
+    records = calibration.load_records(tmp_path / "cal")
+    gap = records[RECOVERY]
+    assert [(c["variant"], c["passes"], c["judged"], c["lost"]) for c in gap["cases"]] == \
+        [("kill", 2, 2, 1), ("pause", 0, 0, 3)]
+    kill = calibration.note(gap, "S4", "kill#1")
+    assert kill["text"].startswith("Kafka 4.1.1: 2 of 3, 1 lost") and kill["shaky"]
+    assert calibration.note(gap, "S4", "pause#1")["text"].startswith("Kafka 4.1.1: 0 of 3, 3 lost")
+    failed = [{**_verdict(RECOVERY, "FAIL", "kill#1", 9), "scenario": "S4"}]
+    assert calibration.caveat("NO", failed, records) == f"{RECOVERY} passes on baseline 2 of 3, 1 lost"
+    assert [c["lost"] for c in records["stack check"]["cases"]] == [0]
+    assert "2 of 6, 4 lost" in (tmp_path / "cal" / "README.md").read_text()
