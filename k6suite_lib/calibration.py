@@ -11,7 +11,7 @@ systems that broke the promise). A check with neither is *unproven*.
 
 Reports show each verdict's record beside it (``note``) and mark a NO that rests only on checks the
 baseline does not pass every time (``caveat``); both are pure functions of records and verdict rows.
-A record measured on another build than the one in use is *stale*.
+A record measured on another build or topology than the one in use, or on an unknown build, is *stale*.
 """
 
 from __future__ import annotations
@@ -98,6 +98,12 @@ def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], ob
     run_ids = [s["run_id"] for s in summaries]
     if len(set(run_ids)) != len(run_ids):
         raise ValueError(f"a run is given more than once: {sorted({r for r in run_ids if run_ids.count(r) > 1})}")
+    shapes = {json.dumps(s["topology"], sort_keys=True) for s in summaries if s.get("topology") is not None}
+    if topology is not None:
+        shapes.add(json.dumps(topology, sort_keys=True))
+    if len(shapes) > 1:
+        raise ValueError(f"the runs were measured on different topologies ({'; '.join(sorted(shapes))}); "
+                         "calibrate one at a time")
     builds = {json.dumps(_build_key(s.get("build")), sort_keys=True) for s in summaries}
     if len(builds) != 1:
         raise ValueError(f"the runs were measured on {len(builds)} different builds; calibrate one build at a time")
@@ -485,7 +491,8 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
              "value's distribution, and where the check is known to FAIL: tests that plant a history it must",
              "fail (`negatives.json`, checked by tests/test_calibration.py) and real systems whose failure an",
              "observation records. A check with no known failing case is **unproven**. Reports show this beside",
-             "every verdict; a record measured on another build than the one in use is flagged stale.", "",
+             "every verdict; a record measured on another build or topology than the one in use is flagged stale.",
+             "A planned repeat that left no verdict (its notebook hung or failed) counts as lost: k of N, m lost.", "",
              "| check | req. | baseline | k of N | measured p50 / p95 / max | per variant (k of N) | fails on | date |",
              "|---|---|---|---|---|---|---|---|"]
     broken = sorted(c for c, r in records.items() if "unreadable" in r)

@@ -273,6 +273,9 @@ def test_runs_of_different_topologies_or_profile_settings_are_not_folded_into_on
     slower = _run_dir(tmp_path / "s", _summary("s", [1.0]), 3, request_timeout_ms=30000)
     with pytest.raises(ValueError, match="differ in topology or profile settings"):
         calibration.calibrate("kafka", None, 1, [dedicated, slower], directory=tmp_path / "cal")
+    combined_summary = {**_summary("c2", [1.0]), "topology": {"brokers": 3, "controllers": 0}}
+    with pytest.raises(ValueError, match="different topologies"):
+        _records([_summary("d2", [1.0]), combined_summary])  # measured with 3 controllers
     same = _run_dir(tmp_path / "e", _summary("e", [1.0]), 3)
     calibration.calibrate("kafka", None, 1, [dedicated, same], directory=tmp_path / "cal")
     assert calibration.load_records(tmp_path / "cal")[RECOVERY]["baseline"]["topology"] == \
