@@ -361,9 +361,12 @@ def _shape(topology: dict[str, Any] | None) -> str:
 
 
 def topology(stack: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What of a profile's stack settings shapes the cluster (brokers, dedicated controllers, ...): all of
-    them but the ports, which only move it."""
-    return {k: v for k, v in stack.items() if k != "port_base" and v is not None} if stack else None
+    """What of a profile's stack settings shapes the cluster: brokers, dedicated controllers, and Kubernetes
+    when the stack runs there; not the ports, which only move it."""
+    if not stack:
+        return None
+    shape = {"brokers": stack.get("brokers"), "controllers": stack.get("controllers", 0)}
+    return {**shape, "kubernetes": stack["kubernetes"]} if stack.get("kubernetes") else shape
 
 
 def baseline_label(record: dict[str, Any]) -> str:

@@ -265,6 +265,16 @@ def test_a_record_of_another_topology_or_an_unknown_build_is_stale():
         {"brokers": 3, "controllers": 3}
 
 
+def test_a_run_of_the_kafka_profile_holds_the_committed_records_current():
+    """The topology a kafka-profile run records is the one the committed records were measured on."""
+    from k6suite_lib.profiles import load_profile
+
+    shape = calibration.topology(load_profile("kafka").summary()["stack"])
+    in_use = {**KAFKA, "topology": shape}
+    assert not calibration.stale(calibration.load_records()[RECOVERY], in_use)
+    assert calibration.topology(load_profile("local").summary()["stack"]) == {"brokers": 3, "controllers": 0}
+
+
 def test_runs_of_different_topologies_or_profile_settings_are_not_folded_into_one_record(tmp_path):
     dedicated = _run_dir(tmp_path / "d", _summary("d", [1.0]), 3)
     combined = _run_dir(tmp_path / "c", _summary("c", [1.0]), 0)
