@@ -317,11 +317,19 @@ def _validate(record: Any) -> None:
                 raise ValueError(f"{where}.{key} missing or not {kind.__name__}")
 
     need(record, _RECORD_KEYS, "record")
-    for case in record["cases"]:
-        need(case, _CASE_KEYS, "case")
+    for where, tally in [("record", record), *(("case", case) for case in record["cases"])]:
+        need(tally, _CASE_KEYS if where == "case" else {}, where)
+        if tally.get("measured") is not None:
+            need(tally["measured"], {"p50": float | int | str, "p95": float | int | str, "max": float | int | str},
+                 f"{where}.measured")
+        if not isinstance(tally.get("lost", 0), int) or not all(isinstance(n, int) for n in tally["statuses"].values()):
+            raise ValueError(f"{where}: lost or a status count is not a number")
     need(record["fails_on"], {"planted": list, "systems": list}, "fails_on")
-    if not isinstance(record["baseline"].get("build"), dict | None):
-        raise ValueError("baseline.build is not an object")
+    for found in record["fails_on"]["systems"]:
+        need(found, {"system": str, "evidence": str}, "fails_on.systems[]")
+    for key in ("build", "topology"):
+        if not isinstance(record["baseline"].get(key), dict | None):
+            raise ValueError(f"baseline.{key} is not an object")
 
 
 def _record(records: dict[str, dict[str, Any]], check: str) -> dict[str, Any] | None:

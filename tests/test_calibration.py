@@ -214,8 +214,11 @@ def test_a_malformed_or_old_record_is_shown_unreadable_and_never_crashes_a_repor
     old = {k: v for k, v in good[RECOVERY].items() if k != "cases"}
     (folder / f"{calibration.slug(RECOVERY)}.json").write_text(json.dumps(old))
     (folder / "lost-write.json").write_text("{not json")
+    bad_measured = {**good["lost-write"], "check": "bad measured", "measured": "0.0"}
+    (folder / "bad-measured.json").write_text(json.dumps(bad_measured))
     records = calibration.load_records(tmp_path)
     assert records[RECOVERY]["unreadable"] and records["lost-write"]["unreadable"]
+    assert "measured" in records["bad measured"]["unreadable"]
     shown = calibration.note(records[RECOVERY], "S4", "kill")
     assert shown["text"].startswith("record unreadable") and not shown["calibrated"]
     failed = [{**_verdict("lost-write", "FAIL", "kill", 3), "scenario": "S4"}]
