@@ -20,8 +20,8 @@ from confluent_kafka import KafkaError
 import tests.histories as h
 from k6suite_lib.checkers import AnomalyRules
 from k6suite_lib.history import Recorder
-from k6suite_lib.profiles import Profile
-from k6suite_lib.workload import WorkloadConfig, rdkafka, run_workload
+from k6suite_lib.profiles import Profile, load_profile
+from k6suite_lib.workload import WorkloadConfig, franzgo, rdkafka, run_workload
 from k6suite_lib.workload.context import RunContext
 from tests.conftest import assert_clean, port_base_for, stack_fixture, verdicts_of
 
@@ -98,6 +98,16 @@ def test_librdkafka_version_caps_become_a_fallback_release():
                                                                       "broker.version.fallback": "2.6.0"}
     with pytest.raises(ValueError):
         rdkafka.version_settings({"Fetch": 3})
+
+
+@pytest.mark.parametrize("create_topic", [True, False])
+def test_franz_go_asks_for_auto_creation_only_where_the_workload_does(create_topic):
+    """S3 topic-auto-create produces to a topic nobody created, and its premise is a client that asks
+    the system to create it: kafka-python and librdkafka producers ask by default, franz-go only when
+    told (kgo.AllowAutoTopicCreation). Everywhere else franz-go keeps its default."""
+    config = WorkloadConfig(records=3, create_topic=create_topic)
+    ctx = RunContext(load_profile("kafka"), config, "r1", "t1", Recorder("r1"))
+    assert franzgo.task(ctx, "producer", 0)["auto_create"] is (not create_topic)
 
 
 def _timed_out(library_error: str) -> tuple[list[dict], list[dict]]:

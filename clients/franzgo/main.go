@@ -56,6 +56,9 @@ type task struct {
 	Commit           bool    `json:"commit"`
 	Lane             []int32 `json:"lane"`
 	SessionTimeoutMs int     `json:"session_timeout_ms"`
+	// AutoCreate: the workload produces to a topic nobody created and asks the system to create it
+	// (franz-go asks only when told to; kafka-python and librdkafka producers ask by default).
+	AutoCreate bool `json:"auto_create"`
 }
 
 type row map[string]any
@@ -260,6 +263,9 @@ func produce(t *task, stop <-chan struct{}) error {
 	}
 	if !t.Idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	if t.AutoCreate {
+		opts = append(opts, kgo.AllowAutoTopicCreation())
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
