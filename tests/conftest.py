@@ -32,6 +32,7 @@ def port_base_for(base: int) -> int:
 
 SHARED_PORT_BASE = port_base_for(20000)  # 3 brokers, shared by integration tests that leave it whole
 SINGLE_PORT_BASE = port_base_for(20400)  # 1 broker
+KAFKA_PORT_BASE = port_base_for(23000)  # Apache Kafka as profiles/kafka.yaml (3 controllers, 3 brokers)
 
 
 def pytest_configure(config) -> None:
@@ -83,6 +84,13 @@ def shared_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[EmbeddedS
 @pytest.fixture(scope="session")
 def single_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[EmbeddedStack, Profile]]:
     yield from stack_fixture(tmp_path_factory, "test-single", SINGLE_PORT_BASE, 1)
+
+
+@pytest.fixture(scope="module")
+def kafka_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[EmbeddedStack, Profile]]:
+    """The baseline, Apache Kafka, one per module that asks for it: where a test judges the harness
+    itself, the system under test must be one that keeps its promises."""
+    yield from stack_fixture(tmp_path_factory, "test-kafka", KAFKA_PORT_BASE, 3, like="kafka")
 
 
 def verdicts_of(history_frame, rules: AnomalyRules | None = None, *extra: CheckSpec):

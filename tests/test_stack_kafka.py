@@ -2,7 +2,7 @@
 start, serve, survive a killed leader without the quorum noticing more than a broker, restart on its own
 data, take a broker-only node, and leave nothing behind.
 
-One stack (port base 23000) is shared by the stack tests of this module, in file order; the
+One stack (conftest's `kafka_stack`, port base 23000) is shared by the stack tests of this module, in file order; the
 last one stops it, and the fixture stops it by PID whatever happens.
 """
 
@@ -14,7 +14,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import pandas as pd
 import pytest
@@ -26,9 +25,8 @@ from k6suite_lib.stack import binaries
 from k6suite_lib.stack.kafka import KafkaStack, busiest_leader, partition_leaders
 from k6suite_lib.stack.process import process_state
 from k6suite_lib.workload import WorkloadConfig, run_workload
-from tests.conftest import assert_all_dead, port_base_for, stack_fixture
+from tests.conftest import KAFKA_PORT_BASE, assert_all_dead
 
-KAFKA_PORT_BASE = port_base_for(23000)
 PARTITIONS = 3
 KILL_AT_S = 3.0
 # the kill, up to ~11 s until the controller fences the node, then several seconds of acks again
@@ -36,11 +34,6 @@ WORKLOAD_S = 18.0
 SERVED_AGAIN_LIMIT_S = 25.0
 ISR_LIMIT_S = 30.0
 ADMIN_TIMEOUT_MS = 5000
-
-
-@pytest.fixture(scope="module")
-def kafka_stack(tmp_path_factory, isolated_outputs) -> Iterator[tuple[KafkaStack, Profile]]:
-    yield from stack_fixture(tmp_path_factory, "test-kafka", KAFKA_PORT_BASE, 3, like="kafka")
 
 
 def admin_client(profile: Profile) -> KafkaAdminClient:

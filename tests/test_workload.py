@@ -1,4 +1,5 @@
-"""A real workload against the embedded stack: recorded, judged clean, saved, re-judged by the CLI."""
+"""A real workload against embedded stacks (the baseline Apache Kafka where the harness itself is judged,
+KafScale elsewhere): recorded, judged, saved, re-judged by the CLI."""
 
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ from tests.conftest import assert_clean, verdicts_of
 pytestmark = pytest.mark.stack
 
 
-def test_concurrent_workload_on_one_broker_is_clean(single_stack, tmp_path):
-    _, profile = single_stack
+def test_concurrent_workload_on_the_baseline_is_clean(kafka_stack, tmp_path):
+    """The harness judged on a system that keeps its promises (Apache Kafka): concurrent producers and
+    consumers, the read-back and the CLI's re-check must all come out clean. On a one-broker KafScale
+    v1.5.0 this failed about once in ten (an acknowledged offset its end offset never covered, the
+    anomaly OBS-04 and OBS-12 record), which judged KafScale, not the harness."""
+    _, profile = kafka_stack
     config = WorkloadConfig(producers=3, consumers=2, partitions=3, records=600, rate=400, await_consumers_s=30,
                             label="clean")
     result = run_workload(profile, config)
