@@ -51,19 +51,31 @@ def _stat(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2:].split()
 
 
+def _threads(pid: int) -> int:
+    """How many threads the process still has (0 when it is gone)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+
+
 def start_ticks(pid: int) -> int | None:
     fields = _stat(pid)
     return int(fields[19]) if fields else None
 
 
 def process_state(record: ProcessRecord) -> str:
-    """'running', 'stopped' (SIGSTOP), or 'dead' (gone, zombie, or PID reused by someone else)."""
+    """'running', 'stopped' (SIGSTOP), or 'dead' (gone, zombie, or PID reused by someone else).
+
+    A zombie main thread is not a dead process while other threads of it still run: an exiting JVM's
+    main thread can show 'Z' while its other threads still hold its listening ports, and a stack
+    brought down then could not start again on them (S6's second repeat found its port busy)."""
     fields = _stat(record.pid)
     if fields is None or int(fields[19]) != record.start_ticks:
         return "dead"
     state = fields[0]
     if state in ("Z", "X"):
-        return "dead"
+        return "running" if _threads(record.pid) > 1 else "dead"
     if state in ("T", "t"):
         return "stopped"
     return "running"
