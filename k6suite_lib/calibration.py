@@ -9,6 +9,12 @@ command and the machine's load meanwhile. The negative side comes from two place
 real systems whose failure is documented elsewhere) and the verdict tables of ``observations/`` (real
 systems that broke the promise). A check with neither is *unproven*.
 
+Verdicts come from several recording clients (a run's ``client``: kafka-python, librdkafka, franz-go), and
+a check can pass with one client and fail with another on the same system, so a record keeps one case per
+client, scenario and variant; a verdict is shown beside its own client's case, and a client the baseline
+was never measured with is "not calibrated for <client>". Records written before cases named their client
+were all measured with kafka-python (DEFAULT_CLIENT) and load as such.
+
 Reports show each verdict's record beside it (``note``) and mark a NO that rests only on checks the
 baseline does not pass every time (``caveat``); both are pure functions of records and verdict rows.
 A record measured on another build or topology than the one in use, or on an unknown build, is *stale*.
@@ -32,6 +38,8 @@ NEGATIVES_FILE = "negatives.json"
 JUDGED = ("PASS", "ALLOWED", "FAIL")
 # what makes two builds the same for a record: the build record the runner writes, without paths
 BUILD_KEYS = ("system", "version", "commit", "dirty")
+# the client of a run, case or verdict that names none: every run before `--clients` recorded with it
+DEFAULT_CLIENT = "kafka-python"
 _NUMBER = re.compile(r"^\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?|inf)\b", re.IGNORECASE)
 
 
@@ -75,13 +83,14 @@ def _tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def verdict_rows(summaries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every verdict row of the runs, with its run id and scenario, repeats ('kill#3') named by their kind."""
+    """Every verdict row of the runs, with its run id, client and scenario, repeats ('kill#3') named by
+    their kind."""
     rows = []
     for summary in summaries:
         for scenario in summary["scenarios"]:
             for v in scenario["verdicts"]:
-                rows.append({**v, "run_id": summary["run_id"], "scenario": scenario["scenario"],
-                             "kind": re.sub(r"#\d+$", "", str(v["variant"]))})
+                rows.append({**v, "run_id": summary["run_id"], "client": summary.get("client") or DEFAULT_CLIENT,
+                             "scenario": scenario["scenario"], "kind": re.sub(r"#\d+$", "", str(v["variant"]))})
     return rows
 
 
@@ -89,8 +98,8 @@ def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], ob
                   command: str, date: str, load: dict[str, Any] | None = None,
                   topology: dict[str, Any] | None = None, baseline: str = "kafka") -> dict[str, dict[str, Any]]:
     """One record per check name seen in the runs (a pure function of the runs' summaries, the negative
-    cases and what the command and machine were). Every run must be of the baseline system (a KafScale run
-    must not become the baseline's record) and counted once."""
+    cases and what the command and machine were), one case per client, scenario and variant. Every run must
+    be of the baseline system (a KafScale run must not become the baseline's record) and counted once."""
     systems = sorted({str((s.get("build") or {}).get("system")) for s in summaries})
     if systems != [baseline]:
         raise ValueError(f"the runs were measured on {', '.join(systems)}, not the baseline {baseline}; "
@@ -114,16 +123,18 @@ def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], ob
         mine = [r for r in rows if r["check"] == check]
         lost = _lost(mine, summaries)
         cases = []
-        for scenario, kind in dict.fromkeys([*((r["scenario"], r["kind"]) for r in mine), *lost]):
-            case_rows = [r for r in mine if (r["scenario"], r["kind"]) == (scenario, kind)]
-            cases.append({"scenario": scenario, "variant": kind, **_tally(case_rows),
-                          "lost": lost.get((scenario, kind), 0),
+        for client, scenario, kind in dict.fromkeys([*((r["client"], r["scenario"], r["kind"]) for r in mine),
+                                                     *lost]):
+            case_rows = [r for r in mine if (r["client"], r["scenario"], r["kind"]) == (client, scenario, kind)]
+            cases.append({"client": client, "scenario": scenario, "variant": kind, **_tally(case_rows),
+                          "lost": lost.get((client, scenario, kind), 0),
                           "runs": sorted({r["run_id"] for r in case_rows}), "date": date, "command": command})
         records[check] = {
             "check": check, "requirement": mine[0]["requirement"], "threshold": mine[0]["threshold"],
             "baseline": {"profile": summary["profile"], "system": summary.get("system"), "build": summary.get("build"),
                          "topology": topology},
             "date": date, "command": command, "runs": sorted({s["run_id"] for s in summaries}), "load_average": load,
+            "clients": sorted({c["client"] for c in cases}),
             **_tally(mine), "lost": sum(c["lost"] for c in cases), "cases": cases,
             "fails_on": fails_on(check, negatives, observed),
             "note": negatives.get("notes", {}).get(check, ""),
@@ -131,12 +142,13 @@ def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], ob
     return records
 
 
-def _lost(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
-    """(scenario, kind) -> repeats a run planned (its summary's "planned", from the notebook's parameters)
+def _lost(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
+    """(client, scenario, kind) -> repeats a run planned (its summary's "planned", from the notebook's parameters)
     that left no row of this check: a repeat whose notebook hung or failed, which must count as a non-pass,
     not vanish from k of N. Only for checks judged per repeat (variants 'kind#n') in that scenario."""
-    lost: dict[tuple[str, str], int] = {}
+    lost: dict[tuple[str, str, str], int] = {}
     for summary in summaries:
+        client = summary.get("client") or DEFAULT_CLIENT
         mine = [r for r in rows if r["run_id"] == summary["run_id"]]
         for scenario, kinds in (summary.get("planned") or {}).items():
             repeated = {r["kind"] for r in rows if r["scenario"] == scenario and r["kind"] != str(r["variant"])}
@@ -145,7 +157,7 @@ def _lost(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> dict[t
             for kind, planned in (kinds if "*" not in kinds else {k: kinds["*"] for k in repeated}).items():
                 seen = {r["variant"] for r in mine if (r["scenario"], r["kind"]) == (scenario, kind)}
                 if planned > len(seen):
-                    lost[(scenario, kind)] = lost.get((scenario, kind), 0) + planned - len(seen)
+                    lost[(client, scenario, kind)] = lost.get((client, scenario, kind), 0) + planned - len(seen)
     return lost
 
 
@@ -254,8 +266,15 @@ def write_records(records: dict[str, dict[str, Any]], directory: Path = CALIBRAT
         merged = merge(earlier.get(check), record)
         path.write_text(json.dumps(merged, indent=2, sort_keys=False) + "\n")
         written.append(path)
-    (directory / "README.md").write_text(readme(load_records(directory)))
+    render(directory)
     return written
+
+
+def render(directory: Path = CALIBRATION_DIR) -> Path:
+    """README.md over every record in the folder, measuring nothing (`k6suite calibrate --render`)."""
+    path = directory / "README.md"
+    path.write_text(readme(load_records(directory)))
+    return path
 
 
 def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
@@ -266,9 +285,9 @@ def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
         _build_key(new["baseline"].get("build")) and old["baseline"].get("topology") == new["baseline"].get("topology")
     if not same:
         return new
-    measured = {(c["scenario"], c["variant"]) for c in new["cases"]}
+    measured = {_case_key(c) for c in new["cases"]}
     kept = [{"runs": old["runs"], "date": old["date"], "command": old["command"], **c} for c in old["cases"]
-            if (c["scenario"], c["variant"]) not in measured]
+            if _case_key(c) not in measured]
     if not kept:
         return new
     cases = [*kept, *new["cases"]]
@@ -277,22 +296,31 @@ def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
         for status, n in case["statuses"].items():
             statuses[status] = statuses.get(status, 0) + n
     return {**new, "runs": sorted({run for c in cases for run in c["runs"]}),
+            "clients": sorted({c["client"] for c in cases}),
             "passes": sum(c["passes"] for c in cases), "judged": sum(c["judged"] for c in cases),
             "lost": sum(c.get("lost", 0) for c in cases),
             "statuses": dict(sorted(statuses.items())), "measured": None,
             "failures": [f for c in cases for f in c.get("failures", [])][:5], "cases": cases}
 
 
+def _case_key(case: dict[str, Any]) -> tuple[str, str, str]:
+    return case["client"], case["scenario"], case["variant"]
+
+
 def load_records(directory: Path = CALIBRATION_DIR) -> dict[str, dict[str, Any]]:
     """check name -> record, from the committed calibration folder. A file that is not a record of this
     schema (malformed, an older layout) becomes {"check": ..., "unreadable": why}, keyed by its check name
-    when it has one, else by its file's slug: a report shows "record unreadable" instead of crashing a run."""
+    when it has one, else by its file's slug: a report shows "record unreadable" instead of crashing a run.
+    A case that names no client (written before cases did) is DEFAULT_CLIENT's."""
     records: dict[str, dict[str, Any]] = {}
     for path in sorted((directory / "checks").glob("*.json")):
         record: Any = None
         try:
             record = json.loads(path.read_text())
             _validate(record)
+            for case in record["cases"]:
+                case.setdefault("client", DEFAULT_CLIENT)
+            record["clients"] = sorted({c["client"] for c in record["cases"]})
         except (ValueError, TypeError) as error:
             name = record.get("check") if isinstance(record, dict) else None
             key = name if isinstance(name, str) else path.stem
@@ -324,6 +352,8 @@ def _validate(record: Any) -> None:
                  f"{where}.measured")
         if not isinstance(tally.get("lost", 0), int) or not all(isinstance(n, int) for n in tally["statuses"].values()):
             raise ValueError(f"{where}: lost or a status count is not a number")
+        if where == "case" and not isinstance(tally.get("client", DEFAULT_CLIENT), str):
+            raise ValueError("case.client is not a string")
     need(record["fails_on"], {"planted": list, "systems": list}, "fails_on")
     for found in record["fails_on"]["systems"]:
         need(found, {"system": str, "evidence": str}, "fails_on.systems[]")
@@ -383,12 +413,21 @@ def baseline_label(record: dict[str, Any]) -> str:
     return f"{name} {build.get('version', '')}".strip()
 
 
-def _case(record: dict[str, Any], scenario: str | None, variant: str | None) -> dict[str, Any] | None:
-    """The record's case for this scenario and variant (None: never calibrated there); the record overall
-    when no scenario is asked about."""
+def _case(record: dict[str, Any], scenario: str | None, variant: str | None, client: str) -> dict[str, Any] | None:
+    """The record's case for this client, scenario and variant (None: never calibrated there); when no
+    scenario is asked about, the client's cases summed (the record overall when every case is the client's)."""
+    mine = [c for c in record["cases"] if c.get("client", DEFAULT_CLIENT) == client]
     if scenario is None:
-        return record
-    return next((c for c in record["cases"] if (c["scenario"], c["variant"]) == (scenario, _kind(variant))), None)
+        if len(mine) == len(record["cases"]):
+            return record
+        statuses: dict[str, int] = {}
+        for case in mine:
+            for status, n in case["statuses"].items():
+                statuses[status] = statuses.get(status, 0) + n
+        return {"passes": sum(c["passes"] for c in mine), "judged": sum(c["judged"] for c in mine),
+                "lost": sum(c.get("lost", 0) for c in mine), "statuses": statuses,
+                "measured": mine[0].get("measured") if len(mine) == 1 else None}
+    return next((c for c in mine if (c["scenario"], c["variant"]) == (scenario, _kind(variant))), None)
 
 
 def _kind(variant: str | None) -> str:
@@ -414,27 +453,32 @@ def k_of_n(tally: dict[str, Any]) -> str:
 
 
 def note(record: dict[str, Any] | None, scenario: str | None = None, variant: str | None = None,
-         in_use: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What the report shows beside a verdict: the baseline's k of N for this scenario and variant (else
-    for the check overall), its distribution, where it fails, and whether the record is stale."""
+         in_use: dict[str, Any] | None = None, client: str | None = None) -> dict[str, Any]:
+    """What the report shows beside a verdict of this client (None: DEFAULT_CLIENT): the baseline's k of N
+    with that client for this scenario and variant (else for the check overall), its distribution, where
+    it fails, and whether the record is stale. A client the record has no case of is not calibrated."""
+    client = client or DEFAULT_CLIENT
     if record is None:
         return {"text": "not calibrated", "calibrated": False, "shaky": False, "stale": False, "unproven": True}
     if "unreadable" in record:
         return {"text": f"record unreadable ({record['unreadable']})", "calibrated": False, "shaky": False,
                 "stale": False, "unproven": True, "unreadable": True}
-    case = _case(record, scenario, variant)
+    label = f"{baseline_label(record)} with {client}"
+    measured_with = {c.get("client", DEFAULT_CLIENT) for c in record["cases"]}
+    case = _case(record, scenario, variant, client) if client in measured_with else None
     if case is None:
-        text = (f"{baseline_label(record)}: not calibrated for {scenario} {_kind(variant)}"
-                f"; {fails_on_text(record)}")
+        missing = f"{scenario} {_kind(variant)}" if client in measured_with else client
+        text = f"{label if client in measured_with else baseline_label(record)}: not calibrated for {missing}" \
+            f"; {fails_on_text(record)}"
         return {"text": text, "calibrated": False, "shaky": False, "stale": stale(record, in_use),
-                "unproven": unproven(record), "label": baseline_label(record)}
+                "unproven": unproven(record), "label": baseline_label(record), "uncalibrated": missing}
     measured = case.get("measured")
     spread = f" (p50 {measured['p50']}, p95 {measured['p95']}, max {measured['max']})" if measured else ""
     lost = case.get("lost", 0)
     if case["judged"] or lost:
-        passes = f"{baseline_label(record)}: {k_of_n(case)}{spread}"
+        passes = f"{label}: {k_of_n(case)}{spread}"
     else:
-        passes = (f"{baseline_label(record)}: never judged ("
+        passes = (f"{label}: never judged ("
                   + ", ".join(f"{n} {s}" for s, n in case["statuses"].items()) + ")")
     why_stale = staleness(record, in_use)
     text = f"{passes}; {fails_on_text(record)}" + (f"; STALE: {why_stale}" if why_stale else "")
@@ -446,20 +490,20 @@ def note(record: dict[str, Any] | None, scenario: str | None = None, variant: st
 
 
 def caveat(answer: str, failed: list[dict[str, Any]], records: dict[str, dict[str, Any]],
-           in_use: dict[str, dict[str, Any]] | None = None) -> str:
+           in_use: dict[str, dict[str, Any]] | None = None, client: str | None = None) -> str:
     """For a NO that rests only on checks the baseline does not pass every time (or never judged, or whose
     record is stale against in_use, system -> build): what the answer must say, e.g. "check passes on
-    baseline 16 of 18"; "" for a NO that some solid, current check decides."""
+    baseline 16 of 18"; "" for a NO that some solid, current check decides. client: the run's recording
+    client, whose cases the records are read for."""
     if answer != "NO" or not failed:
         return ""
-    notes = [(v, verdict_note(records, in_use or {}, v.get("scenario"), v)) for v in failed]
+    notes = [(v, verdict_note(records, in_use or {}, v.get("scenario"), v, client)) for v in failed]
     if any(n["calibrated"] and not n["shaky"] and not n["stale"] for _, n in notes):
         return ""
     parts = [f"{v['check']} calibration stale ({n['text'].rsplit('STALE: ', 1)[-1]})" if n["stale"]
              else f"{v['check']} passes on baseline {n['k_of_n']}" if n["calibrated"]
              else f"{v['check']} calibration record unreadable" if n.get("unreadable")
-             else f"{v['check']} not calibrated for {v.get('scenario')} {_kind(v.get('variant'))}"
-             if "label" in n
+             else f"{v['check']} not calibrated for {n['uncalibrated']}" if "uncalibrated" in n
              else f"{v['check']} not calibrated on the baseline" for v, n in notes]
     return "; ".join(dict.fromkeys(parts))
 
@@ -487,10 +531,11 @@ def in_use_of(verdict: dict[str, Any], records: dict[str, dict[str, Any]],
 
 
 def verdict_note(records: dict[str, dict[str, Any]], in_use: dict[str, dict[str, Any]], scenario: str | None,
-                 verdict: dict[str, Any]) -> dict[str, Any]:
-    """note() for one verdict row of a scenario, its record held against the build of its system in use."""
+                 verdict: dict[str, Any], client: str | None = None) -> dict[str, Any]:
+    """note() for one verdict row of a scenario recorded with `client`, its record held against the build of
+    its system in use."""
     record = _record(records, verdict["check"])
-    return note(record, scenario, verdict.get("variant"), in_use_of(verdict, records, in_use))
+    return note(record, scenario, verdict.get("variant"), in_use_of(verdict, records, in_use), client)
 
 
 # ---------------------------------------------------------------------- README
@@ -503,7 +548,10 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
              "fail (`negatives.json`, checked by tests/test_calibration.py) and real systems whose failure an",
              "observation records. A check with no known failing case is **unproven**. Reports show this beside",
              "every verdict; a record measured on another build or topology than the one in use is flagged stale.",
-             "A planned repeat that left no verdict (its notebook hung or failed) counts as lost: k of N, m lost.", "",
+             "A planned repeat that left no verdict (its notebook hung or failed) counts as lost: k of N, m lost.",
+             f"Cases are per recording client; one measured with another client than {DEFAULT_CLIENT} names it, and",
+             "a verdict is shown beside its own client's case (\"not calibrated for <client>\" when there is none).",
+             "",
              "| check | req. | baseline | k of N | measured p50 / p95 / max | per variant (k of N) | fails on | date |",
              "|---|---|---|---|---|---|---|---|"]
     broken = sorted(c for c, r in records.items() if "unreadable" in r)
@@ -518,7 +566,8 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
         kn = k_of_n(r) if every_time(r) else f"**{k_of_n(r)}**"
         if not r["judged"] and not r.get("lost"):
             kn = "not judged (" + ", ".join(f"{n} {s}" for s, n in r["statuses"].items()) + ")"
-        cases = "; ".join(f"{c['scenario']} {c['variant']} {c['passes']}/{c['judged'] + c.get('lost', 0)}"
+        cases = "; ".join(f"{_client_prefix(c)}{c['scenario']} {c['variant']} {c['passes']}/"
+                          f"{c['judged'] + c.get('lost', 0)}"
                           + (f" ({c['lost']} lost)" if c.get("lost") else "") for c in r["cases"][:8])
         more = f"; +{len(r['cases']) - 8} more" if len(r["cases"]) > 8 else ""
         fails = fails_on_text(r).removeprefix("fails on: ")
@@ -540,6 +589,11 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _client_prefix(case: dict[str, Any]) -> str:
+    client = case.get("client", DEFAULT_CLIENT)
+    return "" if client == DEFAULT_CLIENT else f"{client}: "
+
+
 def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -551,17 +605,18 @@ LOAD_EVERY_S = 10.0
 
 def calibrate(profile_name: str, scenarios: list[str] | None, repeats: int, runs: list[Path] | None = None,
               directory: Path = CALIBRATION_DIR, tier: str = "smoke", out_root: Path | None = None,
-              command: str = "", log=print, baseline: str = "kafka") -> list[Path]:
+              command: str = "", log=print, baseline: str = "kafka", client: str | None = None) -> list[Path]:
     """Run the scenarios `repeats` times on the profile's system (scenarios with a `repeats` parameter once
-    with repeats=N, the others N times, all on one embedded stack), or take the given run archives, and
-    write one record per check they judged. Returns the files written."""
+    with repeats=N, the others N times, all on one embedded stack) recording with `client` (default: the
+    profile's), or take the given run archives, and write one record per check they judged, one case per
+    client the runs recorded with. Returns the files written."""
     if runs:
         run_dirs = list(dict.fromkeys(Path(run).resolve() for run in runs))
         summaries = _summaries_of(run_dirs)
     else:
         if repeats < 1:
             raise ValueError("--repeats must be at least 1")
-        run_dirs = _run_repeatedly(profile_name, scenarios, repeats, tier, out_root, log)
+        run_dirs = _run_repeatedly(profile_name, scenarios, repeats, tier, out_root, log, client)
         summaries = [json.loads((run / "summary.json").read_text()) for run in run_dirs]
     summaries = [{**s, "planned": planned_repeats(run)} for run, s in zip(run_dirs, summaries, strict=True)]
     load = distribution([x for run, s in zip(run_dirs, summaries, strict=True) for x in _load_samples(run, s)])
@@ -572,7 +627,7 @@ def calibrate(profile_name: str, scenarios: list[str] | None, repeats: int, runs
 
 
 def _run_repeatedly(profile_name: str, scenarios: list[str] | None, repeats: int, tier: str,
-                    out_root: Path | None, log) -> list[Path]:
+                    out_root: Path | None, log, client: str | None = None) -> list[Path]:
     import os
     import threading
 
@@ -599,11 +654,11 @@ def _run_repeatedly(profile_name: str, scenarios: list[str] | None, repeats: int
         with running(load_profile(profile_name), log=log):  # one stack for every run
             if repeatable:
                 outcome = run_suite(profile_name, repeatable, tier, out_root, cell_timeout_s=max(1800, 400 * repeats),
-                                    parameters={"repeats": repeats}, log=log)
+                                    parameters={"repeats": repeats}, log=log, client=client)
                 run_dirs.append(outcome.run_dir)
             for index in range(repeats if once else 0):
                 log(f"calibration run {index + 1} of {repeats}: {' '.join(once)}")
-                run_dirs.append(run_suite(profile_name, once, tier, out_root, log=log).run_dir)
+                run_dirs.append(run_suite(profile_name, once, tier, out_root, log=log, client=client).run_dir)
     finally:
         done.set()
         sampler.join(5)
@@ -626,12 +681,14 @@ def _summaries_of(runs: list[Path]) -> list[dict[str, Any]]:
 def summary_from_histories(run: Path, like: dict[str, Any]) -> dict[str, Any]:
     """A summary of an unfinished run: the scenarios that finished from their results.json, the others'
     saved histories re-judged with their stored composition; the build, system and profile of `like`
-    (a finished run of the same build), which every results.json and history must name as its profile."""
+    (a finished run of the same build), which every results.json and history must name as its profile; the
+    client its histories name (else like's)."""
     from k6suite_lib.checkers import recheck
     from k6suite_lib.scenario import RESULTS_FILE
 
     scenarios: dict[str, list[dict[str, Any]]] = {}
     spans = []
+    clients = set()
     finished = [json.loads(path.read_text()) for path in sorted(run.glob(f"S*/{RESULTS_FILE}"))]
     def same_profile(named: Any, what: str) -> None:
         if named is not None and named != like["profile"]:
@@ -647,14 +704,18 @@ def summary_from_histories(run: Path, like: dict[str, Any]) -> dict[str, Any]:
         view, verdicts = recheck(path)
         meta = view.meta
         same_profile(meta.get("profile"), f"{path}")
+        clients.add(meta.get("client") or DEFAULT_CLIENT)
         rows = json.loads(verdicts.assign(variant=meta["variant"]).to_json(orient="records"))
         scenarios.setdefault(meta["scenario"], []).extend(rows)
         started = float(meta["started_wall"])
         spans.append((started, started + float(meta["duration_s"])))
     if not spans:
         raise ValueError(f"{run}: no summary.json, no scenario's results and no saved history")
+    if len(clients) > 1:
+        raise ValueError(f"{run}: histories of several clients ({', '.join(sorted(clients))}) in one run")
     start, end = min(s for s, _ in spans), max(e for _, e in spans)
     return {"run_id": run.name, "profile": like["profile"], "system": like.get("system"), "build": like.get("build"),
+            "client": next(iter(clients), like.get("client") or DEFAULT_CLIENT),
             "started": start, "duration_s": end - start, "unfinished": True,
             "scenarios": [{"scenario": sid, "verdicts": rows} for sid, rows in scenarios.items()]}
 
@@ -669,18 +730,22 @@ def _load_samples(run: Path, summary: dict[str, Any]) -> list[float]:
             if len(fields) >= 2 and start <= float(fields[0]) <= end]
 
 
-PROFILE_SETTINGS = ("target_kind", "embedded", "client", "faults")  # what else in a profile changes a verdict
+# what else in a profile changes a verdict (of the client settings, all but the library: cases are per client)
+PROFILE_SETTINGS = ("target_kind", "embedded", "client", "faults")
 
 
 def _topology(runs: list[Path]) -> dict[str, Any] | None:
     """The embedded stack's shape (brokers, dedicated controllers), read from every run's manifest: runs of
-    different shapes or profile settings (client, faults) are refused, one record is of one baseline. A run
+    different shapes or profile settings (client settings, faults) are refused, one record is of one
+    baseline; runs of different recording clients are not (each client has its own cases). A run
     without a manifest (unfinished) is held to its profile's results instead (_summaries_of)."""
     shapes = {}
     for run in runs:
         if (run / "manifest.json").is_file():
             profile = json.loads((run / "manifest.json").read_text()).get("profile") or {}
             key = {"topology": topology(profile.get("stack")), **{k: profile.get(k) for k in PROFILE_SETTINGS}}
+            if isinstance(key["client"], dict):  # the recording library keys the cases instead
+                key["client"] = {k: v for k, v in key["client"].items() if k != "library"}
             shapes.setdefault(json.dumps(key, sort_keys=True), []).append(run.name)
     if len(shapes) > 1:
         raise ValueError("the runs differ in topology or profile settings; calibrate one at a time: "

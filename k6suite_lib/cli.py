@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--dir", type=Path, default=None, help="calibration folder (default: calibration/)")
     calibrate.add_argument("--baseline", default="kafka", metavar="SYSTEM",
                            help="the system every run must be of (default: kafka; runs of another system are refused)")
+    calibrate.add_argument("--client", choices=CLIENT_LIBRARIES, default=None,
+                           help="the recording client of the runs (default: the profile's); records keep one case "
+                                "per client, so calibrating another client adds its cases")
+    calibrate.add_argument("--render", action="store_true",
+                           help="measure nothing: rewrite calibration/README.md from the committed records and the "
+                                "current negatives.json and observations/")
 
     observe = commands.add_parser("observe", help="turn a run into observations/OBS-NN-<slug>/ for review in git")
     observe.add_argument("run", help="run id (a folder under outputs/) or a path to a run folder")
@@ -245,10 +251,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "calibrate":
             from k6suite_lib import calibration
 
+            if args.render:
+                print(f"wrote {calibration.render(args.dir or calibration.CALIBRATION_DIR)}")
+                return 0
             written = calibration.calibrate(
                 args.profile, args.scenarios, args.repeats, args.runs, args.dir or calibration.CALIBRATION_DIR,
                 out_root=args.out, command="k6suite " + " ".join(argv if argv is not None else sys.argv[1:]),
-                baseline=args.baseline)
+                baseline=args.baseline, client=args.client)
             print(f"wrote {len(written)} calibration records and README.md to {written[0].parent.parent}"
                   if written else "no verdicts: nothing written")
             return 0

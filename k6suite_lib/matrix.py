@@ -99,10 +99,12 @@ def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, starte
             cells[summary["profile"]] = {"answer": result, "why": why, "link": f"{summary['profile']}/report.html"
                                          + (f"#{scenario_ids[0]}" if ran else ""),
                                          "caveat": calibration.caveat(result, question_failures(summary, question),
-                                                                      records, in_use)}
+                                                                      records, in_use, summary.get("client"))}
         checks = _checks(summaries, question)
-        for row in checks:
-            row["calibration"] = calibration.verdict_note(records, in_use, row["scenario"], row)
+        for row in checks:  # the record of each client the row's verdicts were recorded with
+            row["calibration"] = {client: calibration.verdict_note(records, in_use, row["scenario"], row, client)
+                                  for client in dict.fromkeys(s["client"] for s in systems
+                                                              if s["profile"] in row["cells"])}
             row["client_dependent"] = client_dependent(row, systems)
         questions.append({"question": question.text, "scenarios": list(scenario_ids), "cells": cells,
                           "client_dependent": client_dependent({"cells": {p: {"status": c["answer"]}
@@ -183,7 +185,7 @@ is kept and fails where it is broken.</p>
 <table><tr><th style="width:28%">question</th>{% for s in m.systems %}<th>{{ s.profile }}{% if s.build %}<br><span class="small">{{ s.build.label }}</span>{% endif %}</th>{% endfor %}</tr>
 {% for q in m.questions %}<tr><td><details><summary>{{ q.question }} <span class="small">({{ q.scenarios|join(', ') }}, {{ q.checks|length }} checks)</span></summary>
 <table><tr><th style="width:40%">check</th>{% for s in m.systems %}<th>{{ s.profile }}</th>{% endfor %}</tr>
-{% for c in q.checks %}<tr><td>{{ c.scenario }} {{ c.variant }}: {{ c.check }} <span class="small">{{ c.requirement }}</span><br><span class="small{% if c.calibration.stale or c.calibration.shaky or not c.calibration.calibrated %} warn{% endif %}">{{ c.calibration.text }}</span></td>
+{% for c in q.checks %}<tr><td>{{ c.scenario }} {{ c.variant }}: {{ c.check }} <span class="small">{{ c.requirement }}</span>{% for client, n in c.calibration.items() %}<br><span class="small{% if n.stale or n.shaky or not n.calibrated %} warn{% endif %}">{{ n.text }}</span>{% endfor %}</td>
 {% for s in m.systems %}{% set cell = c.cells.get(s.profile) %}{% if cell %}<td class="{{ cell.status|replace(' ', '') }}"><a href="{{ cell.link }}">{{ cell.status }}</a><br><span class="small">{{ cell.measured }}</span></td>{% else %}<td class="NOTTESTED">not run</td>{% endif %}{% endfor %}</tr>{% endfor %}
 </table></details></td>
 {% for s in m.systems %}{% set cell = q.cells[s.profile] %}<td class="{{ cell.answer|replace(' ', '') }}"><a href="{{ cell.link }}"><b>{{ cell.answer }}</b></a>{% if cell.caveat %} <span class="warn">({{ cell.caveat }})</span>{% endif %}<br><span class="small">{{ cell.why }}</span>{% set dep = q.client_dependent.get(s.profile.split('+')[0]) %}{% if dep %}<br><span class="small">depends on the client: {% for c, a in dep.items() %}{{ c }} {{ a }}{% if not loop.last %}, {% endif %}{% endfor %}</span>{% endif %}</td>{% endfor %}</tr>{% endfor %}

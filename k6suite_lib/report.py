@@ -299,14 +299,14 @@ def html_report(summary: dict[str, Any], run_dir: Path, records: dict[str, dict[
         result, why = answer(summary, question)
         questions.append({"question": question.text, "answer": result, "scenarios": question.scenarios, "why": why,
                           "caveat": calibration.caveat(result, question_failures(summary, question), records,
-                                                             in_use)})
+                                                             in_use, summary.get("client"))})
     result = run_result(summary)
     target = [(k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in (summary.get("target") or {}).items()]
     times = scenario_times(summary["scenarios"]) if any(r.get("phases") for r in summary["scenarios"]) else None
     page = env.from_string(TEMPLATE).render(
         s=summary, questions=questions, target=target, sort=_sorted_verdicts, times=times, result=result,
         exit_code=EXIT_CODES[result], scenario_result=scenario_result,
-        cal=lambda sc, v: calibration.verdict_note(records, in_use, sc["scenario"], v),
+        cal=lambda sc, v: calibration.verdict_note(records, in_use, sc["scenario"], v, summary.get("client")),
         ran={sc["scenario"] for sc in summary["scenarios"]},
         started=dt.datetime.fromtimestamp(summary["started"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         dump=lambda d: json.dumps(d, indent=2, default=str)[:20000])

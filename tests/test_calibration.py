@@ -27,11 +27,13 @@ def _verdict(check: str, status: str, variant: str, measured) -> dict:
             "status": status, "passed": status == "PASS", "evidence": f"{check} measured {measured}"}
 
 
-def _summary(run_id: str, gaps: list[float], build: dict | None = None, system: str = "kafka") -> dict:
+def _summary(run_id: str, gaps: list[float], build: dict | None = None, system: str = "kafka",
+             client: str = "kafka-python") -> dict:
     verdicts = [_verdict(RECOVERY, "PASS" if gap < 5 else "FAIL", f"kill#{i}", f"{gap} s")
                 for i, gap in enumerate(gaps, 1)]
     verdicts += [_verdict("lost-write", "PASS", f"kill#{i}", 0) for i in range(1, len(gaps) + 1)]
-    return {"run_id": run_id, "profile": "kafka", "system": system, "build": build or KAFKA, "tier": "smoke",
+    return {"run_id": run_id, "profile": "kafka", "system": system, "client": client, "build": build or KAFKA,
+            "tier": "smoke",
             "started": 1.8e9, "duration_s": 60.0, "stack_error": "", "counts": {}, "target": {},
             "scenarios": [{"scenario": "S4", "title": "Broker chaos", "duration_s": 60, "passed": True,
                            "folder": "S4-broker-chaos", "artifacts": [], "measurements": {}, "verdicts": verdicts}]}
@@ -64,7 +66,7 @@ def test_a_check_without_a_negative_case_is_unproven_and_one_with_them_names_the
     assert "unproven: no known case where it fails" in calibration.note(records[RECOVERY], "S4", "kill#1")["text"]
     lost = calibration.note(records["lost-write"], "S4", "kill")
     assert not lost["unproven"]
-    assert lost["text"] == ("Kafka 4.1.1: 1 of 1 (p50 0.0, p95 0.0, max 0.0); "
+    assert lost["text"] == ("Kafka 4.1.1 with kafka-python: 1 of 1 (p50 0.0, p95 0.0, max 0.0); "
                             "fails on: planted in 1 test, KafScale v1.5.0 (OBS-04)")
 
 
@@ -99,11 +101,11 @@ def test_the_report_and_the_matrix_show_the_calibration_beside_every_verdict(tmp
                                             "binaries": {}}, system="kafscale")
     kafscale["profile"] = "local"
     page = report.html_report(kafscale, tmp_path, records)
-    assert "Kafka 4.1.1: 2 of 3 (p50 2.6, p95 5.87, max 5.87); unproven" in page
+    assert "Kafka 4.1.1 with kafka-python: 2 of 3 (p50 2.6, p95 5.87, max 5.87); unproven" in page
     assert f"<b>NO</b> (<span class=\"caveat\">{RECOVERY.replace(chr(39), '&#39;')} passes on baseline 2 of 3" in page
     built = matrix.build_matrix([kafscale, _summary("a", [2.5])], "m", "smoke", 1.8e9, records)
     rows = [row for q in built["questions"] for row in q["checks"] if row["check"] == RECOVERY]
-    assert rows and rows[0]["calibration"]["text"].startswith("Kafka 4.1.1: 2 of 3")
+    assert rows and rows[0]["calibration"]["kafka-python"]["text"].startswith("Kafka 4.1.1 with kafka-python: 2 of 3")
     caveats = {q["cells"]["local"]["caveat"] for q in built["questions"] if q["cells"]["local"]["answer"] == "NO"}
     assert f"{RECOVERY} passes on baseline 2 of 3" in caveats
     assert "passes on baseline 2 of 3" in matrix.matrix_html(built)
@@ -324,7 +326,8 @@ def test_calibrating_a_subset_merges_its_cases_into_the_record_and_a_missing_cas
     record = calibration.load_records(tmp_path)[RECOVERY]
     assert [(c["variant"], c["judged"]) for c in record["cases"]] == [("pause", 1), ("kill", 1)]
     terminate = calibration.note(record, "S4", "terminate#1")
-    assert terminate["text"].startswith("Kafka 4.1.1: not calibrated for S4 terminate") and not terminate["calibrated"]
+    assert terminate["text"].startswith("Kafka 4.1.1 with kafka-python: not calibrated for S4 terminate")
+    assert not terminate["calibrated"]
     failed = [{**_verdict("lost-write", "FAIL", "terminate#1", 3), "scenario": "S4"}]
     assert calibration.caveat("NO", failed, calibration.load_records(tmp_path)) == \
         "lost-write not calibrated for S4 terminate"
@@ -410,9 +413,79 @@ def test_a_planned_repeat_that_left_no_verdict_counts_as_lost_not_as_nothing(tmp
     assert [(c["variant"], c["passes"], c["judged"], c["lost"]) for c in gap["cases"]] == \
         [("kill", 2, 2, 1), ("pause", 0, 0, 3)]
     kill = calibration.note(gap, "S4", "kill#1")
-    assert kill["text"].startswith("Kafka 4.1.1: 2 of 3, 1 lost") and kill["shaky"]
-    assert calibration.note(gap, "S4", "pause#1")["text"].startswith("Kafka 4.1.1: 0 of 3, 3 lost")
+    assert kill["text"].startswith("Kafka 4.1.1 with kafka-python: 2 of 3, 1 lost") and kill["shaky"]
+    assert calibration.note(gap, "S4", "pause#1")["text"].startswith("Kafka 4.1.1 with kafka-python: 0 of 3, 3 lost")
     failed = [{**_verdict(RECOVERY, "FAIL", "kill#1", 9), "scenario": "S4"}]
     assert calibration.caveat("NO", failed, records) == f"{RECOVERY} passes on baseline 2 of 3, 1 lost"
     assert [c["lost"] for c in records["stack check"]["cases"]] == [0]
     assert "2 of 6, 4 lost" in (tmp_path / "cal" / "README.md").read_text()
+
+
+def test_records_keep_a_case_per_client_and_a_verdict_is_shown_beside_its_own_clients():
+    """Runs of kafka-python and librdkafka fold into one record with a case per client; a librdkafka verdict
+    reads librdkafka's k of N, a franz-go verdict (never measured) reads "not calibrated for franz-go", and a
+    NO of franz-go resting on it says so."""
+    records = _records([_summary("a", [1.0, 2.0]), _summary("b", [6.0, 7.0, 1.0], client="librdkafka")])
+    gap = records[RECOVERY]
+    assert [(c["client"], c["variant"], c["passes"], c["judged"]) for c in gap["cases"]] == \
+        [("kafka-python", "kill", 2, 2), ("librdkafka", "kill", 1, 3)]
+    assert gap["clients"] == ["kafka-python", "librdkafka"] and (gap["passes"], gap["judged"]) == (3, 5)
+    assert calibration.note(gap, "S4", "kill#1")["text"].startswith("Kafka 4.1.1 with kafka-python: 2 of 2")
+    rdkafka = calibration.note(gap, "S4", "kill#1", client="librdkafka")
+    assert rdkafka["text"].startswith("Kafka 4.1.1 with librdkafka: 1 of 3") and rdkafka["shaky"]
+    franz = calibration.note(gap, "S4", "kill#1", client="franz-go")
+    assert franz["text"].startswith("Kafka 4.1.1: not calibrated for franz-go") and not franz["calibrated"]
+    failed = [{**_verdict(RECOVERY, "FAIL", "kill#1", 9), "scenario": "S4"}]
+    assert calibration.caveat("NO", failed, records, client="franz-go") == f"{RECOVERY} not calibrated for franz-go"
+    assert calibration.caveat("NO", failed, records, client="librdkafka") == f"{RECOVERY} passes on baseline 1 of 3"
+    assert calibration.caveat("NO", failed, records) == ""  # kafka-python's record: 2 of 2, solid
+    assert "librdkafka: S4 kill 1/3" in calibration.readme(records)
+
+
+def test_the_report_and_the_matrix_read_the_record_of_each_runs_client(tmp_path):
+    records = _records([_summary("a", [1.0]), _summary("b", [9.0], client="librdkafka")])
+    kafscale = {**_summary("k", [30.0], build={**KAFKA, "system": "kafscale", "label": "kafscale v1.5.0"},
+                           system="kafscale", client="librdkafka"), "profile": "local+librdkafka"}
+    assert "Kafka 4.1.1 with librdkafka: 0 of 1" in report.html_report(kafscale, tmp_path, records)
+    franz = {**kafscale, "profile": "local+franz-go", "client": "franz-go"}
+    assert "Kafka 4.1.1: not calibrated for franz-go" in report.html_report(franz, tmp_path, records)
+    built = matrix.build_matrix([kafscale, franz], "m", "smoke", 1.8e9, records)
+    row = next(row for q in built["questions"] for row in q["checks"] if row["check"] == RECOVERY)
+    assert row["calibration"]["librdkafka"]["text"].startswith("Kafka 4.1.1 with librdkafka: 0 of 1")
+    assert row["calibration"]["franz-go"]["text"].startswith("Kafka 4.1.1: not calibrated for franz-go")
+    assert "kafka-python" not in row["calibration"]  # no column recorded with it
+    page = matrix.matrix_html(built)
+    assert "Kafka 4.1.1 with librdkafka: 0 of 1" in page and "not calibrated for franz-go" in page
+
+
+def test_a_record_written_before_cases_named_their_client_loads_as_kafka_pythons(tmp_path):
+    """The committed records' cases name no client (all were measured with kafka-python): they load as
+    kafka-python's, and calibrating librdkafka afterwards adds its cases beside them."""
+    record = _records([_summary("a", [1.0, 2.0])])[RECOVERY]
+    old = {**record, "cases": [{k: v for k, v in c.items() if k != "client"} for c in record["cases"]]}
+    del old["clients"]
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / f"{calibration.slug(RECOVERY)}.json").write_text(json.dumps(old))
+    loaded = calibration.load_records(tmp_path)[RECOVERY]
+    assert [c["client"] for c in loaded["cases"]] == ["kafka-python"] and loaded["clients"] == ["kafka-python"]
+    assert calibration.note(loaded, "S4", "kill")["text"].startswith("Kafka 4.1.1 with kafka-python: 2 of 2")
+    assert calibration.note(loaded, "S4", "kill", client="librdkafka")["text"].startswith(
+        "Kafka 4.1.1: not calibrated for librdkafka")
+    calibration.write_records(_records([_summary("b", [7.0], client="librdkafka")]), tmp_path)
+    merged = calibration.load_records(tmp_path)[RECOVERY]
+    assert [(c["client"], c["judged"]) for c in merged["cases"]] == [("kafka-python", 2), ("librdkafka", 1)]
+    assert calibration.load_records()[RECOVERY]["clients"] == ["kafka-python"]  # the committed ones
+
+
+def test_runs_of_two_clients_fold_into_one_record_from_their_archives(tmp_path):
+    """`k6suite calibrate --from` takes the client from each run's summary; the profile's client library
+    does not count as a differing profile setting (its cases are apart), its other client settings do."""
+    plain = _run_dir(tmp_path / "p", _summary("p", [1.0]), 3)
+    rdkafka = _run_dir(tmp_path / "r", _summary("r", [8.0], client="librdkafka"), 3)
+    manifest = json.loads((rdkafka / "manifest.json").read_text())
+    manifest["profile"]["client"]["library"] = "librdkafka"
+    (rdkafka / "manifest.json").write_text(json.dumps(manifest))
+    calibration.calibrate("kafka", None, 1, [plain, rdkafka], directory=tmp_path / "cal")
+    gap = calibration.load_records(tmp_path / "cal")[RECOVERY]
+    assert {c["client"]: (c["passes"], c["judged"]) for c in gap["cases"]} == \
+        {"kafka-python": (1, 1), "librdkafka": (0, 1)}
