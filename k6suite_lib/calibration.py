@@ -202,6 +202,12 @@ def load_negatives(directory: Path = CALIBRATION_DIR) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+# a check's earlier name in observations -> its name now, where only the name changed (the same measurement
+# and bound): its FAILs still count. Not here: "consumer-group rebalances", which counted the group's start-up
+# joins as rebalances (the "3 assignments to 2 members" of OBS-05, OBS-07) and so says nothing about the check
+# "consumer-group rebalances after the first fault" that replaced it.
+RENAMED = {"recovery: longest time without an ack, per partition, after the fault starts":
+           "longest gap between acknowledgements per partition, from the fault's start"}
 _SYSTEM_COMPONENTS = (("kafscale-broker", "KafScale"), ("tansu", "Tansu"))
 _SYSTEM_NAMES = ("KafScale", "Tansu", "Apache Kafka")
 
@@ -223,9 +229,9 @@ def observed_failures(directory: Path = OBSERVATIONS_DIR) -> dict[str, list[dict
                 system = _heading_system(line) or default
             cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| S") else []
             if len(cells) >= 8 and cells[6] == "**FAIL**" and system:
-                entry = {"system": system, "evidence": evidence}
-                if entry not in found.setdefault(cells[2], []):
-                    found[cells[2]].append(entry)
+                entry, check = {"system": system, "evidence": evidence}, RENAMED.get(cells[2], cells[2])
+                if entry not in found.setdefault(check, []):
+                    found[check].append(entry)
     return found
 
 
@@ -311,7 +317,12 @@ def load_records(directory: Path = CALIBRATION_DIR) -> dict[str, dict[str, Any]]
     """check name -> record, from the committed calibration folder. A file that is not a record of this
     schema (malformed, an older layout) becomes {"check": ..., "unreadable": why}, keyed by its check name
     when it has one, else by its file's slug: a report shows "record unreadable" instead of crashing a run.
-    A case that names no client (written before cases did) is DEFAULT_CLIENT's."""
+    A case that names no client (written before cases did) is DEFAULT_CLIENT's. Where the folder keeps a
+    negatives.json, each record's negative side (fails_on, note) is read from it and from observations/ as
+    they are now, not as they were when the record was measured: a planted test or an observation added
+    later counts at once, without measuring again."""
+    negatives = load_negatives(directory) if (directory / NEGATIVES_FILE).is_file() else None
+    observed = observed_failures() if negatives is not None else {}
     records: dict[str, dict[str, Any]] = {}
     for path in sorted((directory / "checks").glob("*.json")):
         record: Any = None
@@ -321,6 +332,9 @@ def load_records(directory: Path = CALIBRATION_DIR) -> dict[str, dict[str, Any]]
             for case in record["cases"]:
                 case.setdefault("client", DEFAULT_CLIENT)
             record["clients"] = sorted({c["client"] for c in record["cases"]})
+            if negatives is not None:
+                record["fails_on"] = fails_on(record["check"], negatives, observed)
+                record["note"] = negatives.get("notes", {}).get(record["check"], "")
         except (ValueError, TypeError) as error:
             name = record.get("check") if isinstance(record, dict) else None
             key = name if isinstance(name, str) else path.stem
@@ -546,7 +560,8 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
              "Each check's record on the baseline: how often it passed (k of N judged verdicts), the measured",
              "value's distribution, and where the check is known to FAIL: tests that plant a history it must",
              "fail (`negatives.json`, checked by tests/test_calibration.py) and real systems whose failure an",
-             "observation records. A check with no known failing case is **unproven**. Reports show this beside",
+             "observation records, both read as they are now (`k6suite calibrate --render` rewrites this file",
+             "without measuring). A check with no known failing case is **unproven**. Reports show this beside",
              "every verdict; a record measured on another build or topology than the one in use is flagged stale.",
              "A planned repeat that left no verdict (its notebook hung or failed) counts as lost: k of N, m lost.",
              f"Cases are per recording client; one measured with another client than {DEFAULT_CLIENT} names it, and",
