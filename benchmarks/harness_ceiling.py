@@ -6,15 +6,21 @@ For each embedded system (profile `local` = KafScale with 3 brokers, `kafka` = A
 searches, per client, the highest rate of 128-byte records the client sustains:
 
   suite         the workload's recording producer (k6suite_lib.workload via run_workload: identity
-                payloads, callbacks, history rows), exactly the code path the scenarios use;
+                payloads, callbacks, history rows), exactly the code path the scenarios use, with the
+                profile's client library (today kafka-python);
+  workers       the suite's recording librdkafka producers in --workers worker processes (one producer
+                each; WorkloadConfig.workers), their history shards merged into one history;
   kafka-python  a bare kafka-python producer built by k6suite_lib.clients with the same settings;
-  librdkafka    a bare confluent-kafka (librdkafka) producer with the same settings.
+  librdkafka    a bare confluent-kafka (librdkafka) producer with the recording librdkafka producer's
+                settings (rdkafka.producer_config) and no recording.
 
-Settings shared by all three, from the workload's defaults and the profile: acks=all, idempotence as
-the profile says, linger 0 ms, 1 request in flight per connection, the profile's request timeout,
-30 s delivery timeout, at most 1,000 unacknowledged sends, records spread round-robin over
---partitions explicit partitions of one topic. Library defaults nobody sets (e.g. batch size) stay
-each library's own.
+Settings shared by suite and kafka-python, from the workload's defaults and the profile: acks=all,
+idempotence as the profile says, linger 0 ms, 1 request in flight per connection, the profile's request
+timeout, 30 s delivery timeout, at most 1,000 unacknowledged sends per producer, records spread
+round-robin over --partitions explicit partitions of one topic. librdkafka, bare or recording, runs as
+the suite's librdkafka client does (docs/clients.md): its own defaults (linger 5 ms, no idempotence, many
+requests in flight) plus acks=all and the timeouts, so workers/librdkafka is the cost of recording and
+nothing else. Library defaults nobody sets (e.g. batch size) stay each library's own.
 
 A trial offers one rate for --trial-s seconds on a fixed schedule (send i is due at start + i/rate; a
 late send goes out at once). Publish delay = acknowledgement time minus the time the send was due,
@@ -26,20 +32,22 @@ p99 is below --p99-ms.
 
 Search, per client: from --start-rate, double while trials sustain (or halve while they fail, down
 to --min-rate, up to --max-rate) until a sustained and a failed rate bracket the ceiling, then
-bisect the bracket --bisections times. The three clients' searches advance in turn, one trial each,
+bisect the bracket --bisections times. The clients' searches advance in turn, one trial each,
 so a drift of the machine or the system hits all of them alike; each is preceded by one unjudged
 warm-up trial at the start rate. Trials stop when every search is done or --budget-s passed for
 the system (checked before each round of one trial per client; the report then says so). Trial
 count is bounded by the rate limits and bisections, time by the budget plus one round.
 
 Prints progress lines, then a table (ceiling, p99 and achieved rate at the ceiling, the lowest
-failed rate and its p99) and the ratios suite/kafka-python and suite/librdkafka per system. Asserts nothing.
-Stacks listen on 127.0.0.1 only (port bases: local 26400, kafka 26800, tansu 27200), keep their
+failed rate and its p99) and the ratios suite/kafka-python, suite/librdkafka, workers/librdkafka and
+workers/suite per system, of the clients measured (--clients). Asserts nothing.
+Stacks listen on 127.0.0.1 only (port bases: local 26400, kafka 26800, tansu 27200, or --port-base), keep their
 state in a temporary K6SUITE_OUTPUTS that is removed afterwards, and are stopped by PID. Object
 store keys come from K6SUITE_S3_ACCESS_KEY / K6SUITE_S3_SECRET_KEY, or are generated into that
 temporary folder.
 
     .venv/bin/python benchmarks/harness_ceiling.py [--systems local kafka tansu] [--trial-s 3]
+        [--clients suite workers librdkafka] [--workers 2] [--port-base 31000]
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 
@@ -65,7 +73,7 @@ from k6suite_lib.cli import interrupt_on_sigterm
 from k6suite_lib.history import encode_payload
 from k6suite_lib.profiles import PROFILES_DIR, Profile, load_profile
 from k6suite_lib.stack import binaries, open_stack
-from k6suite_lib.workload import WorkloadConfig, run_workload
+from k6suite_lib.workload import WorkloadConfig, rdkafka, run_workload
 
 PORT_BASES = {"local": 26400, "kafka": 26800, "tansu": 27200}  # this benchmark's own, clear of others'
 RECORD_BYTES = 128
@@ -98,7 +106,16 @@ Client = Callable[[Profile, WorkloadConfig], Sends]
 
 def suite_sends(profile: Profile, config: WorkloadConfig) -> Sends:
     """The workload's own recording producer; its history says when each send was due and acknowledged."""
-    history = run_workload(profile, config).history
+    return history_sends(run_workload(profile, config).history)
+
+
+def workers_sends(profile: Profile, config: WorkloadConfig) -> Sends:
+    """The suite's recording librdkafka producers, one per worker process (WorkloadConfig.workers), their
+    shards merged into one history: what a scenario asking for workers offers."""
+    return history_sends(run_workload(profile, replace(config, client="librdkafka")).history)
+
+
+def history_sends(history) -> Sends:
     sends = history[history["f"] == "send"]
     intended = sends["intended_ns"].to_numpy()
     completed = np.where((sends["type"] == "ok").to_numpy(), sends["complete_ns"].to_numpy(), -1)
@@ -168,19 +185,11 @@ def kafka_python_sends(profile: Profile, config: WorkloadConfig) -> Sends:
 
 
 def librdkafka_sends(profile: Profile, config: WorkloadConfig) -> Sends:
-    """A native client with the same settings: what the machine allows a Python process to offer."""
-    producer = confluent_kafka.Producer({
-        "bootstrap.servers": ",".join(profile.bootstrap_servers),
-        "client.id": f"ceiling-{uuid.uuid4().hex[:8]}",
-        "security.protocol": profile.client.security_protocol,
-        "acks": str(config.acks),
-        "enable.idempotence": config.idempotent(profile),
-        "linger.ms": config.linger_ms,
-        "max.in.flight.requests.per.connection": config.max_in_flight,
-        "request.timeout.ms": profile.client.request_timeout_ms,
-        "delivery.timeout.ms": int(config.delivery_timeout_s * 1000),
-        "reconnect.backoff.max.ms": 1000,
-    })
+    """A native client with the settings of the suite's recording librdkafka producer (librdkafka's
+    defaults plus the contract, rdkafka.producer_config) and no recording: what the machine allows one
+    Python process to offer with it, and what the recording workers are measured against."""
+    producer = confluent_kafka.Producer(rdkafka.producer_config(
+        profile, replace(config, client="librdkafka"), f"ceiling-{uuid.uuid4().hex[:8]}"))
     payload, _ = encode_payload("bench", "bare", 0, config.message_bytes)
 
     def send(seq: int, acks: Acks) -> None:
@@ -198,8 +207,10 @@ def librdkafka_sends(profile: Profile, config: WorkloadConfig) -> Sends:
     return sends
 
 
-CLIENTS: dict[str, Client] = {"suite": suite_sends, "kafka-python": kafka_python_sends,
+CLIENTS: dict[str, Client] = {"suite": suite_sends, "workers": workers_sends, "kafka-python": kafka_python_sends,
                               "librdkafka": librdkafka_sends}
+# the ratios printed, where both clients were measured: what the issue's targets compare
+RATIOS = (("suite", "kafka-python"), ("suite", "librdkafka"), ("workers", "librdkafka"), ("workers", "suite"))
 
 
 def judge(sends: Sends, rate: float, trial_s: float, warmup_s: float, p99_ms: float) -> Trial:
@@ -261,11 +272,11 @@ class Search:
 
 
 @contextmanager
-def embedded(name: str, directory: Path) -> Iterator[Profile]:
-    """The profile's embedded stack on this benchmark's port base (as tests/conftest.py writes
+def embedded(name: str, directory: Path, port_base: int | None = None) -> Iterator[Profile]:
+    """The profile's embedded stack on this benchmark's port base (or port_base; as tests/conftest.py writes
     profiles, so a user's stack is never touched), stopped by PID afterwards even on failure."""
     raw = yaml.safe_load((PROFILES_DIR / f"{name}.yaml").read_text())
-    raw.update(name=f"ceiling-{name}", stack={**raw["stack"], "port_base": PORT_BASES[name]})
+    raw.update(name=f"ceiling-{name}", stack={**raw["stack"], "port_base": port_base or PORT_BASES[name]})
     path = directory / f"ceiling-{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     profile = load_profile(path)
@@ -283,14 +294,16 @@ def embedded(name: str, directory: Path) -> Iterator[Profile]:
 
 
 def measure(name: str, profile: Profile, args: argparse.Namespace) -> tuple[dict[str, Search], bool]:
-    """The three clients' searches on one running stack, a trial each in turn; whether the budget ran out."""
+    """The clients' searches on one running stack, a trial each in turn; whether the budget ran out."""
     topic = f"ceiling-{uuid.uuid4().hex[:8]}"
     clients.create_topic(profile, topic, args.partitions)
 
     def trial(client: str, rate: float) -> Trial:
-        config = WorkloadConfig(records=None, duration_s=args.trial_s + TAIL_S, rate=rate, producers=1,
-                                consumers=0, consumer_mode="none", partitions=args.partitions, readback=False,
-                                topic=topic, create_topic=False, message_bytes=RECORD_BYTES, label="ceiling")
+        workers = args.workers if client == "workers" else 0
+        config = WorkloadConfig(records=None, duration_s=args.trial_s + TAIL_S, rate=rate, producers=max(1, workers),
+                                workers=workers, consumers=0, consumer_mode="none", partitions=args.partitions,
+                                readback=False, topic=topic, create_topic=False, message_bytes=RECORD_BYTES,
+                                label="ceiling")
         return judge(CLIENTS[client](profile, config), rate, args.trial_s, args.warmup_s, args.p99_ms)
 
     def show(client: str, result: Trial, what: str) -> None:
@@ -298,9 +311,10 @@ def measure(name: str, profile: Profile, args: argparse.Namespace) -> tuple[dict
         print(f"[{name}] {what:8s} {client:12s} offered {result.rate:8.0f}/s  achieved {result.achieved:8.0f}/s  "
               f"p99 {result.p99_ms:9.1f} ms  {verdict}", flush=True)
 
-    for client in CLIENTS:
+    for client in args.clients:
         show(client, trial(client, args.start_rate), "warm-up")
-    searches = {client: Search(args.start_rate, args.min_rate, args.max_rate, args.bisections) for client in CLIENTS}
+    searches = {client: Search(args.start_rate, args.min_rate, args.max_rate, args.bisections)
+                for client in args.clients}
     deadline = time.monotonic() + args.budget_s
     for _round in range(100):  # the searches' own limits end them after about 20 rounds
         due = [(client, rate) for client, search in searches.items() if (rate := search.next_rate()) is not None]
@@ -321,7 +335,8 @@ def report(results: dict[str, tuple[dict[str, Search], bool]], args: argparse.Na
     print(f"Harness ceiling: highest open-loop rate of {RECORD_BYTES}-byte records with publish delay "
           f"(ack - due) p99 < {args.p99_ms:g} ms and >= {ACHIEVED_SHARE:.0%} of the offered rate acknowledged")
     print(f"({args.trial_s:g} s trials, first {args.warmup_s:g} s not judged, {args.partitions} partitions, "
-          f"acks=all, linger 0 ms, 1 request in flight; kafka-python {version('kafka-python')}, "
+          f"acks=all; suite and kafka-python linger 0 ms, 1 request in flight, librdkafka and workers its defaults; "
+          f"{args.workers} workers; kafka-python {version('kafka-python')}, "
           f"confluent-kafka {version('confluent-kafka')}, librdkafka {confluent_kafka.libversion()[0]})")
     print()
     print(f"{'system':8s} {'client':13s} {'ceiling/s':>10s} {'p99 ms':>8s} {'achieved/s':>11s} "
@@ -334,18 +349,19 @@ def report(results: dict[str, tuple[dict[str, Search], bool]], args: argparse.Na
                   f"{f'{failed.rate:.0f}' if failed else '-':>12s} {f'{failed.p99_ms:.1f}' if failed else '-':>11s} "
                   f"{len(search.trials):7d}")
     print()
-    print(f"{'system':8s} {'suite/kafka-python':>19s} {'suite/librdkafka':>17s}")
+    pairs = [(a, b) for a, b in RATIOS if a in args.clients and b in args.clients]
+    print(f"{'system':8s} " + " ".join(f"{f'{a}/{b}':>19s}" for a, b in pairs))
     for name, (searches, over_budget) in results.items():
         ratios = []
-        for other in ("kafka-python", "librdkafka"):
-            suite, base = searches["suite"], searches[other]
-            if suite.best is None or base.best is None:
+        for client, base in pairs:
+            top, bottom = searches[client], searches[base]
+            if top.best is None or bottom.best is None:
                 ratios.append("n/a")
             else:
-                bound = "" if suite.bracketed and base.bracketed else "*"
-                ratios.append(f"{suite.best.rate / base.best.rate:.2f}{bound}")
+                bound = "" if top.bracketed and bottom.bracketed else "*"
+                ratios.append(f"{top.best.rate / bottom.best.rate:.2f}{bound}")
         note = "  (budget ran out)" if over_budget else ""
-        print(f"{name:8s} {ratios[0]:>19s} {ratios[1]:>17s}{note}")
+        print(f"{name:8s} " + " ".join(f"{ratio:>19s}" for ratio in ratios) + note)
     print("* a ceiling in the ratio is only a bound (no rate failed, or none sustained)")
 
 
@@ -365,6 +381,11 @@ def main() -> None:
                         help="bisections of the bracket; 4 narrow a doubling bracket to 1/16 (default 4)")
     parser.add_argument("--budget-s", type=float, default=240.0,
                         help="search time per system, after start-up and warm-up (default 240)")
+    parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS),
+                        help="clients to measure (default: all)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="worker processes of the 'workers' client, one producer each (default 2)")
+    parser.add_argument("--port-base", type=int, help="port base of every stack (default: this benchmark's own)")
     args = parser.parse_args()
     if not 0 <= args.warmup_s < args.trial_s:
         parser.error("--warmup-s must be at least 0 and shorter than --trial-s")
@@ -373,7 +394,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="k6suite-ceiling-") as outputs:
         os.environ["K6SUITE_OUTPUTS"] = outputs  # stack state and logs stay out of the checkout
         for name in args.systems:
-            with embedded(name, Path(outputs)) as profile:
+            with embedded(name, Path(outputs), args.port_base) as profile:
                 results[name] = measure(name, profile, args)
     report(results, args)
 

@@ -50,10 +50,12 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "session": ("int64", "consumer: assignment epoch; offsets are compared only within one"),
     "error": ("string", "error class and message for fail/info"),
     "detail": ("string", "JSON: assignment, generation, fault parameters, ..."),
+    "worker": ("int64", "the process that recorded the row: 0 the workload's own, k >= 1 its worker process k"),
 }
 _DEFAULTS: dict[str, Any] = {
     "topic": "", "partition": -1, "offset": -1, "key": "", "producer": "", "seq": -1, "checksum": -1,
     "corrupt": False, "record_run": "", "value_len": 0, "intended_ns": -1, "session": 0, "error": "", "detail": "",
+    "worker": 0,
 }
 PAYLOAD_MAGIC = b"k6s1"
 _SEP = b"|"
@@ -143,7 +145,11 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows -> a history frame with every documented column and dtype, ordered by completion."""
-    frame = _normalise(pd.DataFrame(rows, columns=list(COLUMNS)))
+    return in_order(_normalise(pd.DataFrame(rows, columns=list(COLUMNS))))
+
+
+def in_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """A history's rows ordered by completion (the order on disk and the checkers' reading order)."""
     return frame.sort_values(["complete_ns", "op_id"], kind="stable").reset_index(drop=True)
 
 

@@ -199,6 +199,31 @@ def test_every_writer_reads_its_own_acknowledged_write(kafka_stack):
 
 
 @pytest.mark.stack
+def test_two_worker_processes_write_shards_that_merge_into_one_clean_history(kafka_stack):
+    """Producers in two worker processes (librdkafka), a consumer group and the read-back in this one: the
+    shards merge into one history, each producer's rows from its own worker, and the checkers judge it
+    clean. Both processes read one CLOCK_MONOTONIC: the clock each worker read at 'go' lies within the
+    round trip that carried it."""
+    from k6suite_lib.checkers import CheckSpec
+    from tests.conftest import assert_clean, verdicts_of
+
+    _, profile = kafka_stack
+    config = WorkloadConfig(client="librdkafka", producers=2, workers=2, consumers=2, consumer_mode="group",
+                            partitions=PARTITIONS, records=300, await_consumers_s=20, label="workers")
+    result = run_workload(profile, config)
+    frame = result.history
+    sends = frame[frame["f"] == "send"]
+    assert (sends["type"] == "ok").sum() == 300, sends[sends["type"] != "ok"]["error"].head().tolist()
+    assert sends.groupby("producer")["worker"].unique().map(list).to_dict() == {"producer-0": [1], "producer-1": [2]}
+    assert set(frame.loc[frame["f"] != "send", "worker"]) >= {0}
+    assert [w["worker"] for w in result.meta()["workers"]] == [1, 2]
+    for worker in result.workers:
+        assert abs(worker["clock_offset_ns"]) <= worker["clock_bound_ns"], worker
+    assert frame.groupby("op_id")["worker"].nunique().max() == 1
+    assert_clean(verdicts_of(frame, None, CheckSpec("group-ownership", {"partitions": PARTITIONS})))
+
+
+@pytest.mark.stack
 def test_added_broker_is_a_broker_only_node_of_the_same_cluster(kafka_stack):
     stack, profile = kafka_stack
     new_id = stack.add_broker()

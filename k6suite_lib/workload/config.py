@@ -43,6 +43,9 @@ def library_version(library: str) -> str:
 @dataclass(frozen=True)
 class WorkloadConfig:
     producers: int = 1
+    # > 0: the producers run in this many worker processes (workload/workers.py), each recording a history
+    # shard that is merged into the history (load beyond what one Python process offers); 0: in this process
+    workers: int = 0
     consumers: int = 1
     consumer_mode: str = "assign"  # assign | group | none
     partitions: int = 1
@@ -91,6 +94,8 @@ class WorkloadConfig:
             raise ValueError("give exactly one of records and duration_s")
         if self.producers < 1 or self.partitions < 1 or self.consumers < 0:
             raise ValueError("need at least one producer and one partition")
+        if not 0 <= self.workers <= self.producers:
+            raise ValueError(f"workers must be 0 (none) up to producers ({self.producers}), got {self.workers}")
 
     def idempotent(self, profile: Profile) -> bool:
         """The idempotence asked for: the workload's, else the profile's, else the library's default."""
@@ -116,6 +121,7 @@ class WorkloadResult:
     duration_s: float
     notes: list[str] = field(default_factory=list)
     client: str = "kafka-python"
+    workers: list[dict[str, Any]] = field(default_factory=list)  # worker processes: producers, clock agreement
 
     def meta(self) -> dict[str, Any]:
         """What travels with a saved history so it can be re-checked and understood later."""
@@ -123,4 +129,4 @@ class WorkloadResult:
                 "config": asdict(self.config), "idempotent": self.idempotent, "client": self.client,
                 "client_version": library_version(self.client), "started_wall": self.started_wall,
                 "duration_s": self.duration_s, "notes": self.notes,
-                "version_caps": clients.active_version_caps()}
+                "version_caps": clients.active_version_caps(), **({"workers": self.workers} if self.workers else {})}

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 from k6suite_lib.history import Recorder, now
 from k6suite_lib.profiles import Profile
 from k6suite_lib.workload.config import WorkloadConfig, error_text
@@ -84,6 +86,7 @@ class RunContext:
     owned: dict[str, set[int]] = field(default_factory=dict)  # live consumer -> partitions it reads now
     last_assignment_ns: int = 0  # the last assignment or revocation a consumer saw
     clients: dict[str, Any] = field(default_factory=dict)  # live clients, sampled for their metrics
+    shards: list[tuple[pd.DataFrame, int]] = field(default_factory=list)  # (rows, worker id) of worker processes
 
     def assigned(self, consumer: str, partitions: set[int]) -> None:
         self.owned[consumer] = partitions

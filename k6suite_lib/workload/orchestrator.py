@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from k6suite_lib import clients
+from k6suite_lib import clients, shards
 from k6suite_lib.faults.schedule import Schedule
 from k6suite_lib.history import Recorder, now
 from k6suite_lib.profiles import CLIENT_LIBRARIES, Profile
 from k6suite_lib.progress import Progress
+from k6suite_lib.workload import workers
 from k6suite_lib.workload.config import WorkloadConfig, WorkloadResult, error_text, new_run_id
 from k6suite_lib.workload.consumer import run_consumer
 from k6suite_lib.workload.context import ClientLog, RunContext
@@ -42,11 +43,17 @@ def workload_context(profile: Profile, config: WorkloadConfig, run_id: str | Non
                       topic=topic, recorder=Recorder(run_id))
 
 
-def result_of(ctx: RunContext, started_wall: float, started: float) -> WorkloadResult:
-    return WorkloadResult(run_id=ctx.run_id, topic=ctx.topic, config=ctx.config, history=ctx.recorder.frame(),
+def result_of(ctx: RunContext, started_wall: float, started: float,
+              pool: list[workers.Worker] | None = None) -> WorkloadResult:
+    """The run's history: its own rows, merged with its worker processes' shards when it had any."""
+    history = ctx.recorder.frame()
+    if ctx.shards:
+        history = shards.merge([(history, 0), *ctx.shards])
+    return WorkloadResult(run_id=ctx.run_id, topic=ctx.topic, config=ctx.config, history=history,
                           profile=ctx.profile.name, idempotent=ctx.config.idempotent(ctx.profile),
                           client=ctx.config.library(ctx.profile),
-                          started_wall=started_wall, duration_s=time.monotonic() - started, notes=ctx.notes)
+                          started_wall=started_wall, duration_s=time.monotonic() - started, notes=ctx.notes,
+                          workers=workers.clock_agreement(pool or []))
 
 
 def run_workload(profile: Profile, config: WorkloadConfig, run_id: str | None = None,
@@ -85,8 +92,10 @@ def _threads(target, count: int, prefix: str, ctx: RunContext) -> list[threading
 
 def _run(ctx: RunContext, nemesis: Nemesis | None, progress: Progress) -> WorkloadResult:
     config = ctx.config
-    started_wall, started = time.time(), time.monotonic()
     progress.enter("set-up")
+    # worker processes import for seconds before they can send: launched before the workload's clock starts
+    pool = workers.launch(ctx, config.library(ctx.profile)) if config.workers else None
+    started_wall, started = time.time(), time.monotonic()
     if config.create_topic:
         try:
             clients.create_topic(ctx.profile, ctx.topic, config.partitions)
@@ -94,16 +103,19 @@ def _run(ctx: RunContext, nemesis: Nemesis | None, progress: Progress) -> Worklo
             ctx.connect_failure("admin", exc)
     run_producer, run_consumer = runners(config.library(ctx.profile))
     consumers = _threads(run_consumer, config.consumers if config.consumer_mode != "none" else 0, "consumer", ctx)
-    producers = _threads(run_producer, config.producers, "producer", ctx)
     for thread in consumers:
         thread.start()
     if consumers and config.await_consumers_s > 0:
         _await_consumers(ctx, len(consumers))
-    for thread in producers:
-        thread.start()
+    if pool is not None:
+        producers = workers.go(pool)
+    else:
+        producers = _threads(run_producer, config.producers, "producer", ctx)
+        for thread in producers:
+            thread.start()
     sampler = None
     if config.client_metrics_s > 0:
-        sampler = threading.Thread(target=_sample_clients, args=(ctx,), name="client-metrics", daemon=True)
+        sampler = threading.Thread(target=sample_clients, args=(ctx,), name="client-metrics", daemon=True)
         sampler.start()
     stop_nemesis = threading.Event()
     nemesis_thread = None
@@ -131,7 +143,7 @@ def _run(ctx: RunContext, nemesis: Nemesis | None, progress: Progress) -> Worklo
     finally:
         if readback is not None:
             readback.close()
-    return result_of(ctx, started_wall, started)
+    return result_of(ctx, started_wall, started, pool)
 
 
 def _traffic_phase(config: WorkloadConfig, nemesis: Nemesis | None,
@@ -242,7 +254,7 @@ def _drain_consumers(ctx: RunContext, consumers: list[threading.Thread], ends: d
             ctx.note(f"{thread.name} did not stop within {JOIN_TIMEOUT_S:.0f} s")
 
 
-def _sample_clients(ctx: RunContext) -> None:
+def sample_clients(ctx: RunContext) -> None:
     """Until consumers stop: one client-metrics row per live client every client_metrics_s."""
     while not ctx.stop_consumers.wait(ctx.config.client_metrics_s):
         for name, client in list(ctx.clients.items()):

@@ -38,7 +38,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from k6suite_lib import clients
 from k6suite_lib.history import decode_payload, now
 from k6suite_lib.profiles import Profile
-from k6suite_lib.workload.config import error_text
+from k6suite_lib.workload.config import WorkloadConfig, error_text
 from k6suite_lib.workload.consumer import POLL_MS, ConsumerSession, PollResult, record_assignment
 from k6suite_lib.workload.context import RunContext
 from k6suite_lib.workload.producer import Done, producer_loop
@@ -101,6 +101,15 @@ def common_config(profile: Profile, client_id: str) -> dict[str, Any]:
     return config
 
 
+def producer_config(profile: Profile, config: WorkloadConfig, client_id: str) -> dict[str, Any]:
+    """librdkafka's defaults plus the contract: acks, the request and delivery timeouts, idempotence as asked
+    (benchmarks/harness_ceiling.py runs its bare librdkafka with these too)."""
+    return {**common_config(profile, client_id), "acks": "all" if config.acks == "all" else int(config.acks),
+            "request.timeout.ms": profile.client.request_timeout_ms,
+            "message.timeout.ms": int(config.delivery_timeout_s * 1000),
+            "enable.idempotence": config.idempotent(profile)}
+
+
 class Sender:
     """A librdkafka producer behind the producer loop. Its delivery reports and statistics are served
     by a thread of its own that blocks in poll(), so each report's time is when it arrived, not when
@@ -114,11 +123,7 @@ class Sender:
         self.retried: dict[str, int] = {}  # broker -> txretries at the last sample
         self.led: dict[str, set[int]] = {}  # broker -> partitions of the topic it led at the last sample
         self.producer = Producer({
-            **common_config(ctx.profile, f"{ctx.run_id}-{name}"),
-            "acks": "all" if config.acks == "all" else int(config.acks),
-            "request.timeout.ms": ctx.profile.client.request_timeout_ms,
-            "message.timeout.ms": int(config.delivery_timeout_s * 1000),
-            "enable.idempotence": config.idempotent(ctx.profile),
+            **producer_config(ctx.profile, config, f"{ctx.run_id}-{name}"),
             "statistics.interval.ms": STATS_MS,
             "stats_cb": self._stats,
             "error_cb": self._error,
