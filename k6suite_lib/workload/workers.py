@@ -127,6 +127,8 @@ def _stop_when_told(ctx: RunContext, worker: Worker) -> None:
 def _feed(ctx: RunContext, worker: Worker) -> None:
     """The worker's relay into the workload's live bookkeeping; at its end, its shard into ctx.shards."""
     for text in worker.proc.stdout:
+        if not text.startswith("{"):  # not the worker's: a library writing to stdout
+            continue
         data = json.loads(text)
         event = data.get("event")
         if event == "ready":
