@@ -351,6 +351,15 @@ def test_own_reads_need_the_writer_itself_to_read_its_record():
     assert row["status"] == "FAIL" and row["measured"] == "1" and "producer-0#4" in row["evidence"]
 
 
+def test_own_reads_with_nothing_acknowledged_are_not_tested():
+    """Seen on KafScale v1.5.0 with kafka-python's default, idempotent producer: every send failed
+    (no InitProducerId), and the check crashed the S3 notebook (KeyError 'producer') instead of saying so."""
+    t = Timeline()
+    t.sends(0, 1, 5, producer="producer-0", outcome="fail")
+    row = run(t, "own-reads")
+    assert row["status"] == "NOT TESTED" and "nothing was acknowledged" in row["evidence"]
+
+
 def test_group_ownership_and_committed_offsets():
     t = Timeline()
     t.sends(0, 1, 4, partitions=2)
