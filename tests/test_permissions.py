@@ -20,6 +20,7 @@ import ssl
 import stat
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from cryptography import x509
@@ -33,7 +34,7 @@ from k6suite_lib.secrets import redact
 from k6suite_lib.stack import open_stack, tls
 from k6suite_lib.stack.layout import outputs_root
 from k6suite_lib.stack.state import stack_credentials, stack_secret, stored_secrets
-from tests.conftest import port_base_for
+from tests.conftest import port_base_for, without_idempotence_on_kafscale
 
 KAFKA_PORT_BASE = port_base_for(25200)
 KAFSCALE_PORT_BASE = port_base_for(25600)
@@ -43,7 +44,7 @@ S8_STACK = s8.SECURED_STACK_OFFSET
 
 def one_broker_profile(directory: Path, source: str, name: str, port_base: int) -> Path:
     """A shipped profile on a test port base, with one broker (and its topics replicated once)."""
-    raw = yaml.safe_load(Path(source).read_text())
+    raw = without_idempotence_on_kafscale(yaml.safe_load(Path(source).read_text()))
     raw.update(name=name, stack={"brokers": 1, "port_base": port_base})
     raw["client"]["replication_factor"] = 1
     path = directory / f"{name}.yaml"
@@ -167,3 +168,30 @@ def test_generated_secrets_are_kept_once_private_and_redacted(tmp_path, monkeypa
                                      "K6SUITE_S3_SECRET_KEY"}
     assert stat.S_IMODE((tmp_path / "stack" / "secrets.env").stat().st_mode) == 0o600
     assert redact(f"login {password} with {secret} as {access}") == "login *** with *** as ***"
+
+
+def test_a_leak_is_not_judged_when_the_owner_wrote_nothing(tmp_path):
+    """KafScale with kafka-python's default, idempotent producer: the tenants' own produce fails (no
+    InitProducerId), so the other tenant reads 0 of their records; that 0 is no evidence of a boundary."""
+    from k6suite_lib.profiles import load_profile
+    from k6suite_lib.scenario import Scenario
+
+    def table(produced: str) -> pd.DataFrame:
+        rows = []
+        for tenant, other in (s8.TENANTS, s8.TENANTS[::-1]):
+            rows.append({"tenant": tenant, "client_id": tenant, "operation": "produce", "target": tenant,
+                         "expected": "allowed", "outcome": produced, "error": "" if produced == "ok" else
+                         "IncompatibleBrokerVersion", "ms": 5.0, "records": None})
+            rows.append({"tenant": tenant, "client_id": other, "operation": "consume (claiming the other's client.id)",
+                         "target": other, "expected": "denied", "outcome": "ok", "error": "", "ms": 5.0,
+                         "records": 0})
+        return pd.DataFrame(rows, columns=s8.COLUMNS)
+
+    def leak(produced: str) -> pd.Series:
+        sc = Scenario("S8", "Permission boundary", load_profile("kafka-local"), tmp_path / produced, "r", "smoke", {})
+        s8.judge(sc, table(produced))
+        return sc.verdicts().set_index("check").loc["0 records of one tenant readable by the other"]
+
+    unwritten = leak("failed")
+    assert unwritten["status"] == "NOT TESTED" and "never written" in unwritten["evidence"]
+    assert leak("ok")["status"] == "PASS"

@@ -155,7 +155,9 @@ def judge(sc: Scenario, table: pd.DataFrame, bound_s: float = 10.0) -> None:
     broken = refused[refused["then_authorized"].eq(False)]  # None: the attempt has no follow-up
     failed = allowed[allowed["outcome"] != "ok"]
     listing = table[table["operation"] == "list topics"]
-    reads = denied[denied["operation"].str.startswith("consume")]
+    # a read of the other's topic proves nothing unless the other wrote its records there first
+    unwritten = allowed[(allowed["operation"] == "produce") & (allowed["outcome"] != "ok")]
+    reads = denied[denied["operation"].str.startswith("consume")] if unwritten.empty else denied.iloc[:0]
     logins = table[table["operation"] == "authenticate (wrong password)"]
     rows = [
         verdict(CHECKS[0][0], CHECKS[0][1], len(unclean), AtMost(0),
@@ -174,6 +176,8 @@ def judge(sc: Scenario, table: pd.DataFrame, bound_s: float = 10.0) -> None:
                 AtMost(0, " records"),
                 (f"consumers of the other tenant's topic (with their own identity, and claiming the other's "
                  f"client.id) read {int(leaks['records'].sum())} of its records. {_list(leaks)}") if len(reads)
+                else f"a tenant's own records were never written, so reading none of them proves nothing. "
+                f"{_list(unwritten)}" if len(unwritten)
                 else f"no tenant could try to read the other's topic. {_list(failed)}", unit=" records"),
         verdict(CHECKS[5][0], CHECKS[5][1], int(listing["foreign_topics"].sum()) if len(listing) else None,
                 AtMost(0, " topics"),
