@@ -21,14 +21,14 @@ from k6suite_lib.faults.kubernetes import KubernetesDriver, PodKill, RolloutRest
 from k6suite_lib.profiles import load_profile
 from k6suite_lib.stack import binaries, open_stack
 from k6suite_lib.stack.kafscale_k8s import is_alive_pid
-from tests.conftest import port_base_for
+from tests.conftest import port_base_for, without_idempotence_on_kafscale
 
 K8S_PORT_BASE = port_base_for(27600)
 
 
 @pytest.fixture(scope="module")
 def k8s_stack(tmp_path_factory, isolated_outputs):
-    raw = yaml.safe_load(Path("profiles/k8s.yaml").read_text())
+    raw = without_idempotence_on_kafscale(yaml.safe_load(Path("profiles/k8s.yaml").read_text()))
     raw.update(name="test-k8s", stack={"brokers": 2, "port_base": K8S_PORT_BASE, "kubernetes": True})
     path = tmp_path_factory.mktemp("k8s") / "test-k8s.yaml"
     path.write_text(yaml.safe_dump(raw))
