@@ -2,8 +2,9 @@
 
 Two profile settings change what the client library does:
 
-- ``client.idempotence``: kafka-python 3 turns idempotence on by default, which needs
-  InitProducerId; KafScale has none, so its profiles turn it off.
+- ``client.idempotence``: unset (every shipped profile), the library's default runs: kafka-python 3
+  is idempotent, which needs InitProducerId. A profile never switches it off to get around a target
+  without InitProducerId (KafScale): what the default producer meets there is the finding.
 - ``client.max_api_versions``: kafka-python picks the highest version both sides advertise. A
   target that advertises a version it mishandles (KafScale v1.5.0 and Fetch v12) can be capped.
   An embedded stack learns its caps from the build at start (stack/kafscale.py), so its profile
@@ -90,10 +91,17 @@ def common_config(profile: Profile, client_id: str | None = None) -> dict[str, A
 
 
 def producer(profile: Profile, client_id: str | None = None, **overrides: Any) -> KafkaProducer:
+    return KafkaProducer(**producer_config(profile, client_id, **overrides))
+
+
+def producer_config(profile: Profile, client_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """A producer's settings; idempotence only when the profile names it (kafka-python reads a given None as
+    off, so passing the unset value would switch its default off)."""
     timeout = profile.client.request_timeout_ms
-    config = {
+    idempotence = {} if profile.client.idempotence is None else {"enable_idempotence": profile.client.idempotence}
+    return {
         **common_config(profile, client_id),
-        "enable_idempotence": profile.client.idempotence,
+        **idempotence,
         "acks": "all",
         "max_block_ms": timeout,
         "bootstrap_timeout_ms": timeout,
@@ -101,7 +109,6 @@ def producer(profile: Profile, client_id: str | None = None, **overrides: Any) -
         "max_in_flight_requests_per_connection": 1,
         **overrides,
     }
-    return KafkaProducer(**config)
 
 
 def consumer(profile: Profile, client_id: str | None = None, **overrides: Any) -> KafkaConsumer:

@@ -148,3 +148,18 @@ def test_summary_holds_no_secret_values(monkeypatch):
     summary = load_profile("local-service").summary()
     assert "s3cr3t-value" not in repr(summary)
     assert summary["object_store"]["secret_key_env"] == "KAFSCALE_S3_SECRET_KEY"
+
+
+def test_no_shipped_profile_switches_a_client_default_off():
+    """A default that breaks on a target is a finding, never a profile line (the KafScale profiles set
+    `idempotence: false` because KafScale has no InitProducerId); and an unset idempotence reaches
+    kafka-python unset, which reads a given None as off."""
+    from k6suite_lib.clients import producer_config
+
+    for name in available_profiles():
+        profile = load_profile(name)
+        assert profile.client.idempotence is not False, name
+        if profile.client.idempotence is None:
+            assert "enable_idempotence" not in producer_config(profile), name
+    kafka_local = load_profile("kafka-local")  # says so explicitly: passed on as it is
+    assert producer_config(kafka_local)["enable_idempotence"] is True

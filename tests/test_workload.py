@@ -56,6 +56,21 @@ def test_concurrent_workload_on_the_baseline_is_clean(kafka_stack, tmp_path):
     assert "PASS: 0 of" in cli.stdout
 
 
+def test_kafscales_default_producer_gets_nothing_acknowledged_and_says_why(single_stack):
+    """kafka-python's default producer is idempotent; KafScale v1.5.0 has no InitProducerId, so with the shipped
+    profiles (no idempotence setting) nothing is acknowledged and the run FAILs naming the request: a finding,
+    not a profile line switching the default off."""
+    import dataclasses
+
+    _, profile = single_stack
+    shipped = dataclasses.replace(profile, client=dataclasses.replace(profile.client, idempotence=None))
+    result = run_workload(shipped, WorkloadConfig(records=5, consumers=0, consumer_mode="none", label="default"))
+    assert result.meta()["idempotent"] is True
+    row = verdicts_of(result.history).loc["acknowledged sends"]
+    assert row["status"] == "FAIL" and row["measured"] == "0"
+    assert "InitProducerIdRequest" in row["evidence"], row["evidence"]
+
+
 def test_cli_check_fails_a_history_with_a_lost_write(single_stack, tmp_path):
     _, profile = single_stack
     result = run_workload(profile, WorkloadConfig(records=30, consumers=1, label="tampered"))
