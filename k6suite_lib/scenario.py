@@ -212,7 +212,7 @@ class Scenario:
                                                            f"{store.secret_key_env}: the bucket cannot be read"}
         try:
             listing = read_bucket(self.profile.target_kind, store.endpoint, store.bucket, access, secret,
-                                  topic=result.topic, timeout_s=60)
+                                  topic=result.topic, prefix=storage_prefix(self.profile), timeout_s=60)
         except (StorageError, OSError) as exc:
             return CheckSpec("storage"), {"storage_error": f"reading the bucket failed: {exc}"}
         path = listing.save(self.out_dir / f"storage-{variant}.parquet")
@@ -261,6 +261,12 @@ class Scenario:
         }
         (self.out_dir / RESULTS_FILE).write_text(json.dumps(payload, indent=2, default=str))
         return verdicts if aggregate is None else aggregate
+
+
+def storage_prefix(profile: Profile) -> str:
+    """Where the target's keys start in its bucket: KafScale's S3 namespace (KAFSCALE_S3_NAMESPACE; its
+    operator sets the KafscaleCluster's namespace), "" for Tansu (every cluster is read)."""
+    return profile.object_store.namespace if profile.target_kind == "kafscale" else ""
 
 
 def aggregate_repeats(verdicts: pd.DataFrame) -> pd.DataFrame | None:

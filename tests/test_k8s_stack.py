@@ -9,18 +9,24 @@ of each broker process) is how a test sees that a fault landed on a process.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from k6suite_lib import probes
-from k6suite_lib.faults.kubernetes import KubernetesDriver, PodKill, RolloutRestart, ScaleTo
+from k6suite_lib import clients, probes
+from k6suite_lib.faults.kubernetes import KubernetesDriver, PodKill, PodPause, RolloutRestart, ScaleTo, process_state
 from k6suite_lib.profiles import load_profile
+from k6suite_lib.scenario import storage_prefix
+from k6suite_lib.scenarios.s4_broker_chaos import TERMINATE_GRACE_S, _fault
 from k6suite_lib.stack import binaries, open_stack
 from k6suite_lib.stack.kafscale_k8s import is_alive_pid
+from k6suite_lib.stack.state import stack_credentials
+from k6suite_lib.storage import read_bucket
 from tests.conftest import port_base_for, without_idempotence_on_kafscale
 
 K8S_PORT_BASE = port_base_for(27600)
@@ -66,17 +72,72 @@ def test_the_proxy_serves_brokers_the_operator_made(k8s_stack):
     assert sorted(stack.broker_pids()) == ["kafscale-broker-0", "kafscale-broker-1"]
 
 
-def test_a_pod_deleted_by_the_driver_is_recreated_and_its_broker_process_restarts(k8s_stack):
+def _runs_the_broker_build(stack, pid: int) -> bool:
+    return os.readlink(f"/proc/{pid}/exe") == stack.build.paths["kafscale-broker"]
+
+
+@pytest.mark.parametrize("grace_s", [0, TERMINATE_GRACE_S], ids=["kill", "terminate"])
+def test_a_pod_deleted_by_the_driver_is_recreated_and_its_broker_process_restarts(k8s_stack, grace_s):
+    """What S4's kill and terminate do, and what the fault records (the checker's evidence): the broker
+    process before is gone once start() returns, a new one runs the broker build once stop() returns."""
+    stack, profile = k8s_stack
+    before = stack.broker_pids()["kafscale-broker-0"]
+    fault = PodKill(_driver(profile), pod="kafscale-broker-0", grace_s=grace_s, ready_timeout_s=120)
+    fault.start()
+    assert not is_alive_pid(before), "start() returned while the deleted pod's broker process still runs"
+    fault.stop()
+    seen = fault.parameters()
+    assert seen["pid_before"] == before and seen["uid_after"] != seen["uid_before"]
+    assert seen["pid_after"] != before and _runs_the_broker_build(stack, seen["pid_after"])
+    assert 0 <= seen["ended_after_s"] <= seen["ready_after_s"]
+
+
+def test_a_pause_stops_the_broker_pod_process_and_kubernetes_does_not_notice(k8s_stack):
+    """S4's pause: SIGSTOP to the pod's process. The operator gives brokers no readiness probe, so the
+    pod stays Ready (and in its Service) while its broker answers nothing; SIGCONT brings it back."""
     stack, profile = k8s_stack
     driver = _driver(profile)
-    before = stack.broker_pids()["kafscale-broker-0"]
-    fault = PodKill(driver, pod="kafscale-broker-0", grace_s=0, ready_timeout_s=120)
+    assert PodPause.possible(driver)
+    fault = PodPause(driver, pod="kafscale-broker-1")
     fault.start()
-    fault.stop()
-    assert driver.wait_rolled_out(timeout_s=60)
-    after = _wait_pids(stack, ["kafscale-broker-0"])["kafscale-broker-0"]
-    assert after != before
-    assert not is_alive_pid(before), "the deleted pod's broker process still runs"
+    try:
+        pid = fault.parameters()["pid_before"]
+        assert process_state(pid) == "T" and _runs_the_broker_build(stack, pid)
+        assert driver.pod("kafscale-broker-1").ready
+        assert not probes.api_versions(f"127.0.0.1:{stack.broker_port(1)}", timeout_s=1).ok
+    finally:
+        fault.stop()
+    assert process_state(pid) not in ("T", "") and fault.parameters()["pid_after"] == pid
+    assert probes.api_versions(f"127.0.0.1:{stack.broker_port(1)}").ok
+
+
+def test_s4_chooses_pod_faults_on_the_busiest_broker(k8s_stack):
+    """On the k8s profile S4's faults go through the Kubernetes driver (not the process driver, which
+    knows no broker processes there), choosing and measuring the broker pod as the process driver does."""
+    stack, profile = k8s_stack
+    sc = SimpleNamespace(profile=profile, stack=stack)
+    kill, terminate, pause = (_fault(sc, kind, "k6s-wiring") for kind in ("kill", "terminate", "pause"))
+    assert (type(kill), kill.grace_s, type(terminate), terminate.grace_s, type(pause)) == (
+        PodKill, 0, PodKill, TERMINATE_GRACE_S, PodPause)
+    assert kill.choose() in _driver(profile).broker_pods()
+    assert "connections" in kill.load("kafscale-broker-0")
+
+
+def test_the_operators_brokers_write_where_the_storage_reader_reads(k8s_stack):
+    """The operator sets KAFSCALE_S3_NAMESPACE to the KafscaleCluster's namespace: acknowledged records
+    are found under the profile's namespace, where a scenario's storage check reads."""
+    _, profile = k8s_stack
+    topic = "k6s-storage-prefix"
+    producer = clients.producer(profile)
+    try:
+        for i in range(5):
+            producer.send(topic, f"r{i}".encode()).get(timeout=30)
+    finally:
+        producer.close()
+    store = profile.object_store
+    listing = read_bucket("kafscale", store.endpoint, store.bucket, *stack_credentials(), topic=topic,
+                          prefix=storage_prefix(profile), timeout_s=30)
+    assert len(listing.records) == 5, listing.meta
 
 
 def test_a_rollout_restart_replaces_every_broker_one_by_one(k8s_stack):

@@ -1,6 +1,8 @@
 """S4 broker chaos: steady traffic while a broker dies (or freezes), then returns.
 
-Kinds: kill (SIGKILL), terminate (SIGTERM, grace, then SIGKILL) and pause (SIGSTOP, later SIGCONT).
+Kinds: kill (SIGKILL), terminate (SIGTERM, grace, then SIGKILL) and pause (SIGSTOP, later SIGCONT);
+through the Kubernetes driver a pod deletion with grace 0 or 5 s (the StatefulSet makes the pod again
+at once) and SIGSTOP of the pod's process where the node runs it on this machine.
 The fault hits the broker the workload's writes depend on most when it starts (the stack decides:
 behind KafScale's proxy the busiest broker, on Kafka the leader of most of the topic's
 partitions). Verdicts: the shared fault checks (no acknowledged write lost, read-back to the end,
@@ -24,6 +26,7 @@ from k6suite_lib.workload import WorkloadConfig
 
 KINDS = {"kill": BrokerKill, "terminate": BrokerTerminate, "pause": BrokerPause}
 RECOVERY_LIMIT_S = 5.0
+TERMINATE_GRACE_S = 5  # SIGTERM, then SIGKILL this long after: a process's terminate and a pod's deletion
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,32 @@ TIMINGS = {"smoke": Timing(8, 15, 8), "full": Timing(15, 30, 15)}
 
 
 def _fault(sc: Scenario, kind: str, topic: str):
+    if sc.profile.faults.driver == "kubernetes":
+        return _pod_fault(sc, kind, topic)
     if sc.stack is not None:
+        if kind == "terminate":
+            return BrokerTerminate(sc.stack, grace_s=TERMINATE_GRACE_S, topic=topic)
         return KINDS[kind](sc.stack, topic=topic)
-    if sc.profile.faults.driver == "kubernetes" and kind in ("kill", "terminate"):
-        from k6suite_lib.faults.kubernetes import KubernetesDriver, PodKill
-
-        return PodKill(KubernetesDriver.from_profile(sc.profile), grace_s=0 if kind == "kill" else 30)
     return None
+
+
+def _pod_fault(sc: Scenario, kind: str, topic: str):
+    """kill: pod deletion with grace 0; terminate: with TERMINATE_GRACE_S; pause: SIGSTOP to the pod's
+    process, only where it is a process of this machine. On an embedded cluster the pod is the busiest
+    broker's, chosen and measured as the process driver does."""
+    from k6suite_lib.faults.kubernetes import KubernetesDriver, PodKill, PodPause
+
+    driver = KubernetesDriver.from_profile(sc.profile)
+    stack, choose, load = sc.stack, None, None
+    if stack is not None:
+        def choose() -> str:
+            return f"{driver.statefulset}-{stack.fault_target(topic)}"
+
+        def load(pod: str) -> dict:
+            return stack.workload_load(int(pod.rsplit("-", 1)[1]), topic)
+    if kind == "pause":
+        return PodPause(driver, choose=choose, load=load) if PodPause.possible(driver) else None
+    return PodKill(driver, grace_s=0 if kind == "kill" else TERMINATE_GRACE_S, choose=choose, load=load)
 
 
 def broker_fault(sc: Scenario, kind: str, timing: Timing, rate: float = 100.0, producers: int = 1,
@@ -56,8 +78,10 @@ def broker_fault(sc: Scenario, kind: str, timing: Timing, rate: float = 100.0, p
     topic = re.sub(r"[^A-Za-z0-9._-]", "-", f"k6s-{sc.run_id}-s4-{variant}")
     fault = _fault(sc, kind, topic)
     if fault is None:
+        why = (" (its broker pods' containers are not processes of this machine)"
+               if sc.profile.faults.driver == "kubernetes" else "")
         sc.not_tested(variant, f"broker {kind}", "F4 / NFR1",
-                      f"the profile's fault driver ({sc.profile.faults.driver}) cannot {kind} a broker")
+                      f"the profile's fault driver ({sc.profile.faults.driver}) cannot {kind} a broker{why}")
         return pd.DataFrame()
     schedule = Schedule.window(fault, timing.warmup_s, timing.fault_s)
     config = WorkloadConfig(records=None, duration_s=timing.warmup_s + timing.fault_s + timing.after_s, rate=rate,

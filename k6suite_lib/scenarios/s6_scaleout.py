@@ -2,7 +2,8 @@
 
 On an embedded system this scenario runs its own one-broker stack of the same system (so the
 profile's stack keeps its size) and adds brokers to it; on Kubernetes it scales the
-KafscaleCluster. Verdicts: the shared fault checks, no client reconnection (counted from the
+KafscaleCluster (of that one-broker stack when the cluster is embedded).
+Verdicts: the shared fault checks, no client reconnection (counted from the
 clients' own metrics), the broker list in the clients' metadata unchanged, and the new brokers
 serve requests (connections through the endpoint counted per broker right after the scale-out,
 recorded in the history); throughput before and after is measured.
@@ -39,7 +40,7 @@ def scale_out(sc: Scenario, add: int = 2, warmup_s: float = 15, after_s: float =
         stack = open_stack(profile, log=lambda msg: print(f"[scale-out stack] {msg}"))
         stack.up()
         try:
-            return _scale_and_judge(sc, variant, profile, AddBrokers(stack, add), warmup_s, after_s, rate, stack)
+            return _scale_and_judge(sc, variant, profile, _grow(profile, stack, add), warmup_s, after_s, rate, stack)
         finally:
             stack.down()
     if sc.profile.faults.driver == "kubernetes":
@@ -52,6 +53,16 @@ def scale_out(sc: Scenario, add: int = 2, warmup_s: float = 15, after_s: float =
     sc.not_tested(variant, "scale-out without clients noticing", "F5",
                   f"the profile's fault driver ({sc.profile.faults.driver}) cannot add brokers")
     return pd.DataFrame()
+
+
+def _grow(profile: Profile, stack: EmbeddedStack, add: int):
+    """The scale-out of the one-broker stack: through its KafscaleCluster when the profile's faults go
+    through Kubernetes (the operator grows the StatefulSet), else new broker processes."""
+    if profile.faults.driver == "kubernetes":
+        from k6suite_lib.faults.kubernetes import ScaleTo
+
+        return ScaleTo(stack.driver(), len(stack.broker_ids) + add)
+    return AddBrokers(stack, add)
 
 
 def _spread_probe(profile: Profile, stack: EmbeddedStack | None, fault):

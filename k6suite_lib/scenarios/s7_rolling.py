@@ -23,17 +23,17 @@ def rolling_restart(sc: Scenario, warmup_s: float = 8, interval_s: float = 10, a
     variant = chaos.variant_name("rolling", repeat, repeats)
     if not sc.require_target(variant):
         return pd.DataFrame()
-    if sc.stack is not None:
-        restarts = len(sc.stack.broker_ids)
-        # a window per bounce: it lasts as long as the restart takes (start() returns once the broker is back)
-        schedule = Schedule.windows([(BrokerRestart(sc.stack, b, grace_s), warmup_s + i * interval_s, 0.1)
-                                     for i, b in enumerate(sc.stack.broker_ids)])
-    elif sc.profile.faults.driver == "kubernetes":
+    if sc.profile.faults.driver == "kubernetes":
         from k6suite_lib.faults.kubernetes import KubernetesDriver, RolloutRestart
 
         driver = KubernetesDriver.from_profile(sc.profile)
         restarts = driver.replicas()[0]
         schedule = Schedule.windows([(RolloutRestart(driver), warmup_s, 0.1)])
+    elif sc.stack is not None:
+        restarts = len(sc.stack.broker_ids)
+        # a window per bounce: it lasts as long as the restart takes (start() returns once the broker is back)
+        schedule = Schedule.windows([(BrokerRestart(sc.stack, b, grace_s), warmup_s + i * interval_s, 0.1)
+                                     for i, b in enumerate(sc.stack.broker_ids)])
     else:
         sc.not_tested(variant, "rolling restart", "NFR4",
                       f"the profile's fault driver ({sc.profile.faults.driver}) cannot restart brokers")

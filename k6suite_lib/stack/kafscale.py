@@ -324,17 +324,20 @@ class KafScaleStack(EmbeddedStack):
         """The broker with the highest produce rate (its own kafscale_produce_rps), then the most
         established connections: behind the proxy, partition ownership is not visible to clients."""
         ids = self.broker_ids
-        samples = metrics.scrape([self.layout.broker_metrics_url(b) for b in ids], timeout_s=2.0)
+        urls = {b: self.broker_metrics_url(b) for b in ids}
+        samples = metrics.scrape(list(urls.values()), timeout_s=2.0)
         rates = metrics.series(samples, "kafscale_produce_rps").set_index("url")["value"]
-        load = {b: (float(rates.get(self.layout.broker_metrics_url(b), 0.0)),
-                    established_connections(self.layout.broker_port(b))) for b in ids}
+        load = {b: (float(rates.get(urls[b], 0.0)), established_connections(self.broker_port(b))) for b in ids}
         return max(ids, key=lambda b: load[b])
+
+    def broker_metrics_url(self, broker_id: int) -> str:
+        return self.layout.broker_metrics_url(broker_id)
 
     def workload_load(self, broker_id: int, topic: str | None = None) -> dict:
         """Connections (from the proxy) and the broker's own produce rate (kafscale_produce_rps)."""
         load = super().workload_load(broker_id, topic)
-        url = self.layout.broker_metrics_url(broker_id)
-        rates = metrics.series(metrics.scrape([url], timeout_s=2.0), "kafscale_produce_rps")
+        rates = metrics.series(metrics.scrape([self.broker_metrics_url(broker_id)], timeout_s=2.0),
+                               "kafscale_produce_rps")
         if len(rates):
             load["produce_rps"] = float(rates["value"].iloc[0])
         return load

@@ -319,11 +319,18 @@ class KubernetesKafScaleStack(KafScaleStack):
         if not self._restart_shared(record):
             raise StackError(f"{record.name} died; restart the Kubernetes stack (`k6suite stack down`, then up)")
 
-    def fault_target(self, topic: str | None = None) -> int:
-        return self.broker_ids[0]
+    def _broker_pod_ports(self, broker_id: int) -> dict[str, int]:
+        entry = self.pods().get(f"{NAMESPACE}/{CLUSTER}-broker-{broker_id}")
+        if entry is None:
+            raise StackError(f"the node runs no pod {CLUSTER}-broker-{broker_id}")
+        return entry["ports"]
 
-    def workload_load(self, broker_id: int, topic: str | None = None) -> dict:
-        return {}
+    def broker_port(self, broker_id: int) -> int:
+        """The broker pod's own Kafka port (the node's port for its container port 9092)."""
+        return self._broker_pod_ports(broker_id)["9092"]
+
+    def broker_metrics_url(self, broker_id: int) -> str:
+        return f"http://{HOST}:{self._broker_pod_ports(broker_id)['9093']}/metrics"
 
     def down(self, grace_s: float = 5.0) -> dict[str, str]:
         """Stop the processes (the node stops its pods first); then any pod process the node left behind."""
