@@ -153,15 +153,6 @@ class KubernetesDriver:
         self.apps.patch_namespaced_stateful_set(self.statefulset, self.namespace, body,
                                                 _request_timeout=self.timeout_s)
 
-    def wait_ready(self, replicas: int | None = None, timeout_s: float = 300, poll_s: float = 2) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            desired, ready = self.replicas()
-            if ready >= (replicas if replicas is not None else desired):
-                return True
-            time.sleep(poll_s)
-        return False
-
     def rolled_out(self, replicas: int | None = None) -> bool:
         """The StatefulSet's controller has acted on its latest spec (observed generation), every pod runs
         the latest revision and is ready, and (when given) there are `replicas` of them. Ready pods alone
