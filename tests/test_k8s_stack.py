@@ -128,6 +128,7 @@ def test_the_operators_brokers_write_where_the_storage_reader_reads(k8s_stack):
     are found under the profile's namespace, where a scenario's storage check reads."""
     _, profile = k8s_stack
     topic = "k6s-storage-prefix"
+    clients.create_topic(profile, topic, 1)
     producer = clients.producer(profile)
     try:
         for i in range(5):
