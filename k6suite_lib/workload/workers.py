@@ -40,6 +40,7 @@ from k6suite_lib.history import Recorder
 from k6suite_lib.profiles import load_profile
 from k6suite_lib.workload.config import WorkloadConfig
 from k6suite_lib.workload.context import ClientLog, RunContext, Tracker
+from k6suite_lib.workload.producer import producer_loop
 
 RELAY_S = 0.1
 READY_TIMEOUT_S = 60.0  # importing pandas and the client libraries on a loaded machine
@@ -198,9 +199,25 @@ def _stop_on_input(ctx: RunContext) -> None:
     ctx.stop_producers.set()
 
 
+def _senders(ctx: RunContext, indexes: list[int]) -> dict[int, Any]:
+    """The producers' clients, made before the worker says ready, so that making them (and their first
+    connections) stays off the workload's clock. A client that cannot be made is recorded, as in-process."""
+    if ctx.config.library(ctx.profile) == "librdkafka":
+        from k6suite_lib.workload.rdkafka import Sender
+    else:
+        from k6suite_lib.workload.producer import KafkaPythonSender as Sender
+    senders = {}
+    for index in indexes:
+        try:
+            senders[index] = Sender(ctx, f"producer-{index}")
+        except Exception as exc:
+            ctx.connect_failure(f"producer-{index}", exc)
+    return senders
+
+
 def main(task: dict[str, Any]) -> None:
     """One worker: its producers, relayed while they run, then its shard saved."""
-    from k6suite_lib.workload.orchestrator import runners, sample_clients
+    from k6suite_lib.workload.orchestrator import sample_clients
 
     config = WorkloadConfig(**task["config"])
     profile = load_profile(task["profile"])
@@ -208,13 +225,13 @@ def main(task: dict[str, Any]) -> None:
     ctx = RunContext(profile=profile, config=config, run_id=task["run_id"], topic=task["topic"],
                      recorder=Recorder(task["run_id"]), tracker=relay)
     logging.getLogger("kafka").addHandler(ClientLog(ctx.recorder))
-    run_producer, _ = runners(config.library(profile))
+    senders = _senders(ctx, task["producers"])
     _emit({"event": "ready"})
     if sys.stdin.readline().strip() == "go":
         _emit({"event": "go", "mono_ns": time.monotonic_ns()})
         threading.Thread(target=_stop_on_input, args=(ctx,), name="stop", daemon=True).start()
-        producers = [threading.Thread(target=run_producer, args=(ctx, i), name=f"producer-{i}", daemon=True)
-                     for i in task["producers"]]
+        producers = [threading.Thread(target=producer_loop, args=(ctx, i, sender), name=f"producer-{i}",
+                                      daemon=True) for i, sender in senders.items()]
         for thread in producers:
             thread.start()
         sampler = None
