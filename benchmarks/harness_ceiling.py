@@ -33,16 +33,18 @@ p99 is below --p99-ms.
 Search, per client: from --start-rate, double while trials sustain (or halve while they fail, down
 to --min-rate, up to --max-rate) until a sustained and a failed rate bracket the ceiling, then
 bisect the bracket --bisections times. The clients' searches advance in turn, one trial each,
-so a drift of the machine or the system hits all of them alike; each is preceded by one unjudged
-warm-up trial at the start rate. Trials stop when every search is done or --budget-s passed for
-the system (checked before each round of one trial per client; the report then says so). Trial
-count is bounded by the rate limits and bisections, time by the budget plus one round.
+so a drift of the machine or the system hits all of them alike; each is preceded by --warmup-trials
+unjudged warm-up trials at the start rate (a first failure would halve the search for good, and a
+freshly started Apache Kafka answers slowly for its first tens of seconds). Trials stop when every
+search is done or --budget-s passed for the system (checked before each round of one trial per
+client; the report then says so). Trial count is bounded by the rate limits and bisections, time by
+the budget plus one round.
 
 Prints progress lines, then a table (ceiling, p99 and achieved rate at the ceiling, the lowest
 failed rate and its p99) and the ratios suite/kafka-python, suite/librdkafka, workers/librdkafka and
 workers/suite per system, of the clients measured (--clients). Asserts nothing.
-Stacks listen on 127.0.0.1 only (port bases: local 26400, kafka 26800, tansu 27200, or --port-base), keep their
-state in a temporary K6SUITE_OUTPUTS that is removed afterwards, and are stopped by PID. Object
+Stacks listen on 127.0.0.1 only (port bases: local 26400, kafka 26800, tansu 27200, or --port-base),
+keep their state in a temporary K6SUITE_OUTPUTS that is removed afterwards, and are stopped by PID. Object
 store keys come from K6SUITE_S3_ACCESS_KEY / K6SUITE_S3_SECRET_KEY, or are generated into that
 temporary folder.
 
@@ -311,8 +313,9 @@ def measure(name: str, profile: Profile, args: argparse.Namespace) -> tuple[dict
         print(f"[{name}] {what:8s} {client:12s} offered {result.rate:8.0f}/s  achieved {result.achieved:8.0f}/s  "
               f"p99 {result.p99_ms:9.1f} ms  {verdict}", flush=True)
 
-    for client in args.clients:
-        show(client, trial(client, args.start_rate), "warm-up")
+    for _ in range(args.warmup_trials):  # a fresh stack is slow at first (JVMs compiling): searches start after
+        for client in args.clients:
+            show(client, trial(client, args.start_rate), "warm-up")
     searches = {client: Search(args.start_rate, args.min_rate, args.max_rate, args.bisections)
                 for client in args.clients}
     deadline = time.monotonic() + args.budget_s
@@ -385,6 +388,8 @@ def main() -> None:
                         help="clients to measure (default: all)")
     parser.add_argument("--workers", type=int, default=2,
                         help="worker processes of the 'workers' client, one producer each (default 2)")
+    parser.add_argument("--warmup-trials", type=int, default=1,
+                        help="unjudged trials per client at the start rate before the searches (default 1)")
     parser.add_argument("--port-base", type=int, help="port base of every stack (default: this benchmark's own)")
     args = parser.parse_args()
     if not 0 <= args.warmup_s < args.trial_s:
