@@ -37,6 +37,7 @@ class PodState:
     uid: str
     ready: bool
     pid: int | None
+    started_at: dt.datetime | None = None  # when the node started the running container (whole seconds)
 
 
 def _pid(container_id: str | None) -> int | None:
@@ -117,7 +118,8 @@ class KubernetesDriver:
         ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
         running = [s for s in statuses if s.state and s.state.running]
         return PodState(pod.metadata.uid, ready and pod.metadata.deletion_timestamp is None,
-                        _pid(running[0].container_id) if running else None)
+                        _pid(running[0].container_id) if running else None,
+                        running[0].state.running.started_at if running else None)
 
     def delete_pod(self, name: str, grace_s: int = 0) -> None:
         """grace_s=0 is the Kubernetes equivalent of SIGKILL."""
@@ -179,8 +181,9 @@ class PodKill(Fault):
     StatefulSet's controller makes a new pod with the same name at once, nothing holds the broker down
     as the process driver does until stop(). stop() waits until that pod is ready.
 
-    Recorded with the fault: the pod, its uid and broker PID before, the new uid and PID, and seconds
-    from the deletion until the old process ended and until the new pod was ready. choose() names the
+    Recorded with the fault: the pod, its uid and broker PID before, the new uid and PID, seconds from
+    the deletion until the old process ended, and until the new one started (the node's startedAt,
+    whole seconds). choose() names the
     pod to hit (default the first broker pod); load(pod) says what it carried just before (`served`)."""
 
     role = "broker"
@@ -192,7 +195,7 @@ class PodKill(Fault):
         self.choose, self.load = choose, load
         self.name = "pod-kill" if grace_s == 0 else "pod-delete"
         self.evidence: dict[str, Any] = {}
-        self.deleted_at = 0.0
+        self.deleted_at, self.deleted_wall = 0.0, 0.0
 
     @property
     def target(self) -> str:
@@ -217,7 +220,7 @@ class PodKill(Fault):
         if before is None:
             raise RuntimeError(f"no pod {pod} to delete")
         self.evidence.update(uid_before=before.uid, pid_before=before.pid)
-        self.deleted_at = time.monotonic()
+        self.deleted_at, self.deleted_wall = time.monotonic(), time.time()
         self.driver.delete_pod(pod, self.grace_s)
         deadline = self.deleted_at + self.grace_s + GONE_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -235,8 +238,9 @@ class PodKill(Fault):
         while time.monotonic() < deadline:
             now = self.driver.pod(self.pod)
             if now is not None and now.uid != self.evidence["uid_before"] and now.ready:
-                self.evidence.update(uid_after=now.uid, pid_after=now.pid,
-                                     ready_after_s=round(time.monotonic() - self.deleted_at, 2))
+                self.evidence.update(uid_after=now.uid, pid_after=now.pid)
+                if now.started_at is not None:
+                    self.evidence["started_after_s"] = round(now.started_at.timestamp() - self.deleted_wall, 1)
                 return
             time.sleep(0.2)
         raise TimeoutError(f"no new pod {self.pod} ready {self.ready_timeout_s:.0f} s after deleting it")

@@ -332,6 +332,14 @@ class KubernetesKafScaleStack(KafScaleStack):
     def broker_metrics_url(self, broker_id: int) -> str:
         return f"http://{HOST}:{self._broker_pod_ports(broker_id)['9093']}/metrics"
 
+    def log_files(self) -> list[Path]:
+        """The stack's process logs and every pod's container logs, deleted pods' too (the node keeps a
+        folder per pod uid): copied beside them as pod-<namespace>_<name>_<uid>-<container>.log, so a
+        run's archive holds the brokers' and the proxy's own words."""
+        for log in sorted((self.files.node_dir / "pods").glob("*/*.log")):
+            (self.layout.log_dir / f"pod-{log.parent.name}-{log.name}").write_bytes(log.read_bytes())
+        return super().log_files()
+
     def down(self, grace_s: float = 5.0) -> dict[str, str]:
         """Stop the processes (the node stops its pods first); then any pod process the node left behind."""
         leftovers = [(name, pid) for name, pid in
