@@ -178,3 +178,22 @@ def test_a_scale_up_adds_brokers_that_serve_clients(k8s_stack):
     answer = probes.api_versions(f"127.0.0.1:{new['ports']['9092']}")
     assert answer.ok, answer.describe()
     assert driver.replicas() == (3, 3)
+
+
+def test_a_pod_the_node_reports_not_ready_makes_the_stack_unhealthy(tmp_path):
+    """Without a stack: the node's pods.json as it is once v1.5.0's proxy (static backends) turned not ready.
+    Every process still runs, so only the pod's readiness can tell the report that the endpoint is gone."""
+    import json
+
+    from k6suite_lib.stack.kafscale_k8s import KubernetesKafScaleStack
+    from k6suite_lib.stack.layout import StackLayout
+
+    stack = KubernetesKafScaleStack(StackLayout(port_base=K8S_PORT_BASE, outputs=tmp_path), log=lambda _msg: None)
+    stack.files.node_dir.mkdir(parents=True)
+    pods = {"kafscale/kafscale-broker-0": {"uid": "u0", "slot": 0, "ports": {}, "pids": {"broker": 1}, "ready": True},
+            "kafscale/kafscale-proxy-x": {"uid": "u1", "slot": 1, "ports": {}, "pids": {"proxy": 2}, "ready": False}}
+    (stack.files.node_dir / "pods.json").write_text(json.dumps(pods))
+    assert list(stack.unhealthy()) == ["pod kafscale/kafscale-proxy-x"]
+    pods["kafscale/kafscale-proxy-x"]["ready"] = True
+    (stack.files.node_dir / "pods.json").write_text(json.dumps(pods))
+    assert stack.unhealthy() == {}

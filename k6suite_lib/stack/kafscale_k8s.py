@@ -332,6 +332,15 @@ class KubernetesKafScaleStack(KafScaleStack):
     def broker_metrics_url(self, broker_id: int) -> str:
         return f"http://{HOST}:{self._broker_pod_ports(broker_id)['9093']}/metrics"
 
+    def unhealthy(self) -> dict[str, str]:
+        """Processes failing their probe, and pods the node reports not ready (their readiness probe fails):
+        a Service forwards to ready pods only, so a not-ready proxy pod is a client endpoint that refuses
+        every connection while every process still runs (v1.5.0's proxy with a static backend list turns
+        not ready once its backend cache is older than KAFSCALE_PROXY_BACKEND_CACHE_TTL_SEC, 60 s)."""
+        pods = {f"pod {key}": "not ready (its readiness probe fails; Services skip it)"
+                for key, entry in self.pods().items() if not entry["ready"]}
+        return {**super().unhealthy(), **pods}
+
     def log_files(self) -> list[Path]:
         """The stack's process logs and every pod's container logs, deleted pods' too (the node keeps a
         folder per pod uid): copied beside them as pod-<namespace>_<name>_<uid>-<container>.log, so a
