@@ -445,6 +445,24 @@ def test_storage_anomalies_are_found(tmp_path):
     assert table.loc["storage equals the final read-back, both directions", "status"] == "FAIL"
 
 
+def test_storage_and_the_classes_judge_nothing_when_nothing_was_acknowledged(tmp_path):
+    """KafScale with kafka-python's default producer acknowledged none of S3's sends (no InitProducerId),
+    and "every acknowledged record is in storage" and "0 lost", "0 unreadable" PASSed on none. A bucket
+    holding a record nobody sent still FAILs."""
+    sent = h.clean_rows(h.Spec(1, 1, 3, 0), random.Random(15))
+    rows = [{**r, "type": "info", "offset": -1, "error": "IncompatibleBrokerVersion"} if r["f"] == "send" else r
+            for r in sent if not (r["process"] == "readback" and r["f"] == "poll")]
+    table = _judge_storage(tmp_path, rows, _stored(sent).iloc[:0])
+    for check in ("every acknowledged record is in storage at its position, intact",
+                  "acknowledged records lost (not read back, not in storage)",
+                  "acknowledged records unreadable (intact in storage, never served)"):
+        assert table.loc[check, "status"] == "NOT TESTED" and "nothing was acknowledged" in table.loc[check, "evidence"]
+    assert table.loc["storage holds no record never sent, no offset twice, no undecodable object", "status"] == "PASS"
+    stranger = _judge_storage(tmp_path, rows, _stored(sent).iloc[:1].assign(seq=999))
+    assert stranger.loc["storage holds no record never sent, no offset twice, no undecodable object",
+                        "status"] == "FAIL"
+
+
 def test_storage_not_read_is_not_tested_with_the_reason(tmp_path):
     rows = h.clean_rows(h.Spec(1, 1, 5, 0), random.Random(14))
     table = compose(View(h.frame(rows), {"storage_error": "reading the bucket failed: timeout"}),

@@ -43,6 +43,7 @@ from k6suite_lib.history import View
 ACKED_STORED = "every acknowledged record is in storage at its position, intact"
 NOTHING_ELSE = "storage holds no record never sent, no offset twice, no undecodable object"
 EQUALS_READBACK = "storage equals the final read-back, both directions"
+NOTHING_ACKED = "nothing was acknowledged, so a count of 0 proves nothing"
 LOST = "acknowledged records lost (not read back, not in storage)"
 UNREADABLE = "acknowledged records unreadable (intact in storage, never served)"
 MISSING = "acknowledged records missing (not read back; no readable store tells lost from unreadable)"
@@ -146,6 +147,8 @@ def class_verdicts(view: View, intact: pd.DataFrame | None, no_store: str = "",
     names = (LOST, UNREADABLE, MISSING) if intact is None or unread_objects else (LOST, UNREADABLE)
     if not view.readback_ran:
         return [not_tested(name, CLASS_REQUIREMENT[name], "no final read-back in this history") for name in names]
+    if view.acked.empty:
+        return [not_tested(name, CLASS_REQUIREMENT[name], NOTHING_ACKED) for name in names]
     classes = unread_classes(view, intact, unread_objects)
     why = no_store if intact is None else unread_objects.why if unread_objects else ""
     undecided = int(classes["undecided"].sum())
@@ -231,7 +234,8 @@ def check_storage(view: View, unavailable: str = "") -> list[dict]:
                    + (f"; {len(damaged)} damaged records in storage" if len(damaged) else ""))
                   if len(missing) else f"{len(acked) - unchecked.sum()} acknowledged records found at their "
                                        f"positions in {listing.objects['fetched'].sum()} objects")
-    rows = [_short_of(row, unread, f"{unchecked.sum()} acknowledged records in them were not checked")
+    rows = [not_tested(ACKED_STORED, "F6.1 / F3", NOTHING_ACKED) if acked.empty
+            else _short_of(row, unread, f"{unchecked.sum()} acknowledged records in them were not checked")
             if unchecked.any() else row]
 
     sent = view.sends[identity].drop_duplicates()
