@@ -190,7 +190,9 @@ def test_committed_records_cover_every_negative_and_say_how_they_were_made():
         assert record["baseline"]["build"]["label"] == "kafka 4.1.1" and record["date"].startswith("2026"), check
     assert records[RECOVERY]["baseline"]["topology"] == {"brokers": 3, "controllers": 3}
     assert {c["variant"] for c in records[RECOVERY]["cases"] if c["scenario"] == "S4"} == {"kill", "terminate", "pause"}
-    assert (calibration.CALIBRATION_DIR / "README.md").read_text() == calibration.readme(records)
+    assert (calibration.CALIBRATION_DIR / "README.md").read_text() == calibration.readme(records), \
+        "calibration/README.md is not what the records, negatives.json and observations/ say now: " \
+        "run `k6suite calibrate --render`"
 
 
 @pytest.mark.stack
