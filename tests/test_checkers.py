@@ -410,6 +410,24 @@ def test_a_metric_spike_outside_the_latency_window_does_not_count():
     assert run(t, "metric-at-least", family="m", minimum=200, fault="storage-latency")["status"] == "FAIL"
 
 
+def test_the_storage_metric_is_not_judged_when_nothing_was_acknowledged():
+    """S5 on KafScale v1.5.0 with kafka-python's default producer: every send failed (no InitProducerId),
+    the brokers wrote nothing to the store, their S3 latency gauge stayed at 0 ms and "the metric shows
+    the injected latency" FAILed, blaming the metric for a write that never happened."""
+    metric = {"family": "m", "minimum": 200, "fault": "storage-latency"}
+    for outcome in ("info", "ok"):
+        t = Timeline()
+        t.sends(0, 30, 10, outcome=outcome)
+        t.fault(10, 20, "storage-latency")
+        t._row(15, process="metrics", f="metric", type="ok",
+               detail=json.dumps({"family": "m", "url": "u", "value": 0.0}))
+        row = run(t, "metric-at-least", **metric)
+        if outcome == "info":
+            assert row["status"] == "NOT TESTED" and "nothing was acknowledged" in row["evidence"]
+        else:  # the same flat gauge under acknowledged writes is the anomaly the check exists for
+            assert row["status"] == "FAIL" and row["measured"] == "0"
+
+
 # ----------------------------------------------------------------------------- storage as the system of record
 def _stored(rows: list[dict]) -> pd.DataFrame:
     return h.stored_records(rows)
