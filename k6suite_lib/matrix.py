@@ -74,6 +74,25 @@ def _shown_verdicts(scenario: dict[str, Any]) -> list[dict[str, Any]]:
     return scenario.get("aggregate") or scenario["verdicts"]
 
 
+def _own(in_use: dict[str, dict[str, Any]], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The builds in use as one column sees them: the matrix's, with the column's own system as that column
+    ran it (two Kafka columns of different topologies must each be held against their own)."""
+    from k6suite_lib import calibration
+
+    own = summary.get("build") or {}
+    return {**in_use, **{system: build for system, build in calibration.baselines_in_use([summary]).items()
+                         if system == own.get("system")}}
+
+
+def _first_of_each_client(summaries: list[dict[str, Any]], row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """client -> the first column recorded with it that has this check."""
+    columns: dict[str, dict[str, Any]] = {}
+    for summary in summaries:
+        if summary["profile"] in row["cells"]:
+            columns.setdefault(summary.get("client", "kafka-python"), summary)
+    return columns
+
+
 def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, started: float,
                  records: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Questions and checks by system, each cell with its status, measurement and evidence link; each check
@@ -99,12 +118,13 @@ def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, starte
             cells[summary["profile"]] = {"answer": result, "why": why, "link": f"{summary['profile']}/report.html"
                                          + (f"#{scenario_ids[0]}" if ran else ""),
                                          "caveat": calibration.caveat(result, question_failures(summary, question),
-                                                                      records, in_use, summary.get("client"))}
+                                                                      records, _own(in_use, summary),
+                                                                      summary.get("client"))}
         checks = _checks(summaries, question)
         for row in checks:  # the record of each client the row's verdicts were recorded with
-            row["calibration"] = {client: calibration.verdict_note(records, in_use, row["scenario"], row, client)
-                                  for client in dict.fromkeys(s["client"] for s in systems
-                                                              if s["profile"] in row["cells"])}
+            row["calibration"] = {client: calibration.verdict_note(records, _own(in_use, summary), row["scenario"],
+                                                                   row, client)
+                                  for client, summary in _first_of_each_client(summaries, row).items()}
             row["client_dependent"] = client_dependent(row, systems)
         questions.append({"question": question.text, "scenarios": list(scenario_ids), "cells": cells,
                           "client_dependent": client_dependent({"cells": {p: {"status": c["answer"]}

@@ -578,3 +578,16 @@ def test_the_negative_side_is_read_as_it_is_now_not_as_it_was_when_measured(tmp_
 
     assert main(["calibrate", "--render", "--dir", str(tmp_path)]) == 0
     assert "planted in 1 test" in (tmp_path / "README.md").read_text()
+
+
+def test_each_matrix_column_is_held_against_its_own_baseline_topology():
+    """Two Kafka columns of different topologies in one matrix: the 3+3 column's NO rests on a current
+    record, the 1-broker column's on a stale one (the matrix once held every column against the last)."""
+    records = _records([_summary("a", [1.0, 2.0])])
+    failed = [{**_verdict("lost-write", "FAIL", "kill", 3), "scenario": "S4"}]
+    three = {"profile": "k3", "build": KAFKA, "topology": {"brokers": 3, "controllers": 3}}
+    one = {"profile": "k1", "build": KAFKA, "topology": {"brokers": 1, "controllers": 0}}
+    for order in ([three, one], [one, three]):
+        in_use = calibration.baselines_in_use(order)
+        assert calibration.caveat("NO", failed, records, matrix._own(in_use, three)) == ""
+        assert "stale" in calibration.caveat("NO", failed, records, matrix._own(in_use, one))

@@ -176,22 +176,26 @@ def test_a_leak_is_not_judged_when_the_owner_wrote_nothing(tmp_path):
     from k6suite_lib.profiles import load_profile
     from k6suite_lib.scenario import Scenario
 
-    def table(produced: str) -> pd.DataFrame:
+    def table(produced: tuple[str, str], read: int) -> pd.DataFrame:
         rows = []
-        for tenant, other in (s8.TENANTS, s8.TENANTS[::-1]):
+        for (tenant, other), outcome in zip((s8.TENANTS, s8.TENANTS[::-1]), produced, strict=True):
             rows.append({"tenant": tenant, "client_id": tenant, "operation": "produce", "target": tenant,
-                         "expected": "allowed", "outcome": produced, "error": "" if produced == "ok" else
+                         "expected": "allowed", "outcome": outcome, "error": "" if outcome == "ok" else
                          "IncompatibleBrokerVersion", "ms": 5.0, "records": None})
             rows.append({"tenant": tenant, "client_id": other, "operation": "consume (claiming the other's client.id)",
                          "target": other, "expected": "denied", "outcome": "ok", "error": "", "ms": 5.0,
-                         "records": 0})
+                         "records": read})
         return pd.DataFrame(rows, columns=s8.COLUMNS)
 
-    def leak(produced: str) -> pd.Series:
-        sc = Scenario("S8", "Permission boundary", load_profile("kafka-local"), tmp_path / produced, "r", "smoke", {})
-        s8.judge(sc, table(produced))
+    def leak(produced: tuple[str, str], read: int = 0) -> pd.Series:
+        folder = tmp_path / "-".join(produced) / str(read)
+        sc = Scenario("S8", "Permission boundary", load_profile("kafka-local"), folder, "r", "smoke", {})
+        s8.judge(sc, table(produced, read))
         return sc.verdicts().set_index("check").loc["0 records of one tenant readable by the other"]
 
-    unwritten = leak("failed")
+    unwritten = leak(("failed", "failed"))
     assert unwritten["status"] == "NOT TESTED" and "never written" in unwritten["evidence"]
-    assert leak("ok")["status"] == "PASS"
+    assert leak(("ok", "ok"))["status"] == "PASS"
+    # one tenant's writes failed, the other's landed and were read across the boundary: a leak seen is judged
+    seen = leak(("failed", "ok"), read=50)
+    assert seen["status"] == "FAIL" and "read 100 of its records" in seen["evidence"]

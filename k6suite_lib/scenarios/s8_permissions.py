@@ -155,9 +155,11 @@ def judge(sc: Scenario, table: pd.DataFrame, bound_s: float = 10.0) -> None:
     broken = refused[refused["then_authorized"].eq(False)]  # None: the attempt has no follow-up
     failed = allowed[allowed["outcome"] != "ok"]
     listing = table[table["operation"] == "list topics"]
-    # a read of the other's topic proves nothing unless the other wrote its records there first
+    # reading none of the other's records proves nothing unless the other wrote them there first; a read
+    # that returned records is a leak however the writes went
     unwritten = allowed[(allowed["operation"] == "produce") & (allowed["outcome"] != "ok")]
-    reads = denied[denied["operation"].str.startswith("consume")] if unwritten.empty else denied.iloc[:0]
+    consumes = denied[denied["operation"].str.startswith("consume")]
+    reads = consumes if unwritten.empty or len(leaks) else denied.iloc[:0]
     logins = table[table["operation"] == "authenticate (wrong password)"]
     rows = [
         verdict(CHECKS[0][0], CHECKS[0][1], len(unclean), AtMost(0),
