@@ -40,6 +40,8 @@ JUDGED = ("PASS", "ALLOWED", "FAIL")
 BUILD_KEYS = ("system", "version", "commit", "dirty")
 # the client of a run, case or verdict that names none: every run before `--clients` recorded with it
 DEFAULT_CLIENT = "kafka-python"
+# (scenario, variant kind or None for every variant) whose clients are kafka-python whatever the run's client
+KAFKA_PYTHON_ONLY = {("S1", None), ("S8", None), ("S3", "read-your-writes")}
 _NUMBER = re.compile(r"^\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?|inf)\b", re.IGNORECASE)
 
 
@@ -82,6 +84,16 @@ def _tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
                          for r in rows if r["status"] == "FAIL"][:5]}
 
 
+def client_of(scenario: str | None, variant: str | None, run_client: str | None) -> str:
+    """The library a verdict was recorded with: the run's recording client (`--clients` chooses the client
+    of workloads), except where a scenario always uses kafka-python (S1's probes, S8's tenants, S3's
+    read-your-writes), whose verdicts are kafka-python's whatever the run's client."""
+    kind = re.sub(r"#\d+$", "", str(variant)) if variant is not None else None
+    if (scenario, None) in KAFKA_PYTHON_ONLY or (scenario, kind) in KAFKA_PYTHON_ONLY:
+        return DEFAULT_CLIENT
+    return run_client or DEFAULT_CLIENT
+
+
 def verdict_rows(summaries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every verdict row of the runs, with its run id, client and scenario, repeats ('kill#3') named by
     their kind."""
@@ -89,7 +101,8 @@ def verdict_rows(summaries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for summary in summaries:
         for scenario in summary["scenarios"]:
             for v in scenario["verdicts"]:
-                rows.append({**v, "run_id": summary["run_id"], "client": summary.get("client") or DEFAULT_CLIENT,
+                rows.append({**v, "run_id": summary["run_id"],
+                             "client": client_of(scenario["scenario"], v["variant"], summary.get("client")),
                              "scenario": scenario["scenario"], "kind": re.sub(r"#\d+$", "", str(v["variant"]))})
     return rows
 
@@ -549,7 +562,8 @@ def verdict_note(records: dict[str, dict[str, Any]], in_use: dict[str, dict[str,
     """note() for one verdict row of a scenario recorded with `client`, its record held against the build of
     its system in use."""
     record = _record(records, verdict["check"])
-    return note(record, scenario, verdict.get("variant"), in_use_of(verdict, records, in_use), client)
+    return note(record, scenario, verdict.get("variant"), in_use_of(verdict, records, in_use),
+                client_of(scenario, verdict.get("variant"), client))
 
 
 # ---------------------------------------------------------------------- README

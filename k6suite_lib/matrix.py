@@ -122,9 +122,10 @@ def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, starte
                                                                       summary.get("client"))}
         checks = _checks(summaries, question)
         for row in checks:  # the record of each client the row's verdicts were recorded with
-            row["calibration"] = {client: calibration.verdict_note(records, _own(in_use, summary), row["scenario"],
-                                                                   row, client)
-                                  for client, summary in _first_of_each_client(summaries, row).items()}
+            row["calibration"] = {
+                calibration.client_of(row["scenario"], row["variant"], client):
+                    calibration.verdict_note(records, _own(in_use, summary), row["scenario"], row, client)
+                for client, summary in _first_of_each_client(summaries, row).items()}
             row["client_dependent"] = client_dependent(row, systems)
         questions.append({"question": question.text, "scenarios": list(scenario_ids), "cells": cells,
                           "client_dependent": client_dependent({"cells": {p: {"status": c["answer"]}

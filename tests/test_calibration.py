@@ -591,3 +591,20 @@ def test_each_matrix_column_is_held_against_its_own_baseline_topology():
         in_use = calibration.baselines_in_use(order)
         assert calibration.caveat("NO", failed, records, matrix._own(in_use, three)) == ""
         assert "stale" in calibration.caveat("NO", failed, records, matrix._own(in_use, one))
+
+
+def test_verdicts_of_scenarios_that_always_use_kafka_python_are_calibrated_as_kafka_pythons():
+    """`--clients franz-go` chooses the workloads' client; S1's probes, S8's tenants and S3's read-your-writes
+    are kafka-python whatever the run's client, so their records are kafka-python's (audit20 M3: a solid S8
+    NO read 'not calibrated for franz-go')."""
+    assert calibration.client_of("S8", "permissions", "franz-go") == "kafka-python"
+    assert calibration.client_of("S3", "read-your-writes", "librdkafka") == "kafka-python"
+    assert calibration.client_of("S4", "kill#2", "franz-go") == "franz-go"
+    leak = {"check": "0 records of one tenant readable by the other", "variant": "permissions", "status": "FAIL",
+            "scenario": "S8"}
+    committed = calibration.load_records()
+    shown = calibration.verdict_note(committed, {}, "S8", leak, "franz-go")
+    assert shown["calibrated"] and "with kafka-python" in shown["text"]
+    assert calibration.caveat("NO", [leak], committed, None, "franz-go") == ""
+    summary = {"run_id": "r", "client": "franz-go", "scenarios": [{"scenario": "S8", "verdicts": [leak]}]}
+    assert calibration.verdict_rows([summary])[0]["client"] == "kafka-python"
