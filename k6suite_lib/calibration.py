@@ -474,9 +474,11 @@ def fails_on_text(record: dict[str, Any]) -> str:
 
 def k_of_n(tally: dict[str, Any]) -> str:
     """"k of N" of a record or case, a planned repeat that left no verdict counted in N as a non-pass:
-    "18 of 20, 2 lost"."""
+    "18 of 20, 2 lost"; the baseline's NOT TESTED verdicts are not in N but said: "17 of 17 (+3 not tested)"."""
     lost = tally.get("lost", 0)
-    return f"{tally['passes']} of {tally['judged'] + lost}" + (f", {lost} lost" if lost else "")
+    untested = (tally.get("statuses") or {}).get("NOT TESTED", 0) if tally["judged"] or lost else 0
+    return f"{tally['passes']} of {tally['judged'] + lost}" + (f", {lost} lost" if lost else "") \
+        + (f" (+{untested} not tested)" if untested else "")
 
 
 def note(record: dict[str, Any] | None, scenario: str | None = None, variant: str | None = None,

@@ -608,3 +608,11 @@ def test_verdicts_of_scenarios_that_always_use_kafka_python_are_calibrated_as_ka
     assert calibration.caveat("NO", [leak], committed, None, "franz-go") == ""
     summary = {"run_id": "r", "client": "franz-go", "scenarios": [{"scenario": "S8", "verdicts": [leak]}]}
     assert calibration.verdict_rows([summary])[0]["client"] == "kafka-python"
+
+
+def test_k_of_n_says_how_often_the_baseline_left_a_check_untested():
+    """17 of 17 judged while 3 more were NOT TESTED must not read as a plain 17 of 17 (audit20 L2)."""
+    tally = {"passes": 17, "judged": 17, "statuses": {"PASS": 17, "NOT TESTED": 3}}
+    assert calibration.k_of_n(tally) == "17 of 17 (+3 not tested)"
+    assert calibration.k_of_n({**tally, "statuses": {"PASS": 17}}) == "17 of 17"
+    assert calibration.k_of_n({"passes": 1, "judged": 2, "lost": 1, "statuses": {}}) == "1 of 3, 1 lost"
