@@ -19,12 +19,19 @@ import pytest
 import yaml
 
 from k6suite_lib import clients, probes
-from k6suite_lib.faults.kubernetes import KubernetesDriver, PodKill, PodPause, RolloutRestart, ScaleTo, process_state
+from k6suite_lib.faults.kubernetes import (
+    KubernetesDriver,
+    PodKill,
+    PodPause,
+    RolloutRestart,
+    ScaleTo,
+    pid_alive,
+    process_state,
+)
 from k6suite_lib.profiles import load_profile
 from k6suite_lib.scenario import storage_prefix
 from k6suite_lib.scenarios.s4_broker_chaos import TERMINATE_GRACE_S, _fault
 from k6suite_lib.stack import binaries, open_stack
-from k6suite_lib.stack.kafscale_k8s import is_alive_pid
 from k6suite_lib.stack.state import stack_credentials
 from k6suite_lib.storage import read_bucket
 from tests.conftest import port_base_for, without_idempotence_on_kafscale
@@ -47,7 +54,7 @@ def k8s_stack(tmp_path_factory, isolated_outputs):
     finally:
         pids = stack.broker_pids()
         stack.down()
-        leftovers = [pid for pid in pids.values() if is_alive_pid(pid)]
+        leftovers = [pid for pid in pids.values() if pid_alive(pid)]
         assert not leftovers, f"broker processes left running: {leftovers}"
 
 
@@ -84,7 +91,7 @@ def test_a_pod_deleted_by_the_driver_is_recreated_and_its_broker_process_restart
     before = stack.broker_pids()["kafscale-broker-0"]
     fault = PodKill(_driver(profile), pod="kafscale-broker-0", grace_s=grace_s, ready_timeout_s=120)
     fault.start()
-    assert not is_alive_pid(before), "start() returned while the deleted pod's broker process still runs"
+    assert not pid_alive(before), "start() returned while the deleted pod's broker process still runs"
     fault.stop()
     seen = fault.parameters()
     assert seen["pid_before"] == before and seen["uid_after"] != seen["uid_before"]
@@ -163,7 +170,7 @@ def test_a_rollout_restart_replaces_every_broker_one_by_one(k8s_stack):
         watcher.join(5)
     after = _wait_pids(stack, before)
     assert all(after[name] != pid for name, pid in before.items()), (before, after)
-    assert not any(is_alive_pid(pid) for pid in before.values())
+    assert not any(pid_alive(pid) for pid in before.values())
     assert min(seen_ready) >= len(before) - 1, f"more than one broker down at once: ready counts {seen_ready}"
 
 

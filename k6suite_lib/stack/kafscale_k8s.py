@@ -368,12 +368,3 @@ def _is_ours(pid: int, images: Path) -> bool:
         return exe in [image["binary"] for image in json.loads(images.read_text()).values()]
     except (OSError, ValueError):
         return False
-
-
-def is_alive_pid(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
