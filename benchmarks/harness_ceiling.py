@@ -10,6 +10,9 @@ searches, per client, the highest rate of 128-byte records the client sustains:
                 profile's client library (today kafka-python);
   workers       the suite's recording librdkafka producers in --workers worker processes (one producer
                 each; WorkloadConfig.workers), their history shards merged into one history;
+  franzgo-workers  the same with the suite's recording franz-go producers: --workers processes of the Go
+                program, each writing its rows straight into a shard file (no Python per send), with
+                franz-go's defaults (idempotent where the system grants a producer id) plus the contract;
   kafka-python  a bare kafka-python producer built by k6suite_lib.clients with the same settings;
   librdkafka    a bare confluent-kafka (librdkafka) producer with the recording librdkafka producer's
                 settings (rdkafka.producer_config) and no recording.
@@ -41,15 +44,16 @@ client; the report then says so). Trial count is bounded by the rate limits and 
 the budget plus one round.
 
 Prints progress lines, then a table (ceiling, p99 and achieved rate at the ceiling, the lowest
-failed rate and its p99) and the ratios suite/kafka-python, suite/librdkafka, workers/librdkafka and
-workers/suite per system, of the clients measured (--clients). Asserts nothing.
+failed rate and its p99) and the ratios suite/kafka-python, suite/librdkafka, workers/librdkafka,
+workers/suite, franzgo-workers/librdkafka and franzgo-workers/suite per system, of the clients measured
+(--clients). Asserts nothing.
 Stacks listen on 127.0.0.1 only (port bases: local 26400, kafka 26800, tansu 27200, or --port-base),
 keep their state in a temporary K6SUITE_OUTPUTS that is removed afterwards, and are stopped by PID. Object
 store keys come from K6SUITE_S3_ACCESS_KEY / K6SUITE_S3_SECRET_KEY, or are generated into that
 temporary folder.
 
     .venv/bin/python benchmarks/harness_ceiling.py [--systems local kafka tansu] [--trial-s 3]
-        [--clients suite workers librdkafka] [--workers 2] [--port-base 31000]
+        [--clients suite workers franzgo-workers librdkafka] [--workers 2] [--port-base 31000]
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ from k6suite_lib.cli import interrupt_on_sigterm
 from k6suite_lib.history import encode_payload
 from k6suite_lib.profiles import PROFILES_DIR, Profile, load_profile
 from k6suite_lib.stack import binaries, open_stack
-from k6suite_lib.workload import WorkloadConfig, rdkafka, run_workload
+from k6suite_lib.workload import WorkloadConfig, franzgo, rdkafka, run_workload
 
 PORT_BASES = {"local": 26400, "kafka": 26800, "tansu": 27200}  # this benchmark's own, clear of others'
 RECORD_BYTES = 128
@@ -115,6 +119,12 @@ def workers_sends(profile: Profile, config: WorkloadConfig) -> Sends:
     """The suite's recording librdkafka producers, one per worker process (WorkloadConfig.workers), their
     shards merged into one history: what a scenario asking for workers offers."""
     return history_sends(run_workload(profile, replace(config, client="librdkafka")).history)
+
+
+def franzgo_workers_sends(profile: Profile, config: WorkloadConfig) -> Sends:
+    """The suite's recording franz-go producers, one per worker process of the Go program, each writing
+    its shard itself; merged into one history as for the librdkafka workers."""
+    return history_sends(run_workload(profile, replace(config, client="franz-go")).history)
 
 
 def history_sends(history) -> Sends:
@@ -209,10 +219,12 @@ def librdkafka_sends(profile: Profile, config: WorkloadConfig) -> Sends:
     return sends
 
 
-CLIENTS: dict[str, Client] = {"suite": suite_sends, "workers": workers_sends, "kafka-python": kafka_python_sends,
-                              "librdkafka": librdkafka_sends}
+CLIENTS: dict[str, Client] = {"suite": suite_sends, "workers": workers_sends, "franzgo-workers": franzgo_workers_sends,
+                              "kafka-python": kafka_python_sends, "librdkafka": librdkafka_sends}
+WORKER_CLIENTS = ("workers", "franzgo-workers")
 # the ratios printed, where both clients were measured: what the issue's targets compare
-RATIOS = (("suite", "kafka-python"), ("suite", "librdkafka"), ("workers", "librdkafka"), ("workers", "suite"))
+RATIOS = (("suite", "kafka-python"), ("suite", "librdkafka"), ("workers", "librdkafka"), ("workers", "suite"),
+          ("franzgo-workers", "librdkafka"), ("franzgo-workers", "suite"))
 
 
 def judge(sends: Sends, rate: float, trial_s: float, warmup_s: float, p99_ms: float) -> Trial:
@@ -301,7 +313,7 @@ def measure(name: str, profile: Profile, args: argparse.Namespace) -> tuple[dict
     clients.create_topic(profile, topic, args.partitions)
 
     def trial(client: str, rate: float) -> Trial:
-        workers = args.workers if client == "workers" else 0
+        workers = args.workers if client in WORKER_CLIENTS else 0
         config = WorkloadConfig(records=None, duration_s=args.trial_s + TAIL_S, rate=rate, producers=max(1, workers),
                                 workers=workers, consumers=0, consumer_mode="none", partitions=args.partitions,
                                 readback=False, topic=topic, create_topic=False, message_bytes=RECORD_BYTES,
@@ -310,7 +322,7 @@ def measure(name: str, profile: Profile, args: argparse.Namespace) -> tuple[dict
 
     def show(client: str, result: Trial, what: str) -> None:
         verdict = "sustained" if result.sustained else "not sustained"
-        print(f"[{name}] {what:8s} {client:12s} offered {result.rate:8.0f}/s  achieved {result.achieved:8.0f}/s  "
+        print(f"[{name}] {what:8s} {client:15s} offered {result.rate:8.0f}/s  achieved {result.achieved:8.0f}/s  "
               f"p99 {result.p99_ms:9.1f} ms  {verdict}", flush=True)
 
     for _ in range(args.warmup_trials):  # a fresh stack is slow at first (JVMs compiling): searches start after
@@ -338,16 +350,17 @@ def report(results: dict[str, tuple[dict[str, Search], bool]], args: argparse.Na
     print(f"Harness ceiling: highest open-loop rate of {RECORD_BYTES}-byte records with publish delay "
           f"(ack - due) p99 < {args.p99_ms:g} ms and >= {ACHIEVED_SHARE:.0%} of the offered rate acknowledged")
     print(f"({args.trial_s:g} s trials, first {args.warmup_s:g} s not judged, {args.partitions} partitions, "
-          f"acks=all; suite and kafka-python linger 0 ms, 1 request in flight, librdkafka and workers its defaults; "
+          f"acks=all; suite and kafka-python linger 0 ms, 1 request in flight, librdkafka, workers and "
+          f"franzgo-workers their library's defaults; "
           f"{args.workers} workers; kafka-python {version('kafka-python')}, "
           f"confluent-kafka {version('confluent-kafka')}, librdkafka {confluent_kafka.libversion()[0]})")
     print()
-    print(f"{'system':8s} {'client':13s} {'ceiling/s':>10s} {'p99 ms':>8s} {'achieved/s':>11s} "
+    print(f"{'system':8s} {'client':16s} {'ceiling/s':>10s} {'p99 ms':>8s} {'achieved/s':>11s} "
           f"{'failed at/s':>12s} {'its p99 ms':>11s} {'trials':>7s}")
     for name, (searches, _) in results.items():
         for client, search in searches.items():
             best, failed = search.best, search.failed
-            print(f"{name:8s} {client:13s} {search.ceiling():>10s} "
+            print(f"{name:8s} {client:16s} {search.ceiling():>10s} "
                   f"{f'{best.p99_ms:.1f}' if best else '-':>8s} {f'{best.achieved:.0f}' if best else '-':>11s} "
                   f"{f'{failed.rate:.0f}' if failed else '-':>12s} {f'{failed.p99_ms:.1f}' if failed else '-':>11s} "
                   f"{len(search.trials):7d}")
@@ -387,7 +400,7 @@ def main() -> None:
     parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS),
                         help="clients to measure (default: all)")
     parser.add_argument("--workers", type=int, default=2,
-                        help="worker processes of the 'workers' client, one producer each (default 2)")
+                        help="worker processes of the worker clients, one producer each (default 2)")
     parser.add_argument("--warmup-trials", type=int, default=1,
                         help="unjudged trials per client at the start rate before the searches (default 1)")
     parser.add_argument("--port-base", type=int, help="port base of every stack (default: this benchmark's own)")
@@ -395,6 +408,8 @@ def main() -> None:
     if not 0 <= args.warmup_s < args.trial_s:
         parser.error("--warmup-s must be at least 0 and shorter than --trial-s")
     interrupt_on_sigterm()  # a terminated run still stops its stacks
+    if "franzgo-workers" in args.clients:
+        franzgo.install(log=lambda _msg: None)
     results = {}
     with tempfile.TemporaryDirectory(prefix="k6suite-ceiling-") as outputs:
         os.environ["K6SUITE_OUTPUTS"] = outputs  # stack state and logs stay out of the checkout

@@ -2,23 +2,26 @@
 
 Pure: the shards are a clean synthetic history (tests/histories.py) split as worker processes would
 record it: each producer's sends in a shard of its own, numbered from op id 0 again, everything else in
-the workload's own shard 0.
+the workload's own shard 0. The franz-go worker's JSON-lines shards are written here as the Go program
+writes them (a metadata line, then every column of every row); the last test runs the program itself.
 """
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import tests.histories as h
 from k6suite_lib.checkers import AnomalyRules
-from k6suite_lib.history import to_frame
-from k6suite_lib.shards import ShardError, merge
+from k6suite_lib.history import COLUMNS, to_frame
+from k6suite_lib.shards import ShardError, merge, read
 from k6suite_lib.workload import WorkloadConfig
 from k6suite_lib.workload.workers import plan
-from tests.conftest import assert_clean, verdicts_of
+from tests.conftest import assert_clean, port_base_for, verdicts_of
 
 SPEC = h.Spec(producers=2, partitions=3, records=60, consumers=1)
 
@@ -74,3 +77,84 @@ def test_producers_are_spread_over_workers_and_a_worker_needs_a_producer():
     assert plan(5, 2) == [[0, 2, 4], [1, 3]]
     with pytest.raises(ValueError, match="workers must be 0"):
         WorkloadConfig(producers=2, workers=3)
+
+
+def write_jsonl_shard(path: Path, frame: pd.DataFrame, worker: int) -> Path:
+    """A shard as the franz-go worker writes it: its metadata line, then every column but worker."""
+    with path.open("w") as handle:
+        handle.write(json.dumps({"k6suite": {"format_version": 2, "run_id": h.RUN, "worker": worker}}) + "\n")
+        for row in frame.drop(columns="worker").to_dict("records"):
+            handle.write(json.dumps({c: (v.item() if hasattr(v, "item") else v) for c, v in row.items()}) + "\n")
+    return path
+
+
+def franz_go_shards(tmp_path: Path, rows: list[dict]) -> list[tuple[pd.DataFrame, int]]:
+    """Shard 0 as the workload keeps it; the producers' shards through JSON-lines files and shards.read."""
+    own, *workers = split(rows)
+    read_back = []
+    for frame, worker in workers:
+        shard, meta = read(write_jsonl_shard(tmp_path / f"shard-{worker}.jsonl", frame, worker))
+        assert meta["worker"] == worker
+        read_back.append((shard, worker))
+    return [own, *read_back]
+
+
+def test_franz_go_jsonl_shards_read_column_wise_and_merge_into_one_clean_history(tmp_path):
+    rows = h.clean_rows(SPEC, random.Random(4))
+    shards = franz_go_shards(tmp_path, rows)
+    for frame, _ in shards[1:]:
+        assert list(frame.columns) == list(COLUMNS)
+        assert frame.dtypes.to_dict() == to_frame([]).dtypes.to_dict()
+    merged = merge(shards)
+    assert len(merged) == len(rows)
+    assert merged.equals(merge(split(rows)))  # the same history as Parquet-backed shards give
+    assert_clean(verdicts_of(merged, AnomalyRules(min_acked=SPEC.records)))
+
+
+def test_a_franz_go_shard_that_lost_a_send_row_is_judged_corrupted(tmp_path):
+    """A worker that failed to write one acknowledged send: its record is read, but no send names it,
+    so the reads are of a record never sent (corrupted), and the checker says so."""
+    rows = h.clean_rows(SPEC, random.Random(5))
+    shards = franz_go_shards(tmp_path, rows)
+    frame, worker = shards[1]
+    shards[1] = (frame.iloc[1:], worker)
+    verdicts = verdicts_of(merge(shards), AnomalyRules(min_acked=SPEC.records - 1))
+    assert verdicts.loc["corrupted", "status"] == "FAIL", verdicts.to_string()
+
+
+def test_a_jsonl_shard_without_a_metadata_line_is_rows_only(tmp_path):
+    rows = h.clean_rows(SPEC, random.Random(6))
+    path = write_jsonl_shard(tmp_path / "shard.jsonl", split(rows)[1][0], 1)
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
+    frame, meta = read(path)
+    assert meta == {} and len(frame) == len(split(rows)[1][0])
+
+
+def test_franz_go_worker_processes_write_shards_that_read_back(tmp_path):
+    """The Go program as two worker processes, against ports where nothing listens (no system needed):
+    each makes its producers' clients, answers 'go' with its CLOCK_MONOTONIC, relays its outcomes and
+    writes its rows into a JSON-lines shard that merges with the workload's own rows. Every send times out
+    or is failed by the closing client (info either way, never fail or ok: franz-go cannot say the record
+    reached no log), each from its own worker, none lost (the program waits for franz-go's last callbacks)."""
+    import yaml
+
+    from k6suite_lib.profiles import PROFILES_DIR, load_profile
+    from k6suite_lib.workload import franzgo, run_workload
+
+    franzgo.install(log=lambda _msg: None)
+    raw = yaml.safe_load((PROFILES_DIR / "kafka.yaml").read_text())
+    raw.update(name="nothing-listens", stack={**raw["stack"], "port_base": port_base_for(21600)})  # no stack there
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    config = WorkloadConfig(client="franz-go", producers=3, workers=2, records=6, delivery_timeout_s=1.0,
+                            consumers=0, consumer_mode="none", readback=False, create_topic=False, topic="t",
+                            partitions=2)
+    result = run_workload(load_profile(tmp_path / "p.yaml"), config)
+    sends = result.history[result.history["f"] == "send"]
+    assert sorted(sends["type"]) == ["info"] * 6, sends[["producer", "seq", "worker", "error"]].to_string()
+    assert sends.groupby("producer")["worker"].unique().map(list).to_dict() == {
+        "producer-0": [1], "producer-1": [2], "producer-2": [1]}
+    assert (sends["error"] != "").all()  # timed out, or failed as the client closed: both indeterminate
+    assert (result.history["run_id"] == result.run_id).all()
+    assert [w["producers"] for w in result.workers] == [["producer-0", "producer-2"], ["producer-1"]]
+    for worker in result.workers:
+        assert abs(worker["clock_offset_ns"]) <= worker["clock_bound_ns"], worker

@@ -224,6 +224,30 @@ def test_two_worker_processes_write_shards_that_merge_into_one_clean_history(kaf
 
 
 @pytest.mark.stack
+def test_two_franz_go_worker_processes_write_shards_that_merge_into_one_clean_history(kafka_stack):
+    """franz-go producers in two worker processes of the Go program (franz-go's defaults: idempotent), each
+    writing its rows straight into a JSON-lines shard, read back column-wise; a franz-go consumer and the
+    read-back in this process. The shards merge into one history, each producer's rows from its own worker,
+    and the checkers judge it clean; each worker's clock at 'go' lies within the round trip that carried it."""
+    from tests.conftest import assert_clean, verdicts_of
+
+    _, profile = kafka_stack
+    config = WorkloadConfig(client="franz-go", producers=2, workers=2, consumers=1, partitions=PARTITIONS,
+                            records=300, label="franzgo-workers")
+    result = run_workload(profile, config)
+    frame = result.history
+    sends = frame[frame["f"] == "send"]
+    assert (sends["type"] == "ok").sum() == 300, sends[sends["type"] != "ok"]["error"].head().tolist()
+    assert sends.groupby("producer")["worker"].unique().map(list).to_dict() == {"producer-0": [1], "producer-1": [2]}
+    assert set(frame.loc[frame["f"] == "poll", "worker"]) == {0}
+    assert result.meta()["client"] == "franz-go" and not result.notes, result.notes
+    for worker in result.workers:
+        assert abs(worker["clock_offset_ns"]) <= worker["clock_bound_ns"], worker
+    assert frame.groupby("op_id")["worker"].nunique().max() == 1
+    assert_clean(verdicts_of(frame))
+
+
+@pytest.mark.stack
 def test_added_broker_is_a_broker_only_node_of_the_same_cluster(kafka_stack):
     stack, profile = kafka_stack
     new_id = stack.add_broker()

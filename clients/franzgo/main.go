@@ -1,10 +1,17 @@
 // Command franzgo is K6SUITE's recording franz-go client: one producer or one consumer of a workload,
-// writing the suite's history rows (docs/history-format.md) as JSON lines on stdout.
+// writing the suite's history rows (docs/history-format.md) as JSON lines on stdout; or, as a worker
+// process (role "worker"), several producers writing their rows into a history shard of their own.
 //
 // It takes its task as one JSON argument (see task) and stops when its standard input closes or
 // says "stop". Times are CLOCK_MONOTONIC nanoseconds, the clock Python's time.monotonic_ns() reads
 // on Linux, so its rows and the suite's share one time line on one machine; wall_ns is the wall
 // clock. Lines carrying "event" are control messages for the suite (ready, polled), not rows.
+//
+// A worker speaks the protocol of k6suite_lib/workload/workers.py: it makes its producers' clients,
+// says ready, waits for "go" on stdin and answers with its clock, then relays what the workload's
+// waits need (acknowledged identities, the last acknowledgement per partition, outcomes) every 100 ms
+// on stdout while its rows go to the shard file (JSON lines, the metadata line first): recording costs
+// a row encoded into a buffer, not a row parsed and stored by the suite's Python process.
 //
 // The client runs with franz-go's defaults (idempotent writes, acks=all) plus what the workload's
 // contract needs: the shared request timeout, the delivery timeout, explicit partitions for
@@ -59,17 +66,143 @@ type task struct {
 	// AutoCreate: the workload produces to a topic nobody created and asks the system to create it
 	// (franz-go asks only when told to; kafka-python and librdkafka producers ask by default).
 	AutoCreate bool `json:"auto_create"`
+	// worker: its id, its producers' tasks and the shard file its rows go to
+	Worker    int    `json:"worker"`
+	Producers []task `json:"producers"`
+	Shard     string `json:"shard"`
 }
 
-type row map[string]any
-
 var (
-	out     = bufio.NewWriterSize(os.Stdout, 1<<20)
-	outMu   sync.Mutex
+	stdout  = newSink(os.Stdout)
+	rows    = stdout // a worker's rows go to its shard instead
 	opIDs   atomic.Int64
 	monoRef int64
 	timeRef time.Time
+	relayed *relay // a worker's acknowledgements for the workload's waits; nil when rows go to stdout
+	runID   string
 )
+
+// Row is one history row (docs/history-format.md, "Columns"), every column written.
+type Row struct {
+	OpID                         int64
+	Process, F, Type             string
+	InvokeNs, CompleteNs, WallNs int64
+	Topic                        string
+	Partition, Offset            int64
+	Key, Producer                string
+	Seq, Checksum                int64
+	Corrupt                      bool
+	RecordRun                    string
+	ValueLen, IntendedNs         int64
+	Session                      int64
+	Error, Detail                string
+}
+
+// newRow is a row of operation op with the format's defaults for the columns it does not set.
+func newRow(op int64, process, f, kind string, invoke, complete, wall int64) *Row {
+	return &Row{OpID: op, Process: process, F: f, Type: kind, InvokeNs: invoke, CompleteNs: complete, WallNs: wall,
+		Partition: -1, Offset: -1, Seq: -1, Checksum: -1, IntendedNs: -1}
+}
+
+// appendJSON writes the row as one JSON line by hand: encoding/json's reflection would cost more than
+// the send it records.
+func (r *Row) appendJSON(b []byte) []byte {
+	b = appendString(append(b, `{"run_id":`...), runID)
+	b = strconv.AppendInt(append(b, `,"op_id":`...), r.OpID, 10)
+	b = appendString(append(b, `,"process":`...), r.Process)
+	b = appendString(append(b, `,"f":`...), r.F)
+	b = appendString(append(b, `,"type":`...), r.Type)
+	b = strconv.AppendInt(append(b, `,"invoke_ns":`...), r.InvokeNs, 10)
+	b = strconv.AppendInt(append(b, `,"complete_ns":`...), r.CompleteNs, 10)
+	b = strconv.AppendInt(append(b, `,"wall_ns":`...), r.WallNs, 10)
+	b = appendString(append(b, `,"topic":`...), r.Topic)
+	b = strconv.AppendInt(append(b, `,"partition":`...), r.Partition, 10)
+	b = strconv.AppendInt(append(b, `,"offset":`...), r.Offset, 10)
+	b = appendString(append(b, `,"key":`...), r.Key)
+	b = appendString(append(b, `,"producer":`...), r.Producer)
+	b = strconv.AppendInt(append(b, `,"seq":`...), r.Seq, 10)
+	b = strconv.AppendInt(append(b, `,"checksum":`...), r.Checksum, 10)
+	b = strconv.AppendBool(append(b, `,"corrupt":`...), r.Corrupt)
+	b = appendString(append(b, `,"record_run":`...), r.RecordRun)
+	b = strconv.AppendInt(append(b, `,"value_len":`...), r.ValueLen, 10)
+	b = strconv.AppendInt(append(b, `,"intended_ns":`...), r.IntendedNs, 10)
+	b = strconv.AppendInt(append(b, `,"session":`...), r.Session, 10)
+	b = appendString(append(b, `,"error":`...), r.Error)
+	b = appendString(append(b, `,"detail":`...), r.Detail)
+	return append(b, '}', '\n')
+}
+
+// appendString quotes s as JSON: plain ASCII as is, anything else through encoding/json.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			quoted, _ := json.Marshal(s)
+			return append(b, quoted...)
+		}
+	}
+	return append(append(append(b, '"'), s...), '"')
+}
+
+// sink is one buffered output of JSON lines, shared by the client's goroutines.
+type sink struct {
+	mu  sync.Mutex
+	w   *bufio.Writer
+	buf []byte
+}
+
+func newSink(f *os.File) *sink { return &sink{w: bufio.NewWriterSize(f, 1<<20)} }
+
+func (s *sink) row(r *Row) {
+	s.mu.Lock()
+	s.buf = r.appendJSON(s.buf[:0])
+	s.w.Write(s.buf)
+	s.mu.Unlock()
+}
+
+// event writes a control line and flushes at once: the workload reads its clock when it arrives.
+func (s *sink) event(v any) {
+	line, _ := json.Marshal(v)
+	s.mu.Lock()
+	s.w.Write(append(line, '\n'))
+	s.w.Flush()
+	s.mu.Unlock()
+}
+
+func (s *sink) flush() {
+	s.mu.Lock()
+	s.w.Flush()
+	s.mu.Unlock()
+}
+
+// relay collects a worker's outcomes between two relay lines.
+type relay struct {
+	mu   sync.Mutex
+	acks map[string][]int
+	last map[int32]int64
+	done int
+}
+
+func (r *relay) outcome(producer string, seq int, partition int32, complete int64, ok bool) {
+	r.mu.Lock()
+	if ok {
+		r.acks[producer] = append(r.acks[producer], seq)
+		if complete > r.last[partition] {
+			r.last[partition] = complete
+		}
+	} else {
+		r.done++
+	}
+	r.mu.Unlock()
+}
+
+// take is what settled since the last call, as the workload's relay line wants it.
+func (r *relay) take() map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	message := map[string]any{"acked": r.acks, "last_ack_ns": r.last, "done": r.done}
+	r.acks, r.last, r.done = map[string][]int{}, map[int32]int64{}, 0
+	return message
+}
 
 // monoNow is CLOCK_MONOTONIC in ns: read once by syscall, then advanced by Go's monotonic clock.
 func monoNow() int64 { return monoRef + int64(time.Since(timeRef)) }
@@ -84,23 +217,13 @@ func initClock() {
 	monoRef = ts.Nano()
 }
 
-func emit(r row) {
-	line, _ := json.Marshal(r)
-	outMu.Lock()
-	out.Write(line)
-	out.WriteByte('\n')
-	outMu.Unlock()
-}
-
 func flushLoop(stop <-chan struct{}) {
 	ticker := time.NewTicker(20 * time.Millisecond)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ticker.C:
-			outMu.Lock()
-			out.Flush()
-			outMu.Unlock()
+			stdout.flush()
 		case <-stop:
 			return
 		}
@@ -166,7 +289,7 @@ func (l recordingLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		return // routine information (connections, metadata) is not an error the client handled
 	}
 	if noID { // the default idempotence silently dropped: the suite notes it
-		emit(row{"event": "not-idempotent", "why": msg})
+		stdout.event(map[string]string{"event": "not-idempotent", "name": l.t.Name, "why": msg})
 	}
 	now, wall := monoNow(), time.Now().UnixNano()
 	parts := []string{fmt.Sprintf("%s franz-go: %s", level, msg)}
@@ -178,15 +301,16 @@ func (l recordingLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		text = text[:500]
 	}
 	detail, _ := json.Marshal(map[string]string{"logger": "franz-go", "level": level.String()})
-	emit(row{"op_id": opIDs.Add(1), "process": "client-log", "f": "client-log", "type": "info",
-		"invoke_ns": now, "complete_ns": now, "wall_ns": wall, "error": text, "detail": string(detail)})
+	logged := newRow(opIDs.Add(1), "client-log", "client-log", "info", now, now, wall)
+	logged.Error, logged.Detail = text, string(detail)
+	rows.row(logged)
 	retried := msg == "batch in a produce request failed" && fields["max_retries_reached"] == false ||
 		msg == "produce partition load error, bumping error count on first stored batch"
 	if l.t.Role == "producer" && retried && fmt.Sprint(fields["topic"]) == l.t.Topic {
 		partition, _ := strconv.Atoi(fmt.Sprint(fields["partition"]))
-		emit(row{"op_id": opIDs.Add(1), "process": l.t.Name, "f": "retry", "type": "info",
-			"invoke_ns": now, "complete_ns": now, "wall_ns": wall, "producer": l.t.Name, "topic": l.t.Topic,
-			"partition": partition, "error": text})
+		retry := newRow(opIDs.Add(1), l.t.Name, "retry", "info", now, now, wall)
+		retry.Producer, retry.Topic, retry.Partition, retry.Error = l.t.Name, l.t.Topic, int64(partition), text
+		rows.row(retry)
 	}
 }
 
@@ -219,6 +343,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bad task:", err)
 		os.Exit(2)
 	}
+	runID = t.RunID
+	if t.Role == "worker" {
+		if err := work(&t); err != nil {
+			fmt.Fprintln(os.Stderr, "worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	stop := make(chan struct{})
 	go func() { // the suite says stop (or goes away)
 		scanner := bufio.NewScanner(os.Stdin)
@@ -230,19 +362,90 @@ func main() {
 	go flushLoop(flushStop)
 	var err error
 	if t.Role == "producer" {
-		err = produce(&t, stop)
+		var cl *kgo.Client
+		if cl, err = newProducer(&t); err == nil {
+			stdout.event(map[string]string{"event": "ready"})
+			produce(&t, cl, stop)
+		}
 	} else {
 		err = consume(&t, stop)
 	}
 	if err != nil {
-		now := monoNow()
-		emit(row{"op_id": opIDs.Add(1), "process": t.Name, "f": "connect", "type": "fail", "invoke_ns": now,
-			"complete_ns": now, "wall_ns": time.Now().UnixNano(), "error": errText(err)})
+		connectFailure(t.Name, err)
 	}
 	close(flushStop)
-	outMu.Lock()
-	out.Flush()
-	outMu.Unlock()
+	stdout.flush()
+}
+
+func connectFailure(name string, err error) {
+	now := monoNow()
+	failed := newRow(opIDs.Add(1), name, "connect", "fail", now, now, time.Now().UnixNano())
+	failed.Error = errText(err)
+	rows.row(failed)
+}
+
+// work runs a worker: its producers' clients made before it says ready, its clock at "go" answered,
+// its outcomes relayed every 100 ms while the producers run, its rows saved as a shard.
+func work(t *task) error {
+	file, err := os.Create(t.Shard)
+	if err != nil {
+		return err
+	}
+	rows = newSink(file)
+	relayed = &relay{acks: map[string][]int{}, last: map[int32]int64{}}
+	header, _ := json.Marshal(map[string]any{"k6suite": map[string]any{
+		"format_version": 2, "run_id": t.RunID, "worker": t.Worker, "client": "franz-go"}})
+	rows.w.Write(append(header, '\n'))
+	clients := make([]*kgo.Client, len(t.Producers))
+	for i := range t.Producers {
+		if clients[i], err = newProducer(&t.Producers[i]); err != nil {
+			connectFailure(t.Producers[i].Name, err)
+		}
+	}
+	stdout.event(map[string]string{"event": "ready"})
+	input := bufio.NewScanner(os.Stdin)
+	if input.Scan() && input.Text() == "go" {
+		stdout.event(map[string]any{"event": "go", "mono_ns": monoNow()})
+		stop := make(chan struct{})
+		go func() { // any further line, or the end of stdin, stops the producers
+			input.Scan()
+			close(stop)
+		}()
+		var producers sync.WaitGroup
+		for i, cl := range clients {
+			if cl != nil {
+				producers.Add(1)
+				go func() {
+					defer producers.Done()
+					produce(&t.Producers[i], cl, stop)
+				}()
+			}
+		}
+		finished := make(chan struct{})
+		go func() {
+			producers.Wait()
+			close(finished)
+		}()
+		ticker := time.NewTicker(100 * time.Millisecond)
+		for running := true; running; {
+			select {
+			case <-ticker.C:
+				stdout.event(relayed.take())
+			case <-finished:
+				running = false
+			}
+		}
+		ticker.Stop()
+	} else {
+		for _, cl := range clients {
+			if cl != nil {
+				cl.Close()
+			}
+		}
+	}
+	stdout.event(relayed.take())
+	rows.flush()
+	return file.Close()
 }
 
 func stopped(stop <-chan struct{}) bool {
@@ -254,7 +457,7 @@ func stopped(stop <-chan struct{}) bool {
 	}
 }
 
-func produce(t *task, stop <-chan struct{}) error {
+func newProducer(t *task) (*kgo.Client, error) {
 	opts := append(options(t),
 		kgo.ProduceRequestTimeout(time.Duration(t.RequestTimeoutMs)*time.Millisecond),
 		kgo.RecordDeliveryTimeout(time.Duration(t.DeliveryTimeout*float64(time.Second))))
@@ -267,11 +470,10 @@ func produce(t *task, stop <-chan struct{}) error {
 	if t.AutoCreate {
 		opts = append(opts, kgo.AllowAutoTopicCreation())
 	}
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return err
-	}
-	emit(row{"event": "ready"})
+	return kgo.NewClient(opts...)
+}
+
+func produce(t *task, cl *kgo.Client, stop <-chan struct{}) {
 	var outstanding atomic.Int64
 	start := monoNow()
 	slot := 0
@@ -299,23 +501,26 @@ func produce(t *task, stop <-chan struct{}) error {
 		} else {
 			record.Partition = int32((seq + t.Index) % t.Partitions)
 		}
-		base := row{"op_id": opIDs.Add(1), "process": t.Name, "f": "send", "wall_ns": time.Now().UnixNano(),
-			"topic": t.Topic, "key": key, "producer": t.Name, "seq": seq, "checksum": crc,
-			"value_len": len(value), "intended_ns": intended}
-		base["invoke_ns"] = monoNow()
+		send := newRow(opIDs.Add(1), t.Name, "send", "", 0, 0, time.Now().UnixNano())
+		send.Topic, send.Key, send.Producer, send.Seq, send.Checksum = t.Topic, key, t.Name, int64(seq), int64(crc)
+		send.ValueLen, send.IntendedNs = int64(len(value)), intended
+		send.InvokeNs = monoNow()
 		outstanding.Add(1)
 		cl.Produce(context.Background(), record, func(r *kgo.Record, err error) {
-			base["complete_ns"] = monoNow()
-			outstanding.Add(-1)
+			send.CompleteNs = monoNow()
+			defer outstanding.Add(-1) // after its row: the producer's end waits for every row
 			if err == nil {
-				base["type"], base["partition"], base["offset"] = "ok", r.Partition, r.Offset
+				send.Type, send.Partition, send.Offset = "ok", int64(r.Partition), r.Offset
 			} else {
-				base["type"], base["error"] = sendOutcome(err), errText(err)
+				send.Type, send.Error = sendOutcome(err), errText(err)
 				if !t.Keyed {
-					base["partition"] = r.Partition
+					send.Partition = int64(r.Partition)
 				}
 			}
-			emit(base)
+			rows.row(send)
+			if relayed != nil {
+				relayed.outcome(t.Name, seq, r.Partition, send.CompleteNs, err == nil)
+			}
 		})
 		if outstanding.Load() > int64(t.MaxOutstanding) {
 			deadline := time.Now().Add(time.Duration(t.DeliveryTimeout * float64(time.Second)))
@@ -325,10 +530,10 @@ func produce(t *task, stop <-chan struct{}) error {
 			if t.Rate > 0 { // due sends that passed while blocked: offered, never made
 				until, wall := monoNow(), time.Now().UnixNano()
 				for due := start + int64(float64(slot)*1e9/t.Rate); due < until; due = start + int64(float64(slot)*1e9/t.Rate) {
-					emit(row{"op_id": opIDs.Add(1), "process": t.Name, "f": "blocked", "type": "fail",
-						"invoke_ns": due, "complete_ns": until, "wall_ns": wall - (until - due), "topic": t.Topic,
-						"producer": t.Name, "intended_ns": due,
-						"error": fmt.Sprintf("not sent: %d sends outstanding (max_outstanding)", outstanding.Load())})
+					blocked := newRow(opIDs.Add(1), t.Name, "blocked", "fail", due, until, wall-(until-due))
+					blocked.Topic, blocked.Producer, blocked.IntendedNs = t.Topic, t.Name, due
+					blocked.Error = fmt.Sprintf("not sent: %d sends outstanding (max_outstanding)", outstanding.Load())
+					rows.row(blocked)
 					slot++
 				}
 			}
@@ -338,7 +543,10 @@ func produce(t *task, stop <-chan struct{}) error {
 	cl.Flush(ctx)
 	cancel()
 	cl.Close() // fails what is still buffered: those rows say so (info, client closed)
-	return nil
+	// franz-go finishes those promises on its own goroutines after Close returns: wait (bounded) for their rows
+	for deadline := time.Now().Add(5 * time.Second); outstanding.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func consume(t *task, stop <-chan struct{}) error {
@@ -370,9 +578,9 @@ func consume(t *task, stop <-chan struct{}) error {
 		}
 		detail, _ := json.Marshal(map[string]any{"partitions": partitions, "group": t.Group != ""})
 		now := monoNow()
-		emit(row{"op_id": opIDs.Add(1), "process": t.Name, "f": kind, "type": "ok", "invoke_ns": now,
-			"complete_ns": now, "wall_ns": time.Now().UnixNano(), "topic": t.Topic, "session": session,
-			"detail": string(detail)})
+		change := newRow(opIDs.Add(1), t.Name, kind, "ok", now, now, time.Now().UnixNano())
+		change.Topic, change.Session, change.Detail = t.Topic, session, string(detail)
+		rows.row(change)
 	}
 	opts := append(options(t), kgo.FetchMaxWait(200*time.Millisecond))
 	if t.Group != "" {
@@ -396,7 +604,7 @@ func consume(t *task, stop <-chan struct{}) error {
 	if t.Group == "" {
 		assignment("assign", map[string][]int32{t.Topic: t.Lane})
 	}
-	emit(row{"event": "ready"})
+	stdout.event(map[string]string{"event": "ready"})
 	polled := false
 	for !stopped(stop) {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -416,21 +624,22 @@ func consume(t *task, stop <-chan struct{}) error {
 		records := 0
 		fetches.EachRecord(func(r *kgo.Record) {
 			records++
-			emit(pollRow(op, invoke, complete, wall, epoch, t.Name, r))
+			rows.row(pollRow(op, invoke, complete, wall, epoch, t.Name, r))
 		})
 		if records == 0 && len(failures) > 0 {
 			text := strings.Join(failures, "; ")
 			if len(text) > 500 {
 				text = text[:500]
 			}
-			emit(row{"op_id": op, "process": t.Name, "f": "poll", "type": "info", "invoke_ns": invoke,
-				"complete_ns": complete, "wall_ns": wall, "topic": t.Topic, "session": epoch, "error": text})
+			failed := newRow(op, t.Name, "poll", "info", invoke, complete, wall)
+			failed.Topic, failed.Session, failed.Error = t.Topic, epoch, text
+			rows.row(failed)
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}
 		if !polled {
 			polled = true
-			emit(row{"event": "polled"})
+			stdout.event(map[string]string{"event": "polled"})
 		}
 		if records > 0 && t.Group != "" && t.Commit {
 			commit(t, cl, epoch)
@@ -440,24 +649,20 @@ func consume(t *task, stop <-chan struct{}) error {
 	return nil
 }
 
-func pollRow(op, invoke, complete, wall, epoch int64, name string, r *kgo.Record) row {
-	identity := row{"producer": "", "seq": -1, "checksum": -1, "corrupt": true, "record_run": ""}
+func pollRow(op, invoke, complete, wall, epoch int64, name string, r *kgo.Record) *Row {
+	read := newRow(op, name, "poll", "ok", invoke, complete, wall)
+	read.Topic, read.Partition, read.Offset, read.Key = r.Topic, int64(r.Partition), r.Offset, string(r.Key)
+	read.ValueLen, read.Session, read.Corrupt = int64(len(r.Value)), epoch, true
 	parts := strings.SplitN(string(r.Value), "|", 6)
 	if len(parts) == 6 {
 		seq, errSeq := strconv.Atoi(parts[3])
 		crc, errCrc := strconv.ParseUint(parts[4], 16, 32)
 		if errSeq == nil && errCrc == nil {
-			identity = row{"producer": parts[2], "seq": seq, "checksum": crc, "record_run": parts[1],
-				"corrupt": parts[0] != "k6s1" || uint64(crc32.ChecksumIEEE([]byte(parts[5]))) != crc}
+			read.Producer, read.Seq, read.Checksum, read.RecordRun = parts[2], int64(seq), int64(crc), parts[1]
+			read.Corrupt = parts[0] != "k6s1" || uint64(crc32.ChecksumIEEE([]byte(parts[5]))) != crc
 		}
 	}
-	result := row{"op_id": op, "process": name, "f": "poll", "type": "ok", "invoke_ns": invoke,
-		"complete_ns": complete, "wall_ns": wall, "topic": r.Topic, "partition": r.Partition,
-		"offset": r.Offset, "key": string(r.Key), "value_len": len(r.Value), "session": epoch}
-	for k, v := range identity {
-		result[k] = v
-	}
-	return result
+	return read
 }
 
 func commit(t *task, cl *kgo.Client, epoch int64) {
@@ -465,17 +670,17 @@ func commit(t *task, cl *kgo.Client, epoch int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(t.RequestTimeoutMs)*time.Millisecond)
 	defer cancel()
 	err := cl.CommitUncommittedOffsets(ctx)
-	base := row{"op_id": op, "process": t.Name, "f": "commit", "invoke_ns": invoke, "complete_ns": monoNow(),
-		"wall_ns": wall, "topic": t.Topic, "session": epoch}
+	done := newRow(op, t.Name, "commit", "ok", invoke, monoNow(), wall)
+	done.Topic, done.Session = t.Topic, epoch
 	if err != nil {
-		base["type"], base["error"] = "info", errText(err)
+		done.Type, done.Error = "info", errText(err)
 	} else {
 		offsets := map[string]int64{}
 		for partition, offset := range cl.CommittedOffsets()[t.Topic] {
 			offsets[strconv.Itoa(int(partition))] = offset.Offset
 		}
 		detail, _ := json.Marshal(map[string]any{"offsets": offsets})
-		base["type"], base["detail"] = "ok", string(detail)
+		done.Detail = string(detail)
 	}
-	emit(base)
+	rows.row(done)
 }

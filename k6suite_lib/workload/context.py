@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
@@ -46,6 +47,16 @@ class Tracker:
 
     def done(self) -> None:
         self._completed.append(None)
+
+    def settle(self, acked: dict[str, list[int]], last_ack_ns: dict[int, int], others: int) -> None:
+        """Outcomes a worker process relayed in bulk: acknowledged sequence numbers per producer, each
+        partition's latest acknowledgement, and how many sends settled otherwise."""
+        for producer, seqs in acked.items():
+            self.acked.update(zip(itertools.repeat(producer), seqs))
+            self._completed.extend(itertools.repeat(None, len(seqs)))
+        for partition, complete_ns in last_ack_ns.items():
+            self.last_ack_ns[partition] = max(complete_ns, self.last_ack_ns.get(partition, 0))
+        self._completed.extend(itertools.repeat(None, others))
 
     def saw(self, identities: list[tuple[str, int]], offsets: dict[int, int]) -> None:
         """Reads of live consumers. Re-reading what was read before (a consumer reset to an earlier

@@ -92,6 +92,13 @@ def task(ctx: RunContext, role: str, index: int) -> dict[str, Any]:
             "session_timeout_ms": config.session_timeout_ms, "auto_create": not config.create_topic}
 
 
+def worker_task(ctx: RunContext, worker: int, producers: list[int], shard: Path) -> dict[str, Any]:
+    """A worker process's task (k6suite_lib/workload/workers.py): its producers' tasks, and the shard
+    file their rows go to instead of stdout."""
+    return {"role": "worker", "name": f"worker-{worker}", "run_id": ctx.run_id, "worker": worker,
+            "shard": str(shard), "producers": [task(ctx, "producer", index) for index in producers]}
+
+
 class Feed:
     """Rows of one program into the run: renumbered op ids, and the live bookkeeping the orchestrator
     waits on (acknowledgements, reads, assignments, first polls)."""
@@ -106,7 +113,7 @@ class Feed:
             if data["event"] == "polled":
                 self.ctx.polled.add(self.name)
             elif data["event"] == "not-idempotent":
-                self.ctx.note(f"franz-go {self.name} writes without idempotence: {data['why']}")
+                self.ctx.note(f"franz-go {data['name']} writes without idempotence: {data['why']}")
             return
         ctx = self.ctx
         if data["op_id"] != self.last_op[0]:

@@ -3,11 +3,13 @@
 One Python process offers only what its interpreter can: the recording producer spends most of its
 time in Python (payloads, rows, callbacks), so the harness, not the system, capped the load
 (benchmarks/harness_ceiling.py). With ``WorkloadConfig.workers = N`` the producers run in N
-processes of this module (``python -m k6suite_lib.workload.workers TASK``), producer i in worker
-1 + i mod N, with the workload's own client library (kafka-python or librdkafka; franz-go producers are
-processes of their own already). Each worker runs the same producer loop as in-process producers,
-into a recorder of its own, and saves it as a shard; the workload merges the shards into its history
-(k6suite_lib/shards.py). Consumers, the nemesis and the read-back stay in the workload's process.
+processes, producer i in worker 1 + i mod N, with the workload's own client library: for kafka-python
+and librdkafka processes of this module (``python -m k6suite_lib.workload.workers TASK``), which run
+the same producer loop as in-process producers into a recorder of their own and save it as a Parquet
+shard; for franz-go the Go program (clients/franzgo, role "worker"), whose producers write their rows
+straight into a JSON-lines shard, so recording a send costs Go's time, not Python's
+(benchmarks/recording_cpu.py). The workload merges the shards into its history (k6suite_lib/shards.py).
+Consumers, the nemesis and the read-back stay in the workload's process.
 
 Protocol, JSON lines on the worker's stdout and plain lines on its stdin:
 
@@ -16,8 +18,9 @@ Protocol, JSON lines on the worker's stdout and plain lines on its stdin:
 - ``go`` on stdin: it answers ``{"event": "go", "mono_ns": ...}`` (its CLOCK_MONOTONIC when it read
   the line, which the workload sets beside its own clock before and after: the clocks' agreement) and
   starts its producers;
-- while they run, every RELAY_S ``{"acks": [[producer, seq, partition, complete_ns], ...], "done": n}``:
-  what the workload's waits need (every partition acknowledged, the acknowledged count);
+- while they run, every RELAY_S ``{"acked": {producer: [seq, ...]}, "last_ack_ns": {partition: ns},
+  "done": n}``: what the workload's waits need (the acknowledged identities, every partition's latest
+  acknowledgement, n other outcomes), in bulk, so the workload's process spends no Python per send;
 - any other line or the end of stdin stops its producers; it saves its shard and exits.
 """
 
@@ -35,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from k6suite_lib import history
+from k6suite_lib import history, shards
 from k6suite_lib.history import Recorder
 from k6suite_lib.profiles import load_profile
 from k6suite_lib.workload.config import WorkloadConfig
@@ -67,20 +70,28 @@ def plan(producers: int, workers: int) -> list[list[int]]:
     return [[i for i in range(producers) if i % workers == k] for k in range(workers)]
 
 
-def launch(ctx: RunContext, library: str) -> list[Worker]:
-    """Start the workers and wait (bounded) until each has imported and read its task; a worker that
-    did not is stopped and noted, and its producers' absence shows as no sends."""
+def command(ctx: RunContext, library: str, worker: int, producers: list[int], shard: Path) -> list[str]:
+    """The worker's command line: the franz-go program, or this module with the workload's library."""
     if library == "franz-go":
-        raise ValueError("franz-go producers are processes of their own; workers run kafka-python or librdkafka")
+        from k6suite_lib.workload import franzgo
+
+        return [str(franzgo.binary_path()), json.dumps(franzgo.worker_task(ctx, worker, producers, shard))]
     if not Path(ctx.profile.source).is_file():
         raise ValueError(f"worker processes load the profile from its file; {ctx.profile.source!r} is none")
+    task = {"profile": ctx.profile.source, "config": asdict(ctx.config), "run_id": ctx.run_id,
+            "topic": ctx.topic, "worker": worker, "producers": producers, "shard": str(shard)}
+    return [sys.executable, "-m", "k6suite_lib.workload.workers", json.dumps(task)]
+
+
+def launch(ctx: RunContext, library: str) -> list[Worker]:
+    """Start the workers and wait (bounded) until each has made its clients; a worker that did not is
+    stopped and noted, and its producers' absence shows as no sends."""
+    suffix = ".jsonl" if library == "franz-go" else ".parquet"
     started = []
     for k, producers in enumerate(plan(ctx.config.producers, ctx.config.workers), start=1):
-        shard = Path(tempfile.gettempdir()) / f"k6suite-shard-{ctx.run_id}-{ctx.topic}-{k}.parquet"
-        task = {"profile": ctx.profile.source, "config": asdict(ctx.config), "run_id": ctx.run_id,
-                "topic": ctx.topic, "worker": k, "producers": producers, "shard": str(shard)}
+        shard = Path(tempfile.gettempdir()) / f"k6suite-shard-{ctx.run_id}-{ctx.topic}-{k}{suffix}"
         stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - the feeder reads and closes it at the end
-        proc = subprocess.Popen([sys.executable, "-m", "k6suite_lib.workload.workers", json.dumps(task)],
+        proc = subprocess.Popen(command(ctx, library, k, producers, shard),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
         worker = Worker(k, producers, proc, shard, stderr)
         worker.feeder = threading.Thread(target=_feed, args=(ctx, worker), name=f"worker-{k}", daemon=True)
@@ -138,10 +149,10 @@ def _feed(ctx: RunContext, worker: Worker) -> None:
             received, sent = time.monotonic_ns(), worker.go_sent_ns
             worker.clock = {"clock_offset_ns": data["mono_ns"] - (sent + received) // 2,
                             "clock_bound_ns": (received - sent + 1) // 2}
-        for producer, seq, partition, complete_ns in data.get("acks", ()):
-            ctx.tracker.ack((producer, seq), partition, complete_ns)
-        for _ in range(data.get("done", 0)):
-            ctx.tracker.done()
+        elif event == "not-idempotent":
+            ctx.note(f"franz-go {data['name']} writes without idempotence: {data['why']}")
+        elif event is None:
+            ctx.tracker.settle(data["acked"], {int(p): ns for p, ns in data["last_ack_ns"].items()}, data["done"])
     try:
         worker.proc.wait(STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -157,7 +168,7 @@ def _feed(ctx: RunContext, worker: Worker) -> None:
         ctx.connect_failure(f"worker-{worker.index}", RuntimeError(
             f"worker {worker.index} exited {worker.proc.returncode} without a shard: {errors}"))
         return
-    frame, meta = history.load(worker.shard)
+    frame, meta = shards.read(worker.shard)
     worker.shard.unlink()
     for note in meta.get("notes", []):
         ctx.note(f"worker {worker.index}: {note}")
@@ -169,24 +180,28 @@ class Relay(Tracker):
 
     def __init__(self) -> None:
         super().__init__()
-        self.fresh: list[tuple[str, int, int, int]] = []
+        self.fresh: list[tuple[tuple[str, int], int, int]] = []
         self.settled_other: list[None] = []
 
     def ack(self, identity: tuple[str, int], partition: int, complete_ns: int) -> None:
         super().ack(identity, partition, complete_ns)
-        self.fresh.append((*identity, partition, complete_ns))
+        self.fresh.append((identity, partition, complete_ns))
 
     def done(self) -> None:
         super().done()
         self.settled_other.append(None)
 
     def take(self) -> dict[str, Any]:
-        """What settled since the last call (appends racing with it land after the cut)."""
-        acks, done = len(self.fresh), len(self.settled_other)
-        message = {"acks": self.fresh[:acks], "done": done}
-        del self.fresh[:acks]
+        """What settled since the last call, in the relay's bulk form (appends racing with it land after the cut)."""
+        count, done = len(self.fresh), len(self.settled_other)
+        acked: dict[str, list[int]] = {}
+        last: dict[int, int] = {}
+        for (producer, seq), partition, complete_ns in self.fresh[:count]:
+            acked.setdefault(producer, []).append(seq)
+            last[partition] = max(complete_ns, last.get(partition, 0))
+        del self.fresh[:count]
         del self.settled_other[:done]
-        return message
+        return {"acked": acked, "last_ack_ns": last, "done": done}
 
 
 def _emit(data: dict[str, Any]) -> None:
