@@ -158,3 +158,22 @@ def test_franz_go_worker_processes_write_shards_that_read_back(tmp_path):
     assert [w["producers"] for w in result.workers] == [["producer-0", "producer-2"], ["producer-1"]]
     for worker in result.workers:
         assert abs(worker["clock_offset_ns"]) <= worker["clock_bound_ns"], worker
+
+
+def test_a_workers_bulk_relay_settles_the_workloads_tracker_as_its_own_acks_would():
+    """The relay carries acknowledgements in bulk (seqs per producer, the latest time per partition); what
+    the workload's waits read from its tracker must come out as if the sends had been made in-process."""
+    from k6suite_lib.workload.context import Tracker
+    from k6suite_lib.workload.workers import Relay
+
+    acks = [(("producer-0", 0), 1, 100), (("producer-1", 0), 2, 50), (("producer-0", 1), 1, 90)]
+    relay, own, workload = Relay(), Tracker(), Tracker()
+    for ack in acks:
+        relay.ack(*ack)
+        own.ack(*ack)
+    relay.done()
+    own.done()
+    message = json.loads(json.dumps(relay.take()))  # as it crosses the pipe: partitions become strings
+    workload.settle(message["acked"], {int(p): ns for p, ns in message["last_ack_ns"].items()}, message["done"])
+    assert (workload.acked, workload.last_ack_ns, workload.completed) == (own.acked, own.last_ack_ns, own.completed)
+    assert relay.take() == {"acked": {}, "last_ack_ns": {}, "done": 0}
