@@ -17,7 +17,10 @@ were all measured with kafka-python (DEFAULT_CLIENT) and load as such.
 
 Reports show each verdict's record beside it (``note``) and mark a NO that rests only on checks the
 baseline does not pass every time (``caveat``); both are pure functions of records and verdict rows.
-A record measured on another build or topology than the one in use, or on an unknown build, is *stale*.
+A record measured on another build or topology than the one in use, or on an unknown build, is *stale*; so
+is a case measured with other client settings than the verdict's (the library's version and what its producers
+were given: idempotence, acks, timeouts; each case keeps them, from its runs' results or saved histories). A
+case written before cases kept settings reads "client settings not recorded" and is stale, never current.
 """
 
 from __future__ import annotations
@@ -103,8 +106,19 @@ def verdict_rows(summaries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             for v in scenario["verdicts"]:
                 rows.append({**v, "run_id": summary["run_id"],
                              "client": client_of(scenario["scenario"], v["variant"], summary.get("client")),
-                             "scenario": scenario["scenario"], "kind": re.sub(r"#\d+$", "", str(v["variant"]))})
+                             "scenario": scenario["scenario"], "kind": re.sub(r"#\d+$", "", str(v["variant"])),
+                             "settings": settings_in(scenario, v["variant"])})
     return rows
+
+
+def settings_in(scenario: dict[str, Any], variant: str | None) -> dict[str, Any] | None:
+    """The client settings a scenario's result recorded for a verdict's variant (a folded 'kill' takes its
+    repeats'), None when it recorded none: a variant without recording clients, or a result written before
+    results recorded them."""
+    recorded = scenario.get("client_settings") or {}
+    if variant in recorded:
+        return recorded[variant]
+    return next((s for v, s in recorded.items() if _kind(v) == str(variant)), None)
 
 
 def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], observed: dict[str, list[dict]],
@@ -140,6 +154,7 @@ def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], ob
                                                      *lost]):
             case_rows = [r for r in mine if (r["client"], r["scenario"], r["kind"]) == (client, scenario, kind)]
             cases.append({"client": client, "scenario": scenario, "variant": kind, **_tally(case_rows),
+                          "settings": _one_setting(case_rows, f"{check}: {client} {scenario} {kind}"),
                           "lost": lost.get((client, scenario, kind), 0),
                           "runs": sorted({r["run_id"] for r in case_rows}), "date": date, "command": command})
         records[check] = {
@@ -153,6 +168,16 @@ def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], ob
             "note": negatives.get("notes", {}).get(check, ""),
         }
     return records
+
+
+def _one_setting(rows: list[dict[str, Any]], case: str) -> dict[str, Any] | None:
+    """The client settings every verdict of a case was measured with (None: the runs recorded none for
+    them); runs of different settings are refused, a record is of one setting."""
+    settings = {json.dumps(r["settings"], sort_keys=True): r["settings"] for r in rows}
+    if len(settings) > 1:
+        raise ValueError(f"{case} was measured with different client settings "
+                         f"({'; '.join(sorted(settings))}); calibrate one setting at a time")
+    return next(iter(settings.values()), None)
 
 
 def _lost(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
@@ -381,6 +406,8 @@ def _validate(record: Any) -> None:
             raise ValueError(f"{where}: lost or a status count is not a number")
         if where == "case" and not isinstance(tally.get("client", DEFAULT_CLIENT), str):
             raise ValueError("case.client is not a string")
+        if where == "case" and not isinstance(tally.get("settings"), dict | None):
+            raise ValueError("case.settings is not an object")
     need(record["fails_on"], {"planted": list, "systems": list}, "fails_on")
     for found in record["fails_on"]["systems"]:
         need(found, {"system": str, "evidence": str}, "fails_on.systems[]")
@@ -415,6 +442,25 @@ def staleness(record: dict[str, Any], in_use: dict[str, Any] | None) -> str:
     if theirs is not None and mine != theirs:
         return f"measured on topology {_shape(mine)}, in use {_shape(theirs)}"
     return ""
+
+
+def settings_staleness(case: dict[str, Any], settings: dict[str, Any] | None) -> str:
+    """Why a case does not describe the client settings a verdict ran with ("" when it does). A case written
+    before records kept settings has no "settings" and is never taken as current, whatever the verdict's; a
+    case whose runs recorded none (None) is held against a verdict that did. settings None: the verdict's run
+    recorded none (probes, or a run made before runs recorded them), so there is nothing to hold the case
+    against."""
+    if "settings" not in case:
+        return "client settings not recorded (measured before records kept them)"
+    mine = case["settings"]
+    if settings is None or mine == settings:
+        return ""
+    if mine is None:
+        return "measured with client settings not recorded, in use " + ", ".join(
+            f"{key} {value}" for key, value in settings.items())
+    return "client settings differ: " + "; ".join(
+        f"{key} {mine.get(key)} measured, {settings.get(key)} in use"
+        for key in dict.fromkeys([*mine, *settings]) if mine.get(key) != settings.get(key))
 
 
 def stale(record: dict[str, Any], in_use: dict[str, Any] | None) -> bool:
@@ -482,10 +528,13 @@ def k_of_n(tally: dict[str, Any]) -> str:
 
 
 def note(record: dict[str, Any] | None, scenario: str | None = None, variant: str | None = None,
-         in_use: dict[str, Any] | None = None, client: str | None = None) -> dict[str, Any]:
+         in_use: dict[str, Any] | None = None, client: str | None = None,
+         settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the report shows beside a verdict of this client (None: DEFAULT_CLIENT): the baseline's k of N
     with that client for this scenario and variant (else for the check overall), its distribution, where
-    it fails, and whether the record is stale. A client the record has no case of is not calibrated."""
+    it fails, and whether the record is stale: of another build or topology than in_use, or of other client
+    settings than the verdict's (settings, None when its run recorded none). A client the record has no case
+    of is not calibrated."""
     client = client or DEFAULT_CLIENT
     if record is None:
         return {"text": "not calibrated", "calibrated": False, "shaky": False, "stale": False, "unproven": True}
@@ -509,7 +558,9 @@ def note(record: dict[str, Any] | None, scenario: str | None = None, variant: st
     else:
         passes = (f"{label}: never judged ("
                   + ", ".join(f"{n} {s}" for s, n in case["statuses"].items()) + ")")
-    why_stale = staleness(record, in_use)
+    mine = [c for c in record["cases"] if c.get("client", DEFAULT_CLIENT) == client] if scenario is None else [case]
+    why_stale = "; ".join(dict.fromkeys(why for why in [staleness(record, in_use), *(
+        settings_staleness(c, settings if scenario is not None else None) for c in mine)] if why))
     text = f"{passes}; {fails_on_text(record)}" + (f"; STALE: {why_stale}" if why_stale else "")
     return {"text": text, "calibrated": bool(case["judged"] or lost),
             "shaky": case["passes"] < case["judged"] + lost,
@@ -562,10 +613,10 @@ def in_use_of(verdict: dict[str, Any], records: dict[str, dict[str, Any]],
 def verdict_note(records: dict[str, dict[str, Any]], in_use: dict[str, dict[str, Any]], scenario: str | None,
                  verdict: dict[str, Any], client: str | None = None) -> dict[str, Any]:
     """note() for one verdict row of a scenario recorded with `client`, its record held against the build of
-    its system in use."""
+    its system in use and against the client settings the row carries ("client_settings", see settings_in)."""
     record = _record(records, verdict["check"])
     return note(record, scenario, verdict.get("variant"), in_use_of(verdict, records, in_use),
-                client_of(scenario, verdict.get("variant"), client))
+                client_of(scenario, verdict.get("variant"), client), verdict.get("client_settings"))
 
 
 # ---------------------------------------------------------------------- README
@@ -582,6 +633,9 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
              "A planned repeat that left no verdict (its notebook hung or failed) counts as lost: k of N, m lost.",
              f"Cases are per recording client; one measured with another client than {DEFAULT_CLIENT} names it, and",
              "a verdict is shown beside its own client's case (\"not calibrated for <client>\" when there is none).",
+             "Each case keeps the client settings it was measured with (in `checks/`); a verdict run with other",
+             "settings reads STALE naming the difference, and a case measured before cases kept them reads",
+             "\"client settings not recorded\" and is stale.",
              "",
              "| check | req. | baseline | k of N | measured p50 / p95 / max | per variant (k of N) | fails on | date |",
              "|---|---|---|---|---|---|---|---|"]
@@ -649,7 +703,8 @@ def calibrate(profile_name: str, scenarios: list[str] | None, repeats: int, runs
             raise ValueError("--repeats must be at least 1")
         run_dirs = _run_repeatedly(profile_name, scenarios, repeats, tier, out_root, log, client)
         summaries = [json.loads((run / "summary.json").read_text()) for run in run_dirs]
-    summaries = [{**s, "planned": planned_repeats(run)} for run, s in zip(run_dirs, summaries, strict=True)]
+    summaries = [{**with_settings(run, s), "planned": planned_repeats(run)}
+                 for run, s in zip(run_dirs, summaries, strict=True)]
     load = distribution([x for run, s in zip(run_dirs, summaries, strict=True) for x in _load_samples(run, s)])
     records = build_records(summaries, load_negatives(directory), observed_failures(), command or
                             f"k6suite calibrate --profile {profile_name} --repeats {repeats}", now(), load,
@@ -749,6 +804,31 @@ def summary_from_histories(run: Path, like: dict[str, Any]) -> dict[str, Any]:
             "client": next(iter(clients), like.get("client") or DEFAULT_CLIENT),
             "started": start, "duration_s": end - start, "unfinished": True,
             "scenarios": [{"scenario": sid, "verdicts": rows} for sid, rows in scenarios.items()]}
+
+
+def with_settings(run: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary with each scenario's client settings: as its result recorded them, else (a run made
+    before results recorded them, or unfinished) read from the histories the run saved, with the profile's
+    request timeout from the run's manifest where a history does not carry it. A scenario without a history
+    (S1's probes; S8 before it recorded its producers') keeps none: its cases read "client settings not
+    recorded"."""
+    from k6suite_lib.history import load_meta
+    from k6suite_lib.workload.config import client_settings
+
+    manifest = json.loads((run / "manifest.json").read_text()) if (run / "manifest.json").is_file() else {}
+    timeout = ((manifest.get("profile") or {}).get("client") or {}).get("request_timeout_ms")
+    saved: dict[str, dict[str, Any]] = {}
+    for path in sorted(run.glob("S*/history-*.parquet")):
+        meta = load_meta(path)
+        settings = client_settings(meta, timeout)
+        # a history whose metadata names another library than recorded it (S3's read-your-writes, always
+        # kafka-python, once named the run's library) says nothing of its settings
+        if settings is not None and "scenario" in meta and meta["client"] == \
+                client_of(meta["scenario"], meta["variant"], summary.get("client")):
+            saved.setdefault(meta["scenario"], {})[meta["variant"]] = settings
+    return {**summary, "scenarios": [
+        s if "client_settings" in s else {**s, "client_settings": saved.get(s["scenario"], {})}
+        for s in summary["scenarios"]]}
 
 
 def _load_samples(run: Path, summary: dict[str, Any]) -> list[float]:

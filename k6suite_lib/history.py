@@ -183,6 +183,18 @@ def save(frame: pd.DataFrame, path: Path | str, meta: dict[str, Any] | None = No
     return path
 
 
+def load_meta(path: Path | str) -> dict[str, Any]:
+    """A saved history's metadata without its rows (a calibration reads hundreds of them)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return json.loads((pq.read_schema(path).metadata or {}).get(b"k6suite", b"{}"))
+    with open(path) as handle:
+        header = json.loads(handle.readline() or "{}")
+    return header.get("k6suite", {}) if isinstance(header, dict) else {}
+
+
 def load(path: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A saved history and its metadata; raises HistoryError naming what is wrong."""
     path = Path(path)

@@ -93,6 +93,14 @@ def _first_of_each_client(summaries: list[dict[str, Any]], row: dict[str, Any]) 
     return columns
 
 
+def _settings(summary: dict[str, Any], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The client settings a column recorded for a row's scenario and variant."""
+    from k6suite_lib.calibration import settings_in
+
+    return next((settings_in(s, row["variant"]) for s in summary["scenarios"] if s["scenario"] == row["scenario"]),
+                None)
+
+
 def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, started: float,
                  records: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Questions and checks by system, each cell with its status, measurement and evidence link; each check
@@ -124,7 +132,8 @@ def build_matrix(summaries: list[dict[str, Any]], run_id: str, tier: str, starte
         for row in checks:  # the record of each client the row's verdicts were recorded with
             row["calibration"] = {
                 calibration.client_of(row["scenario"], row["variant"], client):
-                    calibration.verdict_note(records, _own(in_use, summary), row["scenario"], row, client)
+                    calibration.verdict_note(records, _own(in_use, summary), row["scenario"],
+                                             {**row, "client_settings": _settings(summary, row)}, client)
                 for client, summary in _first_of_each_client(summaries, row).items()}
             row["client_dependent"] = client_dependent(row, systems)
         questions.append({"question": question.text, "scenarios": list(scenario_ids), "cells": cells,

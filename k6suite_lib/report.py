@@ -186,8 +186,12 @@ def answer(summary: dict[str, Any], question: Question) -> tuple[str, str]:
 
 
 def question_failures(summary: dict[str, Any], question: Question) -> list[dict[str, Any]]:
-    """The failed verdicts a question's answer counts, each with its scenario (calibration.caveat reads them)."""
-    return [{**v, "scenario": s["scenario"]} for s in summary["scenarios"] if s["scenario"] in question.scenarios
+    """The failed verdicts a question's answer counts, each with its scenario and client settings
+    (calibration.caveat reads them)."""
+    from k6suite_lib.calibration import settings_in
+
+    return [{**v, "scenario": s["scenario"], "client_settings": settings_in(s, v["variant"])}
+            for s in summary["scenarios"] if s["scenario"] in question.scenarios
             for v in s["verdicts"] if v["status"] == "FAIL" and (question.counts(v) or v["check"] in question.deciding)]
 
 
@@ -306,7 +310,9 @@ def html_report(summary: dict[str, Any], run_dir: Path, records: dict[str, dict[
     page = env.from_string(TEMPLATE).render(
         s=summary, questions=questions, target=target, sort=_sorted_verdicts, times=times, result=result,
         exit_code=EXIT_CODES[result], scenario_result=scenario_result,
-        cal=lambda sc, v: calibration.verdict_note(records, in_use, sc["scenario"], v, summary.get("client")),
+        cal=lambda sc, v: calibration.verdict_note(records, in_use, sc["scenario"],
+                                                   {**v, "client_settings": calibration.settings_in(sc, v["variant"])},
+                                                   summary.get("client")),
         ran={sc["scenario"] for sc in summary["scenarios"]},
         started=dt.datetime.fromtimestamp(summary["started"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         dump=lambda d: json.dumps(d, indent=2, default=str)[:20000])

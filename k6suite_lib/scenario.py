@@ -29,6 +29,7 @@ from k6suite_lib.profiles import Profile, load_profile
 from k6suite_lib.progress import Progress, in_notebook
 from k6suite_lib.stack.layout import outputs_root
 from k6suite_lib.workload import Nemesis, WorkloadConfig, WorkloadResult, run_workload
+from k6suite_lib.workload.config import client_settings
 
 RESULTS_FILE = "results.json"
 
@@ -57,6 +58,9 @@ class Scenario:
     measurements: dict[str, Any] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
     judgements: dict[str, Judgement] = field(default_factory=dict)
+    # variant -> the settings its clients ran with (workload.config.client_settings), which a verdict's
+    # calibration record is held against; a variant without recording clients (probes) has none
+    client_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     variants: frozenset[str] | None = None  # a CI stage's subset of the scenario's variants; None: every one
 
     @classmethod
@@ -162,6 +166,9 @@ class Scenario:
         meta = {**result.meta(), "checks": [c.to_json() for c in checks], "not_promised": self.profile.not_promised,
                 "scenario": self.scenario, "variant": variant, **sidecars}
         path = history.save(result.history, self.out_dir / f"history-{variant}.parquet", meta=meta)
+        settings = client_settings(meta)
+        if settings is not None:
+            self.client_settings[variant] = settings
         view = history.View(result.history, meta, sidecar_dir=self.out_dir)
         verdicts = compose(view, checks, self.profile.not_promised)
         self.artifacts.append(path.name)
@@ -258,6 +265,7 @@ class Scenario:
             "passed": not any(p is False for p in verdicts["passed"]),
             "verdicts": json.loads(verdicts.to_json(orient="records")),
             "measurements": self.measurements, "artifacts": sorted(set(self.artifacts)),
+            "client_settings": self.client_settings,
         }
         (self.out_dir / RESULTS_FILE).write_text(json.dumps(payload, indent=2, default=str))
         return verdicts if aggregate is None else aggregate

@@ -39,6 +39,10 @@ def _summary(run_id: str, gaps: list[float], build: dict | None = None, system: 
                            "folder": "S4-broker-chaos", "artifacts": [], "measurements": {}, "verdicts": verdicts}]}
 
 
+SETTINGS = {"client": "kafka-python 3.0.12", "idempotent": True, "acks": "all", "max_in_flight": 1, "linger_ms": 0,
+            "delivery_timeout_s": 30.0, "request_timeout_ms": 4000}
+
+
 NEGATIVES = {"planted": {"lost-write": ["tests/test_checker.py::test_planted_anomalies_are_found_exactly[lost-write]"]},
              "systems": {"lost-write": [{"system": "KafScale v1.5.0", "evidence": "OBS-04"}]}}
 
@@ -607,7 +611,14 @@ def test_verdicts_of_scenarios_that_always_use_kafka_python_are_calibrated_as_ka
     committed = calibration.load_records()
     shown = calibration.verdict_note(committed, {}, "S8", leak, "franz-go")
     assert shown["calibrated"] and "with kafka-python" in shown["text"]
-    assert calibration.caveat("NO", [leak], committed, None, "franz-go") == ""
+    # the committed S8 record predates recorded client settings: read against kafka-python's, and stale for that
+    assert calibration.caveat("NO", [leak], committed, None, "franz-go") == \
+        f"{leak['check']} calibration stale (client settings not recorded (measured before records kept them))"
+    s8 = {**_summary("s8", [1.0]), "scenarios": [{"scenario": "S8", "client_settings": {"permissions": SETTINGS},
+                                                  "verdicts": [{**leak, "status": "PASS", "measured": 0,
+                                                                "requirement": "F7", "threshold": "== 0"}]}]}
+    measured = _records([s8])
+    assert calibration.caveat("NO", [{**leak, "client_settings": SETTINGS}], measured, None, "franz-go") == ""
     summary = {"run_id": "r", "client": "franz-go", "scenarios": [{"scenario": "S8", "verdicts": [leak]}]}
     assert calibration.verdict_rows([summary])[0]["client"] == "kafka-python"
 
@@ -618,3 +629,115 @@ def test_k_of_n_says_how_often_the_baseline_left_a_check_untested():
     assert calibration.k_of_n(tally) == "17 of 17 (+3 not tested)"
     assert calibration.k_of_n({**tally, "statuses": {"PASS": 17}}) == "17 of 17"
     assert calibration.k_of_n({"passes": 1, "judged": 2, "lost": 1, "statuses": {}}) == "1 of 3, 1 lost"
+
+
+def _with_settings(summary: dict, settings: dict | None) -> dict:
+    """The summary as a run that recorded its S4 repeats' client settings writes it."""
+    scenario = summary["scenarios"][0]
+    recorded = {v["variant"]: settings for v in scenario["verdicts"]} if settings is not None else {}
+    return {**summary, "scenarios": [{**scenario, "client_settings": recorded}]}
+
+
+def test_records_keep_each_cases_client_settings_and_a_verdict_of_other_settings_reads_stale():
+    """audit20 M4: S8's and read-your-writes' producers became idempotent (1ad1005) after their records were
+    measured, and nothing said so. A case keeps the settings its runs recorded; a verdict run with other
+    settings reads STALE naming the difference, and a NO resting on it says so."""
+    records = _records([_with_settings(_summary("a", [1.0, 2.0]), SETTINGS)])
+    lost = records["lost-write"]
+    assert lost["cases"][0]["settings"] == SETTINGS
+    row = {**_verdict("lost-write", "FAIL", "kill", 3), "scenario": "S4"}
+    assert not calibration.verdict_note(records, {}, "S4", {**row, "client_settings": SETTINGS})["stale"]
+    other = {**SETTINGS, "idempotent": False, "request_timeout_ms": 30000}
+    changed = calibration.verdict_note(records, {}, "S4", {**row, "client_settings": other})
+    assert changed["stale"] and changed["text"].endswith(
+        "STALE: client settings differ: idempotent True measured, False in use; "
+        "request_timeout_ms 4000 measured, 30000 in use")
+    assert calibration.caveat("NO", [{**row, "client_settings": other}], records).startswith(
+        "lost-write calibration stale (client settings differ: idempotent True measured, False in use")
+    assert calibration.caveat("NO", [{**row, "client_settings": SETTINGS}], records) == ""
+    # a verdict whose run recorded no settings (probes, or a run made before runs recorded them): not compared
+    assert not calibration.verdict_note(records, {}, "S4", row)["stale"]
+    # a case whose runs recorded none, held against a verdict that did
+    unrecorded = _records([_summary("b", [1.0])])
+    assert unrecorded["lost-write"]["cases"][0]["settings"] is None
+    shown = calibration.verdict_note(unrecorded, {}, "S4", {**row, "client_settings": SETTINGS})
+    assert shown["stale"] and "measured with client settings not recorded, in use client kafka-python 3.0.12, " \
+                              "idempotent True" in shown["text"]
+    with pytest.raises(ValueError, match="different client settings"):
+        _records([_with_settings(_summary("a", [1.0]), SETTINGS), _with_settings(_summary("c", [1.0]), other)])
+
+
+def test_a_record_written_before_cases_kept_client_settings_reads_not_recorded_and_is_never_current(tmp_path):
+    """A committed case without the field is neither taken as current nor given settings it was not measured
+    with: it loads as it is and every verdict read against it says "client settings not recorded"; measuring
+    the case again writes its settings."""
+    record = _records([_with_settings(_summary("a", [1.0]), SETTINGS)])["lost-write"]
+    old = {**record, "cases": [{k: v for k, v in c.items() if k != "settings"} for c in record["cases"]]}
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks" / "lost-write.json").write_text(json.dumps(old))
+    loaded = calibration.load_records(tmp_path)["lost-write"]
+    assert "settings" not in loaded["cases"][0]
+    for settings in (SETTINGS, None):
+        shown = calibration.note(loaded, "S4", "kill", client="kafka-python", settings=settings)
+        assert shown["stale"] and shown["text"].endswith(
+            "STALE: client settings not recorded (measured before records kept them)")
+    assert calibration.note(loaded)["stale"]  # the check overall, as the calibration README reads it
+    calibration.write_records(_records([_with_settings(_summary("b", [1.0]), SETTINGS)]), tmp_path)
+    assert calibration.load_records(tmp_path)["lost-write"]["cases"][0]["settings"] == SETTINGS
+    broken = {**old, "cases": [{**old["cases"][0], "settings": "idempotent"}]}
+    (tmp_path / "checks" / "lost-write.json").write_text(json.dumps(broken))
+    assert "case.settings is not an object" in calibration.load_records(tmp_path)["lost-write"]["unreadable"]
+
+
+def test_calibrating_run_archives_reads_client_settings_from_their_saved_histories(tmp_path):
+    """A run made before results recorded client settings (the lead's campaigns) still has them in its
+    histories' metadata, with the request timeout in its manifest; a history whose metadata names another
+    library than recorded it (S3's read-your-writes once named the run's) gives none."""
+    from k6suite_lib import history
+    from k6suite_lib.workload.config import client_settings
+
+    run = _run_dir(tmp_path / "r", _summary("r", [1.0, 2.0], client="librdkafka"), 3)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["profile"]["client"]["library"] = "librdkafka"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    config = {"acks": "all", "max_in_flight": 1, "linger_ms": 0, "delivery_timeout_s": 30.0}
+    meta = {"run_id": "r", "scenario": "S4", "client": "librdkafka", "client_version": "librdkafka 2.12.0",
+            "idempotent": False, "config": config}
+    empty = history.to_frame([])
+    for variant in ("kill#1", "kill#2"):
+        history.save(empty, run / "S4-broker-chaos" / f"history-{variant}.parquet", meta={**meta, "variant": variant})
+    history.save(empty, run / "S3-correctness" / "history-read-your-writes.parquet",
+                 meta={**meta, "scenario": "S3", "variant": "read-your-writes"})
+    summary = calibration.with_settings(run, json.loads((run / "summary.json").read_text()))
+    expected = {"client": "librdkafka 2.12.0", "idempotent": False, "acks": "all", "delivery_timeout_s": 30.0,
+                "request_timeout_ms": 4000}
+    assert summary["scenarios"][0]["client_settings"] == {"kill#1": expected, "kill#2": expected}
+    assert client_settings({**meta, "request_timeout_ms": 9000}, 4000)["request_timeout_ms"] == 9000
+    s3 = {**summary["scenarios"][0], "scenario": "S3", "client_settings": None}
+    assert calibration.with_settings(run, {**summary, "scenarios": [
+        {k: v for k, v in s3.items() if k != "client_settings"}]})["scenarios"][0]["client_settings"] == {}
+    calibration.calibrate("kafka", None, 1, [run], directory=tmp_path / "cal")
+    gap = calibration.load_records(tmp_path / "cal")[RECOVERY]
+    assert [(c["client"], c["settings"]) for c in gap["cases"]] == [("librdkafka", expected)]
+    assert calibration.render(tmp_path / "cal").is_file()
+
+
+def test_the_report_and_the_matrix_hold_each_verdict_against_its_runs_client_settings(tmp_path):
+    """The run's results carry each variant's client settings; a report and a matrix column whose settings
+    differ from the record's show STALE beside the verdict and in the NO's caveat."""
+    records = _records([_with_settings(_summary("a", [1.0, 2.0]), SETTINGS)])
+    other = {**SETTINGS, "idempotent": False}
+    kafscale = {**_with_settings(_summary("k", [30.0], build={**KAFKA, "system": "kafscale",
+                                                              "label": "kafscale v1.5.0"}, system="kafscale"),
+                                 other), "profile": "local"}
+    kafscale["scenarios"][0]["verdicts"][1]["status"] = "FAIL"  # a lost write
+    page = report.html_report(kafscale, tmp_path, records)
+    assert "STALE: client settings differ: idempotent True measured, False in use" in page
+    assert "lost-write calibration stale (client settings differ" in page
+    same = {**_with_settings(kafscale, SETTINGS), "profile": "local-same"}
+    built = matrix.build_matrix([kafscale, same], "m", "smoke", 1.8e9, records)
+    caveats = {p: q["cells"][p]["caveat"] for q in built["questions"] for p in ("local", "local-same")
+               if q["cells"][p]["answer"] == "NO" and q["cells"][p]["caveat"]}
+    assert "client settings differ" in caveats.get("local", "") and "local-same" not in caveats
+    row = next(row for q in built["questions"] for row in q["checks"] if row["check"] == "lost-write")
+    assert "STALE: client settings differ" in row["calibration"]["kafka-python"]["text"]  # the first column's

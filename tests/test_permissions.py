@@ -199,3 +199,16 @@ def test_a_leak_is_not_judged_when_the_owner_wrote_nothing(tmp_path):
     # one tenant's writes failed, the other's landed and were read across the boundary: a leak seen is judged
     seen = leak(("failed", "ok"), read=50)
     assert seen["status"] == "FAIL" and "read 100 of its records" in seen["evidence"]
+
+
+def test_s8_records_the_settings_its_tenants_producers_run_with():
+    """S8 saves no history, so it records its producers' client settings itself, which its calibration record is
+    held against (audit20 M4: 1ad1005 made them idempotent after S8's record was measured, unseen)."""
+    import dataclasses
+
+    profile = load_profile("kafka")
+    settings = s8.producer_settings(profile)
+    assert (settings["idempotent"], settings["acks"], settings["request_timeout_ms"]) == (True, "all", 4000)
+    off = dataclasses.replace(profile, client=dataclasses.replace(profile.client, idempotence=False,
+                                                                  request_timeout_ms=9000))
+    assert (s8.producer_settings(off)["idempotent"], s8.producer_settings(off)["request_timeout_ms"]) == (False, 9000)

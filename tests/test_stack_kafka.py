@@ -187,15 +187,23 @@ def test_every_writer_reads_its_own_acknowledged_write(kafka_stack):
     """Kafka keeps read-your-writes (after an acks=all ack the high watermark covers the record). The
     suite once reported 15 of 100 misses here: writers stopped waiting when ANOTHER writer's reader had
     read their record (a shared set), so they never read it themselves (11 of 500 over 5 runs of 5x20
-    before the fix, 0 of 500 after). Ten writers make that race likely."""
+    before the fix, 0 of 500 after). Ten writers make that race likely. Its writers are kafka-python whatever
+    the profile's recording library, and its history says so, with the settings its producer ran with (it
+    once named a librdkafka profile's library and so read as not idempotent)."""
+    import dataclasses
+
     from k6suite_lib.checkers import CheckSpec, compose
     from k6suite_lib.history import View
     from k6suite_lib.workload import read_your_writes
+    from k6suite_lib.workload.config import client_settings
 
     _, profile = kafka_stack
-    result = read_your_writes(profile, writers=10, records_each=10, timeout_s=5)
+    librdkafka = dataclasses.replace(profile, client=dataclasses.replace(profile.client, library="librdkafka"))
+    result = read_your_writes(librdkafka, writers=10, records_each=10, timeout_s=5)
     row = compose(View(result.history), [CheckSpec("own-reads")]).iloc[0]
     assert row["status"] == "PASS", row["evidence"]
+    settings = client_settings(result.meta())
+    assert settings["client"].startswith("kafka-python ") and settings["idempotent"] is True, settings
 
 
 @pytest.mark.stack

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, TopicAuthorizationFailedError, for_code
 from kafka.net.sasl.scram import ScramClient
@@ -58,6 +58,7 @@ from k6suite_lib.probes import _read_exact
 from k6suite_lib.profiles import Profile, SaslSettings, beside
 from k6suite_lib.scenario import Scenario
 from k6suite_lib.stack import EmbeddedStack, Security, open_stack
+from k6suite_lib.workload.config import client_settings, library_version
 
 VARIANT = "permissions"
 TENANTS = ("tenant-a", "tenant-b")
@@ -113,6 +114,19 @@ def principal_profile(profile: Profile, stack: EmbeddedStack, principal: str) ->
                                                                    sasl=sasl))
 
 
+def producer_settings(profile: Profile) -> dict[str, Any] | None:
+    """The settings the tenants' producers (clients.producer) run with, as a calibration record keeps them
+    (workload.config.client_settings): a change of clients.producer's settings makes S8's record stale."""
+    given = clients.producer_config(profile)
+    return client_settings({
+        "client": "kafka-python", "client_version": library_version("kafka-python"),
+        "idempotent": given.get("enable_idempotence", KafkaProducer.DEFAULT_CONFIG["enable_idempotence"]),
+        "request_timeout_ms": given["request_timeout_ms"],
+        "config": {"acks": given["acks"], "max_in_flight": given["max_in_flight_requests_per_connection"],
+                   "linger_ms": given.get("linger_ms", KafkaProducer.DEFAULT_CONFIG["linger_ms"]),
+                   "delivery_timeout_s": given["delivery_timeout_ms"] / 1000}})
+
+
 # ---------------------------------------------------------------------------------------------- the steps
 def attempt_all(sc: Scenario) -> pd.DataFrame:
     """Start the secured stack, make every attempt, stop the stack; the table of attempts (also saved
@@ -135,6 +149,7 @@ def attempt_all(sc: Scenario) -> pd.DataFrame:
     sc.measure("client_log", dict(client_log.counts.most_common(20)))
     sc.measure("access_control", f"{stack.system}: {stack.access_control}")
     sc.measure("tenant_security_protocol", principal_profile(profile, stack, TENANTS[0]).client.security_protocol)
+    sc.client_settings[VARIANT] = producer_settings(principal_profile(profile, stack, TENANTS[0]))
     sc.measure("attempts", table)
     path = sc.out_dir / "attempts.csv"
     table.to_csv(path, index=False)

@@ -26,6 +26,31 @@ def error_text(exc: BaseException) -> str:
 DEFAULT_IDEMPOTENCE = {"kafka-python": True, "librdkafka": False, "franz-go": True}
 
 
+# The settings each library's recording producers take from the workload and the profile (producer.py,
+# rdkafka.py, franzgo.py); what a library is not given runs at its own default whatever the workload asks, so
+# it is not among that library's settings.
+APPLIED_SETTINGS = {
+    "kafka-python": ("idempotent", "acks", "max_in_flight", "linger_ms", "delivery_timeout_s", "request_timeout_ms"),
+    "librdkafka": ("idempotent", "acks", "delivery_timeout_s", "request_timeout_ms"),
+    "franz-go": ("idempotent", "delivery_timeout_s", "request_timeout_ms"),
+}
+
+
+def client_settings(meta: dict[str, Any], request_timeout_ms: int | None = None) -> dict[str, Any] | None:
+    """The settings a history's producers ran with, from its metadata: the library and its version, and what
+    that library was given (APPLIED_SETTINGS); a verdict's calibration record must have been measured with the
+    same. request_timeout_ms: the profile's, for histories written before their metadata carried it. None for
+    a history that does not say which library wrote it."""
+    client, version = meta.get("client"), meta.get("client_version")
+    if client not in APPLIED_SETTINGS or not version:
+        return None
+    given = {"idempotent": meta.get("idempotent"),
+             "request_timeout_ms": meta.get("request_timeout_ms", request_timeout_ms),
+             **{key: (meta.get("config") or {}).get(key) for key in ("acks", "max_in_flight", "linger_ms",
+                                                                     "delivery_timeout_s")}}
+    return {"client": version, **{key: given[key] for key in APPLIED_SETTINGS[client]}}
+
+
 def library_version(library: str) -> str:
     if library == "kafka-python":
         import kafka
@@ -121,12 +146,14 @@ class WorkloadResult:
     duration_s: float
     notes: list[str] = field(default_factory=list)
     client: str = "kafka-python"
+    request_timeout_ms: int | None = None  # the profile's, which every recording producer is given
     workers: list[dict[str, Any]] = field(default_factory=list)  # worker processes: producers, clock agreement
 
     def meta(self) -> dict[str, Any]:
         """What travels with a saved history so it can be re-checked and understood later."""
         return {"run_id": self.run_id, "topic": self.topic, "profile": self.profile,
                 "config": asdict(self.config), "idempotent": self.idempotent, "client": self.client,
-                "client_version": library_version(self.client), "started_wall": self.started_wall,
+                "client_version": library_version(self.client), "request_timeout_ms": self.request_timeout_ms,
+                "started_wall": self.started_wall,
                 "duration_s": self.duration_s, "notes": self.notes,
                 "version_caps": clients.active_version_caps(), **({"workers": self.workers} if self.workers else {})}

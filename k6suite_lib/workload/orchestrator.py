@@ -52,6 +52,7 @@ def result_of(ctx: RunContext, started_wall: float, started: float,
     return WorkloadResult(run_id=ctx.run_id, topic=ctx.topic, config=ctx.config, history=history,
                           profile=ctx.profile.name, idempotent=ctx.config.idempotent(ctx.profile),
                           client=ctx.config.library(ctx.profile),
+                          request_timeout_ms=ctx.profile.client.request_timeout_ms,
                           started_wall=started_wall, duration_s=time.monotonic() - started, notes=ctx.notes,
                           workers=workers.clock_agreement(pool or []))
 

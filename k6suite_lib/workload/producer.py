@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kafka import KafkaProducer
 from kafka.errors import TopicAuthorizationFailedError
 
 from k6suite_lib import clients
@@ -28,13 +29,7 @@ class KafkaPythonSender:
     library = "kafka-python"
 
     def __init__(self, ctx: RunContext, name: str) -> None:
-        config = ctx.config
-        self.producer = clients.producer(
-            ctx.profile, client_id=f"{ctx.run_id}-{name}", acks=config.acks,
-            enable_idempotence=config.idempotent(ctx.profile), linger_ms=config.linger_ms,
-            max_in_flight_requests_per_connection=config.max_in_flight,
-            delivery_timeout_ms=int(config.delivery_timeout_s * 1000))
-        ctx.register(name, self.producer)
+        self.producer = kafka_python_producer(ctx, name)
 
     def send(self, topic: str, payload: bytes, key: bytes | None, partition: int | None, done: Done) -> None:
         future = self.producer.send(topic, value=payload, key=key, partition=partition)
@@ -49,6 +44,19 @@ class KafkaPythonSender:
 
     def close(self) -> None:
         self.producer.close(timeout=5)
+
+
+def kafka_python_producer(ctx: RunContext, name: str) -> KafkaProducer:
+    """A kafka-python producer given the workload's settings (those its history's metadata names, see
+    config.client_settings), kept for metrics sampling."""
+    config = ctx.config
+    producer = clients.producer(
+        ctx.profile, client_id=f"{ctx.run_id}-{name}", acks=config.acks,
+        enable_idempotence=config.idempotent(ctx.profile), linger_ms=config.linger_ms,
+        max_in_flight_requests_per_connection=config.max_in_flight,
+        delivery_timeout_ms=int(config.delivery_timeout_s * 1000))
+    ctx.register(name, producer)
+    return producer
 
 
 def send_outcome(exc: BaseException) -> str:

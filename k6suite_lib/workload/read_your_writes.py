@@ -18,18 +18,21 @@ from k6suite_lib.workload.config import WorkloadConfig, WorkloadResult, error_te
 from k6suite_lib.workload.consumer import ConsumerSession, poll_once
 from k6suite_lib.workload.context import RunContext
 from k6suite_lib.workload.orchestrator import JOIN_TIMEOUT_S, result_of, workload_context
+from k6suite_lib.workload.producer import kafka_python_producer
 from k6suite_lib.workload.readback import read_back
 
 
 def read_your_writes(profile: Profile, writers: int = 5, records_each: int = 20, run_id: str | None = None,
                      timeout_s: float = 10.0, label: str = "read-your-writes",
                      progress: Progress | None = None) -> WorkloadResult:
+    # kafka-python whatever the profile's recording library: the history's metadata names the library and the
+    # settings the shared producer ran with (a librdkafka profile once had it say librdkafka, not idempotent)
     config = WorkloadConfig(records=writers * records_each, producers=writers, consumers=0, consumer_mode="none",
-                            label=label)
+                            client="kafka-python", label=label)
     ctx = workload_context(profile, config, run_id)
     started_wall, started = time.time(), time.monotonic()
     clients.create_topic(profile, ctx.topic, 1)
-    shared = clients.producer(profile, client_id=f"{ctx.run_id}-shared")
+    shared = kafka_python_producer(ctx, "shared")
     threads = [threading.Thread(target=_writer, args=(ctx, shared, i, records_each, timeout_s), name=f"writer-{i}",
                                 daemon=True) for i in range(writers)]
     for thread in threads:
