@@ -481,6 +481,27 @@ def test_storage_and_the_classes_judge_nothing_when_nothing_was_acknowledged(tmp
                         "status"] == "FAIL"
 
 
+def test_acknowledgements_without_an_offset_are_not_judged_as_positions_and_say_so(tmp_path):
+    """Acks that carry offset -1 (acks=0, or a broker that answers no offset) name no position: the storage
+    check said "nothing was acknowledged" of 3 acknowledged sends (audit20 L1), and the read-back's "end offset
+    past every acknowledged offset" PASSed comparing nothing. The same sends with their offsets are judged."""
+    from k6suite_lib.checkers.readback import PASSED_ACKS, PAST_ACKS
+
+    sent = h.clean_rows(h.Spec(1, 1, 3, 0), random.Random(15))
+    unplaced = [{**r, "offset": -1} if r["f"] == "send" else r for r in sent]
+    table = _judge_storage(tmp_path, unplaced, _stored(sent))
+    stored = table.loc["every acknowledged record is in storage at its position, intact"]
+    assert stored["status"] == "NOT TESTED" and "3 sends were acknowledged, none with an offset" in stored["evidence"]
+    readback = compose(View(h.frame(unplaced)), [CheckSpec("readback")]).set_index("check")
+    for check in (PAST_ACKS, PASSED_ACKS):
+        assert readback.loc[check, "status"] == "NOT TESTED", readback.loc[check, "evidence"]
+        assert "none with an offset" in readback.loc[check, "evidence"]
+    placed = compose(View(h.frame(sent)), [CheckSpec("readback")]).set_index("check")
+    assert set(placed.loc[[PAST_ACKS, PASSED_ACKS], "status"]) == {"PASS"}
+    assert _judge_storage(tmp_path, sent, _stored(sent)).loc[
+        "every acknowledged record is in storage at its position, intact", "status"] == "PASS"
+
+
 def test_storage_not_read_is_not_tested_with_the_reason(tmp_path):
     rows = h.clean_rows(h.Spec(1, 1, 5, 0), random.Random(14))
     table = compose(View(h.frame(rows), {"storage_error": "reading the bucket failed: timeout"}),

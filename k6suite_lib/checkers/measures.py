@@ -98,6 +98,18 @@ def readback_reach(view: View) -> dict[int, int]:
     return reached
 
 
+def no_acked_position(view: View) -> str:
+    """Why no acknowledged send names a position (partition and offset) to look for, "" when one does: nothing
+    acknowledged, or acknowledgements that carried offset -1 (acks=0, or a broker that answered no offset),
+    which say nothing of where a record is."""
+    if view.acked.empty:
+        return "nothing was acknowledged, so a count of 0 proves nothing"
+    if (view.acked["offset"] >= 0).any():
+        return ""
+    return (f"{len(view.acked)} sends were acknowledged, none with an offset (every one -1: acks=0, or a broker "
+            "that answered no offset), so there is no acknowledged position to look for")
+
+
 def acked_partitions_before(view: View, t_ns: int) -> list[int]:
     """Partitions the workload had written (acknowledged) before a moment: the ones a fault can stall."""
     return sorted(int(p) for p in view.acked.loc[view.acked["invoke_ns"] < t_ns, "partition"].unique() if p >= 0)

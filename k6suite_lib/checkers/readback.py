@@ -4,7 +4,7 @@ acknowledged offset (an end below an acknowledged offset means the log lost its 
 
 from __future__ import annotations
 
-from k6suite_lib.checkers.measures import readback_reach
+from k6suite_lib.checkers.measures import no_acked_position, readback_reach
 from k6suite_lib.checkers.registry import register
 from k6suite_lib.checkers.verdicts import Equals, not_tested, verdict
 from k6suite_lib.history import View
@@ -35,8 +35,8 @@ def check_readback(view: View) -> list[dict]:
     if ends is None:
         failed = view.frame[view.frame["f"] == "end-offsets"]["error"]
         reason = ("the end-offset query failed: " + failed.iloc[-1]) if len(failed) else "no end offsets recorded"
-        passed = (_passed_acks(view) if len(view.acked)
-                  else not_tested(PASSED_ACKS, "F3", "no acknowledged send: nothing to judge"))
+        unplaced = no_acked_position(view)
+        passed = not_tested(PASSED_ACKS, "F3", unplaced) if unplaced else _passed_acks(view)
         return [not_tested(REACHED, "F3 / NFR2", reason), not_tested(PAST_ACKS, "F3", reason), passed]
     end = view.phase("readback-end") or {}
     positions = view.readback_positions or {}
@@ -47,9 +47,9 @@ def check_readback(view: View) -> list[dict]:
         "; ".join(f"p{p} {text}" for p, text in short.items()) if short
         else f"{len(ends)} partition(s) read to their end offsets {ends}")
     rows = [verdict(REACHED, "F3 / NFR2", len(short), Equals(0, "0 partitions short of their end"), how)]
-    if view.acked.empty:  # nothing acknowledged: no offset to be past
-        reason = "no acknowledged send: nothing to judge"
-        return [*rows, not_tested(PAST_ACKS, "F3", reason), not_tested(PASSED_ACKS, "F3", reason)]
+    unplaced = no_acked_position(view)
+    if unplaced:  # no acknowledged offset to be past
+        return [*rows, not_tested(PAST_ACKS, "F3", unplaced), not_tested(PASSED_ACKS, "F3", unplaced)]
     highest = view.acked[view.acked["offset"] >= 0].groupby("partition")["offset"].max()
     behind = {int(p): (ends.get(int(p)), int(o)) for p, o in highest.items() if ends.get(int(p), -1) < o + 1}
     rows.append(verdict(PAST_ACKS, "F3", len(behind), Equals(0, "0 partitions"),

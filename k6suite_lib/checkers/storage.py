@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from k6suite_lib.checkers.anomalies import find_anomalies
-from k6suite_lib.checkers.measures import readback_reach
+from k6suite_lib.checkers.measures import no_acked_position, readback_reach
 from k6suite_lib.checkers.registry import register
 from k6suite_lib.checkers.verdicts import Equals, not_tested, verdict
 from k6suite_lib.history import View
@@ -43,7 +43,6 @@ from k6suite_lib.history import View
 ACKED_STORED = "every acknowledged record is in storage at its position, intact"
 NOTHING_ELSE = "storage holds no record never sent, no offset twice, no undecodable object"
 EQUALS_READBACK = "storage equals the final read-back, both directions"
-NOTHING_ACKED = "nothing was acknowledged, so a count of 0 proves nothing"
 LOST = "acknowledged records lost (not read back, not in storage)"
 UNREADABLE = "acknowledged records unreadable (intact in storage, never served)"
 MISSING = "acknowledged records missing (not read back; no readable store tells lost from unreadable)"
@@ -148,7 +147,7 @@ def class_verdicts(view: View, intact: pd.DataFrame | None, no_store: str = "",
     if not view.readback_ran:
         return [not_tested(name, CLASS_REQUIREMENT[name], "no final read-back in this history") for name in names]
     if view.acked.empty:
-        return [not_tested(name, CLASS_REQUIREMENT[name], NOTHING_ACKED) for name in names]
+        return [not_tested(name, CLASS_REQUIREMENT[name], no_acked_position(view)) for name in names]
     classes = unread_classes(view, intact, unread_objects)
     why = no_store if intact is None else unread_objects.why if unread_objects else ""
     undecided = int(classes["undecided"].sum())
@@ -234,7 +233,7 @@ def check_storage(view: View, unavailable: str = "") -> list[dict]:
                    + (f"; {len(damaged)} damaged records in storage" if len(damaged) else ""))
                   if len(missing) else f"{len(acked) - unchecked.sum()} acknowledged records found at their "
                                        f"positions in {listing.objects['fetched'].sum()} objects")
-    rows = [not_tested(ACKED_STORED, "F6.1 / F3", NOTHING_ACKED) if acked.empty
+    rows = [not_tested(ACKED_STORED, "F6.1 / F3", no_acked_position(view)) if acked.empty
             else _short_of(row, unread, f"{unchecked.sum()} acknowledged records in them were not checked")
             if unchecked.any() else row]
 
