@@ -48,6 +48,30 @@ def test_16_1_no_ack_after_fault_fails():
     assert errors["status"] == "FAIL" and "acks never resumed after storage-outage" in errors["evidence"]
 
 
+def test_client_errors_say_acks_never_started_when_nothing_was_ever_acknowledged():
+    """S5 on KafScale with kafka-python's default producer: not one send was acknowledged, and the evidence said
+    "acks never resumed after storage-latency" of acknowledgements that never started. It says what happened;
+    acks that stopped at the fault still read "never resumed", and acks seen only during a fault say so."""
+    t = Timeline()
+    t.sends(0, 30, 10, outcome="info")
+    t.fault(10, 15, "storage-latency")
+    t.phase(30, "producers-stop")
+    errors = run(t, "client-errors", outside_faults_only=True, settle_s=5.0)
+    assert errors["status"] == "FAIL" and "never resumed" not in errors["evidence"], errors["evidence"]
+    assert "nothing was ever acknowledged (before, during or after storage-latency): their errors count" in \
+        errors["evidence"]
+    during = Timeline()
+    during.sends(0, 10, 10, outcome="info")
+    during.sends(10, 12, 10)
+    during.sends(12, 30, 10, outcome="info")
+    during.fault(10, 15, "storage-latency")
+    during.phase(30, "producers-stop")
+    shown = run(during, "client-errors", outside_faults_only=True, settle_s=5.0)["evidence"]
+    assert "no ack before storage-latency nor after it" in shown and "never resumed" not in shown, shown
+    stalled = run(_stalled(blocked=False), "client-errors", outside_faults_only=True, settle_s=5.0)["evidence"]
+    assert "acks never resumed after storage-outage: their errors count" in stalled
+
+
 def test_16_1_writes_that_resume_still_pass_and_a_short_tail_with_some_acks_is_not_judged():
     t = Timeline()
     t.sends(0, 10, 10)

@@ -187,7 +187,7 @@ def check_client_errors(view: View, requirement: str = "NFR1", outside_faults_on
     if outside_faults_only:
         for window in view.windows.itertuples():
             if not resumed_after(view, int(window.end_ns)):
-                stuck.append(window.fault)
+                stuck.append(window)
                 continue
             inside |= ((surfaced["invoke_ns"] >= window.start_ns)
                        & (surfaced["invoke_ns"] <= window.end_ns + settle_s * 1e9)).to_numpy()
@@ -202,9 +202,19 @@ def check_client_errors(view: View, requirement: str = "NFR1", outside_faults_on
                     f"{kinds.get('connect', 0)} connections"
                     + (f" (and {len(backpressure)} during the faults: backpressure, reported)" if outside_faults_only
                        else "")
-                    + (f"; acks never resumed after {', '.join(stuck)}: its errors count" if stuck else "")
+                    + (f"; {_unresumed(view, stuck)}: their errors count" if stuck else "")
                     + f"; handled by the client: {len(handled)} ({retries} retries); failed commits: {len(commits)}"
                     + (f"; {top}" if top else ""))]
+
+
+def _unresumed(view: View, windows: list) -> str:
+    """What happened to acknowledgements around fault windows none came after: they never started (nothing
+    acknowledged at all), never came before the window either, or stopped and never resumed."""
+    done = view.acked["complete_ns"]
+    if done.empty:
+        return f"nothing was ever acknowledged (before, during or after {', '.join(w.fault for w in windows)})"
+    return "; ".join(f"acks never resumed after {w.fault}" if (done < w.start_ns).any()
+                     else f"no ack before {w.fault} nor after it" for w in windows)
 
 
 @register("catch-up")
