@@ -21,7 +21,16 @@ from xml.etree import ElementTree as ET
 
 from jinja2 import Environment, select_autoescape
 
-from k6suite_lib.report import EXIT_CODES, QUESTIONS, STATUS_ORDER, answer, junit_suites, run_result, severity
+from k6suite_lib.report import (
+    EXIT_CODES,
+    FAILED_BESIDE,
+    QUESTIONS,
+    STATUS_ORDER,
+    answer,
+    junit_suites,
+    run_result,
+    severity,
+)
 from k6suite_lib.secrets import redact
 
 ANSWER_ORDER = ("NO", "YES", "NOT TESTED", "NOT PROMISED")
@@ -218,7 +227,7 @@ is kept and fails where it is broken.</p>
 {% for c in q.checks %}<tr><td>{{ c.scenario }} {{ c.variant }}: {{ c.check }} <span class="small">{{ c.requirement }}</span>{% for client, n in c.calibration.items() %}<br><span class="small{% if n.stale or n.shaky or not n.calibrated %} warn{% endif %}">{{ n.text }}</span>{% endfor %}</td>
 {% for s in m.systems %}{% set cell = c.cells.get(s.profile) %}{% if cell %}<td class="{{ cell.status|replace(' ', '') }}"><a href="{{ cell.link }}">{{ cell.status }}</a><br><span class="small">{{ cell.measured }}</span></td>{% else %}<td class="NOTTESTED">not run</td>{% endif %}{% endfor %}</tr>{% endfor %}
 </table></details></td>
-{% for s in m.systems %}{% set cell = q.cells[s.profile] %}<td class="{{ cell.answer|replace(' ', '') }}"><a href="{{ cell.link }}"><b>{{ cell.answer }}</b></a>{% if cell.caveat %} <span class="warn">({{ cell.caveat }})</span>{% endif %}<br><span class="small">{{ cell.why }}</span>{% set dep = q.client_dependent.get(s.profile.split('+')[0]) %}{% if dep %}<br><span class="small">depends on the client: {% for c, a in dep.items() %}{{ c }} {{ a }}{% if not loop.last %}, {% endif %}{% endfor %}</span>{% endif %}</td>{% endfor %}</tr>{% endfor %}
+{% for s in m.systems %}{% set cell = q.cells[s.profile] %}<td class="{{ cell.answer|replace(' ', '') }}"><a href="{{ cell.link }}"><b>{{ cell.answer }}</b></a>{% if cell.why.startswith(failed_beside) %} <span class="FAIL">(the scenario FAILed)</span>{% endif %}{% if cell.caveat %} <span class="warn">({{ cell.caveat }})</span>{% endif %}<br><span class="small">{{ cell.why }}</span>{% set dep = q.client_dependent.get(s.profile.split('+')[0]) %}{% if dep %}<br><span class="small">depends on the client: {% for c, a in dep.items() %}{{ c }} {{ a }}{% if not loop.last %}, {% endif %}{% endfor %}</span>{% endif %}</td>{% endfor %}</tr>{% endfor %}
 </table>
 <p class="small">Each system's folder holds its own report, executed notebooks, histories (re-judge with
 <code>k6suite check</code>), storage listings, plots, stack logs and manifest. matrix.json and junit.xml hold this table.</p>
@@ -229,7 +238,7 @@ is kept and fails where it is broken.</p>
 def matrix_html(matrix: dict[str, Any]) -> str:
     env = Environment(autoescape=select_autoescape(default=True))
     started = dt.datetime.fromtimestamp(matrix["started"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return redact(env.from_string(TEMPLATE).render(m=matrix, started=started))
+    return redact(env.from_string(TEMPLATE).render(m=matrix, started=started, failed_beside=FAILED_BESIDE))
 
 
 def load_matrix(run_dir: Path) -> dict[str, Any]:

@@ -42,6 +42,7 @@ DURABLE_CHECKS = frozenset({LOST, ACKED_STORED, NOTHING_ELSE, PAST_ACKS, "positi
                             "corrupted"})
 FAULT_APPLIED = "every fault took effect"  # without it no fault question means anything
 EXECUTED = ("PASS", "ALLOWED", "FAIL")
+FAILED_BESIDE = "not judged, but the scenario FAILed beside it"  # leads a NOT TESTED answer (_failed_beside)
 # The one severity order, worst first: acknowledged data gone or misplaced, then data wrong or not
 # accounted for, then ordering anomalies; every other check (availability, clients, ...) after them.
 SEVERITY = ("lost-write", LOST, "unseen", MISSING, "readback-missing", UNREADABLE, "position-mismatch", ACKED_STORED,
@@ -170,19 +171,33 @@ def answer(summary: dict[str, Any], question: Question) -> tuple[str, str]:
     missing = [name for name in question.deciding if not any(v["check"] == name for v in deciding)]
     # why a deciding check did not run; when none ran, whatever the scenario said it could not test
     untested = [v for v in (deciding or ran_instead) if v["status"] == "NOT TESTED"]
+    beside = _failed_beside(summary, question)
     if untested or missing:
         reasons = [f"{v['variant']}: {v['check']} not tested ({v['evidence']})" for v in untested[:2]]
         if missing:
             reasons.append(f"never ran: {', '.join(missing[:3])}" + (f" and {len(missing) - 3} more"
                                                                        if len(missing) > 3 else ""))
-        return "NOT TESTED", "; ".join(reasons)
+        return "NOT TESTED", beside + "; ".join(reasons)
     if not [v for v in executed if v["check"] != STACK_CHECK]:  # the runner's stack check alone answers nothing
-        return "NOT TESTED", "no check could run"
+        return "NOT TESTED", beside + "no check could run"
     waived = sorted({v["check"] for v in deciding if v["status"] == "NOT PROMISED"})
     others = [v for v in verdicts if v["status"] == "NOT TESTED"]
     return "YES", (f"all {len(executed)} executed checks passed, every deciding check ran"
                    + (f"; not promised: {', '.join(waived)}" if waived else "")
                    + (f"; {len(others)} other checks not tested" if others else ""))
+
+
+def _failed_beside(summary: dict[str, Any], question: Question) -> str:
+    """The failures of the question's scenarios that it does not count, as a NOT TESTED answer leads with
+    them ("" for none): S5 that acknowledged nothing FAILs "acknowledged sends", which the durability question
+    does not count, and its durability checks are NOT TESTED; the answer must not read as a quiet grey."""
+    failed = worst_first([v for s in summary["scenarios"] if s["scenario"] in question.scenarios
+                          for v in s["verdicts"] if v["status"] == "FAIL"
+                          and not (question.counts(v) or v["check"] in question.deciding)])
+    if not failed:
+        return ""
+    more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+    return f"{FAILED_BESIDE}: {_named(failed[0])}{more}; "
 
 
 def question_failures(summary: dict[str, Any], question: Question) -> list[dict[str, Any]]:
@@ -253,7 +268,7 @@ started {{ started }}, {{ '%.0f' % s.duration_s }} s. Checks: {{ s.counts.PASS }
 (its checks are shown as NOT PROMISED, with what they measured):</p><ul>{% for req, why in s.not_promised.items() %}<li><b>{{ req }}</b>: {{ why }}</li>{% endfor %}</ul>{% else %}, all of it.</p>{% endif %}
 <h2>Critical questions</h2>
 <table><tr><th>Question</th><th>Answer</th><th>Decided by</th><th>Evidence</th></tr>
-{% for q in questions %}<tr><td>{{ q.question }}</td><td class="{{ q.answer|replace(' ', '') }}"><b>{{ q.answer }}</b>{% if q.caveat %} (<span class="caveat">{{ q.caveat }}</span>){% endif %}</td>
+{% for q in questions %}<tr><td>{{ q.question }}</td><td class="{{ q.answer|replace(' ', '') }}"><b>{{ q.answer }}</b>{% if q.why.startswith(failed_beside) %} <span class="FAIL">(the scenario FAILed)</span>{% endif %}{% if q.caveat %} (<span class="caveat">{{ q.caveat }}</span>){% endif %}</td>
 <td>{% for sid in q.scenarios %}{% if sid in ran %}<a href="#{{ sid }}">{{ sid }}</a>{% else %}{{ sid }} (not run){% endif %} {% endfor %}</td><td>{{ q.why }}</td></tr>{% endfor %}
 </table>
 <h2>Target</h2>
@@ -309,7 +324,7 @@ def html_report(summary: dict[str, Any], run_dir: Path, records: dict[str, dict[
     times = scenario_times(summary["scenarios"]) if any(r.get("phases") for r in summary["scenarios"]) else None
     page = env.from_string(TEMPLATE).render(
         s=summary, questions=questions, target=target, sort=_sorted_verdicts, times=times, result=result,
-        exit_code=EXIT_CODES[result], scenario_result=scenario_result,
+        exit_code=EXIT_CODES[result], scenario_result=scenario_result, failed_beside=FAILED_BESIDE,
         cal=lambda sc, v: calibration.verdict_note(records, in_use, sc["scenario"],
                                                    {**v, "client_settings": calibration.settings_in(sc, v["variant"])},
                                                    summary.get("client")),

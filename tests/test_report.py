@@ -352,3 +352,32 @@ def test_16_8_why_names_the_worst_failure_first(tmp_path):
     assert s4.index("readback-missing") < s4.index("nonmonotonic-poll") < s4.index("acknowledgements resume")
     assert [report.severity({"check": c}) for c in ("lost-write", "position-mismatch", "nonmonotonic-poll")] \
         == sorted(report.severity({"check": c}) for c in ("lost-write", "position-mismatch", "nonmonotonic-poll"))
+
+
+def test_a_question_not_tested_because_nothing_was_acknowledged_does_not_hide_the_scenarios_fail(tmp_path):
+    """S5 on KafScale with kafka-python's default producer acknowledged nothing: the run FAILs on "acknowledged
+    sends", which the durability question does not count, and its durability checks are NOT TESTED, so its cell
+    read a quiet grey NOT TESTED (audit20 L3). The answer stays NOT TESTED (nothing acknowledged is neither
+    durable nor lost) but leads with the failure, in the report and the matrix; a NOT TESTED with no failure
+    beside it reads as before."""
+    from k6suite_lib import matrix
+
+    durable = _question("Is acknowledged data durable through object-store")
+    verdicts = [_verdict("acknowledged sends", "FAIL", "latency", "F2.1"),
+                _verdict("every fault took effect", "PASS", "latency", "-"),
+                *(_verdict(name, "NOT TESTED", "latency") for name in durable.deciding if name !=
+                  "every fault took effect")]
+    summary = {**_summary(), "scenarios": [{"scenario": "S5", "title": "Storage", "duration_s": 9, "passed": False,
+                                            "folder": "S5", "artifacts": [], "measurements": {},
+                                            "verdicts": verdicts}]}
+    answer, why = report.answer(summary, durable)
+    assert answer == "NOT TESTED" and why.startswith(
+        "not judged, but the scenario FAILed beside it: latency: acknowledged sends (1); ")
+    assert report.run_result(summary) == "FAIL"
+    assert "(the scenario FAILed)" in report.html_report(summary, tmp_path, {})
+    built = matrix.build_matrix([summary], "m", "smoke", 1.8e9, {})
+    assert "(the scenario FAILed)" in matrix.matrix_html(built)
+    verdicts[0] = _verdict("acknowledged sends", "PASS", "latency", "F2.1")
+    answer, why = report.answer(summary, durable)
+    assert answer == "NOT TESTED" and "FAILed" not in why
+    assert "(the scenario FAILed)" not in report.html_report(summary, tmp_path, {})
