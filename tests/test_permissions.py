@@ -75,6 +75,8 @@ def test_kafka_passes_tls_and_s8_and_no_secret_reaches_the_archive(tmp_path):
         (v["check"], v["measured"], v["evidence"]) for v in s8_rows if v["status"] != "PASS"]
     assert (run_dir / "S8-permissions" / "attempts.csv").is_file()
     assert (run_dir / "S8-permissions" / "executed.ipynb").is_file()
+    # what its calibration record is held against: the tenants' producers run idempotent (kafka-python's default)
+    assert results["S8"]["client_settings"]["permissions"]["idempotent"] is True
 
     passwords = [v.encode() for k, v in stored_secrets().items()
                  if k.startswith(f"K6SUITE_STACK_{KAFKA_PORT_BASE + S8_STACK}_")]

@@ -136,6 +136,8 @@ def attempt_all(sc: Scenario) -> pd.DataFrame:
             sc.not_tested(VARIANT, check, requirement, "S8 runs on a secured stack of an embedded system, which "
                           "generates the tenants' credentials; this profile names no tenants")
         return pd.DataFrame(columns=COLUMNS)
+    # the tenants' producers differ from the scenario profile's only in address and credentials
+    sc.client_settings[VARIANT] = producer_settings(sc.profile)
     profile, security = beside(sc.profile, SECURED_STACK_OFFSET, "secured"), Security(TENANTS)
     stack = open_stack(profile, log=lambda msg: print(f"[secured stack] {msg}"), security=security)
     client_log = ClientLog()
@@ -149,7 +151,6 @@ def attempt_all(sc: Scenario) -> pd.DataFrame:
     sc.measure("client_log", dict(client_log.counts.most_common(20)))
     sc.measure("access_control", f"{stack.system}: {stack.access_control}")
     sc.measure("tenant_security_protocol", principal_profile(profile, stack, TENANTS[0]).client.security_protocol)
-    sc.client_settings[VARIANT] = producer_settings(principal_profile(profile, stack, TENANTS[0]))
     sc.measure("attempts", table)
     path = sc.out_dir / "attempts.csv"
     table.to_csv(path, index=False)
