@@ -720,6 +720,15 @@ def test_calibrating_run_archives_reads_client_settings_from_their_saved_histori
     gap = calibration.load_records(tmp_path / "cal")[RECOVERY]
     assert [(c["client"], c["settings"]) for c in gap["cases"]] == [("librdkafka", expected)]
     assert calibration.render(tmp_path / "cal").is_file()
+    # a kafka-python run's read-your-writes: trusted only once its producer took the settings its metadata names
+    python = {**meta, "scenario": "S3", "variant": "read-your-writes", "client": "kafka-python",
+              "client_version": "kafka-python 3.0.12", "idempotent": True}
+    s3_only = {**summary, "client": "kafka-python", "scenarios": [{"scenario": "S3", "verdicts": []}]}
+    for named, recorded in (({}, {}), ({"request_timeout_ms": 4000}, {"read-your-writes": {
+            "client": "kafka-python 3.0.12", "idempotent": True, "acks": "all", "max_in_flight": 1, "linger_ms": 0,
+            "delivery_timeout_s": 30.0, "request_timeout_ms": 4000}})):
+        history.save(empty, run / "S3-correctness" / "history-read-your-writes.parquet", meta={**python, **named})
+        assert calibration.with_settings(run, s3_only)["scenarios"][0]["client_settings"] == recorded
 
 
 def test_the_report_and_the_matrix_hold_each_verdict_against_its_runs_client_settings(tmp_path):
