@@ -18,7 +18,7 @@ from tests.test_checkers import run
 # ----------------------------------------------------------------------------- finding 2
 def _chaos_anomalies(idempotent: bool) -> CheckSpec:
     """The anomalies check every fault scenario composes, for a producer with or without idempotence."""
-    config = WorkloadConfig(idempotence=idempotent, max_in_flight=1)
+    config = WorkloadConfig(client="kafka-python", idempotence=idempotent, max_in_flight=1)
     specs = chaos.fault_checks(SimpleNamespace(profile=None), config, SimpleNamespace(steps=[]))
     return next(s for s in specs if s.name == "anomalies")
 

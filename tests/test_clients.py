@@ -11,6 +11,7 @@ Apache Kafka is a suite run (`k6suite run --profile kafka --clients ...`), see d
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Iterator
 
@@ -135,45 +136,83 @@ def test_planted_client_timeout_is_indeterminate_not_lost(error):
     assert (verdicts["status"] == "FAIL").any(), verdicts["status"].to_dict()
 
 
-def test_planted_librdkafka_retry_from_statistics_explains_a_duplicate():
-    """librdkafka reports retries only as per-broker counters: a counter that grew becomes a retry row
-    for each partition of the topic that broker leads, which explains a non-idempotent duplicate there
-    (ALLOWED with retried_duplicates) and nothing on a partition another broker leads (FAIL)."""
+# librdkafka 2.16's debug line (context msg) for a Produce request whose batch goes back to its queue
+FAILED_BATCH_LINE = ("[thrd:127.0.0.1:33001/1]: 127.0.0.1:33001/1: {topic} [{partition}]: MessageSet with 3 message(s) "
+                     "(MsgId 245, BaseSeq -1) encountered error: Broker: Not leader for partition "
+                     "(actions {actions}) [NOT LEADER]")
+
+
+def _retry_rows(topic: str, partition: int, actions: str, level: int = 10, facility: str = "MSGSET") -> list[dict]:
+    """What the librdkafka producer's logger records for one log call, as confluent-kafka makes it."""
+    recorder = Recorder(h.RUN)
+    ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
+    log = rdkafka.RetryLog(ctx, "producer-0", logging.getLogger("k6suite-test-null"))
+    log.log(level, "%s [%s] %s", facility, "rdkafka#producer-1",
+            FAILED_BATCH_LINE.format(topic=topic, partition=partition, actions=actions))
+    return recorder.rows()
+
+
+def test_librdkafka_failed_batch_line_becomes_a_retry_row_of_its_partition():
+    """A batch librdkafka puts back on its queue (actions Retry or Refresh) is a retry of its partition, with
+    the batch's first MsgId and size; a permanent failure, another topic, another facility or a line that
+    is not debug output records nothing."""
+    rows = _retry_rows(h.TOPIC, 2, "Refresh,MsgNotPersisted")
+    assert [(r["f"], r["producer"], r["partition"]) for r in rows] == [("retry", "producer-0", 2)]
+    assert json.loads(rows[0]["detail"]) == {"msgid": 245, "messages": 3, "actions": "Refresh,MsgNotPersisted"}
+    assert "Not leader for partition" in rows[0]["error"]
+    assert len(_retry_rows(h.TOPIC, 0, "Retry,MsgPossiblyPersisted")) == 1
+    assert _retry_rows(h.TOPIC, 0, "Permanent,MsgNotPersisted") == []
+    assert _retry_rows("other-topic", 0, "Retry") == []
+    assert _retry_rows(h.TOPIC, 0, "Retry", facility="PRODUCE") == []
+    assert _retry_rows(h.TOPIC, 0, "Retry", level=logging.WARNING) == []
+
+
+def test_planted_librdkafka_failed_batch_explains_a_duplicate_on_its_partition_only():
+    """A non-idempotent duplicate with librdkafka's failed-batch line for its partition while it was
+    outstanding is ALLOWED; the same line for another partition, or none at all, leaves it a FAIL."""
     rows = h.clean_rows(h.Spec(1, 2, 20, 1), random.Random(3))
     rows, chosen = h.plant_duplicate(rows, 1, random.Random(4))
     send = next(r for r in rows if r["f"] == "send" and f"{r['producer']}#{r['seq']}" == next(iter(chosen)))
+    rules = AnomalyRules(max_unacked=0, retried_duplicates=True)
 
-    def judged(led_partition: int) -> str:
-        recorder = Recorder(h.RUN)
-        ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
-        sender = rdkafka.Sender.__new__(rdkafka.Sender)
-        sender.ctx, sender.name, sender.retried, sender.led = ctx, send["producer"], {"b1": 3}, {}
-        stats = {"brokers": {"b1": {"txretries": 5, "toppars": {
-            f"{h.TOPIC}-{led_partition}": {"topic": h.TOPIC, "partition": led_partition}}}}}
-        sender._stats(json.dumps(stats))
-        retries = recorder.rows()
-        assert len(retries) == 1 and "2 request retries" in retries[0]["error"]
-        at = send["invoke_ns"] + 1  # the sample came while the send was outstanding
-        planted = [*rows, {**retries[0], "op_id": 30_000, "invoke_ns": at, "complete_ns": at, "wall_ns": at}]
-        rules = AnomalyRules(max_unacked=0, retried_duplicates=True)
+    def judged(partition: int | None) -> str:
+        planted = list(rows)
+        if partition is not None:
+            retry = _retry_rows(h.TOPIC, partition, "Refresh,MsgNotPersisted")[0]
+            at = send["invoke_ns"] + 1  # the line came while the send was outstanding
+            planted.append({**retry, "producer": send["producer"], "process": send["producer"], "op_id": 30_000,
+                            "invoke_ns": at, "complete_ns": at, "wall_ns": at})
         return verdicts_of(h.frame(planted), rules).loc["duplicate", "status"]
 
     assert judged(send["partition"]) == "ALLOWED"
     assert judged(1 - send["partition"]) == "FAIL"
+    assert judged(None) == "FAIL"
 
 
-def test_librdkafka_retry_names_a_partition_that_moved_away():
-    """A pause on Kafka: the retry after librdkafka's request timeout came as the partition moved to
-    another leader, so the grown counter's broker no longer lists it; the partition it led at the
-    previous sample still gets its retry row."""
-    recorder = Recorder(h.RUN)
-    sender = rdkafka.Sender.__new__(rdkafka.Sender)
-    sender.ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
-    sender.name, sender.retried, sender.led = "producer-0", {}, {}
-    toppar = {f"{h.TOPIC}-0": {"topic": h.TOPIC, "partition": 0}}
-    sender._stats(json.dumps({"brokers": {"b0": {"txretries": 0, "toppars": toppar}}}))
-    sender._stats(json.dumps({"brokers": {"b0": {"txretries": 1, "toppars": {}}}}))
-    assert [(r["f"], r["partition"]) for r in recorder.rows()] == [("retry", 0)]
+@pytest.mark.parametrize(("client", "idempotence", "in_flight"), [
+    ("librdkafka", None, 1_000_000), ("librdkafka", True, 5), ("franz-go", None, 5), ("franz-go", False, 1),
+    ("kafka-python", None, 1), ("kafka-python", False, 1),
+])
+def test_reordering_rules_follow_the_recording_clients_own_in_flight_limit(client, idempotence, in_flight):
+    """WorkloadConfig.max_in_flight configures kafka-python only: librdkafka (not idempotent, 1,000,000 requests
+    in flight by default) may reorder, so the fault and S3 compositions allow nonmonotonic-send for it; an
+    idempotent or single-request producer may not. A planted reordering is ALLOWED only under such rules."""
+    from types import SimpleNamespace
+
+    from k6suite_lib.scenarios.chaos import fault_checks
+    from k6suite_lib.scenarios.s3_correctness import strict_checks
+
+    profile = load_profile("kafka")
+    config = WorkloadConfig(client=client, idempotence=idempotence, records=10)
+    assert config.in_flight(profile) == in_flight
+    sc = SimpleNamespace(profile=profile)
+    for specs in (fault_checks(sc, config, SimpleNamespace(steps=[])), strict_checks(sc, config, 10)):
+        params = next(s.params for s in specs if s.name == "anomalies")
+        may_reorder = in_flight > 1 and not config.idempotent(profile)
+        assert ("nonmonotonic-send" in params["allowed"]) == may_reorder
+        rows, _ = h.plant_nonmonotonic_send(h.clean_rows(h.Spec(1, 1, 20, 1), random.Random(5)), 1, random.Random(6))
+        verdicts = verdicts_of(h.frame(rows), AnomalyRules(**params | {"min_acked": 1}))
+        assert verdicts.loc["nonmonotonic-send", "status"] == ("ALLOWED" if may_reorder else "FAIL")
 
 
 def test_matrix_says_which_client_a_finding_depends_on(tmp_path):

@@ -39,7 +39,7 @@ def fault_checks(sc: Scenario, config: WorkloadConfig, schedule: Schedule, error
     """The composition every fault scenario shares, plus the scenario's own checks. errors_during_faults
     False: errors inside the fault windows are backpressure to report (S5, S5b), not failures."""
     idempotent = config.idempotent(sc.profile)
-    rules = AnomalyRules(allowed=default_allowed(idempotent, max_in_flight=config.max_in_flight), min_acked=1,
+    rules = AnomalyRules(allowed=default_allowed(idempotent, max_in_flight=config.in_flight(sc.profile)), min_acked=1,
                          retried_duplicates=not idempotent)
     return [
         CheckSpec("anomalies", rules.params()),

@@ -64,7 +64,7 @@ def strict_checks(sc: Scenario, config: WorkloadConfig, records: int, *extra: Ch
     """Normal operation: every send acknowledged, nothing allowed beyond what the client settings
     themselves produce, the read-back reaches the end of the log."""
     idempotent = config.idempotent(sc.profile)
-    allowed = default_allowed(idempotent, max_in_flight=config.max_in_flight)
+    allowed = default_allowed(idempotent, max_in_flight=config.in_flight(sc.profile))
     rules = AnomalyRules(allowed=allowed, min_acked=records, max_unacked=0, retried_duplicates=not idempotent)
     return [CheckSpec("anomalies", rules.params()),
             CheckSpec("readback"), *extra]

@@ -24,6 +24,12 @@ def error_text(exc: BaseException) -> str:
 # What each recording client library does when nobody configures idempotence (kafka-python 3 and
 # franz-go turn it on; librdkafka leaves it off), and how to name its version in a history.
 DEFAULT_IDEMPOTENCE = {"kafka-python": True, "librdkafka": False, "franz-go": True}
+# Produce requests each library keeps in flight per connection when the suite leaves it alone,
+# (without idempotence, with idempotence): librdkafka's max.in.flight.requests.per.connection is
+# 1000000, capped at 5 by enable.idempotence (its CONFIGURATION.md); franz-go's
+# MaxProduceRequestsInflightPerBroker is 1 without idempotence and 5 with it (kgo config.go, sink.go).
+# kafka-python runs with the workload's max_in_flight.
+DEFAULT_IN_FLIGHT = {"librdkafka": (1_000_000, 5), "franz-go": (1, 5)}
 
 
 # The settings each library's recording producers take from the workload and the profile (producer.py,
@@ -86,7 +92,7 @@ class WorkloadConfig:
     idempotence: bool | None = None  # None: the profile's setting
     client: str | None = None  # the recording client library (CLIENT_LIBRARIES); None: the profile's
     linger_ms: int = 0
-    max_in_flight: int = 1
+    max_in_flight: int = 1  # kafka-python's; librdkafka and franz-go keep their own (in_flight)
     message_bytes: int = 128
     keyed: bool = False  # True: key = producer id (hash partitioning); False: explicit round-robin
     max_outstanding: int = 1000  # per producer: unacknowledged sends before send() waits for the oldest
@@ -133,6 +139,16 @@ class WorkloadConfig:
     def library(self, profile: Profile) -> str:
         return self.client or profile.client.library
 
+    def in_flight(self, profile: Profile) -> int:
+        """Produce requests per connection the recording producer may have in flight: what decides whether
+        reordering is legitimate. The workload's max_in_flight configures kafka-python only; librdkafka and
+        franz-go run with their own defaults (DEFAULT_IN_FLIGHT)."""
+        library = self.library(profile)
+        if library not in DEFAULT_IN_FLIGHT:
+            return self.max_in_flight
+        plain, idempotent = DEFAULT_IN_FLIGHT[library]
+        return idempotent if self.idempotent(profile) else plain
+
 
 @dataclass
 class WorkloadResult:
@@ -147,13 +163,14 @@ class WorkloadResult:
     notes: list[str] = field(default_factory=list)
     client: str = "kafka-python"
     request_timeout_ms: int | None = None  # the profile's, which every recording producer is given
+    max_in_flight: int = 1  # the recording producer's requests in flight per connection (WorkloadConfig.in_flight)
     workers: list[dict[str, Any]] = field(default_factory=list)  # worker processes: producers, clock agreement
 
     def meta(self) -> dict[str, Any]:
         """What travels with a saved history so it can be re-checked and understood later."""
         return {"run_id": self.run_id, "topic": self.topic, "profile": self.profile,
-                "config": asdict(self.config), "idempotent": self.idempotent, "client": self.client,
-                "client_version": library_version(self.client), "request_timeout_ms": self.request_timeout_ms,
-                "started_wall": self.started_wall,
+                "config": asdict(self.config), "idempotent": self.idempotent, "max_in_flight": self.max_in_flight,
+                "client": self.client, "client_version": library_version(self.client),
+                "request_timeout_ms": self.request_timeout_ms, "started_wall": self.started_wall,
                 "duration_s": self.duration_s, "notes": self.notes,
                 "version_caps": clients.active_version_caps(), **({"workers": self.workers} if self.workers else {})}

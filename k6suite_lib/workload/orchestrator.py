@@ -51,7 +51,7 @@ def result_of(ctx: RunContext, started_wall: float, started: float,
         history = shards.merge([(history, 0), *ctx.shards])
     return WorkloadResult(run_id=ctx.run_id, topic=ctx.topic, config=ctx.config, history=history,
                           profile=ctx.profile.name, idempotent=ctx.config.idempotent(ctx.profile),
-                          client=ctx.config.library(ctx.profile),
+                          max_in_flight=ctx.config.in_flight(ctx.profile), client=ctx.config.library(ctx.profile),
                           request_timeout_ms=ctx.profile.client.request_timeout_ms,
                           started_wall=started_wall, duration_s=time.monotonic() - started, notes=ctx.notes,
                           workers=workers.clock_agreement(pool or []))

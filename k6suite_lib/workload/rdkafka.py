@@ -17,11 +17,17 @@ full local queue) is ``fail``; everything else, retriable or fatal, including ``
 (the record may have been written before its delivery timeout), is ``info``. Each error row says
 whether librdkafka called it retriable or fatal.
 
-Retries: librdkafka retries inside the client and reports them only as counters (per broker
-``txretries`` in its statistics). The producer samples its statistics every STATS_MS and writes a
-``retry`` row for each partition of the workload's topic that a broker whose counter grew leads or led
-at the previous sample, at the sample's time: a retry is therefore known to lie within STATS_MS
-before its row.
+Retries: librdkafka never resends a Produce request; a failed one (an error response, a request
+timeout, a dropped connection) puts its records back on their partition's queue to be sent in a new
+request, and its per-broker ``txretries`` statistic does not count that (src/rdkafka_request.c,
+rd_kafka_handle_Produce_error). Its one trace per failed batch is the debug line of context ``msg``
+(facility MSGSET) "<topic> [<partition>]: MessageSet with N message(s) (MsgId M, BaseSeq S)
+encountered error: <error> (actions <actions>)"; actions with Retry or Refresh put the records back.
+The producer therefore runs with ``debug=msg`` (a log setting only: one line per Produce request,
+nothing the client does changes) and writes a ``retry`` row for each such line of the workload's
+topic. confluent-kafka serves librdkafka's log on the queue its delivery reports come on, in order,
+so the row's time, when the poller read the line, is after the error and before the delivery report
+of any record of that batch.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -43,7 +50,12 @@ from k6suite_lib.workload.consumer import POLL_MS, ConsumerSession, PollResult, 
 from k6suite_lib.workload.context import RunContext
 from k6suite_lib.workload.producer import Done, producer_loop
 
-STATS_MS = 200
+# librdkafka's debug line for a Produce request that failed: the batch goes back to its partition's
+# queue when the actions include Retry or Refresh (src/rdkafka_request.c, rd_kafka_handle_Produce_error)
+FAILED_BATCH = re.compile(r"(?P<topic>\S+) \[(?P<partition>\d+)\]: MessageSet with (?P<messages>\d+) message\(s\) "
+                          r"\(MsgId (?P<msgid>\d+), BaseSeq -?\d+\) encountered error: (?P<error>.*) "
+                          r"\(actions (?P<actions>[A-Za-z,]*)\)")
+RESENT = ("Retry", "Refresh")
 # Errors whose record certainly did not reach a log: refused deterministically, or never sent.
 DEFINITE = frozenset({
     KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.MSG_SIZE_TOO_LARGE,
@@ -120,14 +132,9 @@ class Sender:
     def __init__(self, ctx: RunContext, name: str) -> None:
         config = ctx.config
         self.ctx, self.name = ctx, name
-        self.retried: dict[str, int] = {}  # broker -> txretries at the last sample
-        self.led: dict[str, set[int]] = {}  # broker -> partitions of the topic it led at the last sample
-        self.producer = Producer({
-            **producer_config(ctx.profile, config, f"{ctx.run_id}-{name}"),
-            "statistics.interval.ms": STATS_MS,
-            "stats_cb": self._stats,
-            "error_cb": self._error,
-        })
+        settings = producer_config(ctx.profile, config, f"{ctx.run_id}-{name}")
+        self.producer = Producer({**settings, "debug": "msg", "logger": RetryLog(ctx, name, settings["logger"]),
+                                  "error_cb": self._error})
         self.closed = threading.Event()
         self.poller = threading.Thread(target=self._serve, name=f"{name}-poll", daemon=True)
         self.poller.start()
@@ -158,31 +165,33 @@ class Sender:
         self.closed.set()
         self.poller.join(5)
 
-    def _stats(self, raw: str) -> None:
-        """A retry row per partition of the topic that a broker whose retry counter grew leads now or led
-        at the last sample (a retry after a timeout often comes with the partition moving away)."""
-        t_ns, wall = now()
-        stats = json.loads(raw)
-        rows = []
-        for broker, data in stats.get("brokers", {}).items():
-            retries = int(data.get("txretries", 0))
-            grown = retries - self.retried.get(broker, 0)
-            self.retried[broker] = retries
-            led = {int(tp["partition"]) for tp in data.get("toppars", {}).values() if tp.get("topic") == self.ctx.topic}
-            before, self.led[broker] = self.led.get(broker, set()), led
-            if grown <= 0:
-                continue
-            for partition in sorted(led | before):
-                rows.append({"op_id": self.ctx.recorder.next_op(), "process": self.name, "f": "retry",
-                             "type": "info", "invoke_ns": t_ns - STATS_MS * 1_000_000, "complete_ns": t_ns,
-                             "wall_ns": wall, "producer": self.name, "topic": self.ctx.topic,
-                             "partition": partition,
-                             "error": f"librdkafka: {grown} request retries to {broker} (statistics txretries)"})
-        if rows:
-            self.ctx.recorder.record_many(rows)
-
     def _error(self, error: KafkaError) -> None:
         logging.getLogger(f"kafka.librdkafka.{self.ctx.run_id}-{self.name}").warning(describe(error))
+
+
+class RetryLog:
+    """The producer's librdkafka logger: a retry row per failed batch of the workload's topic that goes
+    back to its queue (FAILED_BATCH), the other debug lines dropped, the rest passed to the suite's logger.
+    confluent-kafka calls log(level, "%s [%s] %s", facility, client name, text)."""
+
+    def __init__(self, ctx: RunContext, name: str, logger: logging.Logger) -> None:
+        self.ctx, self.name, self.logger = ctx, name, logger
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        if level > logging.DEBUG:
+            self.logger.log(level, message, *args)
+            return
+        if len(args) != 3 or args[0] != "MSGSET":
+            return
+        failed = FAILED_BATCH.search(args[2])
+        if failed is None or failed["topic"] != self.ctx.topic or not set(RESENT) & set(failed["actions"].split(",")):
+            return
+        t_ns, wall = now()
+        detail = {"msgid": int(failed["msgid"]), "messages": int(failed["messages"]), "actions": failed["actions"]}
+        self.ctx.recorder.record(op_id=self.ctx.recorder.next_op(), process=self.name, f="retry", type="info",
+                                 invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, producer=self.name,
+                                 topic=self.ctx.topic, partition=int(failed["partition"]),
+                                 error=f"librdkafka: {args[2]}"[:500], detail=json.dumps(detail))
 
 
 def run_producer(ctx: RunContext, index: int) -> None:
