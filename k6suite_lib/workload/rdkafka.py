@@ -181,8 +181,8 @@ class RetryLog:
         if level > logging.DEBUG:
             self.logger.log(level, message, *args)
             return
-        if len(args) != 3 or args[0] != "MSGSET":
-            return
+        if len(args) != 3 or args[0] != "MSGSET" or "encountered error" not in args[2]:
+            return  # a delivered batch's line, or another debug line
         failed = FAILED_BATCH.search(args[2])
         if failed is None or failed["topic"] != self.ctx.topic or not set(RESENT) & set(failed["actions"].split(",")):
             return
