@@ -24,7 +24,7 @@ def error_text(exc: BaseException) -> str:
 # What each recording client library does when nobody configures idempotence (kafka-python 3 and
 # franz-go turn it on; librdkafka leaves it off), and how to name its version in a history.
 DEFAULT_IDEMPOTENCE = {"kafka-python": True, "librdkafka": False, "franz-go": True}
-# Produce requests each library keeps in flight per connection when the suite leaves it alone,
+# Produce requests each library keeps in flight per connection when the suite leaves it alone
 # (without idempotence, with idempotence): librdkafka's max.in.flight.requests.per.connection is
 # 1000000, capped at 5 by enable.idempotence (its CONFIGURATION.md); franz-go's
 # MaxProduceRequestsInflightPerBroker is 1 without idempotence and 5 with it (kgo config.go, sink.go).
