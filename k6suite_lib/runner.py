@@ -114,7 +114,7 @@ def run_suite(profile_name: str, scenarios: list[str] | None = None, tier: str =
                 _write_json(run_dir / spec.folder / RESULTS_FILE, result)
                 log(f"  {spec.id}: {_tally(result)} in {result.get('duration_s', 0):.0f} s")
             if stack is not None:
-                _archive_logs(stack.log_files(), run_dir / "stack")
+                _archive_logs(stack.log_files(since=started), run_dir / "stack")
     except Exception as exc:  # one FAIL that says why the stack cannot serve; what did not run is NOT TESTED
         stack_error = f"{type(exc).__name__}: {exc}"
         log(f"the run could not continue: {stack_error}")

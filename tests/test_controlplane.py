@@ -31,3 +31,20 @@ def test_the_api_server_stores_objects_in_the_stacks_etcd_and_serves_the_officia
     finally:
         ended = stack.down()
     assert set(ended) == {"etcd", "kube-apiserver"}
+
+
+def test_a_runs_archive_holds_only_pod_logs_written_during_the_run(isolated_outputs):
+    """No stack: pod folders as the node leaves them. A pod that ended before the run started is left
+    out, and a second call does not keep the copies of the first (one port base, two runs)."""
+    import os
+
+    stack = KubernetesKafScaleStack(StackLayout(port_base=port_base_for(27800), brokers=1), log=lambda _m: None)
+    pods = stack.files.node_dir / "pods"
+    for pod in ("kafscale_kafscale-broker-0_old", "kafscale_kafscale-broker-0_new"):
+        (pods / pod).mkdir(parents=True)
+        (pods / pod / "broker.log").write_text(pod)
+    os.utime(pods / "kafscale_kafscale-broker-0_old" / "broker.log", (1_000, 1_000))
+    names = [p.name for p in stack.log_files(since=2_000)]
+    assert names == ["pod-kafscale_kafscale-broker-0_new-broker.log"]
+    (pods / "kafscale_kafscale-broker-0_new" / "broker.log").unlink()
+    assert [p.name for p in stack.log_files(since=2_000)] == []

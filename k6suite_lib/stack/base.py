@@ -322,7 +322,9 @@ class EmbeddedStack(ABC):
     def logs(self, name: str, lines: int = 50) -> str:
         return log_tail(self.record(name).log, lines)
 
-    def log_files(self) -> list[Path]:
+    def log_files(self, since: float = 0.0) -> list[Path]:
+        """The logs a run that started at `since` (epoch seconds) archives: every process log of the port
+        base (each holds all starts of its component, marked, so it is taken whole)."""
         return sorted(self.layout.log_dir.glob("*.log"))
 
     # ------------------------------------------------------------------ process faults on brokers

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -341,13 +342,18 @@ class KubernetesKafScaleStack(KafScaleStack):
                 for key, entry in self.pods().items() if not entry["ready"]}
         return {**super().unhealthy(), **pods}
 
-    def log_files(self) -> list[Path]:
-        """The stack's process logs and every pod's container logs, deleted pods' too (the node keeps a
-        folder per pod uid): copied beside them as pod-<namespace>_<name>_<uid>-<container>.log, so a
-        run's archive holds the brokers' and the proxy's own words."""
+    def log_files(self, since: float = 0.0) -> list[Path]:
+        """The stack's process logs, and the container logs of every pod that logged since `since` (deleted
+        pods' too: the node keeps a folder per pod uid), copied as pod-<namespace>_<name>_<uid>-<container>.log
+        into a folder emptied first, so a run's archive holds the brokers' and the proxy's own words from
+        its own time, never a copy left by an earlier run on the same port base or a pod that ended before."""
+        copies = self.layout.state_dir / "pod-logs"
+        shutil.rmtree(copies, ignore_errors=True)
+        copies.mkdir(parents=True)
         for log in sorted((self.files.node_dir / "pods").glob("*/*.log")):
-            (self.layout.log_dir / f"pod-{log.parent.name}-{log.name}").write_bytes(log.read_bytes())
-        return super().log_files()
+            if log.stat().st_mtime >= since:
+                (copies / f"pod-{log.parent.name}-{log.name}").write_bytes(log.read_bytes())
+        return super().log_files(since) + sorted(copies.glob("*.log"))
 
     def down(self, grace_s: float = 5.0) -> dict[str, str]:
         """Stop the processes (the node stops its pods first); then any pod process the node left behind."""
