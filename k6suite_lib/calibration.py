@@ -171,13 +171,14 @@ def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], ob
 
 
 def _one_setting(rows: list[dict[str, Any]], case: str) -> dict[str, Any] | None:
-    """The client settings every verdict of a case was measured with (None: the runs recorded none for
-    them); runs of different settings are refused, a record is of one setting."""
-    settings = {json.dumps(r["settings"], sort_keys=True): r["settings"] for r in rows}
+    """The client settings every verdict of a case was measured with; None when some of its runs recorded none
+    (a case partly of unknown settings cannot claim any). Runs of different recorded settings are refused: a
+    record is of one setting."""
+    settings = {json.dumps(r["settings"], sort_keys=True): r["settings"] for r in rows if r["settings"] is not None}
     if len(settings) > 1:
         raise ValueError(f"{case} was measured with different client settings "
                          f"({'; '.join(sorted(settings))}); calibrate one setting at a time")
-    return next(iter(settings.values()), None)
+    return None if any(r["settings"] is None for r in rows) else next(iter(settings.values()), None)
 
 
 def _lost(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> dict[tuple[str, str, str], int]:

@@ -665,6 +665,9 @@ def test_records_keep_each_cases_client_settings_and_a_verdict_of_other_settings
                               "idempotent True" in shown["text"]
     with pytest.raises(ValueError, match="different client settings"):
         _records([_with_settings(_summary("a", [1.0]), SETTINGS), _with_settings(_summary("c", [1.0]), other)])
+    # runs that recorded settings folded with runs that did not (made before runs recorded them): not recorded
+    mixed = _records([_with_settings(_summary("a", [1.0]), SETTINGS), _summary("d", [1.0])])
+    assert mixed["lost-write"]["cases"][0]["settings"] is None
 
 
 def test_a_record_written_before_cases_kept_client_settings_reads_not_recorded_and_is_never_current(tmp_path):
