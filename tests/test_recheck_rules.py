@@ -116,6 +116,24 @@ def test_16_4_a_stored_wholesale_duplicate_allowance_needs_evidence_again(tmp_pa
     assert _status(table, "nonmonotonic-send") in ("PASS", "ALLOWED")
 
 
+@pytest.mark.parametrize(("meta", "status"), [
+    ({"client": "librdkafka", "idempotent": False}, "ALLOWED"),
+    ({"client": "librdkafka", "idempotent": True}, "FAIL"),
+    ({"client": "kafka-python", "idempotent": False}, "FAIL"),
+    ({"client": "librdkafka", "idempotent": False, "max_in_flight": 1}, "FAIL"),
+])
+def test_a_librdkafka_history_from_before_max_in_flight_may_reorder(tmp_path, meta, status):
+    """Histories written before their metadata said how many requests the producer had in flight stored
+    kafka-python's rules for every client; a re-check of one that librdkafka wrote without idempotence
+    (1,000,000 in flight by default) allows its reordering as a run now does. A history that names its
+    limit, or another client's, keeps its stored rules. Mutation tried: the stored spec unchanged: the
+    first case FAILs and this test fails."""
+    rows, _ = h.plant_nonmonotonic_send(_clean(), 1, random.Random(8))
+    checks = [CheckSpec("anomalies").to_json(), CheckSpec("readback").to_json()]
+    _, table = recheck(_save(tmp_path, rows, {"checks": checks, **meta}))
+    assert _status(table, "nonmonotonic-send") == status
+
+
 def test_audit_4_check_exit_3_when_nothing_judged(tmp_path, capsys):
     """Audit finding 4: `k6suite check` said PASS (exit 0) for a history whose core checks judged
     nothing. Mutation tried: the verdict line and exit code from the FAIL count alone (as before): the

@@ -80,7 +80,7 @@ def recheck_composition(frame: pd.DataFrame, meta: dict) -> tuple[list[CheckSpec
                          "waived, a waiver would hide lost or wrong data")
     if "checks" not in meta:
         return default_composition(frame, meta), []
-    specs = [_duplicates_need_evidence(s) for s in specs_from_meta(meta)]
+    specs = [_reordering_of_its_client(_duplicates_need_evidence(s), meta) for s in specs_from_meta(meta)]
     added = [CheckSpec(name) for name in CORE_CHECKS if name not in {s.name for s in specs}]
     return [*added, *specs], [s.name for s in added]
 
@@ -94,6 +94,21 @@ def _duplicates_need_evidence(spec: CheckSpec) -> CheckSpec:
         return spec
     return CheckSpec(spec.name, {**spec.params, "allowed": [c for c in allowed if c != "duplicate"],
                                  "retried_duplicates": True})
+
+
+def _reordering_of_its_client(spec: CheckSpec, meta: dict) -> CheckSpec:
+    """Histories written before their metadata carried ``max_in_flight`` were judged with kafka-python's
+    in-flight limit whatever library recorded them (WorkloadConfig.max_in_flight configures kafka-python
+    only): a librdkafka producer without idempotence ran with its own 1,000,000 requests in flight and
+    may reorder, as a run now allows."""
+    from k6suite_lib.workload.config import DEFAULT_IN_FLIGHT
+
+    if spec.name != "anomalies" or "max_in_flight" in meta or meta.get("client") not in DEFAULT_IN_FLIGHT:
+        return spec
+    idempotent = bool(meta.get("idempotent"))
+    in_flight = DEFAULT_IN_FLIGHT[meta["client"]][1 if idempotent else 0]
+    allowed = set(spec.params.get("allowed") or ()) | default_allowed(idempotent, in_flight)
+    return CheckSpec(spec.name, {**spec.params, "allowed": sorted(allowed)})
 
 
 def recheck(path, anomaly_overrides: dict | None = None) -> tuple[View, pd.DataFrame]:
