@@ -286,6 +286,52 @@ def established_connections(port: int) -> int:
     return count
 
 
+# the kernel's socket diagnostics (linux/sock_diag.h, inet_diag.h, tcp.h): a dump of established TCP sockets
+# with each one's tcp_info, where tcpi_last_data_recv (ms) lies at byte 52 and tcpi_bytes_received at 128
+_SOCK_DIAG, _BY_FAMILY, _DUMP_REQUEST, _DONE, _ERROR = 4, 20, 0x301, 3, 2
+_DIAG_MSG, _INFO_ATTR, _ESTABLISHED = 72, 2, 1
+
+
+def tcp_traffic(port: int) -> list[dict[str, int]]:
+    """Every established TCP connection whose local end is port (server side), with the bytes it has received
+    and the milliseconds since it last received data, from the kernel's socket diagnostics (the embedded stack
+    runs on this machine): what went through a listener, e.g. Toxiproxy's, over a while is the difference."""
+    found = []
+    for family in (socket.AF_INET, socket.AF_INET6):
+        request = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 1 << (_INFO_ATTR - 1), 1 << _ESTABLISHED)
+        request += bytes(48)  # every socket: the kernel filters by state only, the port is checked here
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _SOCK_DIAG) as diag:
+            diag.settimeout(5)
+            diag.send(struct.pack("=IHHII", 16 + len(request), _BY_FAMILY, _DUMP_REQUEST, 1, 0) + request)
+            done = False
+            while not done:
+                data, offset = diag.recv(1 << 16), 0
+                while offset < len(data) and not done:
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind == _ERROR:
+                        errno = -struct.unpack_from("=i", data, offset + 16)[0]
+                        raise OSError(f"socket diagnostics refused the dump (errno {errno})")
+                    done = kind == _DONE
+                    if not done:
+                        found.extend(_connection(data[offset + 16:offset + length], port))
+                    offset += (length + 3) & ~3
+    return found
+
+
+def _connection(message: bytes, port: int) -> list[dict[str, int]]:
+    local, remote = struct.unpack_from(">HH", message, 4)
+    at = _DIAG_MSG
+    while local == port and at + 4 <= len(message):
+        length, kind = struct.unpack_from("=HH", message, at)
+        if length < 4:
+            break
+        if kind == _INFO_ATTR and length - 4 >= 136:
+            return [{"remote_port": remote, "last_data_recv_ms": struct.unpack_from("=I", message, at + 4 + 52)[0],
+                     "bytes_received": struct.unpack_from("=Q", message, at + 4 + 128)[0]}]
+        at += (length + 3) & ~3
+    return []
+
+
 def connection_spread(address: str, broker_ports: dict[int, int], connections: int,
                       group: str = "k6suite-spread") -> pd.DataFrame:
     """Open client connections to the endpoint, make each one reach a broker, and count per broker

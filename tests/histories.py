@@ -332,13 +332,18 @@ class Timeline:
                 self.offsets[partition] = row["offset"] + 1
 
     def fault(self, start: float, end: float, name: str = "broker-kill", applied: bool = True,
-              served: dict | None = None) -> None:
-        """served: what the target carried of the workload just before (recorded with the start)."""
+              served: dict | None = None, role: str = "broker", evidence: dict | None = None) -> None:
+        """served: what the target carried of the workload just before (recorded with the start). A fault on a
+        store's path (role storage or metadata) records what went through its proxy: evidence, with its end
+        (a toxic's `through`) or, for an outage, with its start (`cut`)."""
         for t, phase in ((start, "start"), (end, "end")):
             extra = {"served": served} if served is not None else {}
+            if evidence is not None and (phase == "start") == name.endswith("outage"):
+                extra[("cut" if name.endswith("outage") else "through")] = evidence
             self._row(t, process="nemesis", f="fault", type="ok" if applied or phase == "end" else "info",
                       error="" if applied or phase == "end" else "StackError: nothing to kill",
-                      detail=json.dumps({"fault": name, "phase": phase, "target": "broker-1", **extra}))
+                      detail=json.dumps({"fault": name, "phase": phase, "role": role, "target": "broker-1",
+                                         **extra}))
 
     def blocked(self, start: float, end: float, rate: float, producer: str = "producer-0") -> None:
         """Sends due every 1/rate s in [start, end) that a producer blocked on its outstanding limit

@@ -151,6 +151,40 @@ def test_faults_applied_counts_steps_that_did_not_take_effect():
     assert run(steady(), "faults-applied", rows=4)["status"] == "FAIL"  # a fault that never ran
 
 
+def _store_faults(latency: dict | None, outage: dict | None) -> Timeline:
+    """S5's storage faults (a latency toxic, then an outage) under steady writes, with what went through the
+    proxy as each recorded it (None: nothing measured, as histories before faults measured it)."""
+    t = Timeline()
+    t.sends(0, 30, 10)
+    t.fault(5, 10, "storage-latency", role="storage", evidence=latency)
+    t.fault(15, 20, "storage-outage", role="storage", evidence=outage)
+    t.read_everything(31)
+    return t
+
+
+def test_store_path_faults_take_effect_only_on_traffic_measured_through_their_proxy():
+    """A Toxiproxy fault records no `served`, so "every fault took effect" PASSed on its start and end rows
+    even when nothing went through the proxy (S5 on KafScale with kafka-python's default producer: nothing
+    acknowledged, nothing written to the store). It is judged on the bytes through the toxic while in place,
+    and on whether the connections an outage cut had just carried data; without a measurement it is NOT
+    TESTED, never a PASS."""
+    through = {"bytes": 48_213, "connections": 3}
+    cut = {"connections": 3, "recent": 2, "recent_ms": 10_000, "last_data_ms": 41}
+    row = run(_store_faults(through, cut), "faults-applied", rows=4)
+    assert row["status"] == "PASS", row["evidence"]
+    assert "48213 bytes went through the proxy" in row["evidence"] and "2 of them with data" in row["evidence"]
+    for latency, outage, why in (
+            ({"bytes": 0, "connections": 2}, cut, "storage-latency on broker-1: 0 bytes went through"),
+            (through, {**cut, "recent": 0, "last_data_ms": 60_000}, "0 of them with data in the 10000 ms before"),
+            (None, cut, "storage-latency on broker-1: no traffic through the proxy was measured"),
+            (through, None, "storage-outage on broker-1: no traffic through the proxy was measured"),
+            ({"error": "OSError: refused"}, cut, "measuring the traffic through the proxy failed (OSError")):
+        row = run(_store_faults(latency, outage), "faults-applied", rows=4)
+        assert row["status"] == "NOT TESTED" and why in row["evidence"], row["evidence"]
+    unapplied = _store_faults(through, cut)
+    assert run(unapplied, "faults-applied", rows=6)["status"] == "FAIL"  # a fault that never ran still FAILs
+
+
 def test_recovery_is_the_longest_gap_between_acks_from_the_fault_start():
     """Before: the text said "fault to first acknowledgement" while it measured the longest gap."""
     quick = Timeline()

@@ -75,6 +75,28 @@ def test_schedule_rejects_unknown_actions():
         Schedule([Step(0, "pause", Noted("a", []))])
 
 
+def test_tcp_traffic_reads_what_a_listener_received_from_the_kernel():
+    """What network faults measure through Toxiproxy's listener (Toxiproxy counts bytes only when a connection
+    closes): here a real listener on 127.0.0.1, before and after a client sends 5000 bytes."""
+    import socket
+
+    from k6suite_lib.probes import tcp_traffic
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                before = tcp_traffic(port)
+                client.sendall(b"x" * 5000)
+                assert accepted.recv(5000, socket.MSG_WAITALL) == b"x" * 5000
+                after = tcp_traffic(port)
+                sender = client.getsockname()[1]
+    assert [c["remote_port"] for c in after] == [sender] == [c["remote_port"] for c in before]
+    assert after[0]["bytes_received"] - before[0]["bytes_received"] == 5000
+    assert after[0]["last_data_recv_ms"] < 5000
+
+
 @pytest.mark.stack
 def test_kill_really_kills_and_restart_serves(shared_stack):
     stack, _ = shared_stack
@@ -115,6 +137,7 @@ def test_storage_latency_is_seen_in_the_brokers_s3_latency_metric(single_stack):
     s3 = metrics.series(sampler.frame(), "kafscale_s3_latency_ms_avg")
     assert s3["value"].max() >= 300, s3
     assert stack.toxiproxy.toxics("storage") == []
+    assert latency.through["bytes"] > 0, latency.through  # the brokers' uploads went through the toxic
 
 
 @pytest.mark.stack
@@ -128,13 +151,16 @@ def test_network_faults_act_on_the_storage_path(single_stack):
         fault.stop()
         assert stack.toxiproxy.toxics("storage") == []
     outage = Outage(stack.toxiproxy, "storage")
-    outage.start()
+    with requests.Session() as kept:  # a kept-alive connection that carried data just before the cut
+        assert kept.get(minio, timeout=5).ok
+        outage.start()
     try:
         with pytest.raises(requests.ConnectionError):
             requests.get(minio, timeout=2)
     finally:
         outage.stop()
     assert requests.get(minio, timeout=5).ok
+    assert outage.cut["recent"] >= 1 and outage.cut["last_data_ms"] < 5000, outage.cut
     with pytest.raises(ValueError, match="network faults act on"):
         Latency(stack.toxiproxy, "broker", 1)
 

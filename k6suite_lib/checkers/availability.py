@@ -16,13 +16,17 @@ from k6suite_lib.checkers.registry import register
 from k6suite_lib.checkers.verdicts import AtLeast, Below, Equals, not_tested, verdict
 from k6suite_lib.history import View
 
+PATH_ROLES = ("storage", "metadata")  # faults on the brokers' paths to their stores, through Toxiproxy
+
 
 @register("faults-applied")
 def check_faults_applied(view: View, rows: int) -> list[dict]:
     """Every fault of the schedule was applied and healed (a start and an end row each, ok): a fault
     that never happened would make every other verdict of the run meaningless. So would a fault that
     hit nothing the workload used: when the history records what each broker fault's target carried
-    just before (`served`) and none carried any of the workload's traffic, this is NOT TESTED."""
+    just before (`served`) and none carried any of the workload's traffic, this is NOT TESTED. A fault on a
+    store's path (Toxiproxy) is judged only on what went through its proxy (_path_reach): one that acted on
+    nothing, or whose traffic was not measured, makes this NOT TESTED, never a PASS."""
     name = "every fault took effect"
     faults = view.frame[view.frame["f"] == "fault"]
     applied = int((faults["type"] == "ok").sum())
@@ -32,9 +36,48 @@ def check_faults_applied(view: View, rows: int) -> list[dict]:
     if applied == rows and reach and not any(carried for _, carried, _ in reach):
         return [not_tested(name, "-", "the faults were applied, but no target carried any of the workload's "
                                       "traffic just before: " + "; ".join(f"{f}: {shown}" for f, _, shown in reach))]
+    paths = _path_reach(faults)
+    idle = [f"{f}: {shown}" for f, carried, shown in paths if not carried]
+    if applied == rows and idle:
+        return [not_tested(name, "-", "the faults were applied, but not every one is known to have acted on "
+                                      "anything: " + "; ".join(idle))]
     return [verdict(name, "-", applied, Equals(rows, f"{rows} (a start and an end per fault)"),
                     errors or targets + ("; just before: " + "; ".join(f"{f}: {shown}" for f, _, shown in reach)
-                                         if reach else ""))]
+                                         if reach else "")
+                    + ("; " + "; ".join(f"{f}: {shown}" for f, _, shown in paths) if paths else ""))]
+
+
+def _path_reach(faults: pd.DataFrame) -> list[tuple[str, bool, str]]:
+    """Per fault on a store's path (Toxiproxy, faults/network.py): whether it acted on anything, and what was
+    measured. A toxic acted when bytes went through its proxy while it was in place (`through`, on its end
+    row), an outage when a connection it cut had carried data just before (`cut`, on its start row). No
+    measurement (a history written before faults took one, or one that failed) is no evidence: a fault on an
+    idle path took effect on nothing, and a PASS must rest on a measurement."""
+    found: list[tuple[str, bool, str]] = []
+    for detail in faults.sort_values("complete_ns").loc[faults["type"] == "ok", "detail"]:
+        parsed = json.loads(detail) if detail else {}
+        if parsed.get("role") not in PATH_ROLES:
+            continue
+        fault = f"{parsed.get('fault')} on {parsed.get('target')}"
+        evidence = parsed.get("through") if parsed.get("phase") == "end" else parsed.get("cut")
+        if parsed.get("phase") == "start":
+            found.append((fault, False, "no traffic through the proxy was measured"))
+        mine = [i for i, (name, _, _) in enumerate(found) if name == fault]  # its latest window
+        if evidence is None or not mine:
+            continue
+        if "error" in evidence:
+            found[mine[-1]] = (fault, False, f"measuring the traffic through the proxy failed ({evidence['error']})")
+        elif "bytes" in evidence:
+            found[mine[-1]] = (fault, evidence["bytes"] > 0, f"{evidence['bytes']} bytes went through the proxy "
+                                                             f"while it was in place ({evidence['connections']} "
+                                                             "connections)")
+        elif parsed.get("phase") == "start":
+            latest = evidence.get("last_data_ms")
+            found[mine[-1]] = (fault, evidence["recent"] > 0,
+                               f"it cut {evidence['connections']} connections, {evidence['recent']} of them with "
+                               f"data in the {evidence['recent_ms']} ms before"
+                               + (f" (the latest {latest} ms before)" if latest is not None else ""))
+    return found
 
 
 def _reach(faults: pd.DataFrame) -> list[tuple[str, bool, str]]:

@@ -43,6 +43,10 @@ class Toxiproxy:
         else:
             self._call("POST", "/proxies", {"name": name, "listen": listen, "upstream": upstream})
 
+    def listen_port(self, name: str) -> int:
+        """The port a proxy takes connections on (its clients: the brokers)."""
+        return int(self._call("GET", f"/proxies/{name}")["listen"].rsplit(":", 1)[1])
+
     def set_enabled(self, name: str, enabled: bool) -> None:
         """Disabling a proxy closes its connections and refuses new ones: a full outage."""
         self._call("POST", f"/proxies/{name}", {"enabled": enabled})
