@@ -155,6 +155,7 @@ def test_storage_outage_is_felt_and_produce_resumes_after_it(tansu_stack):
                 producer.send(topic, b"during").get(timeout=OUTAGE_SEND_WAIT_S)
         finally:
             outage.stop()
+        assert outage.cut["recent"] >= 1, outage.cut  # Tansu's own connection to the store had just carried data
         assert any('store: "S3"' in stack.logs(f"broker-{b}", 100) for b in stack.broker_ids), \
             "no broker logged a failed object-store request"
         resumed_s = _first_ack_s(producer, topic, RESUME_LIMIT_S)
