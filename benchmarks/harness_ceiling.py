@@ -20,7 +20,8 @@ searches, per client, the highest rate of 128-byte records the client sustains:
 Settings shared by suite and kafka-python, from the workload's defaults and the profile: acks=all,
 idempotence as the profile says, linger 0 ms, 1 request in flight per connection, the profile's request
 timeout, 30 s delivery timeout, at most 1,000 unacknowledged sends per producer, records spread
-round-robin over --partitions explicit partitions of one topic. librdkafka, bare or recording, runs as
+round-robin over --partitions explicit partitions of one topic (the worker clients' --producers share the
+rate; each has its own 1,000). librdkafka, bare or recording, runs as
 the suite's librdkafka client does (docs/clients.md): its own defaults (linger 5 ms, no idempotence, many
 requests in flight) plus acks=all and the timeouts, so workers/librdkafka is the cost of recording and
 nothing else. Library defaults nobody sets (e.g. batch size) stay each library's own.
@@ -314,7 +315,8 @@ def measure(name: str, profile: Profile, args: argparse.Namespace) -> tuple[dict
 
     def trial(client: str, rate: float) -> Trial:
         workers = args.workers if client in WORKER_CLIENTS else 0
-        config = WorkloadConfig(records=None, duration_s=args.trial_s + TAIL_S, rate=rate, producers=max(1, workers),
+        producers = (args.producers or args.workers) if workers else 1
+        config = WorkloadConfig(records=None, duration_s=args.trial_s + TAIL_S, rate=rate, producers=producers,
                                 workers=workers, consumers=0, consumer_mode="none", partitions=args.partitions,
                                 readback=False, topic=topic, create_topic=False, message_bytes=RECORD_BYTES,
                                 label="ceiling")
@@ -352,7 +354,8 @@ def report(results: dict[str, tuple[dict[str, Search], bool]], args: argparse.Na
     print(f"({args.trial_s:g} s trials, first {args.warmup_s:g} s not judged, {args.partitions} partitions, "
           f"acks=all; suite and kafka-python linger 0 ms, 1 request in flight, librdkafka, workers and "
           f"franzgo-workers their library's defaults; "
-          f"{args.workers} workers; kafka-python {version('kafka-python')}, "
+          f"{args.workers} workers, {args.producers or args.workers} producers; "
+          f"kafka-python {version('kafka-python')}, "
           f"confluent-kafka {version('confluent-kafka')}, librdkafka {confluent_kafka.libversion()[0]})")
     print()
     print(f"{'system':8s} {'client':16s} {'ceiling/s':>10s} {'p99 ms':>8s} {'achieved/s':>11s} "
@@ -400,13 +403,18 @@ def main() -> None:
     parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS),
                         help="clients to measure (default: all)")
     parser.add_argument("--workers", type=int, default=2,
-                        help="worker processes of the worker clients, one producer each (default 2)")
+                        help="worker processes of the worker clients (default 2)")
+    parser.add_argument("--producers", type=int,
+                        help="producers of the worker clients, spread over the workers, each with the workload's "
+                             "max_outstanding (default: one per worker)")
     parser.add_argument("--warmup-trials", type=int, default=1,
                         help="unjudged trials per client at the start rate before the searches (default 1)")
     parser.add_argument("--port-base", type=int, help="port base of every stack (default: this benchmark's own)")
     args = parser.parse_args()
     if not 0 <= args.warmup_s < args.trial_s:
         parser.error("--warmup-s must be at least 0 and shorter than --trial-s")
+    if args.producers is not None and args.producers < args.workers:
+        parser.error("--producers must be at least --workers (every worker runs a producer)")
     interrupt_on_sigterm()  # a terminated run still stops its stacks
     if "franzgo-workers" in args.clients:
         franzgo.install(log=lambda _msg: None)
