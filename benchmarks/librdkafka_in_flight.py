@@ -4,8 +4,8 @@ Why: on KafScale v1.5.0 and Tansu bare librdkafka (the suite's librdkafka settin
 plus acks=all and the timeouts) sustained only 100-200 records/s in benchmarks/harness_ceiling.py, where a
 producer with one request in flight had sustained 44,000/s (observations/OBS-18). This script sets the two
 side by side on one stack and prints what decides it: the rate acknowledged, the publish delay, and from
-librdkafka's own statistics how many produce requests it sent, how many bytes each carried and their
-round-trip time.
+librdkafka's own statistics how many produce requests it sent, the bytes it sent per produce request
+(every request's bytes over the produce requests: about what one carried) and their round-trip time.
 
 For each system (profile `local`, `kafka`, `tansu`; one stack at a time on --port-base) and each variant,
 one open-loop trial of --seconds at --rate records/s of 128 bytes over 3 partitions (harness_ceiling's
@@ -88,7 +88,7 @@ def main() -> None:
                     print(f"[{name}] {label:12s} offered {args.rate:6.0f}/s  achieved {r['achieved']:6.0f}/s  "
                           f"acked {r['acked']}/{r['sent']}  publish delay p50 {r['p50']:7.1f} ms "
                           f"max {r['max']:7.1f} ms  "
-                          f"produce requests {r['requests']:5d}  {r['bytes']:6.0f} bytes each  rtt p50 "
+                          f"produce requests {r['requests']:5d}  {r['bytes']:6.0f} bytes sent per request  rtt p50 "
                           f"{r['rtt']:7.1f} ms  (load {load})", flush=True)
 
 

@@ -35,9 +35,10 @@ STOP_TIMEOUT_S = 30.0
 
 
 def source_key() -> str:
-    """A hash of the program's sources (go.mod, go.sum, *.go): the binary's name in the cache."""
+    """A hash of the program's sources (go.mod, go.sum, *.go but its tests): the binary's name in the cache."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in SOURCE.iterdir() if p.suffix == ".go" or p.name in ("go.mod", "go.sum")):
+    for path in sorted(p for p in SOURCE.iterdir() if (p.suffix == ".go" and not p.name.endswith("_test.go"))
+                       or p.name in ("go.mod", "go.sum")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"testing"
+	"time"
+)
+
+// BenchmarkRecordSend is what recording adds to one send in a worker: its row made, encoded and
+// written to the shard's buffer (the payload, which a bare producer builds too, is not counted).
+// Run: cd clients/franzgo && go test -run - -bench . -benchmem (benchmarks/harness_ceiling.py's
+// franzgo-workers pay this per send; benchmarks/recording_cpu.py measures the Python recorders').
+func BenchmarkRecordSend(b *testing.B) {
+	initClock()
+	runID = "20261204T190000-abcd"
+	rows = &sink{w: bufio.NewWriterSize(io.Discard, 1<<20)}
+	relayed = &relay{acks: map[string][]int{}, last: map[int32]int64{}}
+	for i := 0; b.Loop(); i++ {
+		send := newRow(opIDs.Add(1), "producer-3", "send", "", 0, 0, time.Now().UnixNano())
+		send.Topic, send.Producer, send.Seq, send.Checksum = "k6s-20261204T190000-abcd-ceiling", "producer-3", int64(i), 3735928559
+		send.ValueLen, send.IntendedNs, send.InvokeNs = 128, monoNow(), monoNow()
+		send.CompleteNs, send.Type, send.Partition, send.Offset = monoNow(), "ok", int64(i%3), int64(i)
+		rows.row(send)
+		relayed.outcome("producer-3", i, int32(i%3), send.CompleteNs, true)
+		if i%100000 == 0 {
+			relayed.take()
+		}
+	}
+}
+
+// BenchmarkPayload is the identity payload every send carries, recorded or not (for scale).
+func BenchmarkPayload(b *testing.B) {
+	for i := 0; b.Loop(); i++ {
+		payload("20261204T190000-abcd", "producer-3", i, 128)
+	}
+}
