@@ -86,7 +86,10 @@ def _runs_the_broker_build(stack, pid: int) -> bool:
 @pytest.mark.parametrize("grace_s", [0, TERMINATE_GRACE_S], ids=["kill", "terminate"])
 def test_a_pod_deleted_by_the_driver_is_recreated_and_its_broker_process_restarts(k8s_stack, grace_s):
     """What S4's kill and terminate do, and what the fault records (the checker's evidence): the broker
-    process before is gone once start() returns, a new one runs the broker build once stop() returns."""
+    process before is gone once start() returns, a new one runs the broker build once stop() returns.
+    A terminate's grace is honoured: the v1.5.0 broker does not exit on SIGTERM (it closes its listener
+    and keeps serving open connections), so its process ends only at the node's SIGKILL when the grace
+    runs out, never sooner."""
     stack, profile = k8s_stack
     before = stack.broker_pids()["kafscale-broker-0"]
     fault = PodKill(_driver(profile), pod="kafscale-broker-0", grace_s=grace_s, ready_timeout_s=120)
@@ -96,7 +99,26 @@ def test_a_pod_deleted_by_the_driver_is_recreated_and_its_broker_process_restart
     seen = fault.parameters()
     assert seen["pid_before"] == before and seen["uid_after"] != seen["uid_before"]
     assert seen["pid_after"] != before and _runs_the_broker_build(stack, seen["pid_after"])
-    assert seen["ended_after_s"] >= 0 and seen["started_after_s"] >= -1  # startedAt has whole seconds
+    assert seen["ended_after_s"] >= max(grace_s - 0.5, 0) and seen["started_after_s"] >= -1  # whole seconds
+
+
+def test_a_broker_process_that_dies_is_restarted_in_its_pod(k8s_stack):
+    """restartPolicy Always, as a kubelet honours it: a broker process killed outside Kubernetes (as a
+    crash would end it) is started again by the node in the same pod (same uid), the API counting it."""
+    import signal
+
+    stack, profile = k8s_stack
+    driver = _driver(profile)
+    before = driver.pod("kafscale-broker-1")
+    os.kill(before.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and ((now := driver.pod("kafscale-broker-1")).pid in (None, before.pid)
+                                           or not now.ready):
+        time.sleep(0.2)
+    assert now.uid == before.uid and now.pid not in (None, before.pid) and now.ready, (before, now)
+    assert _runs_the_broker_build(stack, now.pid)
+    status = driver.core.read_namespaced_pod("kafscale-broker-1", "kafscale").status.container_statuses[0]
+    assert status.restart_count == 1 and status.last_state.terminated.exit_code == 128 + signal.SIGKILL
 
 
 def test_a_pause_stops_the_broker_pod_process_and_kubernetes_does_not_notice(k8s_stack):
