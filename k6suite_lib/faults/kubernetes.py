@@ -182,7 +182,8 @@ class PodKill(Fault):
     as the process driver does until stop(). stop() waits until that pod is ready.
 
     Recorded with the fault: the pod, its uid and broker PID before, the new uid and PID, seconds from
-    the deletion until the old process ended, and until the new one started (the node's startedAt,
+    the deletion until the old process ended (process_ended_after_s, on this machine), until the old pod
+    was gone from the API as well (ended_after_s), and until the new one started (the node's startedAt,
     whole seconds). choose() names the
     pod to hit (default the first broker pod); load(pod) says what it carried just before (`served`)."""
 
@@ -226,7 +227,10 @@ class PodKill(Fault):
         while time.monotonic() < deadline:
             now = self.driver.pod(pod)
             gone = now is None or now.uid != before.uid
-            if gone and (before.pid is None or not pid_alive(before.pid)):
+            dead = before.pid is None or not pid_alive(before.pid)
+            if dead and before.pid is not None and "process_ended_after_s" not in self.evidence:
+                self.evidence["process_ended_after_s"] = round(time.monotonic() - self.deleted_at, 2)
+            if gone and dead:
                 self.evidence["ended_after_s"] = round(time.monotonic() - self.deleted_at, 2)
                 return
             time.sleep(0.1)

@@ -49,10 +49,12 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
@@ -87,12 +89,23 @@ func main() {
 	defer cancel()
 
 	prov := newProvider(*images, *stateDir, *portBase, *portSpan, *slots)
+	client, err := nodeutil.ClientsetFromEnv(*kubeconfig)
+	if err != nil {
+		logger.Fatal(err)
+	}
+	prov.removeObject = func(pod *corev1.Pod) error {
+		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer rcancel()
+		now := int64(0)
+		return client.CoreV1().Pods(pod.Namespace).Delete(rctx, pod.Name, metav1.DeleteOptions{
+			GracePeriodSeconds: &now, Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})
+	}
 	var svcLister func(ns, name string) (*corev1.Service, error)
 	n, err := nodeutil.NewNode(*name, func(cfg nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
 		describeNode(cfg.Node, *slots)
 		svcLister = func(ns, name string) (*corev1.Service, error) { return cfg.Services.Services(ns).Get(name) }
 		return prov, nil, nil
-	}, withKubeconfig(*kubeconfig))
+	}, withClient(client))
 	if err != nil {
 		logger.Fatal(err)
 	}
@@ -112,12 +125,8 @@ func main() {
 	prov.stopAll()
 }
 
-func withKubeconfig(path string) nodeutil.NodeOpt {
+func withClient(client *kubernetes.Clientset) nodeutil.NodeOpt {
 	return func(cfg *nodeutil.NodeConfig) error {
-		client, err := nodeutil.ClientsetFromEnv(path)
-		if err != nil {
-			return err
-		}
 		cfg.Client = client
 		cfg.NumWorkers = 4
 		return nil
@@ -161,6 +170,7 @@ type podRun struct {
 	containers []*container
 	started    time.Time
 	deleted    bool
+	freed      bool          // its port block is given back (once: a pod can be stopped twice at once)
 	done       chan struct{} // closed when the pod is deleted: stops probes and restarts
 }
 
@@ -180,6 +190,7 @@ type provider struct {
 	slots              []bool
 	pods               map[string]*podRun // namespace/name -> run
 	notify             func(*corev1.Pod)
+	removeObject       func(*corev1.Pod) error // deletes a pod's API object at once (this uid only)
 }
 
 func newProvider(imagesPath, stateDir string, portBase, portSpan, slots int) *provider {
@@ -553,13 +564,20 @@ func (p *provider) terminate(run *podRun, grace int64) {
 	if p.pods[k] == run {
 		delete(p.pods, k)
 	}
-	p.slots[run.slot] = false
+	if !run.freed {
+		run.freed, p.slots[run.slot] = true, false
+	}
 	p.mu.Unlock()
 	p.saveState()
 }
 
 func (p *provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error { return nil }
 
+// DeletePod stops the pod's processes (SIGTERM, SIGKILL when the grace runs out) and, once they are gone,
+// removes the pod's API object, as a kubelet does. virtual-kubelet itself removes the object only a grace
+// period after DeletePod returns (it expects a provider to stop a pod within that time), which would keep
+// a StatefulSet from making the pod again for a second grace period. The object goes only after the pod
+// has left the node's table: a pod made again under the same name is then created, not taken for the old.
 func (p *provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	p.mu.Lock()
 	run := p.pods[key(pod.Namespace, pod.Name)]
@@ -576,6 +594,10 @@ func (p *provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	run.pod.DeletionTimestamp, run.pod.DeletionGracePeriodSeconds = pod.DeletionTimestamp, pod.DeletionGracePeriodSeconds
 	run.mu.Unlock()
 	p.notifyRun(run)
+	if err := p.removeObject(pod); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		log.G(ctx).WithError(err).Warnf("pod %s/%s stopped; its API object stays until virtual-kubelet removes it",
+			pod.Namespace, pod.Name)
+	}
 	return nil
 }
 
