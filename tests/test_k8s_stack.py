@@ -10,6 +10,7 @@ of each broker process) is how a test sees that a fault landed on a process.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -113,8 +114,6 @@ def test_a_pod_deleted_by_the_driver_is_recreated_and_its_broker_process_restart
 def test_a_broker_process_that_dies_is_restarted_in_its_pod(k8s_stack):
     """restartPolicy Always, as a kubelet honours it: a broker process killed outside Kubernetes (as a
     crash would end it) is started again by the node in the same pod (same uid), the API counting it."""
-    import signal
-
     stack, profile = k8s_stack
     driver = _driver(profile)
     before = driver.pod("kafscale-broker-1")
