@@ -85,6 +85,19 @@ def _runs_the_broker_build(stack, pid: int) -> bool:
     return os.readlink(f"/proc/{pid}/exe") == stack.build.paths["kafscale-broker"]
 
 
+def _connected(port: int, timeout_s: float = 30) -> socket.socket:
+    """A connection to a broker, once it listens: a pod is Ready as soon as its process starts (the
+    operator gives brokers no readiness probe), before the broker binds its port."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=5)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.mark.parametrize("grace_s", [0, TERMINATE_GRACE_S], ids=["kill", "terminate"])
 def test_a_pod_deleted_by_the_driver_is_recreated_and_its_broker_process_restarts(k8s_stack, grace_s):
     """What S4's kill and terminate do, and what the fault records (the checker's evidence): the broker
@@ -98,7 +111,7 @@ def test_a_pod_deleted_by_the_driver_is_recreated_and_its_broker_process_restart
     stack, profile = k8s_stack
     before = stack.broker_pids()["kafscale-broker-0"]
     fault = PodKill(_driver(profile), pod="kafscale-broker-0", grace_s=grace_s, ready_timeout_s=120)
-    with socket.create_connection(("127.0.0.1", stack.broker_port(0)), timeout=5):
+    with _connected(stack.broker_port(0)):
         fault.start()
     assert not pid_alive(before), "start() returned while the deleted pod's broker process still runs"
     fault.stop()
