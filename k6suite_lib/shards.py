@@ -32,22 +32,39 @@ class ShardError(ValueError):
 def read(path: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A shard and its metadata. A JSON-lines shard (the franz-go worker's: a row per send, hundreds of
     thousands a run) is parsed column by column by Arrow, with the history's columns as its schema, so
-    reading it costs no Python per row; a Parquet shard is read as any history."""
+    reading it costs no Python per row; a Parquet shard is read as any history. A JSON-lines shard whose
+    writer died mid-write ends in a cut line: it is dropped and its length kept in the metadata
+    (``cut_line_bytes``), so the rows before it still count and the cut is not hidden."""
     if path.suffix != ".jsonl":
         return history.load(path)
     import pyarrow as pa
     import pyarrow.json as pj
 
-    head, _, body = path.read_bytes().partition(b"\n")
+    text = path.read_bytes()
+    complete, _, tail = text.rpartition(b"\n")
+    cut = tail.strip() != b"" and not _is_json(tail)
+    if cut:
+        text = complete + b"\n"
+    head, _, body = text.partition(b"\n")
     meta = json.loads(head).get("k6suite") if head.strip() else None
     if meta is None:  # no metadata line: the first line is a row
         meta, body = {}, head + b"\n" + body
+    if cut:
+        meta["cut_line_bytes"] = len(tail)
     arrow = {"string": pa.string(), "int64": pa.int64(), "bool": pa.bool_()}
     schema = pa.schema([(column, arrow[dtype]) for column, (dtype, _) in COLUMNS.items()])
     if not body.strip():
         return validate(pd.DataFrame(columns=list(COLUMNS))), meta
     table = pj.read_json(pa.BufferReader(body), parse_options=pj.ParseOptions(explicit_schema=schema))
     return validate(table.to_pandas()), meta
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def merge(shards: list[tuple[pd.DataFrame, int]]) -> pd.DataFrame:

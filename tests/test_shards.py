@@ -177,3 +177,110 @@ def test_a_workers_bulk_relay_settles_the_workloads_tracker_as_its_own_acks_woul
     workload.settle(message["acked"], {int(p): ns for p, ns in message["last_ack_ns"].items()}, message["done"])
     assert (workload.acked, workload.last_ack_ns, workload.completed) == (own.acked, own.last_ack_ns, own.completed)
     assert relay.take() == {"acked": {}, "last_ack_ns": {}, "done": 0}
+
+
+def test_a_cut_last_line_is_dropped_and_said(tmp_path):
+    """A worker killed mid-write leaves its shard ending in part of a row: the rows before it are read,
+    the cut line is dropped, and its length is kept in the shard's metadata."""
+    rows = h.clean_rows(SPEC, random.Random(7))
+    sends = split(rows)[1][0]
+    path = write_jsonl_shard(tmp_path / "shard.jsonl", sends, 1)
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"run_id":"r","op_id":2,"proc')
+    frame, meta = read(path)
+    assert meta["cut_line_bytes"] == 29 and meta["worker"] == 1
+    assert frame.equals(read(tmp_path / "shard.jsonl")[0]) and len(frame) == len(sends)
+    path.write_bytes(whole.rstrip(b"\n"))  # a whole last row without its newline is a row, not a cut
+    frame, meta = read(path)
+    assert "cut_line_bytes" not in meta and len(frame) == len(sends)
+
+
+def _worker(tmp_path: Path, index: int, script: str):
+    """A real process in a worker's place: it writes its shard as the script says and ends as it says."""
+    import subprocess
+    import sys
+    import tempfile
+
+    from k6suite_lib.workload.workers import Worker
+
+    shard = tmp_path / f"shard-{index}.jsonl"
+    stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - _feed closes it
+    proc = subprocess.Popen([sys.executable, "-c", script, str(shard)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
+    return Worker(index, [index - 1], proc, shard, stderr)
+
+
+def test_a_crashed_killed_or_unreadable_worker_is_a_harness_failure_not_a_judged_history(tmp_path):
+    """A worker that exits non-zero with only its header written, one killed (SIGKILL, a real signal)
+    after a cut row, and one whose shard is not JSON: their producers' sends are missing, so the workload
+    must not return a history whose reads of their records look corrupted; it raises WorkerFailure naming
+    each. A worker that exited 0 with a whole shard is no failure. Real processes (Python in the Go
+    program's place: what is judged is what the workload makes of an exit status and a shard)."""
+    import threading
+
+    from k6suite_lib.profiles import load_profile
+    from k6suite_lib.workload.orchestrator import workload_context
+    from k6suite_lib.workload.workers import WorkerFailure, _feed, finish
+
+    header = json.dumps({"k6suite": {"format_version": 2, "run_id": h.RUN, "worker": 1}})
+    write = f"import os, sys, signal; open(sys.argv[1], 'w').write({header + chr(10)!r} + "
+    row = write_jsonl_shard(tmp_path / "one.jsonl", split(h.clean_rows(SPEC, random.Random(8)))[1][0], 1)
+    row = row.read_text().splitlines()[1] + "\n"
+    scripts = {1: write + "''); sys.exit(2)",
+               2: write + f"{row!r} + {row[:40]!r}); os.kill(os.getpid(), signal.SIGKILL)",
+               3: "import sys; open(sys.argv[1], 'w').write('{not json\\n{}\\n')",
+               4: write + f"{row!r})"}
+    ctx = workload_context(load_profile("kafka"), WorkloadConfig(producers=4, workers=4))
+    pool = [_worker(tmp_path, index, script) for index, script in scripts.items()]
+    for worker in pool:
+        worker.proc.stdin.close()
+        worker.feeder = threading.Thread(target=_feed, args=(ctx, worker), daemon=True)
+        worker.feeder.start()
+    for worker in pool:  # as the workload joins its feeders before it finishes (a live one would be killed)
+        worker.feeder.join(30)
+    with pytest.raises(WorkerFailure) as failure:
+        finish(pool)
+    text = str(failure.value)
+    assert text.startswith("the harness failed, not the system: "), text
+    assert "worker 1 (producer-0) exited 2; its shard holds 0 rows" in text
+    assert ("worker 2 (producer-1) was killed by SIGKILL; its shard holds 1 rows, after a cut last line "
+            "(40 bytes, dropped)") in text
+    assert "worker 3 (producer-2) exited 0 and left a shard that cannot be read" in text
+    assert "worker 4" not in text
+    assert sorted(worker for _, worker in ctx.shards) == [1, 2, 4]
+    assert not any(worker.shard.exists() for worker in pool)
+    finish([pool[3]])  # the whole one alone: nothing to raise
+
+
+def test_a_killed_franz_go_worker_keeps_every_row_it_relayed(tmp_path):
+    """The Go worker flushes its shard at each relay, before it relays: killed (SIGKILL) mid-run, its shard
+    holds at least the send rows of every outcome the workload heard of, and the workload names it as the
+    harness's failure. Nothing listens on the profile's ports (no system needed): sends time out."""
+    import time
+
+    import yaml
+
+    from k6suite_lib.profiles import PROFILES_DIR, load_profile
+    from k6suite_lib.workload import franzgo, workers
+    from k6suite_lib.workload.orchestrator import workload_context
+
+    franzgo.install(log=lambda _msg: None)
+    raw = yaml.safe_load((PROFILES_DIR / "kafka.yaml").read_text())
+    raw.update(name="nothing-listens", stack={**raw["stack"], "port_base": port_base_for(21600)})
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    config = WorkloadConfig(client="franz-go", producers=1, workers=1, records=None, duration_s=60, rate=50,
+                            delivery_timeout_s=1.0, consumers=0, consumer_mode="none", readback=False,
+                            create_topic=False, topic="t", partitions=1)
+    ctx = workload_context(load_profile(tmp_path / "p.yaml"), config)
+    pool = workers.launch(ctx, "franz-go")
+    workers.go(pool)
+    deadline = time.monotonic() + 30
+    while ctx.tracker.completed < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    relayed = ctx.tracker.completed
+    pool[0].proc.kill()
+    with pytest.raises(workers.WorkerFailure, match="worker 1 \\(producer-0\\) was killed by SIGKILL"):
+        workers.finish(pool)
+    ctx.stop_producers.set()
+    [(frame, _)] = ctx.shards
+    assert relayed >= 5 and (frame["f"] == "send").sum() >= relayed, (relayed, frame["f"].value_counts())

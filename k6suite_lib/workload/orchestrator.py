@@ -45,7 +45,10 @@ def workload_context(profile: Profile, config: WorkloadConfig, run_id: str | Non
 
 def result_of(ctx: RunContext, started_wall: float, started: float,
               pool: list[workers.Worker] | None = None) -> WorkloadResult:
-    """The run's history: its own rows, merged with its worker processes' shards when it had any."""
+    """The run's history: its own rows, merged with its worker processes' shards when it had any (and
+    WorkerFailure instead when a worker's shard is incomplete: that history is not the system's)."""
+    if pool:
+        workers.finish(pool)
     history = ctx.recorder.frame()
     if ctx.shards:
         history = shards.merge([(history, 0), *ctx.shards])

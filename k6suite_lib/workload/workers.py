@@ -22,6 +22,11 @@ Protocol, JSON lines on the worker's stdout and plain lines on its stdin:
   "done": n}``: what the workload's waits need (the acknowledged identities, every partition's latest
   acknowledgement, n other outcomes), in bulk, so the workload's process spends no Python per send;
 - any other line or the end of stdin stops its producers; it saves its shard and exits.
+
+A worker that exited non-zero, was killed, or left a shard that cannot be read in full is the harness's
+failure, not the system's: its producers' send rows are missing, so their records would read back as
+never sent (corrupted) and their losses would not show. The workload raises WorkerFailure naming it
+instead of returning a history to judge.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,13 +47,17 @@ from typing import Any
 from k6suite_lib import history, shards
 from k6suite_lib.history import Recorder
 from k6suite_lib.profiles import load_profile
-from k6suite_lib.workload.config import WorkloadConfig
+from k6suite_lib.workload.config import WorkloadConfig, error_text
 from k6suite_lib.workload.context import ClientLog, RunContext, Tracker
 from k6suite_lib.workload.producer import producer_loop
 
 RELAY_S = 0.1
 READY_TIMEOUT_S = 60.0  # importing pandas and the client libraries on a loaded machine
 STOP_TIMEOUT_S = 60.0  # a worker flushes (up to the delivery timeout) and saves its shard after "stop"
+
+
+class WorkerFailure(RuntimeError):
+    """Worker processes whose histories are incomplete: a harness failure, so the run is not judged."""
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Worker:
     go_sent_ns: int = 0  # the workload's clock when it said go
     clock: dict[str, int] = field(default_factory=dict)
     feeder: threading.Thread | None = None
+    failure: str = ""  # why its history is incomplete, once its feeder ended
 
 
 def plan(producers: int, workers: int) -> list[list[int]]:
@@ -164,15 +175,43 @@ def _feed(ctx: RunContext, worker: Worker) -> None:
     worker.stderr.seek(0)
     errors = worker.stderr.read()[-300:]
     worker.stderr.close()
+    try:
+        worker.failure = _collect(ctx, worker, errors)
+    finally:
+        worker.shard.unlink(missing_ok=True)
+
+
+def _collect(ctx: RunContext, worker: Worker, errors: str) -> str:
+    """The worker's shard into ctx.shards; why its history is incomplete ('' when it is whole)."""
+    code = worker.proc.returncode
+    ended = (f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited {code}")
+    name = f"worker {worker.index} ({', '.join(f'producer-{i}' for i in worker.producers)})"
     if not worker.shard.is_file():
-        ctx.connect_failure(f"worker-{worker.index}", RuntimeError(
-            f"worker {worker.index} exited {worker.proc.returncode} without a shard: {errors}"))
-        return
-    frame, meta = shards.read(worker.shard)
-    worker.shard.unlink()
+        return f"{name} {ended} without a shard; its stderr: {errors}"
+    try:
+        frame, meta = shards.read(worker.shard)
+    except Exception as exc:
+        return f"{name} {ended} and left a shard that cannot be read ({error_text(exc)}); its stderr: {errors}"
     for note in meta.get("notes", []):
         ctx.note(f"worker {worker.index}: {note}")
     ctx.shards.append((frame, worker.index))
+    if code == 0 and "cut_line_bytes" not in meta:
+        return ""
+    cut = f", after a cut last line ({meta['cut_line_bytes']} bytes, dropped)" if "cut_line_bytes" in meta else ""
+    return f"{name} {ended}; its shard holds {len(frame)} rows{cut}; its stderr: {errors}"
+
+
+def finish(pool: list[Worker]) -> None:
+    """Raise WorkerFailure naming every worker whose history is incomplete. A worker still running when
+    the workload ends (its feeder still reading it) is killed first: its shard is missing too."""
+    for worker in pool:
+        if worker.feeder is not None and worker.feeder.is_alive():
+            worker.proc.kill()
+            worker.feeder.join(STOP_TIMEOUT_S)
+    failures = [worker.failure or f"worker {worker.index}'s feeder did not end" for worker in pool
+                if worker.failure or (worker.feeder is not None and worker.feeder.is_alive())]
+    if failures:
+        raise WorkerFailure("the harness failed, not the system: " + "; ".join(failures))
 
 
 class Relay(Tracker):
