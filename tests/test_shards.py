@@ -212,10 +212,11 @@ def _worker(tmp_path: Path, index: int, script: str):
 
 def test_a_crashed_killed_or_unreadable_worker_is_a_harness_failure_not_a_judged_history(tmp_path):
     """A worker that exits non-zero with only its header written, one killed (SIGKILL, a real signal)
-    after a cut row, and one whose shard is not JSON: their producers' sends are missing, so the workload
-    must not return a history whose reads of their records look corrupted; it raises WorkerFailure naming
-    each. A worker that exited 0 with a whole shard is no failure. Real processes (Python in the Go
-    program's place: what is judged is what the workload makes of an exit status and a shard)."""
+    after a cut row, one whose shard is not JSON, one that exited 0 after a cut row: their producers'
+    sends are missing, so the workload must not return a history whose reads of their records look
+    corrupted; it raises WorkerFailure naming each. A worker that exited 0 with a whole shard is no
+    failure. Real processes (Python in the Go program's place: what is judged is what the workload makes
+    of an exit status and a shard)."""
     import threading
 
     from k6suite_lib.profiles import load_profile
@@ -229,8 +230,9 @@ def test_a_crashed_killed_or_unreadable_worker_is_a_harness_failure_not_a_judged
     scripts = {1: write + "''); sys.exit(2)",
                2: write + f"{row!r} + {row[:40]!r}); os.kill(os.getpid(), signal.SIGKILL)",
                3: "import sys; open(sys.argv[1], 'w').write('{not json\\n{}\\n')",
-               4: write + f"{row!r})"}
-    ctx = workload_context(load_profile("kafka"), WorkloadConfig(producers=4, workers=4))
+               4: write + f"{row!r})",
+               5: write + f"{row!r} + {row[:10]!r})"}
+    ctx = workload_context(load_profile("kafka"), WorkloadConfig(producers=5, workers=5))
     pool = [_worker(tmp_path, index, script) for index, script in scripts.items()]
     for worker in pool:
         worker.proc.stdin.close()
@@ -246,8 +248,9 @@ def test_a_crashed_killed_or_unreadable_worker_is_a_harness_failure_not_a_judged
     assert ("worker 2 (producer-1) was killed by SIGKILL; its shard holds 1 rows, after a cut last line "
             "(40 bytes, dropped)") in text
     assert "worker 3 (producer-2) exited 0 and left a shard that cannot be read" in text
+    assert "worker 5 (producer-4) exited 0; its shard holds 1 rows, after a cut last line (10 bytes" in text
     assert "worker 4" not in text
-    assert sorted(worker for _, worker in ctx.shards) == [1, 2, 4]
+    assert sorted(worker for _, worker in ctx.shards) == [1, 2, 4, 5]
     assert not any(worker.shard.exists() for worker in pool)
     finish([pool[3]])  # the whole one alone: nothing to raise
 
