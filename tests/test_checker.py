@@ -221,10 +221,10 @@ def test_missing_readback_is_not_tested_rather_than_passed():
         assert verdicts.loc[name, "status"] == "NOT TESTED" and verdicts.loc[name, "passed"] is None
 
 
-def test_default_allowed_follows_configuration():
-    assert checkers.default_allowed(idempotent=False, max_in_flight=1) == frozenset()
-    assert checkers.default_allowed(idempotent=True, max_in_flight=5) == frozenset()
-    assert checkers.default_allowed(idempotent=False, max_in_flight=5) == {"nonmonotonic-send"}
+def test_reordering_needs_retry_follows_configuration():
+    assert not checkers.reordering_needs_retry(idempotent=False, max_in_flight=1)
+    assert not checkers.reordering_needs_retry(idempotent=True, max_in_flight=5)
+    assert checkers.reordering_needs_retry(idempotent=False, max_in_flight=5)
 
 
 def test_latency_summary_percentiles():

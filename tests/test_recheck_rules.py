@@ -117,7 +117,7 @@ def test_16_4_a_stored_wholesale_duplicate_allowance_needs_evidence_again(tmp_pa
 
 
 @pytest.mark.parametrize(("meta", "status"), [
-    ({"client": "librdkafka", "idempotent": False}, "ALLOWED"),
+    ({"client": "librdkafka", "idempotent": False}, "FAIL"),
     ({"client": "librdkafka", "idempotent": True}, "FAIL"),
     ({"client": "kafka-python", "idempotent": False}, "FAIL"),
     ({"client": "librdkafka", "idempotent": False, "max_in_flight": 1}, "FAIL"),
@@ -125,9 +125,9 @@ def test_16_4_a_stored_wholesale_duplicate_allowance_needs_evidence_again(tmp_pa
 def test_a_librdkafka_history_from_before_max_in_flight_may_reorder(tmp_path, meta, status):
     """Histories written before their metadata said how many requests the producer had in flight stored
     kafka-python's rules for every client; a re-check of one that librdkafka wrote without idempotence
-    (1,000,000 in flight by default) allows its reordering as a run now does. A history that names its
-    limit, or another client's, keeps its stored rules. Mutation tried: the stored spec unchanged: the
-    first case FAILs and this test fails."""
+    (1,000,000 in flight by default) judges its reordering as a run now does: FAIL without a retry of the
+    earlier send (ALLOWED with one: tests/test_audit21_retries.py). A history that names its limit, or
+    another client's, keeps its stored rules."""
     rows, _ = h.plant_nonmonotonic_send(_clean(), 1, random.Random(8))
     checks = [CheckSpec("anomalies").to_json(), CheckSpec("readback").to_json()]
     _, table = recheck(_save(tmp_path, rows, {"checks": checks, **meta}))

@@ -35,8 +35,8 @@ from k6suite_lib.checkers.anomalies import (
     NEVER_ALLOWED,
     AnomalyRules,
     anomaly_count,
-    default_allowed,
     find_anomalies,
+    reordering_needs_retry,
 )
 from k6suite_lib.checkers.readback import PASSED_ACKS, PAST_ACKS, REACHED
 from k6suite_lib.checkers.registry import CHECKERS, CheckSpec, compose, specs_from_meta
@@ -86,29 +86,40 @@ def recheck_composition(frame: pd.DataFrame, meta: dict) -> tuple[list[CheckSpec
 
 
 def _duplicates_need_evidence(spec: CheckSpec) -> CheckSpec:
-    """Histories judged before duplicates needed their producer's own retry as evidence stored a wholesale
-    allowance; a run no longer grants one, so neither does a re-check: the duplicate is ALLOWED only where
-    the history records that retry."""
+    """Histories judged before duplicates and reorderings needed their producer's own retry as evidence
+    stored a wholesale allowance; a run no longer grants one, so neither does a re-check: the duplicate
+    (the reordering) is ALLOWED only where the history records that retry of the record (of the earlier
+    send)."""
     allowed = spec.params.get("allowed") or ()
-    if spec.name != "anomalies" or "duplicate" not in allowed:
+    if spec.name != "anomalies" or not {"duplicate", "nonmonotonic-send"} & set(allowed):
         return spec
-    return CheckSpec(spec.name, {**spec.params, "allowed": [c for c in allowed if c != "duplicate"],
-                                 "retried_duplicates": True})
+    return CheckSpec(spec.name, {**spec.params, "allowed": [c for c in allowed if c not in ("duplicate",
+                                                                                          "nonmonotonic-send")],
+                                 "retried_duplicates": spec.params.get("retried_duplicates") or "duplicate" in allowed,
+                                 "retried_reordering": spec.params.get("retried_reordering")
+                                 or "nonmonotonic-send" in allowed})
 
 
 def _reordering_of_its_client(spec: CheckSpec, meta: dict) -> CheckSpec:
     """Histories written before their metadata carried ``max_in_flight`` were judged with kafka-python's
     in-flight limit whatever library recorded them (WorkloadConfig.max_in_flight configures kafka-python
     only): a librdkafka producer without idempotence ran with its own 1,000,000 requests in flight and
-    may reorder, as a run now allows."""
+    may reorder where it resent the earlier record, as a run now allows. Not S3's read-your-writes
+    before its metadata carried request_timeout_ms: its producer was kafka-python whatever the metadata
+    names, each writer waiting for its ack, so no reordering is its client's (as calibration's
+    _settings_named)."""
     from k6suite_lib.workload.config import DEFAULT_IN_FLIGHT
 
     if spec.name != "anomalies" or "max_in_flight" in meta or meta.get("client") not in DEFAULT_IN_FLIGHT:
         return spec
+    if (meta.get("scenario"), str(meta.get("variant", "")).split("#")[0]) == ("S3", "read-your-writes") \
+            and "request_timeout_ms" not in meta:
+        return spec
     idempotent = bool(meta.get("idempotent"))
     in_flight = DEFAULT_IN_FLIGHT[meta["client"]][1 if idempotent else 0]
-    allowed = set(spec.params.get("allowed") or ()) | default_allowed(idempotent, in_flight)
-    return CheckSpec(spec.name, {**spec.params, "allowed": sorted(allowed)})
+    if not reordering_needs_retry(idempotent, in_flight):
+        return spec
+    return CheckSpec(spec.name, {**spec.params, "retried_reordering": True})
 
 
 def recheck(path, anomaly_overrides: dict | None = None) -> tuple[View, pd.DataFrame]:
@@ -134,6 +145,6 @@ def untested_core(verdicts: pd.DataFrame) -> list[str]:
 
 __all__ = [
     "ANOMALIES", "CHECKERS", "CORE_ROWS", "NEVER_ALLOWED", "VERDICT_COLUMNS", "AnomalyRules", "CheckSpec",
-    "anomaly_count", "compose", "default_allowed", "default_composition", "failed", "find_anomalies", "not_tested",
-    "recheck", "recheck_composition", "specs_from_meta", "untested_core", "verdict", "verdict_frame",
+    "anomaly_count", "compose", "default_composition", "failed", "find_anomalies", "not_tested", "recheck",
+    "recheck_composition", "reordering_needs_retry", "specs_from_meta", "untested_core", "verdict", "verdict_frame",
 ]

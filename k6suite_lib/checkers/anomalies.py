@@ -65,13 +65,17 @@ class AnomalyRules:
     count fail the run. retried_duplicates: a duplicate that its own producer's recorded retry on
     that partition explains (the retry came while the send was outstanding, every copy is on that
     partition) is ALLOWED, with the retry as evidence; only for producers without idempotence, whose
-    retries may land twice.
+    retries may land twice. retried_reordering: a later send that landed below an earlier one is ALLOWED
+    when the earlier one (the one that landed higher) has a recorded retry of its own while outstanding;
+    only for producers with several requests in flight without idempotence. A broker handles one
+    connection's requests in order, so a reordering without that resend is the system's.
     """
 
     allowed: frozenset[str] = frozenset()
     min_acked: int = 1
     max_unacked: int | None = None
     retried_duplicates: bool = False
+    retried_reordering: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.allowed) - set(ANOMALIES)
@@ -87,14 +91,14 @@ class AnomalyRules:
 
     def params(self) -> dict:
         return {"allowed": sorted(self.allowed), "min_acked": self.min_acked, "max_unacked": self.max_unacked,
-                "retried_duplicates": self.retried_duplicates}
+                "retried_duplicates": self.retried_duplicates, "retried_reordering": self.retried_reordering}
 
 
-def default_allowed(idempotent: bool, max_in_flight: int) -> frozenset[str]:
-    """Reordering is legitimate only when several requests per connection were in flight without
-    idempotence. Duplicates never are wholesale: a non-idempotent producer's are judged one by one
-    (AnomalyRules.retried_duplicates), each needing its own retry as evidence."""
-    return frozenset({"nonmonotonic-send"} if max_in_flight > 1 and not idempotent else ())
+def reordering_needs_retry(idempotent: bool, max_in_flight: int) -> bool:
+    """Whether a reordering can be the producer's own: only with several requests per connection in
+    flight without idempotence, and then only where the send that landed higher was resent
+    (AnomalyRules.retried_reordering). Neither duplicates nor reorderings are ever allowed wholesale."""
+    return max_in_flight > 1 and not idempotent
 
 
 def ident(frame: pd.DataFrame) -> pd.Series:
@@ -274,8 +278,10 @@ def _send_order(acked: pd.DataFrame) -> pd.DataFrame:
     ordered = acked[acked["offset"] >= 0]
     ordered = ordered[_reordered(ordered)].sort_values(["producer", "topic", "partition", "seq"])
     previous = ordered.groupby(["producer", "topic", "partition"])["offset"].shift(1)
+    earlier = ordered.groupby(["producer", "topic", "partition"])["seq"].shift(1)
     out = ordered[previous.notna() & (ordered["offset"] < previous)]
-    return out.assign(previous_offset=previous[out.index].astype("int64"))
+    return out.assign(previous_offset=previous[out.index].astype("int64"),
+                      previous_seq=earlier[out.index].astype("int64"))
 
 
 def _reordered(sends: pd.DataFrame) -> np.ndarray:
@@ -334,16 +340,38 @@ def _top_errors(rows: pd.DataFrame, n: int = 3) -> str:
     return "; ".join(f"{count}× {error}" for error, count in errors.value_counts().head(n).items())
 
 
+# the error text of the retry rows written from librdkafka's statistics before 56ba339: txretries never
+# counts a Produce requeue and the row was stamped on every partition its broker led, so it ties no record
+STATISTICS_RETRY = "(statistics txretries)"
+
+
+def tied_retries(view: View, sends: pd.DataFrame) -> pd.DataFrame:
+    """The earliest retry tied to each given send, as `retry_ns` (sends without one are left out).
+
+    sends: producer, seq, topic, partition (the partition the retry must name), invoke_ns, complete_ns.
+    A retry row is tied to a send of its producer and partition that was outstanding when the row was
+    written. No row names the records of its batch: librdkafka logs MsgId 0 for every batch of a
+    producer without idempotence (rd_kafka_msgbatch_set_first_msg sets it only with a producer id),
+    kafka-python and franz-go log none. Rows derived from statistics (STATISTICS_RETRY) tie nothing."""
+    frame = view.frame
+    rows = frame[(frame["f"] == "retry") & ~frame["error"].str.endswith(STATISTICS_RETRY)]
+    keys = ["producer", "seq", "topic", "partition"]
+    if rows.empty or sends.empty:
+        return sends[keys].iloc[0:0].assign(retry_ns=pd.Series(dtype="int64"))
+    retries = rows[["producer", "topic", "partition", "complete_ns"]].rename(columns={"complete_ns": "retry_ns"})
+    m = sends[[*keys, "invoke_ns", "complete_ns"]].merge(retries, on=["producer", "topic", "partition"])
+    m = m[(m["retry_ns"] >= m["invoke_ns"]) & (m["retry_ns"] <= m["complete_ns"])]
+    return m.groupby(keys, as_index=False)["retry_ns"].min()
+
+
 def retry_explained(view: View, duplicates: pd.DataFrame) -> pd.DataFrame:
     """The duplicate rows of identities a recorded retry explains, with the retry's time as
     `retry_ns`: every copy sits on one partition, the one the send went to (where its row names it),
-    and its producer retried that partition while the send was outstanding (a `retry` row between
-    the send's invocation and completion). A resend of a request that had in fact been written lands
-    a second copy on the partition it was sent to, never on another one; a copy with no retry of its
-    own is the system's, whatever the producer's settings."""
-    retries = view.frame.loc[view.frame["f"] == "retry", ["producer", "topic", "partition", "complete_ns"]]
-    if retries.empty or duplicates.empty:
-        return duplicates.iloc[0:0].assign(retry_ns=pd.Series(dtype="int64"))
+    and a retry of that partition is tied to the send (tied_retries). A resend of a request that had
+    in fact been written lands a second copy on the partition it was sent to, never on another one; a
+    copy with no retry of its own is the system's, whatever the producer's settings."""
+    if duplicates.empty:
+        return duplicates.assign(retry_ns=pd.Series(dtype="int64"))
     who, keys = ["producer", "seq"], ["producer", "seq", "topic", "partition"]
     slots = duplicates[keys].drop_duplicates()
     sends = view.sends[[*keys, "invoke_ns", "complete_ns"]].drop_duplicates(who)
@@ -351,10 +379,17 @@ def retry_explained(view: View, duplicates: pd.DataFrame) -> pd.DataFrame:
     places = pd.concat([slots, sent_to]).drop_duplicates()
     one_place = places[places.groupby(who)["partition"].transform("size") == 1]
     timed = one_place.merge(sends[[*who, "invoke_ns", "complete_ns"]], on=who)
-    matched = timed.merge(retries.rename(columns={"complete_ns": "retry_ns"}), on=["producer", "topic", "partition"])
-    matched = matched[(matched["retry_ns"] >= matched["invoke_ns"]) & (matched["retry_ns"] <= matched["complete_ns"])]
-    first = matched.groupby(keys, as_index=False)["retry_ns"].min()
-    return duplicates.merge(first, on=keys)
+    return duplicates.merge(tied_retries(view, timed), on=keys)
+
+
+def _statistics_note(view: View) -> str:
+    """Why old statistics-derived retry rows, where a history has them, explained nothing."""
+    frame = view.frame
+    count = int(((frame["f"] == "retry") & frame["error"].str.endswith(STATISTICS_RETRY)).sum())
+    if not count:
+        return ""
+    return (f"{count} retry rows derived from librdkafka's statistics {STATISTICS_RETRY} are no evidence: "
+            "txretries never counts a Produce requeue and such a row was stamped on every partition its broker led")
 
 
 def _duplicate_verdict(view: View, rows: pd.DataFrame) -> dict:
@@ -366,17 +401,47 @@ def _duplicate_verdict(view: View, rows: pd.DataFrame) -> dict:
            "(a resend of a request already written): " + evidence("duplicate", explained)) if len(explained) else ""
     if count:
         return verdict("duplicate", REQUIREMENT["duplicate"], count, Equals(0),
-                       "; ".join(filter(None, [evidence("duplicate", unexplained), why])))
+                       "; ".join(filter(None, [evidence("duplicate", unexplained), why, _statistics_note(view)])))
     return allowed_verdict("duplicate", REQUIREMENT["duplicate"], anomaly_count("duplicate", explained), why)
+
+
+def resent_earlier(view: View, reordered: pd.DataFrame) -> pd.DataFrame:
+    """The reordered rows whose earlier send (previous_seq, the one that landed higher) has a retry of
+    its own tied to it while outstanding (tied_retries), with that retry's time as `retry_ns`."""
+    if reordered.empty:
+        return reordered.assign(retry_ns=pd.Series(dtype="int64"))
+    keys = ["producer", "seq", "topic", "partition"]
+    earlier = reordered[["producer", "previous_seq", "topic", "partition"]].rename(columns={"previous_seq": "seq"})
+    sends = view.sends[[*keys, "invoke_ns", "complete_ns"]]
+    tied = tied_retries(view, sends.merge(earlier.drop_duplicates(), on=keys))
+    return reordered.merge(tied.rename(columns={"seq": "previous_seq"}), on=["producer", "previous_seq", "topic",
+                                                                            "partition"])
+
+
+def _reordering_verdict(view: View, rows: pd.DataFrame) -> dict:
+    """Reorderings whose earlier send was resent are ALLOWED; any other fails."""
+    name = "nonmonotonic-send"
+    explained = resent_earlier(view, rows)
+    keys = ["producer", "seq", "topic", "partition"]
+    unexplained = rows[~rows.set_index(keys).index.isin(explained.set_index(keys).index)]
+    why = (f"{len(explained)} explained by a retry of the earlier send that landed higher: "
+           + "; ".join(f"{r.ident} below {r.producer}#{r.previous_seq} (retried)"
+                       for r in explained.head(EVIDENCE_ROWS).itertuples())) if len(explained) else ""
+    if len(unexplained):
+        return verdict(name, REQUIREMENT[name], len(unexplained), Equals(0),
+                       "; ".join(filter(None, [evidence(name, unexplained) + " (the earlier send has no retry of "
+                                               "its own)", why, _statistics_note(view)])))
+    return allowed_verdict(name, REQUIREMENT[name], len(explained), why)
 
 
 @register("anomalies")
 def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_acked: int = 1,
-                    max_unacked: int | None = None, retried_duplicates: bool = False) -> list[dict]:
+                    max_unacked: int | None = None, retried_duplicates: bool = False,
+                    retried_reordering: bool = False) -> list[dict]:
     """Acknowledged sends, unacknowledged sends (when limited) and one row per anomaly class. With
     no acknowledged send, a class nothing was found in is NOT TESTED: an empty history proves nothing."""
     rules = AnomalyRules(allowed=frozenset(allowed), min_acked=min_acked, max_unacked=max_unacked,
-                         retried_duplicates=retried_duplicates)
+                         retried_duplicates=retried_duplicates, retried_reordering=retried_reordering)
     found, stats = find_anomalies(view)
     summary = f"{stats['sends']} sends: {stats['acked']} ok, {stats['failed']} fail, {stats['indeterminate']} info"
     if stats["acked"] < rules.min_acked:  # say why, from the operations themselves (not the client's logs)
@@ -396,6 +461,8 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
                                                             "nothing"))
         elif name == "duplicate" and rules.retried_duplicates and name not in rules.allowed:
             rows.append(_duplicate_verdict(view, found[name]))
+        elif name == "nonmonotonic-send" and rules.retried_reordering and name not in rules.allowed:
+            rows.append(_reordering_verdict(view, found[name]))
         elif name in rules.allowed:
             rows.append(allowed_verdict(name, REQUIREMENT[name], count, evidence(name, found[name])))
         else:

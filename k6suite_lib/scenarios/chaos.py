@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from k6suite_lib import plots
-from k6suite_lib.checkers import AnomalyRules, CheckSpec, default_allowed
+from k6suite_lib.checkers import AnomalyRules, CheckSpec, reordering_needs_retry
 from k6suite_lib.faults.schedule import Schedule
 from k6suite_lib.history import View
 from k6suite_lib.scenario import Judgement, Scenario
@@ -39,8 +39,8 @@ def fault_checks(sc: Scenario, config: WorkloadConfig, schedule: Schedule, error
     """The composition every fault scenario shares, plus the scenario's own checks. errors_during_faults
     False: errors inside the fault windows are backpressure to report (S5, S5b), not failures."""
     idempotent = config.idempotent(sc.profile)
-    rules = AnomalyRules(allowed=default_allowed(idempotent, max_in_flight=config.in_flight(sc.profile)), min_acked=1,
-                         retried_duplicates=not idempotent)
+    rules = AnomalyRules(min_acked=1, retried_duplicates=not idempotent,
+                         retried_reordering=reordering_needs_retry(idempotent, config.in_flight(sc.profile)))
     return [
         CheckSpec("anomalies", rules.params()),
         CheckSpec("readback"),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from k6suite_lib import clients, plots
-from k6suite_lib.checkers import AnomalyRules, CheckSpec, default_allowed
+from k6suite_lib.checkers import AnomalyRules, CheckSpec, reordering_needs_retry
 from k6suite_lib.checkers.measures import final_assignments
 from k6suite_lib.history import append, probe_row
 from k6suite_lib.scenario import Judgement, Scenario
@@ -64,8 +64,8 @@ def strict_checks(sc: Scenario, config: WorkloadConfig, records: int, *extra: Ch
     """Normal operation: every send acknowledged, nothing allowed beyond what the client settings
     themselves produce, the read-back reaches the end of the log."""
     idempotent = config.idempotent(sc.profile)
-    allowed = default_allowed(idempotent, max_in_flight=config.in_flight(sc.profile))
-    rules = AnomalyRules(allowed=allowed, min_acked=records, max_unacked=0, retried_duplicates=not idempotent)
+    rules = AnomalyRules(min_acked=records, max_unacked=0, retried_duplicates=not idempotent,
+                         retried_reordering=reordering_needs_retry(idempotent, config.in_flight(sc.profile)))
     return [CheckSpec("anomalies", rules.params()),
             CheckSpec("readback"), *extra]
 

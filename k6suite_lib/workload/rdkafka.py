@@ -27,7 +27,10 @@ The producer therefore runs with ``debug=msg`` (a log setting only: one line per
 nothing the client does changes) and writes a ``retry`` row for each such line of the workload's
 topic. confluent-kafka serves librdkafka's log on the queue its delivery reports come on, in order,
 so the row's time, when the poller read the line, is after the error and before the delivery report
-of any record of that batch.
+of any record of that batch. A line for a request that timed out still queued ("Local: Timed out in
+queue", tagged MsgNotPersisted) writes no row: that request never reached the broker. Other unsent
+requests (purged with a dropped connection) log the same line as sent ones and keep their rows.
+
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ FAILED_BATCH = re.compile(r"(?P<topic>\S+) \[(?P<partition>\d+)\]: MessageSet wi
                           r"\(MsgId \d+, BaseSeq -?\d+\) encountered error: (?P<error>.*) "
                           r"\(actions (?P<actions>[A-Za-z,]*)\)")
 RESENT = ("Retry", "Refresh")
+# a request that timed out before it left the client (rd_kafka_buf_was_sent false: "no risk of duplicates")
+NEVER_SENT = "Local: Timed out in queue"
 # Errors whose record certainly did not reach a log: refused deterministically, or never sent.
 DEFINITE = frozenset({
     KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError.MSG_SIZE_TOO_LARGE,
@@ -185,6 +190,8 @@ class RetryLog:
             return  # a delivered batch's line, or another debug line
         failed = FAILED_BATCH.search(args[2])
         if failed is None or failed["topic"] != self.ctx.topic or not set(RESENT) & set(failed["actions"].split(",")):
+            return
+        if failed["error"] == NEVER_SENT:
             return
         t_ns, wall = now()
         # no MsgId: librdkafka 2.16 logs MsgId 0 for every batch of a producer without idempotence
