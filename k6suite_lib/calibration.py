@@ -19,8 +19,10 @@ Reports show each verdict's record beside it (``note``) and mark a NO that rests
 baseline does not pass every time (``caveat``); both are pure functions of records and verdict rows.
 A record measured on another build or topology than the one in use, or on an unknown build, is *stale*; so
 is a case measured with other client settings than the verdict's (the library's version and what its producers
-were given: idempotence, acks, timeouts; each case keeps them, from its runs' results or saved histories). A
-case written before cases kept settings reads "client settings not recorded" and is stale, never current.
+were given: idempotence, acks, timeouts; each case keeps them, from its runs' results or saved histories), both
+recorded: only a named difference weakens a NO. Settings a case or a verdict's run did not record (a case written
+before cases kept them) are said beside the verdict ("client settings ... not recorded"), not held stale; a
+probe's verdict (S1, S2's scrape and connection storm) depends on no client setting and says nothing of them.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ BUILD_KEYS = ("system", "version", "commit", "dirty")
 DEFAULT_CLIENT = "kafka-python"
 # (scenario, variant kind or None for every variant) whose clients are kafka-python whatever the run's client
 KAFKA_PYTHON_ONLY = {("S1", None), ("S8", None), ("S3", "read-your-writes")}
+# (scenario, variant kind or None for every variant) judged by the suite's own probes, not by producers given the
+# profile's client settings: no client setting influences them, so their notes say nothing of settings
+PROBES = {("S1", None), ("S2", "scrape"), ("S2", "connection-storm")}
 _NUMBER = re.compile(r"^\s*(-?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?|inf)\b", re.IGNORECASE)
 
 
@@ -85,6 +90,11 @@ def _tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "measured": distribution(values),
             "failures": [f"{r['run_id']} {r['variant']}: {r['measured']} ({str(r['evidence'])[:160]})"
                          for r in rows if r["status"] == "FAIL"][:5]}
+
+
+def probed(scenario: str | None, variant: str | None) -> bool:
+    """The verdict comes from the suite's own probes (PROBES), which no client setting influences."""
+    return (scenario, None) in PROBES or (scenario, _kind(variant)) in PROBES
 
 
 def client_of(scenario: str | None, variant: str | None, run_client: str | None) -> str:
@@ -446,22 +456,28 @@ def staleness(record: dict[str, Any], in_use: dict[str, Any] | None) -> str:
 
 
 def settings_staleness(case: dict[str, Any], settings: dict[str, Any] | None) -> str:
-    """Why a case does not describe the client settings a verdict ran with ("" when it does). A case written
-    before records kept settings has no "settings" and is never taken as current, whatever the verdict's; a
-    case whose runs recorded none (None) is held against a verdict that did. settings None: the verdict's run
-    recorded none (probes, or a run made before runs recorded them), so there is nothing to hold the case
-    against."""
-    if "settings" not in case:
-        return "client settings not recorded (measured before records kept them)"
-    mine = case["settings"]
-    if settings is None or mine == settings:
+    """A real, named difference between the client settings a case was measured with and a verdict's ("" when
+    there is none): only two recorded settings can differ. A case that recorded none (written before records
+    kept them, or folded from runs that did not record them) or a verdict whose run recorded none (probes, or
+    a run made before runs recorded them) names no difference; settings_unrecorded says so, as information."""
+    mine = case.get("settings")
+    if settings is None or mine is None or mine == settings:
         return ""
-    if mine is None:
-        return "measured with client settings not recorded, in use " + ", ".join(
-            f"{key} {value}" for key, value in settings.items())
     return "client settings differ: " + "; ".join(
         f"{key} {mine.get(key)} measured, {settings.get(key)} in use"
         for key in dict.fromkeys([*mine, *settings]) if mine.get(key) != settings.get(key))
+
+
+def settings_unrecorded(case: dict[str, Any], settings: dict[str, Any] | None) -> str:
+    """What is not known of the settings a case and a verdict ran with ("" when both are recorded): said beside
+    the verdict, never as staleness, since an unknown is no difference that could weaken a NO."""
+    if "settings" not in case:
+        return "client settings of the baseline not recorded (measured before records kept them)"
+    if case["settings"] is None:
+        return "client settings of the baseline not recorded"
+    if settings is None:
+        return "client settings of this run not recorded, so not compared"
+    return ""
 
 
 def stale(record: dict[str, Any], in_use: dict[str, Any] | None) -> bool:
@@ -533,9 +549,10 @@ def note(record: dict[str, Any] | None, scenario: str | None = None, variant: st
          settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the report shows beside a verdict of this client (None: DEFAULT_CLIENT): the baseline's k of N
     with that client for this scenario and variant (else for the check overall), its distribution, where
-    it fails, and whether the record is stale: of another build or topology than in_use, or of other client
-    settings than the verdict's (settings, None when its run recorded none). A client the record has no case
-    of is not calibrated."""
+    it fails, and whether the record is stale: of another build or topology than in_use, or of client settings
+    that differ from the verdict's (settings, None when its run recorded none), both recorded. Settings either
+    side did not record are said beside it, not held stale; a probe's verdict (PROBES) is held against no
+    settings. A client the record has no case of is not calibrated."""
     client = client or DEFAULT_CLIENT
     if record is None:
         return {"text": "not calibrated", "calibrated": False, "shaky": False, "stale": False, "unproven": True}
@@ -559,10 +576,13 @@ def note(record: dict[str, Any] | None, scenario: str | None = None, variant: st
     else:
         passes = (f"{label}: never judged ("
                   + ", ".join(f"{n} {s}" for s, n in case["statuses"].items()) + ")")
-    mine = [c for c in record["cases"] if c.get("client", DEFAULT_CLIENT) == client] if scenario is None else [case]
-    why_stale = "; ".join(dict.fromkeys(why for why in [staleness(record, in_use), *(
-        settings_staleness(c, settings if scenario is not None else None) for c in mine)] if why))
-    text = f"{passes}; {fails_on_text(record)}" + (f"; STALE: {why_stale}" if why_stale else "")
+    # settings are held against a verdict's case only, and never for a probe's (no setting influences it)
+    weighed = scenario is not None and not probed(scenario, variant)
+    why_stale = "; ".join(why for why in [staleness(record, in_use),
+                                          settings_staleness(case, settings) if weighed else ""] if why)
+    unknown = settings_unrecorded(case, settings) if weighed else ""
+    text = f"{passes}; {fails_on_text(record)}" + (f"; {unknown}" if unknown else "") \
+        + (f"; STALE: {why_stale}" if why_stale else "")
     return {"text": text, "calibrated": bool(case["judged"] or lost),
             "shaky": case["passes"] < case["judged"] + lost,
             "passes": case["passes"], "judged": case["judged"], "lost": lost, "k_of_n": k_of_n(case),
@@ -635,8 +655,9 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
              f"Cases are per recording client; one measured with another client than {DEFAULT_CLIENT} names it, and",
              "a verdict is shown beside its own client's case (\"not calibrated for <client>\" when there is none).",
              "Each case keeps the client settings it was measured with (in `checks/`); a verdict run with other",
-             "settings reads STALE naming the difference, and a case measured before cases kept them reads",
-             "\"client settings not recorded\" and is stale.",
+             "recorded settings reads STALE naming the difference. Settings a case or a run did not record (a case",
+             "measured before cases kept them) are said beside the verdict (\"client settings ... not recorded\"),",
+             "not held stale; probes (S1, S2's scrape and connection storm) depend on no client setting.",
              "",
              "| check | req. | baseline | k of N | measured p50 / p95 / max | per variant (k of N) | fails on | date |",
              "|---|---|---|---|---|---|---|---|"]

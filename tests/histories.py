@@ -299,6 +299,14 @@ def plant_readback_missing(rows, k, rng):
     return [r for r in rows if not (r["process"] == "readback" and r["f"] == "poll" and _ident(r) in chosen)], chosen
 
 
+def plant_ack_without_offset(rows, k, rng):
+    """k acknowledgements carry offset -1 (a broker that answered no offset under acks=all); the records are
+    where they are, and readers find them there."""
+    chosen = {_ident(s) for s in rng.sample(_sends(rows), k)}
+    return [{**r, "offset": -1} if r["f"] == "send" and r["type"] == "ok" and _ident(r) in chosen else r
+            for r in rows], chosen
+
+
 # ----------------------------------------------------------------------------- timelines for fault checks
 S = 1_000_000_000  # one second in ns
 

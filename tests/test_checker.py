@@ -24,7 +24,8 @@ PROPERTY = settings(max_examples=int(_EXAMPLES or 40), derandomize=_EXAMPLES is 
 
 
 def view(rows) -> View:
-    return View(h.frame(rows))
+    """The history as a workload under acks=all saves it (its metadata says the acks: ack-without-offset)."""
+    return View(h.frame(rows), {"config": {"acks": "all"}})
 
 
 def check(rows, rules: AnomalyRules | None = None):
@@ -71,6 +72,7 @@ PLANTERS = {
     "position-mismatch": (h.plant_position_mismatch, lambda f: set(zip(f["partition"], f["offset"], strict=True)),
                           {"duplicate", "poll-skip"}),
     "foreign-record": (h.plant_foreign_record, lambda f: set(zip(f["partition"], f["offset"], strict=True)), set()),
+    "ack-without-offset": (h.plant_ack_without_offset, lambda f: set(f["ident"]), set()),
 }
 
 

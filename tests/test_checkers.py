@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from k6suite_lib.checkers import CHECKERS, CheckSpec, compose, specs_from_meta
+from k6suite_lib.checkers import CHECKERS, AnomalyRules, CheckSpec, compose, specs_from_meta
 from k6suite_lib.checkers.registry import Checker
 from k6suite_lib.checkers.verdicts import AtMost, Below, Equals, verdict, verdict_frame
 from k6suite_lib.history import View, probe_row
@@ -172,10 +172,12 @@ def test_store_path_faults_take_effect_only_on_traffic_measured_through_their_pr
     cut = {"connections": 3, "recent": 2, "recent_ms": 10_000, "last_data_ms": 41}
     row = run(_store_faults(through, cut), "faults-applied", rows=4)
     assert row["status"] == "PASS", row["evidence"]
-    assert "48213 bytes went through the proxy" in row["evidence"] and "2 of them with data" in row["evidence"]
+    assert "48213 bytes received by the proxy" in row["evidence"] and "2 of them had received data" in row["evidence"]
+    assert "acknowledged sends of the workload were in flight during it" in row["evidence"]
     for latency, outage, why in (
-            ({"bytes": 0, "connections": 2}, cut, "storage-latency on broker-1: 0 bytes went through"),
-            (through, {**cut, "recent": 0, "last_data_ms": 60_000}, "0 of them with data in the 10000 ms before"),
+            ({"bytes": 0, "connections": 2}, cut, "storage-latency on broker-1: 0 bytes received by the proxy"),
+            (through, {**cut, "recent": 0, "last_data_ms": 60_000},
+             "0 of them had received data (from any of its clients) in the 10000 ms before"),
             (None, cut, "storage-latency on broker-1: no traffic through the proxy was measured"),
             (through, None, "storage-outage on broker-1: no traffic through the proxy was measured"),
             ({"error": "OSError: refused"}, cut, "measuring the traffic through the proxy failed (OSError")):
@@ -183,6 +185,33 @@ def test_store_path_faults_take_effect_only_on_traffic_measured_through_their_pr
         assert row["status"] == "NOT TESTED" and why in row["evidence"], row["evidence"]
     unapplied = _store_faults(through, cut)
     assert run(unapplied, "faults-applied", rows=6)["status"] == "FAIL"  # a fault that never ran still FAILs
+
+
+def test_store_path_faults_take_effect_only_while_the_workload_had_acknowledged_sends_in_flight():
+    """audit21 L1: the proxy's bytes cannot be told apart by sender, so an etcd keepalive or a health probe made
+    every path fault 'take effect'. The audit20 S5 case (nothing acknowledged, every send timed out) with one
+    byte through the toxic and a connection used 9.9 s before the outage is NOT TESTED, and so is a fault
+    during which the workload wrote nothing (acks before and after it only); steady acknowledged writes PASS."""
+    latency, outage = {"bytes": 1, "connections": 1}, {"connections": 1, "recent": 1, "recent_ms": 10_000,
+                                                       "last_data_ms": 9_900}
+    timed_out = Timeline()
+    timed_out.sends(0, 30, 10, outcome="info")
+    timed_out.fault(5, 10, "storage-latency", role="storage", evidence=latency)
+    timed_out.fault(15, 20, "storage-outage", role="storage", evidence=outage)
+    row = run(timed_out, "faults-applied", rows=4)
+    assert row["status"] == "NOT TESTED", row["evidence"]
+    assert "storage-latency on broker-1: 1 bytes received by the proxy" in row["evidence"]
+    assert "0 acknowledged sends of the workload were in flight during it" in row["evidence"]
+    idle = Timeline()
+    idle.sends(0, 4, 10)
+    idle.sends(21, 30, 10)
+    idle.fault(5, 10, "metadata-latency", role="metadata", evidence=latency)
+    idle.fault(15, 20, "metadata-outage", role="metadata", evidence=outage)
+    idle.read_everything(31)
+    row = run(idle, "faults-applied", rows=4)
+    assert row["status"] == "NOT TESTED" and "metadata-outage on broker-1" in row["evidence"], row["evidence"]
+    steady_faults = _store_faults(latency, outage)
+    assert run(steady_faults, "faults-applied", rows=4)["status"] == "PASS"
 
 
 def test_recovery_is_the_longest_gap_between_acks_from_the_fault_start():
@@ -534,6 +563,36 @@ def test_acknowledgements_without_an_offset_are_not_judged_as_positions_and_say_
     assert set(placed.loc[[PAST_ACKS, PASSED_ACKS], "status"]) == {"PASS"}
     assert _judge_storage(tmp_path, sent, _stored(sent)).loc[
         "every acknowledged record is in storage at its position, intact", "status"] == "PASS"
+
+
+def test_an_acknowledgement_without_an_offset_fails_unless_acks_0_owed_none(tmp_path):
+    """audit21 M4: 19 of 20 acknowledgements carry offset -1 and one its offset. Under acks=all a broker owes the
+    offset it wrote each record at: ack-without-offset FAILs saying how many, and the position checks, judging
+    the one placed ack, say the 19 they did not judge. Under acks=0 no offset is owed (NOT TESTED, as a history
+    that does not say its acks); the same history with every offset PASSes."""
+    from k6suite_lib.checkers.readback import PASSED_ACKS, PAST_ACKS
+
+    sent = h.clean_rows(h.Spec(1, 1, 20, 0), random.Random(15))
+    first = min(r["seq"] for r in sent if r["f"] == "send")
+    rows = [{**r, "offset": -1} if r["f"] == "send" and r["seq"] != first else r for r in sent]
+    specs = [CheckSpec("anomalies", AnomalyRules(min_acked=20, max_unacked=0).params()), CheckSpec("readback")]
+    table = compose(View(h.frame(rows), {"config": {"acks": "all"}}), specs).set_index("check")
+    row = table.loc["ack-without-offset"]
+    assert row["status"] == "FAIL" and row["measured"] == "19", row.to_dict()
+    assert row["evidence"].startswith("19 of 20 acknowledgements carried no offset (acks=all): producer-0#")
+    for check in (PAST_ACKS, PASSED_ACKS):
+        assert table.loc[check, "status"] == "PASS"
+        assert "19 of 20 acknowledgements carried no offset and are not judged here" in table.loc[check, "evidence"]
+    stored = _judge_storage(tmp_path, rows, _stored(sent)).loc[
+        "every acknowledged record is in storage at its position, intact"]
+    assert "19 of 20 acknowledgements carried no offset" in stored["evidence"]
+    for meta, why in (({"config": {"acks": 0}}, "acks=0, which owes no offset"),
+                      ({}, "does not record its producers' acks")):
+        row = compose(View(h.frame(rows), meta), specs).set_index("check").loc["ack-without-offset"]
+        assert row["status"] == "NOT TESTED" and why in row["evidence"], row.to_dict()
+    placed = compose(View(h.frame(sent), {"config": {"acks": "all"}}), specs).set_index("check")
+    assert placed.loc["ack-without-offset", "status"] == "PASS"
+    assert "carried no offset" not in placed.loc[PASSED_ACKS, "evidence"]
 
 
 def test_storage_not_read_is_not_tested_with_the_reason(tmp_path):

@@ -143,7 +143,7 @@ def test_audit_4_check_exit_3_when_nothing_judged(tmp_path, capsys):
     path = _save(tmp_path, no_readback, {"checks": checks})
     assert main(["check", path]) == 3
     printed = capsys.readouterr().out
-    assert "NOT TESTED: 0 of 22 checks failed; core checks not tested: readback-missing" in printed
+    assert "NOT TESTED: 0 of 23 checks failed; core checks not tested: readback-missing" in printed
     assert REACHED in printed.splitlines()[-1]
     assert main(["check", path, "--json"]) == 3
     capsys.readouterr()

@@ -18,7 +18,11 @@ Anomaly classes (see the shared reference anchors for Jepsen's Kafka workload):
   and found absent or holding another record. Acknowledged positions are facts: a retry copy of
   the same record elsewhere does not excuse a position that lost its record;
 - foreign-record: a record whose payload carries another run's id (left over from an earlier run,
-  or served from another topic): never matched to this run's sends.
+  or served from another topic): never matched to this run's sends;
+- ack-without-offset: an acknowledged send whose acknowledgement carried no offset (-1). Under any acks but 0
+  the broker answers the offset it wrote the record at, so an ok without one breaks the protocol's promise
+  (F2) and leaves the record nowhere to look for; under acks=0 no answer is owed, so it is NOT TESTED there
+  (the producers' acks come from the history's metadata, config.acks).
 
 Only acknowledged sends can be lost or unseen: a send of type ``info`` (timeout, unknown outcome)
 is never counted against the system. Classes that say acknowledged data is gone or wrong can never
@@ -40,16 +44,18 @@ from k6suite_lib.history import READBACK, View
 ANOMALIES = (
     "lost-write", "unseen", "duplicate", "inconsistent-offsets", "aborted-read", "poll-skip",
     "nonmonotonic-poll", "nonmonotonic-send", "corrupted", "readback-missing", "position-mismatch",
-    "foreign-record",
+    "foreign-record", "ack-without-offset",
 )
-# acknowledged data gone, wrong or unreadable: no configuration makes these legitimate
+# acknowledged data gone, wrong or unreadable, or acknowledged nowhere: no configuration makes these legitimate
+# (acks=0, which owes no offset, leaves ack-without-offset NOT TESTED, not allowed)
 NEVER_ALLOWED = frozenset({"lost-write", "unseen", "readback-missing", "corrupted", "inconsistent-offsets",
-                           "position-mismatch", "foreign-record"})
+                           "position-mismatch", "foreign-record", "ack-without-offset"})
 REQUIREMENT = {
     "lost-write": "F3 / NFR1", "unseen": "F3 / NFR2", "duplicate": "F3 / NFR2",
     "inconsistent-offsets": "F2.5 / NFR2", "aborted-read": "F2", "poll-skip": "F2.5",
     "nonmonotonic-poll": "F2.5", "nonmonotonic-send": "F2.5 / NFR2", "corrupted": "F6 / NFR1",
     "readback-missing": "F3 / F6", "position-mismatch": "F3 / NFR2", "foreign-record": "F2 / NFR2",
+    "ack-without-offset": "F2",
 }
 READBACK_CLASSES = ("readback-missing", "position-mismatch")
 EVIDENCE_ROWS = 5
@@ -165,6 +171,7 @@ def _find_anomalies(view: View) -> tuple[dict[str, pd.DataFrame], dict[str, int]
     found["readback-missing"] = (acked[~_isin(acked["code"].to_numpy(), read_back)] if view.readback_ran
                                  else acked.iloc[0:0])
     found["position-mismatch"] = _position_mismatches(view) if view.readback_ran else acked.iloc[0:0]
+    found["ack-without-offset"] = acked[acked["offset"] < 0]
 
     stats = {
         "sends": len(sends), "acked": len(acked), "failed": int((sends["type"] == "fail").sum()),
@@ -456,7 +463,10 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
             rows.append(not_tested(name, REQUIREMENT[name], "no final read-back in this history"))
             continue
         count = anomaly_count(name, found[name])
-        if count == 0 and stats["acked"] == 0:  # an empty history finds nothing: that is no pass
+        if name == "ack-without-offset" and count and _owed_no_offset(view):
+            rows.append(not_tested(name, REQUIREMENT[name], f"{count} of {stats['acked']} acknowledgements "
+                                                            f"carried no offset, but {_owed_no_offset(view)}"))
+        elif count == 0 and stats["acked"] == 0:  # an empty history finds nothing: that is no pass
             rows.append(not_tested(name, REQUIREMENT[name], "nothing was acknowledged, so a count of 0 proves "
                                                             "nothing"))
         elif name == "duplicate" and rules.retried_duplicates and name not in rules.allowed:
@@ -465,6 +475,25 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
             rows.append(_reordering_verdict(view, found[name]))
         elif name in rules.allowed:
             rows.append(allowed_verdict(name, REQUIREMENT[name], count, evidence(name, found[name])))
+        elif name == "ack-without-offset":
+            rows.append(verdict(name, REQUIREMENT[name], count, Equals(0),
+                                f"{count} of {stats['acked']} acknowledgements carried no offset (acks="
+                                f"{_acks(view)}): " + evidence(name, found[name]) if count else ""))
         else:
             rows.append(verdict(name, REQUIREMENT[name], count, Equals(0), evidence(name, found[name])))
     return rows
+
+
+def _acks(view: View) -> str | None:
+    """The acks the history's producers ran with (its metadata's config.acks), None when it does not say."""
+    acks = (view.meta.get("config") or {}).get("acks")
+    return None if acks is None else str(acks)
+
+
+def _owed_no_offset(view: View) -> str:
+    """Why an acknowledgement without an offset breaks no promise here ("" when it does): acks=0 asks for no
+    answer, and a history that does not say its acks cannot tell."""
+    acks = _acks(view)
+    if acks is None:
+        return "the history does not record its producers' acks (config.acks), so whether one was owed is unknown"
+    return "the producers ran with acks=0, which owes no offset" if acks == "0" else ""

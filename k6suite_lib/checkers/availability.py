@@ -25,8 +25,9 @@ def check_faults_applied(view: View, rows: int) -> list[dict]:
     that never happened would make every other verdict of the run meaningless. So would a fault that
     hit nothing the workload used: when the history records what each broker fault's target carried
     just before (`served`) and none carried any of the workload's traffic, this is NOT TESTED. A fault on a
-    store's path (Toxiproxy) is judged only on what went through its proxy (_path_reach): one that acted on
-    nothing, or whose traffic was not measured, makes this NOT TESTED, never a PASS."""
+    store's path (Toxiproxy) is judged on its proxy's traffic and on the workload's acknowledged sends in flight
+    during it (_path_reach): one with either missing, or whose traffic was not measured, makes this NOT TESTED,
+    never a PASS."""
     name = "every fault took effect"
     faults = view.frame[view.frame["f"] == "fault"]
     applied = int((faults["type"] == "ok").sum())
@@ -36,47 +37,63 @@ def check_faults_applied(view: View, rows: int) -> list[dict]:
     if applied == rows and reach and not any(carried for _, carried, _ in reach):
         return [not_tested(name, "-", "the faults were applied, but no target carried any of the workload's "
                                       "traffic just before: " + "; ".join(f"{f}: {shown}" for f, _, shown in reach))]
-    paths = _path_reach(faults)
+    paths = _path_reach(faults, view.acked)
     idle = [f"{f}: {shown}" for f, carried, shown in paths if not carried]
     if applied == rows and idle:
         return [not_tested(name, "-", "the faults were applied, but not every one is known to have acted on "
-                                      "anything: " + "; ".join(idle))]
+                                      "the workload: " + "; ".join(idle))]
     return [verdict(name, "-", applied, Equals(rows, f"{rows} (a start and an end per fault)"),
                     errors or targets + ("; just before: " + "; ".join(f"{f}: {shown}" for f, _, shown in reach)
                                          if reach else "")
                     + ("; " + "; ".join(f"{f}: {shown}" for f, _, shown in paths) if paths else ""))]
 
 
-def _path_reach(faults: pd.DataFrame) -> list[tuple[str, bool, str]]:
-    """Per fault on a store's path (Toxiproxy, faults/network.py): whether it acted on anything, and what was
-    measured. A toxic acted when bytes went through its proxy while it was in place (`through`, on its end
-    row), an outage when a connection it cut had carried data just before (`cut`, on its start row). No
-    measurement (a history written before faults took one, or one that failed) is no evidence: a fault on an
-    idle path took effect on nothing, and a PASS must rest on a measurement."""
-    found: list[tuple[str, bool, str]] = []
-    for detail in faults.sort_values("complete_ns").loc[faults["type"] == "ok", "detail"]:
+def _path_reach(faults: pd.DataFrame, acked: pd.DataFrame) -> list[tuple[str, bool, str]]:
+    """Per fault on a store's path (Toxiproxy, faults/network.py): whether it is known to have acted on the
+    workload, and what was measured. Two measurements, both needed: the proxy's own traffic (a toxic's `through`,
+    the bytes the proxy received while it was in place, on its end row; an outage's `cut`, whether a connection
+    it cut had received data just before, on its start row), and the workload's acknowledged sends in flight
+    during the fault (invoked before it ended, answered after it began). The proxy's bytes cannot be told apart
+    by sender (an etcd keepalive or a storage health probe counts), so they alone do not show the workload used
+    the path; with no acknowledged send in flight, the workload wrote nothing the fault could act on. No
+    measurement (a history written before faults took one, or one that failed) is no evidence either: a PASS
+    must rest on both."""
+    windows: list[list] = []  # [fault, start_ns, end_ns, proxy measured something, what was measured]
+    ok = faults[faults["type"] == "ok"].sort_values("complete_ns")
+    for detail, t_ns in zip(ok["detail"], ok["complete_ns"], strict=True):
         parsed = json.loads(detail) if detail else {}
         if parsed.get("role") not in PATH_ROLES:
             continue
         fault = f"{parsed.get('fault')} on {parsed.get('target')}"
         evidence = parsed.get("through") if parsed.get("phase") == "end" else parsed.get("cut")
         if parsed.get("phase") == "start":
-            found.append((fault, False, "no traffic through the proxy was measured"))
-        mine = [i for i, (name, _, _) in enumerate(found) if name == fault]  # its latest window
-        if evidence is None or not mine:
+            windows.append([fault, int(t_ns), None, False, "no traffic through the proxy was measured"])
+        mine = [w for w in windows if w[0] == fault]  # its latest window
+        if not mine:
+            continue
+        if parsed.get("phase") == "end" and mine[-1][2] is None:
+            mine[-1][2] = int(t_ns)
+        if evidence is None:
             continue
         if "error" in evidence:
-            found[mine[-1]] = (fault, False, f"measuring the traffic through the proxy failed ({evidence['error']})")
+            mine[-1][3:] = [False, f"measuring the traffic through the proxy failed ({evidence['error']})"]
         elif "bytes" in evidence:
-            found[mine[-1]] = (fault, evidence["bytes"] > 0, f"{evidence['bytes']} bytes went through the proxy "
-                                                             f"while it was in place ({evidence['connections']} "
-                                                             "connections)")
+            mine[-1][3:] = [evidence["bytes"] > 0, f"{evidence['bytes']} bytes received by the proxy (from any "
+                                                   f"of its clients) while it was in place "
+                                                   f"({evidence['connections']} connections)"]
         elif parsed.get("phase") == "start":
             latest = evidence.get("last_data_ms")
-            found[mine[-1]] = (fault, evidence["recent"] > 0,
-                               f"it cut {evidence['connections']} connections, {evidence['recent']} of them with "
-                               f"data in the {evidence['recent_ms']} ms before"
-                               + (f" (the latest {latest} ms before)" if latest is not None else ""))
+            mine[-1][3:] = [evidence["recent"] > 0,
+                            f"it cut {evidence['connections']} connections, {evidence['recent']} of them had "
+                            f"received data (from any of its clients) in the {evidence['recent_ms']} ms before"
+                            + (f" (the latest {latest} ms before)" if latest is not None else "")]
+    invoked, answered = acked["invoke_ns"].to_numpy(), acked["complete_ns"].to_numpy()
+    found = []
+    for fault, start_ns, end_ns, measured, shown in windows:
+        in_flight = int(((invoked <= (end_ns if end_ns is not None else np.iinfo("int64").max))
+                         & (answered >= start_ns)).sum())
+        found.append((fault, measured and in_flight > 0,
+                      f"{shown}; {in_flight} acknowledged sends of the workload were in flight during it"))
     return found
 
 

@@ -110,6 +110,14 @@ def no_acked_position(view: View) -> str:
             "that answered no offset), so there is no acknowledged position to look for")
 
 
+def unplaced_acks(view: View) -> str:
+    """What a position check must say it did not judge ("" when every acknowledgement named its offset): the
+    acknowledgements that carried offset -1 name no position (the anomaly ack-without-offset judges them)."""
+    unplaced = int((view.acked["offset"] < 0).sum())
+    return f"; {unplaced} of {len(view.acked)} acknowledgements carried no offset and are not judged here" \
+        if unplaced else ""
+
+
 def acked_partitions_before(view: View, t_ns: int) -> list[int]:
     """Partitions the workload had written (acknowledged) before a moment: the ones a fault can stall."""
     return sorted(int(p) for p in view.acked.loc[view.acked["invoke_ns"] < t_ns, "partition"].unique() if p >= 0)

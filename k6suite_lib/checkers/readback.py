@@ -4,7 +4,7 @@ acknowledged offset (an end below an acknowledged offset means the log lost its 
 
 from __future__ import annotations
 
-from k6suite_lib.checkers.measures import no_acked_position, readback_reach
+from k6suite_lib.checkers.measures import no_acked_position, readback_reach, unplaced_acks
 from k6suite_lib.checkers.registry import register
 from k6suite_lib.checkers.verdicts import Equals, not_tested, verdict
 from k6suite_lib.history import View
@@ -20,9 +20,9 @@ def _passed_acks(view: View) -> dict:
     reached = readback_reach(view)
     highest = view.acked[view.acked["offset"] >= 0].groupby("partition")["offset"].max()
     short = {int(p): (reached.get(int(p), 0), int(o)) for p, o in highest.items() if reached.get(int(p), 0) <= o}
-    return verdict(PASSED_ACKS, "F3", len(short), Equals(0, "0 partitions"),
-                   "; ".join(f"p{p}: stopped at {r} but offset {o} was acknowledged" for p, (r, o) in short.items())
-                   or f"reached {reached}, highest acknowledged {highest.astype(int).to_dict()}")
+    found = ("; ".join(f"p{p}: stopped at {r} but offset {o} was acknowledged" for p, (r, o) in short.items())
+             or f"reached {reached}, highest acknowledged {highest.astype(int).to_dict()}")
+    return verdict(PASSED_ACKS, "F3", len(short), Equals(0, "0 partitions"), found + unplaced_acks(view))
 
 
 @register("readback")
@@ -52,8 +52,8 @@ def check_readback(view: View) -> list[dict]:
         return [*rows, not_tested(PAST_ACKS, "F3", unplaced), not_tested(PASSED_ACKS, "F3", unplaced)]
     highest = view.acked[view.acked["offset"] >= 0].groupby("partition")["offset"].max()
     behind = {int(p): (ends.get(int(p)), int(o)) for p, o in highest.items() if ends.get(int(p), -1) < o + 1}
-    rows.append(verdict(PAST_ACKS, "F3", len(behind), Equals(0, "0 partitions"),
-                        "; ".join(f"p{p}: end {e} but offset {o} was acknowledged" for p, (e, o) in behind.items())
-                        or f"ends {ends}, highest acknowledged {highest.astype(int).to_dict()}"))
+    found = ("; ".join(f"p{p}: end {e} but offset {o} was acknowledged" for p, (e, o) in behind.items())
+             or f"ends {ends}, highest acknowledged {highest.astype(int).to_dict()}")
+    rows.append(verdict(PAST_ACKS, "F3", len(behind), Equals(0, "0 partitions"), found + unplaced_acks(view)))
     rows.append(_passed_acks(view))
     return rows

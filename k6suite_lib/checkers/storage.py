@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from k6suite_lib.checkers.anomalies import find_anomalies
-from k6suite_lib.checkers.measures import no_acked_position, readback_reach
+from k6suite_lib.checkers.measures import no_acked_position, readback_reach, unplaced_acks
 from k6suite_lib.checkers.registry import register
 from k6suite_lib.checkers.verdicts import Equals, not_tested, verdict
 from k6suite_lib.history import View
@@ -227,12 +227,12 @@ def check_storage(view: View, unavailable: str = "") -> list[dict]:
     unchecked = unread.holds(absent)
     missing = absent[~unchecked]
     damaged = stored[~stored.index.isin(intact.index)]
-    row = verdict(ACKED_STORED, "F6.1 / F3", len(missing), Equals(0),
-                  (f"{len(missing)} of {len(acked)} acknowledged positions not held intact: "
-                   + ", ".join(_keys(missing).head(SAMPLE))
-                   + (f"; {len(damaged)} damaged records in storage" if len(damaged) else ""))
-                  if len(missing) else f"{len(acked) - unchecked.sum()} acknowledged records found at their "
-                                       f"positions in {listing.objects['fetched'].sum()} objects")
+    found = ((f"{len(missing)} of {len(acked)} acknowledged positions not held intact: "
+              + ", ".join(_keys(missing).head(SAMPLE))
+              + (f"; {len(damaged)} damaged records in storage" if len(damaged) else ""))
+             if len(missing) else f"{len(acked) - unchecked.sum()} acknowledged records found at their "
+                                  f"positions in {listing.objects['fetched'].sum()} objects")
+    row = verdict(ACKED_STORED, "F6.1 / F3", len(missing), Equals(0), found + unplaced_acks(view))
     rows = [not_tested(ACKED_STORED, "F6.1 / F3", no_acked_position(view)) if acked.empty
             else _short_of(row, unread, f"{unchecked.sum()} acknowledged records in them were not checked")
             if unchecked.any() else row]

@@ -1,10 +1,11 @@
 """Storage and metadata-store faults: Toxiproxy toxics on the brokers' paths to MinIO and etcd.
 
-A fault on a path nothing uses acts on nothing, so each records what went through its proxy, from the kernel's
+A fault on a path nothing uses acts on nothing, so each records what its proxy received, from the kernel's
 socket table (probes.tcp_traffic: the stack runs on this machine; Toxiproxy counts bytes only when a connection
-closes): a toxic, the bytes its proxy received from the brokers while it was in place (`through`, with its end);
-an outage, which lets nothing through, the connections it cut and how recently they had carried data (`cut`,
-with its start). "every fault took effect" judges them on it.
+closes): a toxic, the bytes its proxy received from any of its clients while it was in place (`through`, with
+its end); an outage, which lets nothing through, the connections it cut and how recently they had received data
+(`cut`, with its start). The bytes cannot be told apart by sender (keepalives count), so "every fault took
+effect" judges them together with the workload's acknowledged sends in flight during the fault.
 """
 
 from __future__ import annotations
