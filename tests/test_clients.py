@@ -154,11 +154,11 @@ def _retry_rows(topic: str, partition: int, actions: str, level: int = 10, facil
 
 def test_librdkafka_failed_batch_line_becomes_a_retry_row_of_its_partition():
     """A batch librdkafka puts back on its queue (actions Retry or Refresh) is a retry of its partition, with
-    the batch's first MsgId and size; a permanent failure, another topic, another facility or a line that
+    the batch's size; a permanent failure, another topic, another facility or a line that
     is not debug output records nothing."""
     rows = _retry_rows(h.TOPIC, 2, "Refresh,MsgNotPersisted")
     assert [(r["f"], r["producer"], r["partition"]) for r in rows] == [("retry", "producer-0", 2)]
-    assert json.loads(rows[0]["detail"]) == {"msgid": 245, "messages": 3, "actions": "Refresh,MsgNotPersisted"}
+    assert json.loads(rows[0]["detail"]) == {"messages": 3, "actions": "Refresh,MsgNotPersisted"}
     assert "Not leader for partition" in rows[0]["error"]
     assert len(_retry_rows(h.TOPIC, 0, "Retry,MsgPossiblyPersisted")) == 1
     assert _retry_rows(h.TOPIC, 0, "Permanent,MsgNotPersisted") == []

@@ -14,8 +14,9 @@
 // a row encoded into a buffer, not a row parsed and stored by the suite's Python process.
 //
 // The client runs with franz-go's defaults (idempotent writes, acks=all) plus what the workload's
-// contract needs: the shared request timeout, the delivery timeout, explicit partitions for
-// round-robin sends, no automatic commits, and the API version caps the suite derived from the system.
+// contract needs: the shared request timeout (also a produce's client-side deadline: produceTimeouts),
+// the delivery timeout, explicit partitions for round-robin sends, no automatic commits, and the API
+// version caps the suite derived from the system.
 package main
 
 import (
@@ -461,9 +462,35 @@ func stopped(stop <-chan struct{}) bool {
 	}
 }
 
+// produceTimeouts splits the contract's request timeout between franz-go's two produce settings so
+// that a produce request's client-side deadline equals it, as kafka-python's request_timeout_ms and
+// librdkafka's request.timeout.ms do. franz-go deadlines a produce's read at RequestTimeoutOverhead +
+// ProduceRequestTimeout (kgo/client.go connTimeouter.timeouts: `case *produceRequest: return def +
+// millis(t.timeout), def`): with both set to the timeout a paused broker held a produce twice as long.
+// The broker gets half to answer (the request's TimeoutMillis); the rest is the overhead, which is
+// also the deadline of the producer's other requests (metadata, InitProducerID).
+func produceTimeouts(request time.Duration) (brokerWait, overhead time.Duration) {
+	brokerWait = request / 2
+	return brokerWait, request - brokerWait
+}
+
+// rejoining: a poll's ErrGroupSession whose cause is retriable (NOT_COORDINATOR after the coordinator
+// moved, say) is franz-go telling the application that it lost its group session and is rejoining by
+// itself: kgo/consumer_group.go manage() backs off and loops to joinAndSync ("rejoining after we
+// previously errored and backed off"), and Fetches.Errors() documents ErrGroupSession as "an
+// informational error". It is a client-log row (franz-go logs it: "group manage loop errored"), not a
+// failed poll; the rebalance it causes is counted by the rebalance check. A non-retriable cause
+// (authorization) stays a failed poll: rejoining cannot succeed.
+func rejoining(err error) bool {
+	var session *kgo.ErrGroupSession
+	return errors.As(err, &session) && kerr.IsRetriable(session.Err)
+}
+
 func newProducer(t *task) (*kgo.Client, error) {
+	brokerWait, overhead := produceTimeouts(time.Duration(t.RequestTimeoutMs) * time.Millisecond)
 	opts := append(options(t),
-		kgo.ProduceRequestTimeout(time.Duration(t.RequestTimeoutMs)*time.Millisecond),
+		kgo.RequestTimeoutOverhead(overhead),
+		kgo.ProduceRequestTimeout(brokerWait),
 		kgo.RecordDeliveryTimeout(time.Duration(t.DeliveryTimeout*float64(time.Second))))
 	if !t.Keyed {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -621,7 +648,7 @@ func consume(t *task, stop <-chan struct{}) error {
 		mu.Unlock()
 		var failures []string
 		fetches.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !rejoining(err) {
 				failures = append(failures, fmt.Sprintf("%s[%d]: %s", topic, partition, errText(err)))
 			}
 		})

@@ -2,9 +2,13 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // BenchmarkRecordSend is what recording adds to one send in a worker: its row made, encoded and
@@ -33,5 +37,31 @@ func BenchmarkRecordSend(b *testing.B) {
 func BenchmarkPayload(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		payload("20261204T190000-abcd", "producer-3", i, 128)
+	}
+}
+
+// TestProduceTimeouts: a produce's client-side deadline (franz-go's overhead + the broker's wait) is
+// the contract's request timeout, and the broker's wait stays a usable share of it.
+func TestProduceTimeouts(t *testing.T) {
+	for _, request := range []time.Duration{4 * time.Second, 30 * time.Second, 3001 * time.Millisecond} {
+		brokerWait, overhead := produceTimeouts(request)
+		if brokerWait+overhead != request || brokerWait < request/2-time.Millisecond || overhead < brokerWait {
+			t.Errorf("request timeout %v: broker wait %v + overhead %v", request, brokerWait, overhead)
+		}
+	}
+}
+
+// TestRejoining: only a group session lost to a retriable error is the client's own business.
+func TestRejoining(t *testing.T) {
+	for err, want := range map[error]bool{
+		&kgo.ErrGroupSession{Err: kerr.NotCoordinator}:           true,
+		&kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}: false,
+		kerr.NotCoordinator: false,
+		&kgo.ErrDataLoss{Topic: "t", ResetTo: 1, ConsumedTo: 2}: false,
+		errors.New("unexpected"):                                false,
+	} {
+		if rejoining(err) != want {
+			t.Errorf("rejoining(%v) = %v, want %v", err, !want, want)
+		}
 	}
 }

@@ -56,7 +56,7 @@ from k6suite_lib.workload.producer import Done, producer_loop
 # librdkafka's debug line for a Produce request that failed: the batch goes back to its partition's
 # queue when the actions include Retry or Refresh (src/rdkafka_request.c, rd_kafka_handle_Produce_error)
 FAILED_BATCH = re.compile(r"(?P<topic>\S+) \[(?P<partition>\d+)\]: MessageSet with (?P<messages>\d+) message\(s\) "
-                          r"\(MsgId (?P<msgid>\d+), BaseSeq -?\d+\) encountered error: (?P<error>.*) "
+                          r"\(MsgId \d+, BaseSeq -?\d+\) encountered error: (?P<error>.*) "
                           r"\(actions (?P<actions>[A-Za-z,]*)\)")
 RESENT = ("Retry", "Refresh")
 # a request that timed out before it left the client (rd_kafka_buf_was_sent false: "no risk of duplicates")
@@ -194,7 +194,8 @@ class RetryLog:
         if failed["error"] == NEVER_SENT:
             return
         t_ns, wall = now()
-        detail = {"msgid": int(failed["msgid"]), "messages": int(failed["messages"]), "actions": failed["actions"]}
+        # no MsgId: librdkafka 2.16 logs MsgId 0 for every batch of a producer without idempotence
+        detail = {"messages": int(failed["messages"]), "actions": failed["actions"]}
         self.ctx.recorder.record(op_id=self.ctx.recorder.next_op(), process=self.name, f="retry", type="info",
                                  invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, producer=self.name,
                                  topic=self.ctx.topic, partition=int(failed["partition"]),
