@@ -9,7 +9,9 @@ of each broker process) is how a test sees that a fault landed on a process.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -34,6 +36,7 @@ from k6suite_lib.profiles import load_profile
 from k6suite_lib.scenario import storage_prefix
 from k6suite_lib.scenarios.s4_broker_chaos import TERMINATE_GRACE_S, _fault
 from k6suite_lib.stack import binaries, open_stack
+from k6suite_lib.stack.kafscale_k8s import NAMESPACE
 from k6suite_lib.stack.state import stack_credentials
 from k6suite_lib.storage import read_bucket
 from tests.conftest import port_base_for, without_idempotence_on_kafscale
@@ -122,6 +125,53 @@ def test_a_pod_deleted_by_the_driver_is_recreated_and_its_broker_process_restart
     if grace_s:
         lingered = seen["ended_after_s"] - seen["process_ended_after_s"]
         assert lingered < grace_s, f"the pod object outlived its process by {lingered:.1f} s"
+
+
+def test_a_pod_made_again_at_once_under_its_name_replaces_the_old_process(k8s_stack):
+    """A grace-0 deletion removes the API object at once, and a StatefulSet makes the pod again under its
+    name within milliseconds. When the node's sync of the deletion runs after its informer already holds
+    the new pod, the node must still stop the old process and start the new pod (CI once saw the old
+    process run on and the new pod stay Pending). To take that order every round, the node process is
+    frozen (SIGSTOP, as a loaded machine delays it) while the test deletes the pod and makes it again; the
+    pod is a bare one whose container is /bin/sleep, mapped as an image the way the stack maps its builds."""
+    stack, profile = k8s_stack
+    driver = _driver(profile)
+    images = json.loads(stack.files.images.read_text())
+    images["k6suite.test/sleep"] = {"binary": shutil.which("sleep")}
+    stack.files.images.write_text(json.dumps(images))
+    manifest = {"metadata": {"name": "k6s-twin"}, "spec": {
+        "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+        "containers": [{"name": "c", "image": "k6suite.test/sleep:1", "args": ["600"]}]}}
+    rounds: list[tuple[int | None, int | None]] = []
+    node = stack.record("node").pid
+    try:
+        driver.core.create_namespaced_pod(NAMESPACE, manifest)
+        now = _running(driver, "k6s-twin", old_pid=None)
+        for _ in range(5):
+            before = now
+            os.kill(node, signal.SIGSTOP)
+            try:
+                driver.core.delete_namespaced_pod("k6s-twin", NAMESPACE, grace_period_seconds=0)
+                driver.core.create_namespaced_pod(NAMESPACE, manifest)
+            finally:
+                os.kill(node, signal.SIGCONT)
+            now = _running(driver, "k6s-twin", old_pid=before.pid)
+            rounds.append((before.pid, now.pid))
+            assert now.uid != before.uid and now.pid not in (None, before.pid), (before, now)
+            assert not pid_alive(before.pid), f"the replaced pod's process {before.pid} still runs: {rounds}"
+    finally:
+        driver.core.delete_namespaced_pod("k6s-twin", NAMESPACE, grace_period_seconds=0)
+
+
+def _running(driver, pod: str, old_pid: int | None, timeout_s: float = 30):
+    """The pod once it runs a process other than old_pid (and old_pid has ended), or as it is at timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = driver.pod(pod)
+        done = now is not None and now.pid not in (None, old_pid) and (old_pid is None or not pid_alive(old_pid))
+        if done or time.monotonic() > deadline:
+            return now
+        time.sleep(0.1)
 
 
 def test_a_broker_process_that_dies_is_restarted_in_its_pod(k8s_stack):

@@ -49,6 +49,7 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -104,6 +105,7 @@ func main() {
 	n, err := nodeutil.NewNode(*name, func(cfg nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
 		describeNode(cfg.Node, *slots)
 		svcLister = func(ns, name string) (*corev1.Service, error) { return cfg.Services.Services(ns).Get(name) }
+		prov.apiPods = cfg.Pods
 		return prov, nil, nil
 	}, withClient(client))
 	if err != nil {
@@ -191,6 +193,7 @@ type provider struct {
 	pods               map[string]*podRun // namespace/name -> run
 	notify             func(*corev1.Pod)
 	removeObject       func(*corev1.Pod) error // deletes a pod's API object at once (this uid only)
+	apiPods            corev1listers.PodLister // the node's view of the API's pods (virtual-kubelet's informer)
 }
 
 func newProvider(imagesPath, stateDir string, portBase, portSpan, slots int) *provider {
@@ -601,14 +604,29 @@ func (p *provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	return nil
 }
 
+// GetPod answers for the pod that holds the name in the API now. A run whose API object was deleted
+// with grace 0 and made again under its name (a StatefulSet does so within milliseconds) is not that
+// pod: virtual-kubelet asks for a pod by name only, and handed the old run it would take the new pod
+// for a running one and never create it, leaving the old process running and the new pod Pending
+// (seen under load: the deletion's sync ran after the informer had the new pod). Not found here, the
+// new pod is created, and CreatePod stops the old run first.
 func (p *provider) GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
 	p.mu.Lock()
 	run := p.pods[key(namespace, name)]
 	p.mu.Unlock()
-	if run == nil {
+	if run == nil || p.replaced(run) {
 		return nil, errdefs.NotFoundf("pod %s/%s is not running here", namespace, name)
 	}
 	return run.snapshot(), nil
+}
+
+// replaced says whether the API holds another pod (another uid) under the run's name.
+func (p *provider) replaced(run *podRun) bool {
+	if p.apiPods == nil {
+		return false
+	}
+	now, err := p.apiPods.Pods(run.pod.Namespace).Get(run.pod.Name)
+	return err == nil && now.UID != run.pod.UID
 }
 
 func (p *provider) GetPodStatus(ctx context.Context, namespace, name string) (*corev1.PodStatus, error) {
