@@ -49,13 +49,13 @@ import (
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
 	corev1 "k8s.io/api/core/v1"
-	corev1listers "k8s.io/client-go/listers/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 )
 
@@ -686,7 +686,13 @@ func (p *provider) changed(run *podRun) {
 	p.notifyRun(run)
 }
 
-func (p *provider) notifyRun(run *podRun) { p.notify(run.snapshot()) }
+// notifyRun reports the run's status, unless its name now belongs to another pod: virtual-kubelet keys
+// statuses by name and would take the old process's for the new pod's.
+func (p *provider) notifyRun(run *podRun) {
+	if !p.replaced(run) {
+		p.notify(run.snapshot())
+	}
+}
 
 // snapshot is the pod with its status as the processes are now.
 func (run *podRun) snapshot() *corev1.Pod {
