@@ -241,3 +241,85 @@ def test_matrix_says_which_client_a_finding_depends_on(tmp_path):
     assert checks["unseen"]["client_dependent"] == {}
     assert question["client_dependent"] == {"kafka": {"kafka-python": "YES", "librdkafka": "NO"}}
     assert "depends on the client: kafka-python YES, librdkafka NO" in matrix_html(matrix)
+
+
+def _broker(nodeid: int, state: str, connects: int, disconnects: int, source: str = "learned") -> dict:
+    """One broker of a librdkafka 2.16 statistics document (the fields connection_view reads)."""
+    name = f"127.0.0.1:2210{nodeid}/{nodeid}" if nodeid >= 0 else "127.0.0.1:22100/bootstrap"
+    return {name: {"name": name, "nodeid": nodeid, "nodename": name.split("/")[0], "source": source,
+                   "state": state, "connects": connects, "disconnects": disconnects}}
+
+
+def _librdkafka_samples(*documents: dict) -> list[dict]:
+    """The client-metrics details librdkafka's statistics callback records for these documents, in order."""
+    recorder = Recorder(h.RUN)
+    ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
+    statistics = rdkafka.Statistics(ctx, "consumer-0")
+    for brokers in documents:
+        statistics.record(json.dumps({"type": "consumer", "brokers": brokers}))
+    rows = recorder.rows()
+    assert {(r["process"], r["f"], r["type"]) for r in rows} == {("consumer-0", "client-metrics", "ok")}
+    return [json.loads(r["detail"]) for r in rows]
+
+
+def test_librdkafka_statistics_count_connections_that_came_up():
+    """connects counts attempts, failed ones too; disconnects only connections that were up: a handle's
+    created connections are its disconnects plus one while up. The bootstrap handle, dropped once the
+    brokers are learned, keeps its connection counted, as closed; brokers lists the learned ones."""
+    first, down, retrying, back = _librdkafka_samples(
+        {**_broker(-1, "UP", 1, 0, "configured"), **_broker(0, "UP", 1, 0), **_broker(1, "INIT", 0, 0)},
+        {**_broker(0, "DOWN", 1, 1), **_broker(1, "UP", 1, 0)},
+        {**_broker(0, "CONNECT", 4, 1), **_broker(1, "UP", 1, 0)},
+        {**_broker(0, "APIVERSION_QUERY", 5, 1), **_broker(1, "UP", 1, 0)})
+    assert first == {"connection-creation-total": 2, "connection-close-total": 0, "connection-attempts-total": 2,
+                     "brokers": ["0@127.0.0.1:22100", "1@127.0.0.1:22101"]}
+    assert [(s["connection-creation-total"], s["connection-close-total"], s["connection-attempts-total"])
+            for s in (down, retrying, back)] == [(3, 2, 3), (3, 2, 6), (4, 2, 7)]
+
+
+def _reconnections(samples: list[tuple[float, dict]], restarts: int) -> dict:
+    """The reconnections verdict of a clean run (a fault at 10-20 s) with a client's samples planted."""
+    from k6suite_lib.checkers import CheckSpec, compose
+    from k6suite_lib.history import View
+
+    t = h.Timeline()
+    t.sends(0, 30, 10, 2)
+    t.fault(10, 20)
+    t.read_everything(31)
+    for at, detail in samples:
+        t._row(at, process="consumer-0", f="client-metrics", type="ok", detail=json.dumps(detail))
+    params = {"requirement": "S7", "restarts": restarts} if restarts else {"requirement": "F5.1"}
+    return compose(View(t.frame()), [CheckSpec("reconnections", params)]).iloc[0]
+
+
+def test_planted_librdkafka_reconnect_storm_fails_and_one_reconnection_per_restart_passes():
+    """Samples as librdkafka's statistics give them: a connection back once per bounce passes S7's
+    allowance; a handle redialing again and again (each dial up, then dropped) is a storm."""
+    brokers = {**_broker(0, "UP", 1, 0), **_broker(1, "UP", 1, 0)}
+    before = _librdkafka_samples(brokers)[0]
+    clean = _librdkafka_samples(brokers, {**_broker(0, "UP", 9, 1), **_broker(1, "UP", 6, 1)})[-1]
+    storm = _librdkafka_samples(brokers, {**_broker(0, "UP", 12, 6), **_broker(1, "UP", 1, 0)})[-1]
+    assert _reconnections([(5, before), (25, clean)], restarts=3)["status"] == "PASS"  # 2 new, failed dials aside
+    row = _reconnections([(5, before), (25, storm)], restarts=3)
+    assert row["status"] == "FAIL" and row["measured"] == "consumer-0: 1", row["evidence"]  # 6 new > 2 + 3
+    assert _reconnections([(5, before), (25, before)], restarts=0)["status"] == "PASS"
+    assert _reconnections([(5, before), (25, clean)], restarts=0)["status"] == "FAIL"
+
+
+def test_planted_franz_go_reconnect_storm_fails_and_a_steady_client_passes():
+    """Samples as the franz-go program writes them (its hooks' totals, no broker list): a steady client
+    passes; a client whose five connections all came back at each of three restarts is a storm."""
+    def sample(created: int, closed: int) -> dict:
+        return {"connection-attempts-total": created + 2, "connection-close-total": closed,
+                "connection-creation-total": created}
+
+    assert _reconnections([(5, sample(5, 0)), (25, sample(5, 0))], restarts=0)["status"] == "PASS"
+    assert _reconnections([(5, sample(5, 0)), (25, sample(12, 7))], restarts=3)["status"] == "PASS"
+    row = _reconnections([(5, sample(5, 0)), (25, sample(20, 15))], restarts=3)
+    assert row["status"] == "FAIL" and row["measured"] == "consumer-0: 7", row["evidence"]
+
+
+def test_franz_go_task_asks_for_client_metrics_at_the_workloads_interval():
+    ctx = RunContext(profile=load_profile("kafka"), config=WorkloadConfig(client="franz-go", client_metrics_s=0.5),
+                     run_id=h.RUN, topic=h.TOPIC, recorder=Recorder(h.RUN))
+    assert franzgo.task(ctx, "consumer", 0)["client_metrics_s"] == 0.5

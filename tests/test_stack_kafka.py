@@ -256,6 +256,35 @@ def test_two_franz_go_worker_processes_write_shards_that_merge_into_one_clean_hi
 
 
 @pytest.mark.stack
+@pytest.mark.parametrize("client", ["librdkafka", "franz-go"])
+def test_clients_sample_their_own_connection_totals(kafka_stack, client):
+    """With client_metrics_s set, every client writes client-metrics rows from its own counters
+    (librdkafka: its statistics; franz-go: its connection hooks), also a producer in a worker process:
+    totals that never fall, every connection counted once it came up. librdkafka lists the brokers of
+    its metadata; franz-go exposes none. Before, only kafka-python wrote these rows, and S6's and S7's
+    reconnection checks were NOT TESTED for the other clients."""
+    import json
+
+    _, profile = kafka_stack
+    config = WorkloadConfig(client=client, producers=1, workers=1, consumers=1, partitions=PARTITIONS, records=150,
+                            rate=100, client_metrics_s=0.25, label=f"metrics-{client}")
+    frame = run_workload(profile, config).history
+    samples = frame[frame["f"] == "client-metrics"]
+    assert set(samples["type"]) == {"ok"}, samples["error"].head().tolist()
+    assert samples.groupby("process")["worker"].unique().map(list).to_dict() == {"consumer-0": [0], "producer-0": [1]}
+    for process, rows in samples.groupby("process"):
+        details = [json.loads(detail) for detail in rows.sort_values("complete_ns")["detail"]]
+        assert len(details) >= 2, (process, details)
+        for total in ("connection-creation-total", "connection-close-total", "connection-attempts-total"):
+            counts = [d[total] for d in details]
+            assert counts == sorted(counts), (process, total, counts)
+        assert 1 <= details[-1]["connection-creation-total"] <= details[-1]["connection-attempts-total"], details[-1]
+        brokers = {tuple(d.get("brokers", ())) for d in details}
+        assert brokers == ({tuple(f"{i}@{server}" for i, server in enumerate(profile.bootstrap_servers))}
+                           if client == "librdkafka" else {()}), brokers
+
+
+@pytest.mark.stack
 def test_added_broker_is_a_broker_only_node_of_the_same_cluster(kafka_stack):
     stack, profile = kafka_stack
     new_id = stack.add_broker()

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -64,6 +65,8 @@ type task struct {
 	Commit           bool    `json:"commit"`
 	Lane             []int32 `json:"lane"`
 	SessionTimeoutMs int     `json:"session_timeout_ms"`
+	// ClientMetricsS > 0: a client-metrics row (connection totals) this often, in seconds
+	ClientMetricsS float64 `json:"client_metrics_s"`
 	// AutoCreate: the workload produces to a topic nobody created and asks the system to create it
 	// (franz-go asks only when told to; kafka-python and librdkafka producers ask by default).
 	AutoCreate bool `json:"auto_create"`
@@ -71,6 +74,55 @@ type task struct {
 	Worker    int    `json:"worker"`
 	Producers []task `json:"producers"`
 	Shard     string `json:"shard"`
+
+	counter *connections // the client's connection hooks when the workload samples clients
+}
+
+// connections counts a client's broker connections from franz-go's own hooks: every dial
+// (OnBrokerConnect, err set when it failed), every successful one, and every close of a successful
+// one (OnBrokerDisconnect). franz-go holds up to five connections per broker (produce, fetch, group,
+// slow and normal requests: kgo/broker.go) and a seed broker's are its own, so these count each.
+type connections struct {
+	attempts, created, closed atomic.Int64
+}
+
+func (c *connections) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	c.attempts.Add(1)
+	if err == nil {
+		c.created.Add(1)
+	}
+}
+
+func (c *connections) OnBrokerDisconnect(kgo.BrokerMetadata, net.Conn) { c.closed.Add(1) }
+
+// sampleConnections writes a client-metrics row for the client every ClientMetricsS until done closes
+// (docs/history-format.md, "Client-metrics rows"); franz-go exposes no broker list, so none is written.
+func sampleConnections(t *task, done <-chan struct{}) {
+	ticker := time.NewTicker(time.Duration(t.ClientMetricsS * float64(time.Second)))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			detail, _ := json.Marshal(map[string]int64{"connection-creation-total": t.counter.created.Load(),
+				"connection-close-total": t.counter.closed.Load(), "connection-attempts-total": t.counter.attempts.Load()})
+			now := monoNow()
+			sample := newRow(opIDs.Add(1), t.Name, "client-metrics", "ok", now, now, time.Now().UnixNano())
+			sample.Detail = string(detail)
+			rows.row(sample)
+		case <-done:
+			return
+		}
+	}
+}
+
+// sampled starts the client's sampler when the workload samples clients; the returned func stops it.
+func sampled(t *task) func() {
+	if t.counter == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go sampleConnections(t, done)
+	return func() { close(done) }
 }
 
 var (
@@ -323,6 +375,9 @@ func options(t *task) []kgo.Opt {
 		kgo.RequestTimeoutOverhead(timeout),
 		kgo.WithLogger(recordingLogger{t}),
 	}
+	if t.counter != nil {
+		opts = append(opts, kgo.WithHooks(t.counter))
+	}
 	if len(t.Caps) > 0 {
 		versions := kversion.Stable()
 		for key, max := range t.Caps {
@@ -453,6 +508,13 @@ func work(t *task) error {
 	return file.Close()
 }
 
+// counting gives the task's client its connection hooks when the workload samples clients.
+func counting(t *task) {
+	if t.ClientMetricsS > 0 {
+		t.counter = &connections{}
+	}
+}
+
 func stopped(stop <-chan struct{}) bool {
 	select {
 	case <-stop:
@@ -487,6 +549,7 @@ func rejoining(err error) bool {
 }
 
 func newProducer(t *task) (*kgo.Client, error) {
+	counting(t)
 	brokerWait, overhead := produceTimeouts(time.Duration(t.RequestTimeoutMs) * time.Millisecond)
 	opts := append(options(t),
 		kgo.RequestTimeoutOverhead(overhead),
@@ -505,6 +568,7 @@ func newProducer(t *task) (*kgo.Client, error) {
 }
 
 func produce(t *task, cl *kgo.Client, stop <-chan struct{}) {
+	defer sampled(t)()
 	var outstanding atomic.Int64
 	start := monoNow()
 	slot := 0
@@ -613,6 +677,7 @@ func consume(t *task, stop <-chan struct{}) error {
 		change.Topic, change.Session, change.Detail = t.Topic, session, string(detail)
 		rows.row(change)
 	}
+	counting(t)
 	opts := append(options(t), kgo.FetchMaxWait(200*time.Millisecond))
 	if t.Group != "" {
 		opts = append(opts, kgo.ConsumerGroup(t.Group), kgo.ConsumeTopics(t.Topic), kgo.DisableAutoCommit(),
@@ -632,6 +697,7 @@ func consume(t *task, stop <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
+	defer sampled(t)()
 	if t.Group == "" {
 		assignment("assign", map[string][]int32{t.Topic: t.Lane})
 	}

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,5 +67,42 @@ func TestRejoining(t *testing.T) {
 		if rejoining(err) != want {
 			t.Errorf("rejoining(%v) = %v, want %v", err, !want, want)
 		}
+	}
+}
+
+// TestConnectionRows: the hooks count every dial, the successful ones and their closes, and the
+// sampler writes those totals as client-metrics rows of the task's client until it is stopped.
+func TestConnectionRows(t *testing.T) {
+	initClock()
+	var out bytes.Buffer
+	rows = &sink{w: bufio.NewWriter(&out)}
+	defer func() { rows = stdout }()
+	client := &task{Name: "consumer-1", ClientMetricsS: 0.01}
+	counting(client)
+	meta := kgo.BrokerMetadata{NodeID: 1}
+	client.counter.OnBrokerConnect(meta, time.Millisecond, nil, errors.New("dial tcp: connection refused"))
+	client.counter.OnBrokerConnect(meta, time.Millisecond, &net.TCPConn{}, nil)
+	client.counter.OnBrokerConnect(meta, time.Millisecond, &net.TCPConn{}, nil)
+	client.counter.OnBrokerDisconnect(meta, &net.TCPConn{})
+	stop := sampled(client)
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	rows.flush()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("want a row per interval, got %q", out.String())
+	}
+	var row struct{ Process, F, Type, Detail string }
+	if err := json.Unmarshal([]byte(lines[0]), &row); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"connection-attempts-total":3,"connection-close-total":1,"connection-creation-total":2}`
+	if row.Process != "consumer-1" || row.F != "client-metrics" || row.Type != "ok" || row.Detail != want {
+		t.Fatalf("got %+v", row)
+	}
+	quiet := &task{Name: "producer-0"}
+	counting(quiet)
+	if quiet.counter != nil {
+		t.Fatal("a workload that samples no clients gets no hooks")
 	}
 }

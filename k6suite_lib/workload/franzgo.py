@@ -90,7 +90,8 @@ def task(ctx: RunContext, role: str, index: int) -> dict[str, Any]:
             "partitions": config.partitions, "keyed": config.keyed, "message_bytes": config.message_bytes,
             "max_outstanding": config.max_outstanding, "group": config.group_id or "", "commit": config.commit,
             "lane": lane(ctx, index) if role == "consumer" and config.consumer_mode != "group" else [],
-            "session_timeout_ms": config.session_timeout_ms, "auto_create": not config.create_topic}
+            "session_timeout_ms": config.session_timeout_ms, "auto_create": not config.create_topic,
+            "client_metrics_s": config.client_metrics_s}
 
 
 def worker_task(ctx: RunContext, worker: int, producers: list[int], shard: Path) -> dict[str, Any]:

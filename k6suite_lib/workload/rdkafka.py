@@ -31,6 +31,13 @@ of any record of that batch. A line for a request that timed out still queued ("
 queue", tagged MsgNotPersisted) writes no row: that request never reached the broker. Other unsent
 requests (purged with a dropped connection) log the same line as sent ones and keep their rows.
 
+Client metrics (``client_metrics_s > 0``): librdkafka's own statistics (``statistics.interval.ms`` at
+that interval; an observation setting, like ``debug``: the client emits a JSON document, nothing it
+does changes), one ``client-metrics`` row each time the client serves them (``Statistics``). Its
+per-broker ``connects`` counts connection attempts, failed ones too, and ``disconnects`` only
+connections that had come up (src/rdkafka_broker.c, rd_kafka_broker_fail: ``rkb_state >=
+RD_KAFKA_BROKER_STATE_UP``); each broker handle holds at most one connection, so the connections it
+created are its disconnects plus one while it is up (``connection_view``).
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ DEFINITE = frozenset({
     KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError._INVALID_ARG, KafkaError._QUEUE_FULL,
     KafkaError._PURGE_QUEUE,
 })
+# broker states in which the handle's connection is up (rd_kafka_broker_state_t from STATE_UP on)
+UP_STATES = frozenset({"UP", "UPDATE", "APIVERSION_QUERY", "AUTH_HANDSHAKE", "AUTH_REQ", "REAUTH"})
 # broker.version.fallback per (Fetch, Produce) cap: the newest Kafka release whose Fetch and Produce
 # versions stay within them (Kafka 2.3: Fetch 11, Produce 7; 2.4-2.6: Fetch 11, Produce 8; 2.7: Fetch 12).
 FALLBACKS = ((11, 8, "2.6.0"), (11, 7, "2.3.0"), (10, 7, "2.1.0"))
@@ -127,6 +136,50 @@ def producer_config(profile: Profile, config: WorkloadConfig, client_id: str) ->
             "enable.idempotence": config.idempotent(profile)}
 
 
+def connection_view(stats: dict[str, Any], handles: dict[str, tuple[int, int, int]]) -> dict[str, Any]:
+    """A client-metrics detail from one statistics document: connections created (disconnects, plus
+    one while up), closed (disconnects) and attempted (connects) over every broker handle: bootstrap,
+    learned and logical. handles keeps each handle's last counts: a handle gone from the statistics
+    (2.16 drops its bootstrap handles once it has learned the cluster's brokers) still counts, its
+    connection as closed."""
+    brokers = stats.get("brokers") or {}
+    for name, broker in brokers.items():
+        closed = int(broker.get("disconnects", 0))
+        handles[name] = (closed + (broker.get("state") in UP_STATES), closed, int(broker.get("connects", 0)))
+    for name in handles.keys() - brokers.keys():
+        created, _closed, attempts = handles[name]
+        handles[name] = (created, created, attempts)
+    created, closed, attempts = (sum(counts[i] for counts in handles.values()) for i in range(3))
+    learned = (b for b in brokers.values() if b.get("source") == "learned" and b.get("nodeid", -1) >= 0)
+    return {"connection-creation-total": created, "connection-close-total": closed,
+            "connection-attempts-total": attempts, "brokers": sorted(f"{b['nodeid']}@{b['nodename']}" for b in learned)}
+
+
+class Statistics:
+    """A client's statistics callback: a client-metrics row (connection_view) each time librdkafka
+    serves its statistics, timed when served (poll() or consume() on the client's own thread)."""
+
+    def __init__(self, ctx: RunContext, name: str) -> None:
+        self.ctx, self.name = ctx, name
+        self.handles: dict[str, tuple[int, int, int]] = {}
+
+    def settings(self) -> dict[str, Any]:
+        """The client settings that turn the statistics on (none when the workload samples no clients)."""
+        interval = self.ctx.config.client_metrics_s
+        if interval <= 0:
+            return {}
+        return {"statistics.interval.ms": max(1, round(interval * 1000)), "stats_cb": self.record}
+
+    def record(self, text: str) -> None:
+        t_ns, wall = now()
+        try:
+            detail, kind, error = json.dumps(connection_view(json.loads(text), self.handles)), "ok", ""
+        except Exception as exc:  # a failed sample is evidence: the checks that read samples name it
+            detail, kind, error = "", "fail", error_text(exc)
+        self.ctx.recorder.record(op_id=self.ctx.recorder.next_op(), process=self.name, f="client-metrics", type=kind,
+                                 invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall, detail=detail, error=error)
+
+
 class Sender:
     """A librdkafka producer behind the producer loop. Its delivery reports and statistics are served
     by a thread of its own that blocks in poll(), so each report's time is when it arrived, not when
@@ -139,7 +192,7 @@ class Sender:
         self.ctx, self.name = ctx, name
         settings = producer_config(ctx.profile, config, f"{ctx.run_id}-{name}")
         self.producer = Producer({**settings, "debug": "msg", "logger": RetryLog(ctx, name, settings["logger"]),
-                                  "error_cb": self._error})
+                                  "error_cb": self._error, **Statistics(ctx, name).settings()})
         self.closed = threading.Event()
         self.poller = threading.Thread(target=self._serve, name=f"{name}-poll", daemon=True)
         self.poller.start()
@@ -281,8 +334,8 @@ def run_consumer(ctx: RunContext, index: int) -> None:
 
     config, name = ctx.config, f"consumer-{index}"
     try:
-        consumer = Consumer(consumer_config(ctx.profile, f"{ctx.run_id}-{name}", config.group_id,
-                                            config.session_timeout_ms))
+        consumer = Consumer({**consumer_config(ctx.profile, f"{ctx.run_id}-{name}", config.group_id,
+                                               config.session_timeout_ms), **Statistics(ctx, name).settings()})
     except Exception as exc:
         ctx.connect_failure(name, exc)
         return
