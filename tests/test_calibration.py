@@ -9,12 +9,14 @@ from __future__ import annotations
 import ast
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from k6suite_lib import calibration, matrix, report
 from k6suite_lib.checkers import ANOMALIES
+from k6suite_lib.profiles import load_profile
 from tests.conftest import port_base_for, write_profile
 
 KAFKA = {"system": "kafka", "source": "4.1.1", "version": "4.1.1", "commit": None, "dirty": None,
@@ -785,3 +787,38 @@ def test_the_report_and_the_matrix_hold_each_verdict_against_its_runs_client_set
     assert "client settings differ" in caveats.get("local", "") and "local-same" not in caveats
     row = next(row for q in built["questions"] for row in q["checks"] if row["check"] == "lost-write")
     assert "STALE: client settings differ" in row["calibration"]["kafka-python"]["text"]  # the first column's
+
+
+def test_a_franz_go_case_measured_before_its_produce_timeout_split_reads_stale():
+    """Issue 17: franz-go deadlines a produce at RequestTimeoutOverhead + ProduceRequestTimeout, and 729486b split
+    the request timeout between them; a case measured before looked like one measured after (both recorded only
+    request_timeout_ms 4000). The program's producers take the options their task names, a history's metadata
+    records them, and a case whose histories did not (measured before) differs, named, from a run that did."""
+    from k6suite_lib.workload import WorkloadConfig, franzgo
+    from k6suite_lib.workload.config import client_settings
+    from k6suite_lib.workload.orchestrator import client_options, workload_context
+
+    profile = load_profile("kafka")
+    ctx = workload_context(replace(profile, client=replace(profile.client, library="franz-go")), WorkloadConfig())
+    split = {"ProduceRequestTimeout_ms": 2000, "RequestTimeoutOverhead_ms": 2000}
+    assert franzgo.task(ctx, "producer", 0)["options"] == client_options(ctx) == split
+    meta = {"client": "franz-go", "client_version": "franz-go v1.22.3", "idempotent": True, "request_timeout_ms": 4000,
+            "config": {"delivery_timeout_s": 30.0}}
+    before, after = client_settings(meta), client_settings({**meta, "client_options": split})
+    assert before["options"] is None and after["options"] == split
+    assert calibration.settings_staleness({"settings": before}, after) == (
+        f"client settings differ: options None measured, {split} in use")
+    assert calibration.settings_staleness({"settings": after}, after) == ""
+    kafka_python = workload_context(profile, WorkloadConfig())
+    assert client_options(kafka_python) is None  # its producers are given nothing beyond the settings
+
+
+@pytest.mark.parametrize("request_timeout_ms", [4000, 30000, 3001])
+def test_franz_go_produce_deadline_is_the_request_timeout(request_timeout_ms):
+    """A produce's client-side deadline (overhead + the broker's wait) is the contract's request timeout, and the
+    broker's wait stays a usable share of it."""
+    from k6suite_lib.workload import franzgo
+
+    options = franzgo.producer_options(request_timeout_ms)
+    wait, overhead = options["ProduceRequestTimeout_ms"], options["RequestTimeoutOverhead_ms"]
+    assert wait + overhead == request_timeout_ms and request_timeout_ms // 2 <= overhead and wait >= overhead - 1

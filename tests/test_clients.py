@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 import tests.histories as h
-from k6suite_lib.checkers import AnomalyRules
+from k6suite_lib.checkers import AnomalyRules, CheckSpec
 from k6suite_lib.history import Recorder
 from k6suite_lib.profiles import Profile, load_profile
 from k6suite_lib.workload import WorkloadConfig, franzgo, rdkafka, run_workload
@@ -134,6 +134,32 @@ def test_planted_client_timeout_is_indeterminate_not_lost(error):
     assert_clean(verdicts_of(h.frame(indeterminate)))
     verdicts = verdicts_of(h.frame(acknowledged))
     assert (verdicts["status"] == "FAIL").any(), verdicts["status"].to_dict()
+
+
+# What franz-go writes when its group session breaks (clients/franzgo pollRows, TestPlantedPollErrors): the rejoin
+# after the coordinator's connection died is only franz-go's own log line; a refusal the rejoin cannot get past
+# is a failed poll.
+FRANZ_GO_REJOIN_LOG = ("ERROR franz-go: group manage loop errored group=k6s-g err=EOF consecutive_errors=1 "
+                       "backoff=212ms")
+FRANZ_GO_REFUSED_POLL = ("[0]: kerr GROUP_AUTHORIZATION_FAILED (not retriable): Group authorization failed.")
+
+
+@pytest.mark.parametrize(("row", "status"), [
+    ({"process": "client-log", "f": "client-log", "error": FRANZ_GO_REJOIN_LOG}, "PASS"),
+    ({"process": "consumer-0", "f": "poll", "error": FRANZ_GO_REFUSED_POLL}, "FAIL"),
+])
+def test_planted_franz_go_group_session_lost_is_an_error_only_when_the_rejoin_cannot_succeed(row, status):
+    """A franz-go consumer whose coordinator's connection broke ("unable to join group session: EOF") rejoins by
+    itself: the history holds franz-go's log line, handled by the client; a group that refuses the member for
+    good leaves a failed poll, a client error beyond retry."""
+    rows = h.clean_rows(h.Spec(1, 2, 20, 1), random.Random(5))
+    t = max(r["complete_ns"] for r in rows) + 1000
+    poll = next(r for r in rows if r["f"] == "poll")
+    planted = {**poll, "op_id": 20_000, "type": "info", "partition": -1, "offset": -1, "producer": "", "seq": -1,
+               "checksum": -1, "invoke_ns": t, "complete_ns": t + 10, "wall_ns": t, **row}
+    verdict = verdicts_of(h.frame([*rows, planted]), None, CheckSpec("client-errors")).loc["client errors beyond retry"]
+    assert verdict["status"] == status, verdict["evidence"]
+    assert ("handled by the client: 1" in verdict["evidence"]) is (status == "PASS")
 
 
 # librdkafka 2.16's debug line (context msg) for a Produce request whose batch goes back to its queue

@@ -14,7 +14,7 @@
 // a row encoded into a buffer, not a row parsed and stored by the suite's Python process.
 //
 // The client runs with franz-go's defaults (idempotent writes, acks=all) plus what the workload's
-// contract needs: the shared request timeout (also a produce's client-side deadline: produceTimeouts),
+// contract needs: the shared request timeout (also a produce's client-side deadline: the task's options),
 // the delivery timeout, explicit partitions for round-robin sends, no automatic commits, and the API
 // version caps the suite derived from the system.
 package main
@@ -67,6 +67,9 @@ type task struct {
 	SessionTimeoutMs int     `json:"session_timeout_ms"`
 	// ClientMetricsS > 0: a client-metrics row (connection totals) this often, in seconds
 	ClientMetricsS float64 `json:"client_metrics_s"`
+	// Options: the produce timeouts the suite derives from the request timeout (k6suite_lib/workload/franzgo.py
+	// producer_options, which says why); the program sets exactly these
+	Options produceOptions `json:"options"`
 	// AutoCreate: the workload produces to a topic nobody created and asks the system to create it
 	// (franz-go asks only when told to; kafka-python and librdkafka producers ask by default).
 	AutoCreate bool `json:"auto_create"`
@@ -123,6 +126,11 @@ func sampled(t *task) func() {
 	done := make(chan struct{})
 	go sampleConnections(t, done)
 	return func() { close(done) }
+}
+
+type produceOptions struct {
+	ProduceRequestTimeoutMs  int `json:"ProduceRequestTimeout_ms"`
+	RequestTimeoutOverheadMs int `json:"RequestTimeoutOverhead_ms"`
 }
 
 var (
@@ -524,36 +532,35 @@ func stopped(stop <-chan struct{}) bool {
 	}
 }
 
-// produceTimeouts splits the contract's request timeout between franz-go's two produce settings so
-// that a produce request's client-side deadline equals it, as kafka-python's request_timeout_ms and
-// librdkafka's request.timeout.ms do. franz-go deadlines a produce's read at RequestTimeoutOverhead +
-// ProduceRequestTimeout (kgo/client.go connTimeouter.timeouts: `case *produceRequest: return def +
-// millis(t.timeout), def`): with both set to the timeout a paused broker held a produce twice as long.
-// The broker gets half to answer (the request's TimeoutMillis); the rest is the overhead, which is
-// also the deadline of the producer's other requests (metadata, InitProducerID).
-func produceTimeouts(request time.Duration) (brokerWait, overhead time.Duration) {
-	brokerWait = request / 2
-	return brokerWait, request - brokerWait
-}
-
-// rejoining: a poll's ErrGroupSession whose cause is retriable (NOT_COORDINATOR after the coordinator
-// moved, say) is franz-go telling the application that it lost its group session and is rejoining by
-// itself: kgo/consumer_group.go manage() backs off and loops to joinAndSync ("rejoining after we
-// previously errored and backed off"), and Fetches.Errors() documents ErrGroupSession as "an
-// informational error". It is a client-log row (franz-go logs it: "group manage loop errored"), not a
-// failed poll; the rebalance it causes is counted by the rebalance check. A non-retriable cause
-// (authorization) stays a failed poll: rejoining cannot succeed.
+// rejoining: a poll's ErrGroupSession is franz-go telling the application that it lost its group session, and
+// franz-go rejoins by itself whatever the cause: kgo/consumer_group.go manage() loops to joinAndSync after
+// manageFailWait has injected the error and backed off ("rejoining after we previously errored and backed
+// off"); only a closed client ends that loop, and it injects nothing. Fetches.Errors() documents ErrGroupSession
+// as "an informational error". So it is the client's own business (a client-log row: franz-go logs "group manage
+// loop errored"; the rebalance it causes is counted by the rebalance check), unless the rejoin can only meet the
+// same refusal: a Kafka error that is not retriable (GROUP_AUTHORIZATION_FAILED, INVALID_SESSION_TIMEOUT), a
+// failed poll. A cause that is no Kafka error at all is a connection that broke (EOF, a reset, a timeout:
+// "unable to join group session: EOF" when the coordinator died), which the rejoin retries on a new connection;
+// UNKNOWN_MEMBER_ID and ILLEGAL_GENERATION (the group dropped the member) end in a join without the old member
+// id (handleJoinResp), which the group accepts.
 func rejoining(err error) bool {
 	var session *kgo.ErrGroupSession
-	return errors.As(err, &session) && kerr.IsRetriable(session.Err)
+	if !errors.As(err, &session) {
+		return false
+	}
+	var refused *kerr.Error
+	return !errors.As(session.Err, &refused) || refused.Retriable ||
+		refused == kerr.UnknownMemberID || refused == kerr.IllegalGeneration
 }
 
 func newProducer(t *task) (*kgo.Client, error) {
 	counting(t)
-	brokerWait, overhead := produceTimeouts(time.Duration(t.RequestTimeoutMs) * time.Millisecond)
+	if t.Options.ProduceRequestTimeoutMs <= 0 || t.Options.RequestTimeoutOverheadMs <= 0 {
+		return nil, fmt.Errorf("task without its produce timeouts: %+v", t.Options)
+	}
 	opts := append(options(t),
-		kgo.RequestTimeoutOverhead(overhead),
-		kgo.ProduceRequestTimeout(brokerWait),
+		kgo.RequestTimeoutOverhead(time.Duration(t.Options.RequestTimeoutOverheadMs)*time.Millisecond),
+		kgo.ProduceRequestTimeout(time.Duration(t.Options.ProduceRequestTimeoutMs)*time.Millisecond),
 		kgo.RecordDeliveryTimeout(time.Duration(t.DeliveryTimeout*float64(time.Second))))
 	if !t.Keyed {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -712,25 +719,11 @@ func consume(t *task, stop <-chan struct{}) error {
 		mu.Lock()
 		epoch := session
 		mu.Unlock()
-		var failures []string
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !rejoining(err) {
-				failures = append(failures, fmt.Sprintf("%s[%d]: %s", topic, partition, errText(err)))
-			}
-		})
-		records := 0
-		fetches.EachRecord(func(r *kgo.Record) {
-			records++
-			rows.row(pollRow(op, invoke, complete, wall, epoch, t.Name, r))
-		})
-		if records == 0 && len(failures) > 0 {
-			text := strings.Join(failures, "; ")
-			if len(text) > 500 {
-				text = text[:500]
-			}
-			failed := newRow(op, t.Name, "poll", "info", invoke, complete, wall)
-			failed.Topic, failed.Session, failed.Error = t.Topic, epoch, text
-			rows.row(failed)
+		polls := pollRows(t, fetches, op, invoke, complete, wall, epoch)
+		for _, row := range polls {
+			rows.row(row)
+		}
+		if len(polls) == 1 && polls[0].Type != "ok" {
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}
@@ -738,12 +731,38 @@ func consume(t *task, stop <-chan struct{}) error {
 			polled = true
 			stdout.event(map[string]string{"event": "polled"})
 		}
-		if records > 0 && t.Group != "" && t.Commit {
+		if len(polls) > 0 && t.Group != "" && t.Commit {
 			commit(t, cl, epoch)
 		}
 	}
 	cl.Close()
 	return nil
+}
+
+// pollRows is what one poll writes: a row per record; without records, one failed poll naming the errors the
+// application must handle (not its own poll deadline, not franz-go's notice that it is rejoining its group);
+// nothing for an empty poll.
+func pollRows(t *task, fetches kgo.Fetches, op, invoke, complete, wall, epoch int64) []*Row {
+	var failures []string
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !rejoining(err) {
+			failures = append(failures, fmt.Sprintf("%s[%d]: %s", topic, partition, errText(err)))
+		}
+	})
+	var polled []*Row
+	fetches.EachRecord(func(r *kgo.Record) {
+		polled = append(polled, pollRow(op, invoke, complete, wall, epoch, t.Name, r))
+	})
+	if len(polled) == 0 && len(failures) > 0 {
+		text := strings.Join(failures, "; ")
+		if len(text) > 500 {
+			text = text[:500]
+		}
+		failed := newRow(op, t.Name, "poll", "info", invoke, complete, wall)
+		failed.Topic, failed.Session, failed.Error = t.Topic, epoch, text
+		polled = append(polled, failed)
+	}
+	return polled
 }
 
 func pollRow(op, invoke, complete, wall, epoch int64, name string, r *kgo.Record) *Row {

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -44,23 +46,20 @@ func BenchmarkPayload(b *testing.B) {
 	}
 }
 
-// TestProduceTimeouts: a produce's client-side deadline (franz-go's overhead + the broker's wait) is
-// the contract's request timeout, and the broker's wait stays a usable share of it.
-func TestProduceTimeouts(t *testing.T) {
-	for _, request := range []time.Duration{4 * time.Second, 30 * time.Second, 3001 * time.Millisecond} {
-		brokerWait, overhead := produceTimeouts(request)
-		if brokerWait+overhead != request || brokerWait < request/2-time.Millisecond || overhead < brokerWait {
-			t.Errorf("request timeout %v: broker wait %v + overhead %v", request, brokerWait, overhead)
-		}
-	}
-}
-
-// TestRejoining: only a group session lost to a retriable error is the client's own business.
+// TestRejoining: a group session lost to a broken connection, a retriable error or the group dropping the member
+// is franz-go rejoining by itself; one the group refused for good is not.
 func TestRejoining(t *testing.T) {
 	for err, want := range map[error]bool{
-		&kgo.ErrGroupSession{Err: kerr.NotCoordinator}:           true,
-		&kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}: false,
+		&kgo.ErrGroupSession{Err: kerr.NotCoordinator}:                               true,
+		&kgo.ErrGroupSession{Err: io.EOF}:                                            true,
+		&kgo.ErrGroupSession{Err: io.ErrUnexpectedEOF}:                               true,
+		&kgo.ErrGroupSession{Err: &net.OpError{Op: "read", Err: syscall.ECONNRESET}}: true,
+		&kgo.ErrGroupSession{Err: kerr.UnknownMemberID}:                              true,
+		&kgo.ErrGroupSession{Err: kerr.IllegalGeneration}:                            true,
+		&kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}:                     false,
+		&kgo.ErrGroupSession{Err: kerr.InvalidSessionTimeout}:                        false,
 		kerr.NotCoordinator: false,
+		io.EOF:              false,
 		&kgo.ErrDataLoss{Topic: "t", ResetTo: 1, ConsumedTo: 2}: false,
 		errors.New("unexpected"):                                false,
 	} {
@@ -104,5 +103,36 @@ func TestConnectionRows(t *testing.T) {
 	counting(quiet)
 	if quiet.counter != nil {
 		t.Fatal("a workload that samples no clients gets no hooks")
+	}
+}
+
+// TestPlantedPollErrors: the rows a poll writes for the errors franz-go injects into it (a fake kgo.Fetches:
+// the injected errors are what a real poll returns, with no broker needed to make them). The rejoin notice
+// after a coordinator's connection broke writes nothing (franz-go's own log line is the client-log row); a
+// group that refuses the member writes a failed poll, which tests/test_clients.py's planted history shows
+// the client-errors check counts.
+func TestPlantedPollErrors(t *testing.T) {
+	task := &task{Name: "consumer-0", Topic: "k6s-t"}
+	injected := func(errs ...error) kgo.Fetches {
+		var fetches kgo.Fetches
+		for _, err := range errs {
+			fetches = append(fetches, kgo.Fetch{Topics: []kgo.FetchTopic{{Partitions: []kgo.FetchPartition{{Partition: 0, Err: err}}}}})
+		}
+		return fetches
+	}
+	for _, quiet := range []kgo.Fetches{
+		nil,
+		injected(&kgo.ErrGroupSession{Err: io.EOF}),
+		injected(context.DeadlineExceeded),
+		injected(&kgo.ErrGroupSession{Err: kerr.NotCoordinator}, context.DeadlineExceeded),
+	} {
+		if rows := pollRows(task, quiet, 1, 10, 20, 30, 2); len(rows) != 0 {
+			t.Errorf("%v: wrote %+v, want nothing", quiet.Errors(), *rows[0])
+		}
+	}
+	rows := pollRows(task, injected(&kgo.ErrGroupSession{Err: io.EOF}, &kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}), 1, 10, 20, 30, 2)
+	if len(rows) != 1 || rows[0].F != "poll" || rows[0].Type == "ok" || rows[0].Session != 2 ||
+		!strings.Contains(rows[0].Error, "GROUP_AUTHORIZATION_FAILED") || strings.Contains(rows[0].Error, "EOF") {
+		t.Errorf("refused: wrote %+v, want one failed poll naming the refusal only", rows)
 	}
 }

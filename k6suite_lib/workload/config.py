@@ -34,23 +34,26 @@ DEFAULT_IN_FLIGHT = {"librdkafka": (1_000_000, 5), "franz-go": (1, 5)}
 
 # The settings each library's recording producers take from the workload and the profile (producer.py,
 # rdkafka.py, franzgo.py); what a library is not given runs at its own default whatever the workload asks, so
-# it is not among that library's settings.
+# it is not among that library's settings. "options": the library's own options the suite derives from those
+# (a history's metadata "client_options"; franz-go's produce deadline split, franzgo.producer_options).
 APPLIED_SETTINGS = {
     "kafka-python": ("idempotent", "acks", "max_in_flight", "linger_ms", "delivery_timeout_s", "request_timeout_ms"),
     "librdkafka": ("idempotent", "acks", "delivery_timeout_s", "request_timeout_ms"),
-    "franz-go": ("idempotent", "delivery_timeout_s", "request_timeout_ms"),
+    "franz-go": ("idempotent", "delivery_timeout_s", "request_timeout_ms", "options"),
 }
 
 
 def client_settings(meta: dict[str, Any], request_timeout_ms: int | None = None) -> dict[str, Any] | None:
     """The settings a history's producers ran with, from its metadata: the library and its version, and what
     that library was given (APPLIED_SETTINGS); a verdict's calibration record must have been measured with the
-    same. request_timeout_ms: the profile's, for histories written before their metadata carried it. None for
-    a history that does not say which library wrote it."""
+    same. request_timeout_ms: the profile's, for histories written before their metadata carried it. A history
+    written before its metadata carried the library options it was given has options None (unknown, so a case
+    measured with it differs from one that recorded them). None for a history that does not say which library
+    wrote it."""
     client, version = meta.get("client"), meta.get("client_version")
     if client not in APPLIED_SETTINGS or not version:
         return None
-    given = {"idempotent": meta.get("idempotent"),
+    given = {"idempotent": meta.get("idempotent"), "options": meta.get("client_options"),
              "request_timeout_ms": meta.get("request_timeout_ms", request_timeout_ms),
              **{key: (meta.get("config") or {}).get(key) for key in ("acks", "max_in_flight", "linger_ms",
                                                                      "delivery_timeout_s")}}
@@ -165,12 +168,15 @@ class WorkloadResult:
     request_timeout_ms: int | None = None  # the profile's, which every recording producer is given
     max_in_flight: int = 1  # the recording producer's requests in flight per connection (WorkloadConfig.in_flight)
     workers: list[dict[str, Any]] = field(default_factory=list)  # worker processes: producers, clock agreement
+    # the library options its producers were given beyond the settings above (franzgo.producer_options)
+    client_options: dict[str, Any] | None = None
 
     def meta(self) -> dict[str, Any]:
         """What travels with a saved history so it can be re-checked and understood later."""
         return {"run_id": self.run_id, "topic": self.topic, "profile": self.profile,
                 "config": asdict(self.config), "idempotent": self.idempotent, "max_in_flight": self.max_in_flight,
                 "client": self.client, "client_version": library_version(self.client),
+                **({"client_options": self.client_options} if self.client_options is not None else {}),
                 "request_timeout_ms": self.request_timeout_ms, "started_wall": self.started_wall,
                 "duration_s": self.duration_s, "notes": self.notes,
                 "version_caps": clients.active_version_caps(), **({"workers": self.workers} if self.workers else {})}

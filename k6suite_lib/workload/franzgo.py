@@ -74,6 +74,20 @@ def install(log=print) -> Path:
     return path
 
 
+def producer_options(request_timeout_ms: int) -> dict[str, int]:
+    """franz-go's two produce timeouts, split so that a produce request's client-side deadline is the contract's
+    request timeout, as kafka-python's request_timeout_ms and librdkafka's request.timeout.ms are: franz-go
+    deadlines a produce's read at RequestTimeoutOverhead + ProduceRequestTimeout (kgo/client.go
+    connTimeouter.timeouts: `case *produceRequest: return def + millis(t.timeout), def`), so with both set to
+    the timeout a paused broker held a produce twice as long. The broker gets half to answer (the request's
+    TimeoutMillis); the rest is the overhead, also the deadline of the producer's other requests (metadata,
+    InitProducerID) and of a new connection's ApiVersions. The program sets exactly these (its task says them),
+    and a history's metadata records them ("client_options"): a calibration case measured with another split
+    reads stale."""
+    broker_wait = request_timeout_ms // 2
+    return {"ProduceRequestTimeout_ms": broker_wait, "RequestTimeoutOverhead_ms": request_timeout_ms - broker_wait}
+
+
 def task(ctx: RunContext, role: str, index: int) -> dict[str, Any]:
     """What the program is asked to do, from the workload's configuration and the profile."""
     config, profile = ctx.config, ctx.profile
@@ -91,7 +105,8 @@ def task(ctx: RunContext, role: str, index: int) -> dict[str, Any]:
             "max_outstanding": config.max_outstanding, "group": config.group_id or "", "commit": config.commit,
             "lane": lane(ctx, index) if role == "consumer" and config.consumer_mode != "group" else [],
             "session_timeout_ms": config.session_timeout_ms, "auto_create": not config.create_topic,
-            "client_metrics_s": config.client_metrics_s}
+            "client_metrics_s": config.client_metrics_s,
+            "options": producer_options(profile.client.request_timeout_ms) if role == "producer" else {}}
 
 
 def worker_task(ctx: RunContext, worker: int, producers: list[int], shard: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from k6suite_lib import clients, shards
 from k6suite_lib.faults.schedule import Schedule
@@ -57,7 +58,16 @@ def result_of(ctx: RunContext, started_wall: float, started: float,
                           max_in_flight=ctx.config.in_flight(ctx.profile), client=ctx.config.library(ctx.profile),
                           request_timeout_ms=ctx.profile.client.request_timeout_ms,
                           started_wall=started_wall, duration_s=time.monotonic() - started, notes=ctx.notes,
-                          workers=workers.clock_agreement(pool or []))
+                          workers=workers.clock_agreement(pool or []), client_options=client_options(ctx))
+
+
+def client_options(ctx: RunContext) -> dict[str, Any] | None:
+    """The library options the run's producers were given beyond the workload's settings, as their tasks said."""
+    if ctx.config.library(ctx.profile) == "franz-go":
+        from k6suite_lib.workload import franzgo
+
+        return franzgo.producer_options(ctx.profile.client.request_timeout_ms)
+    return None
 
 
 def run_workload(profile: Profile, config: WorkloadConfig, run_id: str | None = None,
