@@ -4,8 +4,8 @@ through the real RetryLog; no stack).
 
 Each planted-anomaly test is one of the audit's demonstrations (A2, A4, A5) turned into a FAIL; its clean
 counterpart ALLOWs the same anomaly once the tied evidence is there. A1 (a retry of another batch of the
-partition) is not: librdkafka logs MsgId 0 for every batch of a producer without idempotence, so no row
-can name the records of its batch (see the module's docstring in workload/rdkafka.py).
+partition) cannot be tied by record: librdkafka logs MsgId 0 for every batch of a producer without
+idempotence; a batch's size bounds what it explains instead (tests/test_retry_sizes.py).
 """
 
 from __future__ import annotations

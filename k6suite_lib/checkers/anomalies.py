@@ -31,6 +31,7 @@ be allowed. Everything is vectorised so a million operations check in about a se
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -352,31 +353,78 @@ def _top_errors(rows: pd.DataFrame, n: int = 3) -> str:
 STATISTICS_RETRY = "(statistics txretries)"
 
 
-def tied_retries(view: View, sends: pd.DataFrame) -> pd.DataFrame:
-    """The earliest retry tied to each given send, as `retry_ns` (sends without one are left out).
-
-    sends: producer, seq, topic, partition (the partition the retry must name), invoke_ns, complete_ns.
-    A retry row is tied to a send of its producer and partition that was outstanding when the row was
-    written. No row names the records of its batch: librdkafka logs MsgId 0 for every batch of a
-    producer without idempotence (rd_kafka_msgbatch_set_first_msg sets it only with a producer id),
-    kafka-python and franz-go log none. Rows derived from statistics (STATISTICS_RETRY) tie nothing."""
+def _retry_points(view: View) -> pd.DataFrame:
+    """The retry rows that may tie a record: producer, topic, partition, `retry_ns` and `capacity`, how
+    many records the failed batch held (librdkafka's MSGSET line names it, `messages` in `detail`;
+    unbounded, inf, where a client's row does not: kafka-python, franz-go). Rows derived from statistics
+    (STATISTICS_RETRY) tie nothing."""
     frame = view.frame
     rows = frame[(frame["f"] == "retry") & ~frame["error"].str.endswith(STATISTICS_RETRY)]
-    keys = ["producer", "seq", "topic", "partition"]
-    if rows.empty or sends.empty:
-        return sends[keys].iloc[0:0].assign(retry_ns=pd.Series(dtype="int64"))
-    retries = rows[["producer", "topic", "partition", "complete_ns"]].rename(columns={"complete_ns": "retry_ns"})
-    m = sends[[*keys, "invoke_ns", "complete_ns"]].merge(retries, on=["producer", "topic", "partition"])
-    m = m[(m["retry_ns"] >= m["invoke_ns"]) & (m["retry_ns"] <= m["complete_ns"])]
-    return m.groupby(keys, as_index=False)["retry_ns"].min()
+    size = rows["detail"].astype(str).str.extract(r'"messages": (\d+)', expand=False)
+    return pd.DataFrame({"producer": rows["producer"], "topic": rows["topic"], "partition": rows["partition"],
+                         "retry_ns": rows["complete_ns"], "capacity": size.astype(float).fillna(np.inf)})
 
 
-def retry_explained(view: View, duplicates: pd.DataFrame) -> pd.DataFrame:
-    """The duplicate rows of identities a recorded retry explains, with the retry's time as
+def allot_retries(view: View, needs: pd.DataFrame, sized: bool = True) -> pd.DataFrame:
+    """The needs the recorded retries meet, with the earliest retry given to each as `retry_ns`.
+
+    needs: producer, seq, topic, partition (the partition the retry must name), invoke_ns, complete_ns
+    and `resends`, how many resends of that record it takes (a copy more per resend). A retry row is
+    tied to a record of its producer and partition that was outstanding when the row was written
+    (between the send's invocation and completion: librdkafka serves the line before the delivery
+    report of every record of its batch). No row names the records of its batch (librdkafka logs MsgId
+    0 for every batch of a producer without idempotence: rd_kafka_msgbatch_set_first_msg sets it only
+    with a producer id), but librdkafka's names its size: a failed batch of N records resends at most N
+    of them, each once. So retries are given out, in the order they came, each to at most `capacity`
+    outstanding records and once to a record, the records whose acknowledgement came first served first
+    (earliest deadline first: exact when each record needs one resend, the usual case). sized=False
+    ignores the sizes (what a retry could tie at all, said beside a FAIL)."""
+    keys, where = ["producer", "seq", "topic", "partition"], ["producer", "topic", "partition"]
+    points = _retry_points(view)
+    met: list[tuple] = []
+    if not (points.empty or needs.empty):
+        by_place = dict(list(points.groupby(where, sort=False)))
+        for place, want in needs.groupby(where, sort=False):
+            if place in by_place:
+                given = _allot(want, by_place[place], sized)
+                met.extend((*place[:1], seq, *place[1:], at) for seq, at in given.items())
+    return pd.DataFrame(met, columns=[*keys, "retry_ns"]).astype({"seq": "int64", "partition": "int64",
+                                                                  "retry_ns": "int64"})
+
+
+def _allot(want: pd.DataFrame, points: pd.DataFrame, sized: bool) -> dict[int, int]:
+    """One place's allotment (see allot_retries): seq -> the first retry given, for the records given all
+    the resends they need."""
+    order = want.sort_values("invoke_ns")
+    records = list(zip(order["invoke_ns"], order["complete_ns"], order["seq"], order["resends"], strict=True))
+    left = {int(seq): int(resends) for _, _, seq, resends in records}
+    first: dict[int, int] = {}
+    outstanding: list[tuple[int, int]] = []
+    taken_in = 0
+    for at, capacity in sorted(zip(points["retry_ns"].astype("int64"), points["capacity"], strict=True)):
+        while taken_in < len(records) and records[taken_in][0] <= at:
+            heapq.heappush(outstanding, (int(records[taken_in][1]), int(records[taken_in][2])))
+            taken_in += 1
+        given: list[tuple[int, int]] = []
+        while outstanding and (not sized or len(given) < capacity):
+            complete, seq = heapq.heappop(outstanding)
+            if complete >= at:  # acknowledged before this retry: no later retry is its either
+                given.append((complete, seq))
+        for complete, seq in given:
+            left[seq] -= 1
+            first.setdefault(seq, int(at))
+            if left[seq]:
+                heapq.heappush(outstanding, (complete, seq))
+    return {seq: at for seq, at in first.items() if not left[seq]}
+
+
+def retry_explained(view: View, duplicates: pd.DataFrame, sized: bool = True) -> pd.DataFrame:
+    """The duplicate rows of identities recorded retries explain, with the first retry's time as
     `retry_ns`: every copy sits on one partition, the one the send went to (where its row names it),
-    and a retry of that partition is tied to the send (tied_retries). A resend of a request that had
-    in fact been written lands a second copy on the partition it was sent to, never on another one; a
-    copy with no retry of its own is the system's, whatever the producer's settings."""
+    and retries of that partition are allotted to the send, one per copy beyond the first
+    (allot_retries). A resend of a request that had in fact been written lands a second copy on the
+    partition it was sent to, never on another one; a copy with no retry of its own is the system's,
+    whatever the producer's settings."""
     if duplicates.empty:
         return duplicates.assign(retry_ns=pd.Series(dtype="int64"))
     who, keys = ["producer", "seq"], ["producer", "seq", "topic", "partition"]
@@ -385,8 +433,9 @@ def retry_explained(view: View, duplicates: pd.DataFrame) -> pd.DataFrame:
     sent_to = sends.loc[sends["partition"] >= 0, keys].merge(slots[who].drop_duplicates(), on=who)
     places = pd.concat([slots, sent_to]).drop_duplicates()
     one_place = places[places.groupby(who)["partition"].transform("size") == 1]
-    timed = one_place.merge(sends[[*who, "invoke_ns", "complete_ns"]], on=who)
-    return duplicates.merge(tied_retries(view, timed), on=keys)
+    copies = duplicates.groupby(who).size().rename("copies").reset_index()
+    timed = one_place.merge(sends[[*who, "invoke_ns", "complete_ns"]], on=who).merge(copies, on=who)
+    return duplicates.merge(allot_retries(view, timed.assign(resends=timed["copies"] - 1), sized), on=keys)
 
 
 def _statistics_note(view: View) -> str:
@@ -408,21 +457,32 @@ def _duplicate_verdict(view: View, rows: pd.DataFrame) -> dict:
            "(a resend of a request already written): " + evidence("duplicate", explained)) if len(explained) else ""
     if count:
         return verdict("duplicate", REQUIREMENT["duplicate"], count, Equals(0),
-                       "; ".join(filter(None, [evidence("duplicate", unexplained), why, _statistics_note(view)])))
+                       "; ".join(filter(None, [evidence("duplicate", unexplained), why,
+                                               _spent_note(view, unexplained, retry_explained),
+                                               _statistics_note(view)])))
     return allowed_verdict("duplicate", REQUIREMENT["duplicate"], anomaly_count("duplicate", explained), why)
 
 
-def resent_earlier(view: View, reordered: pd.DataFrame) -> pd.DataFrame:
-    """The reordered rows whose earlier send (previous_seq, the one that landed higher) has a retry of
-    its own tied to it while outstanding (tied_retries), with that retry's time as `retry_ns`."""
+def resent_earlier(view: View, reordered: pd.DataFrame, sized: bool = True) -> pd.DataFrame:
+    """The reordered rows whose earlier send (previous_seq, the one that landed higher) was given a retry
+    of its own while outstanding (allot_retries, one resend each), with that retry's time as `retry_ns`."""
     if reordered.empty:
         return reordered.assign(retry_ns=pd.Series(dtype="int64"))
     keys = ["producer", "seq", "topic", "partition"]
     earlier = reordered[["producer", "previous_seq", "topic", "partition"]].rename(columns={"previous_seq": "seq"})
-    sends = view.sends[[*keys, "invoke_ns", "complete_ns"]]
-    tied = tied_retries(view, sends.merge(earlier.drop_duplicates(), on=keys))
+    sends = view.sends[[*keys, "invoke_ns", "complete_ns"]].drop_duplicates(keys)
+    tied = allot_retries(view, sends.merge(earlier.drop_duplicates(), on=keys).assign(resends=1), sized)
     return reordered.merge(tied.rename(columns={"seq": "previous_seq"}), on=["producer", "previous_seq", "topic",
                                                                             "partition"])
+
+
+def _spent_note(view: View, unexplained: pd.DataFrame, explain) -> str:
+    """How many of the unexplained had retries of their partition while outstanding, every one given to
+    other records (a failed batch of N records resends at most N): what sizes, not windows, refused."""
+    spent = explain(view, unexplained, sized=False)
+    count = len(spent[["producer", "seq"]].drop_duplicates())
+    return (f"{count} of them had retries of their partition while outstanding, all given to other records "
+            "(a failed batch of N records resends at most N, each once)") if count else ""
 
 
 def _reordering_verdict(view: View, rows: pd.DataFrame) -> dict:
@@ -437,7 +497,8 @@ def _reordering_verdict(view: View, rows: pd.DataFrame) -> dict:
     if len(unexplained):
         return verdict(name, REQUIREMENT[name], len(unexplained), Equals(0),
                        "; ".join(filter(None, [evidence(name, unexplained) + " (the earlier send has no retry of "
-                                               "its own)", why, _statistics_note(view)])))
+                                               "its own)", why, _spent_note(view, unexplained, resent_earlier),
+                                               _statistics_note(view)])))
     return allowed_verdict(name, REQUIREMENT[name], len(explained), why)
 
 

@@ -25,7 +25,9 @@ rd_kafka_handle_Produce_error). Its one trace per failed batch is the debug line
 encountered error: <error> (actions <actions>)"; actions with Retry or Refresh put the records back.
 The producer therefore runs with ``debug=msg`` (a log setting only: one line per Produce request,
 nothing the client does changes) and writes a ``retry`` row for each such line of the workload's
-topic. confluent-kafka serves librdkafka's log on the queue its delivery reports come on, in order,
+topic, with the batch's size N (``messages`` in ``detail``): a batch of N records resends at most N,
+which bounds the duplicates and reorderings the row may explain (checkers/anomalies.py, allot_retries).
+confluent-kafka serves librdkafka's log on the queue its delivery reports come on, in order,
 so the row's time, when the poller read the line, is after the error and before the delivery report
 of any record of that batch. A line for a request that timed out still queued ("Local: Timed out in
 queue", tagged MsgNotPersisted) writes no row: that request never reached the broker. Other unsent
