@@ -23,6 +23,10 @@ were given: idempotence, acks, timeouts; each case keeps them, from its runs' re
 recorded: only a named difference weakens a NO. Settings a case or a verdict's run did not record (a case written
 before cases kept them) are said beside the verdict ("client settings ... not recorded"), not held stale; a
 probe's verdict (S1, S2's scrape and connection storm) depends on no client setting and says nothing of them.
+Each case also keeps the suite's commit its runs were made with (their manifests' git_commit and git_dirty); a
+case is stale when the suite's code that records or judges (suite_version.JUDGING_PATHS) differs between that
+commit and the tree in use. A commit git cannot find (no git, a shallow clone), or a case that recorded none,
+is said beside the verdict, not held stale.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from k6suite_lib import suite_version
 from k6suite_lib.stack.layout import REPO_ROOT
 
 CALIBRATION_DIR = REPO_ROOT / "calibration"
@@ -117,7 +122,7 @@ def verdict_rows(summaries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 rows.append({**v, "run_id": summary["run_id"],
                              "client": client_of(scenario["scenario"], v["variant"], summary.get("client")),
                              "scenario": scenario["scenario"], "kind": re.sub(r"#\d+$", "", str(v["variant"])),
-                             "settings": settings_in(scenario, v["variant"])})
+                             "settings": settings_in(scenario, v["variant"]), "suite": summary.get("suite")})
     return rows
 
 
@@ -165,6 +170,7 @@ def build_records(summaries: list[dict[str, Any]], negatives: dict[str, Any], ob
             case_rows = [r for r in mine if (r["client"], r["scenario"], r["kind"]) == (client, scenario, kind)]
             cases.append({"client": client, "scenario": scenario, "variant": kind, **_tally(case_rows),
                           "settings": _one_setting(case_rows, f"{check}: {client} {scenario} {kind}"),
+                          "suite": _suites(case_rows),
                           "lost": lost.get((client, scenario, kind), 0),
                           "runs": sorted({r["run_id"] for r in case_rows}), "date": date, "command": command})
         records[check] = {
@@ -189,6 +195,23 @@ def _one_setting(rows: list[dict[str, Any]], case: str) -> dict[str, Any] | None
         raise ValueError(f"{case} was measured with different client settings "
                          f"({'; '.join(sorted(settings))}); calibrate one setting at a time")
     return None if any(r["settings"] is None for r in rows) else next(iter(settings.values()), None)
+
+
+def _suites(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The suite commits (and dirty flags) a case's verdicts were measured with, one entry per distinct one;
+    an entry of commit None for runs that recorded none."""
+    found = {json.dumps(_suite_key(r.get("suite")), sort_keys=True) for r in rows}
+    return [json.loads(key) for key in sorted(found)]
+
+
+def _suite_key(suite: dict[str, Any] | None) -> dict[str, Any]:
+    return {"commit": (suite or {}).get("git_commit"), "dirty": (suite or {}).get("git_dirty")}
+
+
+def suite_of(run: Path) -> dict[str, Any] | None:
+    """The suite a run was made with, from its manifest (None: an unfinished run, which has none)."""
+    manifest = run / "manifest.json"
+    return json.loads(manifest.read_text()).get("suite") if manifest.is_file() else None
 
 
 def _lost(rows: list[dict[str, Any]], summaries: list[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
@@ -419,6 +442,10 @@ def _validate(record: Any) -> None:
             raise ValueError("case.client is not a string")
         if where == "case" and not isinstance(tally.get("settings"), dict | None):
             raise ValueError("case.settings is not an object")
+        suite = tally.get("suite", []) if where == "case" else []
+        if not isinstance(suite, list) or not all(isinstance(e, dict) and isinstance(e.get("commit"), str | None)
+                                                  for e in suite):
+            raise ValueError("case.suite is not a list of commits")
     need(record["fails_on"], {"planted": list, "systems": list}, "fails_on")
     for found in record["fails_on"]["systems"]:
         need(found, {"system": str, "evidence": str}, "fails_on.systems[]")
@@ -478,6 +505,37 @@ def settings_unrecorded(case: dict[str, Any], settings: dict[str, Any] | None) -
     if settings is None:
         return "client settings of this run not recorded, so not compared"
     return ""
+
+
+def suite_staleness(case: dict[str, Any]) -> str:
+    """Why the suite in use records or judges differently from the one a case was measured with ("" when
+    it does not, or cannot tell): the files of suite_version.JUDGING_PATHS that changed since each commit
+    of the case's runs, against the working tree in use."""
+    changes = []
+    for entry in case.get("suite") or []:
+        changed = suite_version.changed_since(entry["commit"]) if entry.get("commit") else None
+        if changed:
+            more = f" +{len(changed) - 3} more" if len(changed) > 3 else ""
+            changes.append(f"{entry['commit'][:10]}: {', '.join(changed[:3])}{more}")
+    return ("the suite's recording or judging code changed since it was measured (" + "; ".join(changes) + ")"
+            if changes else "")
+
+
+def suite_unrecorded(case: dict[str, Any]) -> str:
+    """What is not known of the suite a case was measured with ("" when every commit is known and clean):
+    said beside the verdict, never as staleness."""
+    if "suite" not in case:
+        return "suite commit not recorded (measured before cases kept it)"
+    said = []
+    for entry in case["suite"]:
+        commit = entry.get("commit")
+        if commit is None:
+            said.append("suite commit not recorded")
+        elif suite_version.changed_since(commit) is None:
+            said.append(f"suite commit {commit[:10]} unknown (no git, or not in this clone's history)")
+        elif entry.get("dirty"):
+            said.append(f"measured with uncommitted changes to suite commit {commit[:10]}")
+    return "; ".join(said)
 
 
 def stale(record: dict[str, Any], in_use: dict[str, Any] | None) -> bool:
@@ -578,9 +636,12 @@ def note(record: dict[str, Any] | None, scenario: str | None = None, variant: st
                   + ", ".join(f"{n} {s}" for s, n in case["statuses"].items()) + ")")
     # settings are held against a verdict's case only, and never for a probe's (no setting influences it)
     weighed = scenario is not None and not probed(scenario, variant)
+    own = scenario is not None  # a case's own (the suite it was measured with), not the record's summed
     why_stale = "; ".join(why for why in [staleness(record, in_use),
-                                          settings_staleness(case, settings) if weighed else ""] if why)
-    unknown = settings_unrecorded(case, settings) if weighed else ""
+                                          settings_staleness(case, settings) if weighed else "",
+                                          suite_staleness(case) if own else ""] if why)
+    unknown = "; ".join(why for why in [settings_unrecorded(case, settings) if weighed else "",
+                                        suite_unrecorded(case) if own else ""] if why)
     text = f"{passes}; {fails_on_text(record)}" + (f"; {unknown}" if unknown else "") \
         + (f"; STALE: {why_stale}" if why_stale else "")
     return {"text": text, "calibrated": bool(case["judged"] or lost),
@@ -658,6 +719,9 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
              "recorded settings reads STALE naming the difference. Settings a case or a run did not record (a case",
              "measured before cases kept them) are said beside the verdict (\"client settings ... not recorded\"),",
              "not held stale; probes (S1, S2's scrape and connection storm) depend on no client setting.",
+             "Each case keeps the suite commit its runs were made with; a verdict beside a case whose commit differs",
+             "from the tree in use in the code that records or judges (k6suite_lib/checkers, k6suite_lib/workload,",
+             "clients/) reads STALE naming the files; a commit git cannot find is said, not held stale.",
              "",
              "| check | req. | baseline | k of N | measured p50 / p95 / max | per variant (k of N) | fails on | date |",
              "|---|---|---|---|---|---|---|---|"]
@@ -725,7 +789,7 @@ def calibrate(profile_name: str, scenarios: list[str] | None, repeats: int, runs
             raise ValueError("--repeats must be at least 1")
         run_dirs = _run_repeatedly(profile_name, scenarios, repeats, tier, out_root, log, client)
         summaries = [json.loads((run / "summary.json").read_text()) for run in run_dirs]
-    summaries = [{**with_settings(run, s), "planned": planned_repeats(run)}
+    summaries = [{**with_settings(run, s), "planned": planned_repeats(run), "suite": suite_of(run)}
                  for run, s in zip(run_dirs, summaries, strict=True)]
     load = distribution([x for run, s in zip(run_dirs, summaries, strict=True) for x in _load_samples(run, s)])
     records = build_records(summaries, load_negatives(directory), observed_failures(), command or

@@ -16,8 +16,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from k6suite_lib import __version__
+from k6suite_lib import __version__, suite_version
 from k6suite_lib.checkers.verdicts import STATUSES
 from k6suite_lib.profiles import Profile, load_profile
 from k6suite_lib.progress import HEADLESS_ENV, Progress, console_mode, read_state
@@ -386,7 +384,7 @@ def build_manifest(summary: dict[str, Any], profile: Profile, run_dir: Path) -> 
         except metadata.PackageNotFoundError:
             packages[name] = None
     return {
-        "suite": {"name": "k6suite", "version": __version__, "git_commit": _git_commit()},
+        "suite": {"name": "k6suite", "version": __version__, **suite_version.identity()},
         "python": platform.python_version(), "platform": platform.platform(), "packages": packages,
         "run_id": summary["run_id"], "profile": profile.summary(), "target": summary["target"],
         "build": summary.get("build"), "learned_at_start": summary.get("learned_at_start"),
@@ -394,13 +392,6 @@ def build_manifest(summary: dict[str, Any], profile: Profile, run_dir: Path) -> 
         "files": {str(p.relative_to(run_dir)): _sha256(p) for p in sorted(run_dir.rglob("*"))
                   if p.is_file() and p.name != "manifest.json"},
     }
-
-
-def _git_commit() -> str | None:
-    if shutil.which("git") is None:
-        return None
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    return proc.stdout.strip() or None
 
 
 def _sha256(path: Path) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from k6suite_lib import calibration, matrix, report
+from k6suite_lib import calibration, matrix, report, suite_version
 from k6suite_lib.checkers import ANOMALIES
 from k6suite_lib.profiles import load_profile
 from tests.conftest import port_base_for, write_profile
@@ -74,7 +75,7 @@ def test_a_check_without_a_negative_case_is_unproven_and_one_with_them_names_the
     assert not lost["unproven"]
     assert lost["text"] == ("Kafka 4.1.1 with kafka-python: 1 of 1 (p50 0.0, p95 0.0, max 0.0); "
                             "fails on: planted in 1 test, KafScale v1.5.0 (OBS-04); "
-                            "client settings of the baseline not recorded")
+                            "client settings of the baseline not recorded; suite commit not recorded")
 
 
 def test_a_record_of_another_build_is_flagged_stale():
@@ -692,7 +693,8 @@ def test_a_record_written_before_cases_kept_client_settings_reads_not_recorded_a
     for settings in (SETTINGS, None):
         shown = calibration.note(loaded, "S4", "kill", client="kafka-python", settings=settings)
         assert not shown["stale"] and shown["text"].endswith(
-            "; client settings of the baseline not recorded (measured before records kept them)")
+            "; client settings of the baseline not recorded (measured before records kept them); "
+            "suite commit not recorded")
     assert not calibration.note(loaded)["stale"]  # the check overall, as the calibration README reads it
     calibration.write_records(_records([_with_settings(_summary("b", [1.0]), SETTINGS)]), tmp_path)
     assert calibration.load_records(tmp_path)["lost-write"]["cases"][0]["settings"] == SETTINGS
@@ -822,3 +824,101 @@ def test_franz_go_produce_deadline_is_the_request_timeout(request_timeout_ms):
     options = franzgo.producer_options(request_timeout_ms)
     wait, overhead = options["ProduceRequestTimeout_ms"], options["RequestTimeoutOverhead_ms"]
     assert wait + overhead == request_timeout_ms and request_timeout_ms // 2 <= overhead and wait >= overhead - 1
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=k6suite-test", "-c", "user.email=test@k6suite.invalid", *args],
+                          cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _commit(root: Path, files: dict[str, str]) -> str:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    _git(root, "add", "-A")
+    _git(root, "commit", "-q", "-m", "change")
+    return _git(root, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def suite_repo(tmp_path, monkeypatch):
+    """A git checkout standing in for the suite's own (a real repository of its layout, real git): the suite
+    commits a case was measured with are held against it."""
+    root = tmp_path / "suite"
+    root.mkdir()
+    _git(root, "init", "-q")
+    monkeypatch.setattr(suite_version, "REPO_ROOT", root)
+    suite_version._changed_since.cache_clear()
+    yield root
+    suite_version._changed_since.cache_clear()
+
+
+def _case_of(commit: str | None, dirty: bool | None = False) -> dict:
+    summary = {**_summary("a", [1.0]), "suite": {"git_commit": commit, "git_dirty": dirty}}
+    return _records([summary])
+
+
+def test_a_case_measured_before_the_suites_recording_or_judging_code_changed_reads_stale(suite_repo):
+    """audit21 L5/L7: a case keeps the suite commit its runs were made with, and reads STALE (naming the files)
+    once the code that records or judges (checkers, workloads, clients) differs from the tree in use, committed
+    or not; a change elsewhere (docs, notebooks, a client's own tests) leaves it current. A NO resting on a
+    stale case says so. Mutation tried: comparing commits instead of those files (every later commit stale):
+    the docs-only step reads stale, this test fails."""
+    measured = _commit(suite_repo, {"k6suite_lib/checkers/anomalies.py": "v1\n", "docs/a.md": "a\n",
+                                    "clients/franzgo/main.go": "v1\n"})
+    records = _case_of(measured)
+    assert records["lost-write"]["cases"][0]["suite"] == [{"commit": measured, "dirty": False}]
+    row = {**_verdict("lost-write", "FAIL", "kill", 3), "scenario": "S4"}
+    _commit(suite_repo, {"docs/a.md": "b\n", "notebooks/x.ipynb": "{}\n", "clients/franzgo/main_test.go": "t\n"})
+    shown = calibration.verdict_note(records, {}, "S4", row)
+    assert not shown["stale"] and "suite" not in shown["text"], shown
+    assert calibration.caveat("NO", [row], records) == ""
+    (suite_repo / "clients/franzgo/main.go").write_text("v2\n")  # uncommitted, in use
+    suite_version._changed_since.cache_clear()
+    shown = calibration.verdict_note(records, {}, "S4", row)
+    assert shown["stale"] and shown["text"].endswith(
+        f"STALE: the suite's recording or judging code changed since it was measured ({measured[:10]}: "
+        "clients/franzgo/main.go)"), shown
+    assert calibration.caveat("NO", [row], records).startswith("lost-write calibration stale (the suite's")
+    now = _commit(suite_repo, {"k6suite_lib/checkers/anomalies.py": "v2\n"})
+    suite_version._changed_since.cache_clear()
+    assert "clients/franzgo/main.go, k6suite_lib/checkers/anomalies.py)" in \
+        calibration.verdict_note(records, {}, "S4", row)["text"]
+    assert not calibration.verdict_note(_case_of(now), {}, "S4", row)["stale"]
+
+
+def test_a_suite_commit_git_cannot_find_or_a_dirty_one_is_said_not_stale(suite_repo, monkeypatch):
+    """What cannot be compared weakens no NO but is said: a commit this clone does not hold (a shallow clone), a
+    run that recorded none, a tree with uncommitted changes when measured, no git at all."""
+    now = _commit(suite_repo, {"k6suite_lib/workload/producer.py": "v1\n"})
+    row = {**_verdict("lost-write", "FAIL", "kill", 3), "scenario": "S4"}
+    cases = {"0123456789" * 4: "suite commit 0123456789 unknown (no git, or not in this clone's history)",
+             None: "suite commit not recorded"}
+    for commit, said in cases.items():
+        shown = calibration.verdict_note(_case_of(commit), {}, "S4", row)
+        assert not shown["stale"] and shown["text"].endswith(said), shown
+    dirty = calibration.verdict_note(_case_of(now, dirty=True), {}, "S4", row)
+    assert not dirty["stale"] and dirty["text"].endswith(
+        f"measured with uncommitted changes to suite commit {now[:10]}")
+    monkeypatch.setattr(suite_version.shutil, "which", lambda name: None)
+    suite_version._changed_since.cache_clear()
+    assert suite_version.changed_since(now) is None
+    assert suite_version.identity(suite_repo) == {"git_commit": None, "git_dirty": None}
+
+
+def test_a_runs_manifest_names_its_suite_commit_and_whether_tracked_files_were_changed(suite_repo, tmp_path):
+    """The manifest's suite identity (what a case folds): dirty only for a changed tracked file, not for the
+    outputs a run writes; calibrating run archives takes each run's from its manifest."""
+    commit = _commit(suite_repo, {"k6suite_lib/checkers/anomalies.py": "v1\n"})
+    assert suite_version.identity(suite_repo) == {"git_commit": commit, "git_dirty": False}
+    (suite_repo / "outputs").mkdir()
+    (suite_repo / "outputs" / "run.txt").write_text("x\n")
+    assert suite_version.identity(suite_repo)["git_dirty"] is False
+    (suite_repo / "k6suite_lib/checkers/anomalies.py").write_text("v2\n")
+    assert suite_version.identity(suite_repo) == {"git_commit": commit, "git_dirty": True}
+    run = _run_dir(tmp_path / "run", _summary("r1", [1.0]), 3)
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "suite": {"git_commit": commit, "git_dirty": True}}))
+    calibration.calibrate("kafka", None, 1, runs=[run], directory=tmp_path / "cal", command="k6suite calibrate")
+    case = calibration.load_records(tmp_path / "cal")["lost-write"]["cases"][0]
+    assert case["suite"] == [{"commit": commit, "dirty": True}]
