@@ -298,7 +298,10 @@ def test_librdkafka_statistics_count_connections_that_came_up():
         {**_broker(0, "CONNECT", 4, 1), **_broker(1, "UP", 1, 0)},
         {**_broker(0, "APIVERSION_QUERY", 5, 1), **_broker(1, "UP", 1, 0)})
     assert first == {"connection-creation-total": 2, "connection-close-total": 0, "connection-attempts-total": 2,
-                     "brokers": ["0@127.0.0.1:22100", "1@127.0.0.1:22101"]}
+                     "brokers": ["0@127.0.0.1:22100", "1@127.0.0.1:22101"],
+                     "per-broker": {"127.0.0.1:22100/0": [1, 0, 1], "127.0.0.1:22100/bootstrap": [1, 0, 1],
+                                    "127.0.0.1:22101/1": [0, 0, 0]}}
+    assert back["per-broker"]["127.0.0.1:22100/0"] == [2, 1, 5]
     assert [(s["connection-creation-total"], s["connection-close-total"], s["connection-attempts-total"])
             for s in (down, retrying, back)] == [(3, 2, 3), (3, 2, 6), (4, 2, 7)]
 

@@ -86,17 +86,45 @@ type task struct {
 // one (OnBrokerDisconnect). franz-go holds up to five connections per broker (produce, fetch, group,
 // slow and normal requests: kgo/broker.go) and a seed broker's are its own, so these count each.
 type connections struct {
-	attempts, created, closed atomic.Int64
+	mu       sync.Mutex
+	byBroker map[string]*[3]int64 // kgo.NodeName (a seed: "seed_N") -> created, closed, attempts
 }
 
-func (c *connections) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
-	c.attempts.Add(1)
+func (c *connections) count(meta kgo.BrokerMetadata, column int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	name := kgo.NodeName(meta.NodeID)
+	if c.byBroker[name] == nil {
+		c.byBroker[name] = &[3]int64{}
+	}
+	c.byBroker[name][column]++
+}
+
+func (c *connections) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	c.count(meta, 2)
 	if err == nil {
-		c.created.Add(1)
+		c.count(meta, 0)
 	}
 }
 
-func (c *connections) OnBrokerDisconnect(kgo.BrokerMetadata, net.Conn) { c.closed.Add(1) }
+func (c *connections) OnBrokerDisconnect(meta kgo.BrokerMetadata, _ net.Conn) { c.count(meta, 1) }
+
+// detail is a client-metrics row's detail: the totals, and per broker [created, closed, attempts].
+func (c *connections) detail() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var totals [3]int64
+	perBroker := map[string][3]int64{}
+	for name, counts := range c.byBroker {
+		perBroker[name] = *counts
+		for i := range totals {
+			totals[i] += counts[i]
+		}
+	}
+	detail, _ := json.Marshal(map[string]any{"connection-creation-total": totals[0], "connection-close-total": totals[1],
+		"connection-attempts-total": totals[2], "per-broker": perBroker})
+	return string(detail)
+}
 
 // sampleConnections writes a client-metrics row for the client every ClientMetricsS until done closes
 // (docs/history-format.md, "Client-metrics rows"); franz-go exposes no broker list, so none is written.
@@ -106,11 +134,9 @@ func sampleConnections(t *task, done <-chan struct{}) {
 	for {
 		select {
 		case <-ticker.C:
-			detail, _ := json.Marshal(map[string]int64{"connection-creation-total": t.counter.created.Load(),
-				"connection-close-total": t.counter.closed.Load(), "connection-attempts-total": t.counter.attempts.Load()})
 			now := monoNow()
 			sample := newRow(opIDs.Add(1), t.Name, "client-metrics", "ok", now, now, time.Now().UnixNano())
-			sample.Detail = string(detail)
+			sample.Detail = t.counter.detail()
 			rows.row(sample)
 		case <-done:
 			return
@@ -519,7 +545,7 @@ func work(t *task) error {
 // counting gives the task's client its connection hooks when the workload samples clients.
 func counting(t *task) {
 	if t.ClientMetricsS > 0 {
-		t.counter = &connections{}
+		t.counter = &connections{byBroker: map[string]*[3]int64{}}
 	}
 }
 

@@ -95,7 +95,8 @@ func TestConnectionRows(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &row); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"connection-attempts-total":3,"connection-close-total":1,"connection-creation-total":2}`
+	want := `{"connection-attempts-total":3,"connection-close-total":1,"connection-creation-total":2,` +
+		`"per-broker":{"1":[2,1,3]}}`
 	if row.Process != "consumer-1" || row.F != "client-metrics" || row.Type != "ok" || row.Detail != want {
 		t.Fatalf("got %+v", row)
 	}

@@ -140,7 +140,8 @@ def producer_config(profile: Profile, config: WorkloadConfig, client_id: str) ->
 
 def connection_view(stats: dict[str, Any], handles: dict[str, tuple[int, int, int]]) -> dict[str, Any]:
     """A client-metrics detail from one statistics document: connections created (disconnects, plus
-    one while up), closed (disconnects) and attempted (connects) over every broker handle: bootstrap,
+    one while up), closed (disconnects) and attempted (connects), in total and per handle (the evidence
+    of which connection came back how often), over every broker handle: bootstrap,
     learned and logical. handles keeps each handle's last counts: a handle gone from the statistics
     (2.16 drops its bootstrap handles once it has learned the cluster's brokers) still counts, its
     connection as closed."""
@@ -154,7 +155,8 @@ def connection_view(stats: dict[str, Any], handles: dict[str, tuple[int, int, in
     created, closed, attempts = (sum(counts[i] for counts in handles.values()) for i in range(3))
     learned = (b for b in brokers.values() if b.get("source") == "learned" and b.get("nodeid", -1) >= 0)
     return {"connection-creation-total": created, "connection-close-total": closed,
-            "connection-attempts-total": attempts, "brokers": sorted(f"{b['nodeid']}@{b['nodename']}" for b in learned)}
+            "connection-attempts-total": attempts, "brokers": sorted(f"{b['nodeid']}@{b['nodename']}" for b in learned),
+            "per-broker": {name: list(counts) for name, counts in sorted(handles.items())}}
 
 
 class Statistics:
