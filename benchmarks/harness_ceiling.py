@@ -60,8 +60,11 @@ temporary folder.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import os
+import subprocess
 import tempfile
 import time
 import uuid
@@ -77,10 +80,11 @@ import yaml
 
 from k6suite_lib import clients
 from k6suite_lib.cli import interrupt_on_sigterm
-from k6suite_lib.history import encode_payload
+from k6suite_lib.history import Recorder, encode_payload
 from k6suite_lib.profiles import PROFILES_DIR, Profile, load_profile
 from k6suite_lib.stack import binaries, open_stack
-from k6suite_lib.workload import WorkloadConfig, franzgo, rdkafka, run_workload
+from k6suite_lib.workload import WorkloadConfig, franzgo, rdkafka, run_workload, workers
+from k6suite_lib.workload.context import RunContext
 
 PORT_BASES = {"local": 26400, "kafka": 26800, "tansu": 27200}  # this benchmark's own, clear of others'
 RECORD_BYTES = 128
@@ -99,6 +103,51 @@ class Sends:
 
 
 @dataclass(frozen=True)
+class Cpu:
+    """CPU seconds used so far, by whom: where a trial's time went decides what caps a client."""
+
+    harness: float  # this process: the suite's Python parent, and the bare kafka-python/librdkafka clients
+    workers: float  # its waited children: the worker processes (Python or the Go program), bare franz-go's too
+    stack: float  # its live descendants: the system's processes (JVMs, brokers, MinIO, etcd)
+    machine: float  # every process on the machine (/proc/stat): the rest is other users' load
+
+    @staticmethod
+    def now() -> Cpu:
+        tick = os.sysconf("SC_CLK_TCK")
+        own = os.times()
+        parents, used = {}, {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone since the listing
+                continue
+            pid = int(stat.parent.name)
+            parents[pid], used[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+
+        def descends(pid: int) -> bool:
+            for _ in range(64):  # bounded walk up the process tree
+                pid = parents.get(pid, 0)
+                if pid == os.getpid():
+                    return True
+                if pid <= 1:
+                    return False
+            return False
+
+        # the machine's first line: user nice system idle iowait irq softirq steal, in ticks
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        machine = (sum(ticks) - ticks[3] - ticks[4]) / tick
+        return Cpu(own.user + own.system, own.children_user + own.children_system,
+                   sum(used[pid] for pid in used if descends(pid)), machine)
+
+    def since(self, before: Cpu, wall_s: float) -> str:
+        """Each share of the CPU between the two readings, in cores (CPU seconds per wall second)."""
+        shares = {name: (getattr(self, name) - getattr(before, name)) / wall_s
+                  for name in ("harness", "workers", "stack", "machine")}
+        other = shares.pop("machine") - sum(shares.values())
+        return " ".join(f"{name} {share:.2f}" for name, share in {**shares, "other": other}.items())
+
+
+@dataclass(frozen=True)
 class Trial:
     """One offered rate, judged: the search's unit of evidence."""
 
@@ -106,6 +155,7 @@ class Trial:
     achieved: float  # sends due and acknowledged in the judged window, per second
     p99_ms: float  # of the publish delay; inf when more than 1 % of due sends were never acknowledged
     sustained: bool
+    cpu: str = ""  # cores used during the trial by the harness, its workers, the stack and the rest
 
 
 Client = Callable[[Profile, WorkloadConfig], Sends]
@@ -126,6 +176,44 @@ def franzgo_workers_sends(profile: Profile, config: WorkloadConfig) -> Sends:
     """The suite's recording franz-go producers, one per worker process of the Go program, each writing
     its shard itself; merged into one history as for the librdkafka workers."""
     return history_sends(run_workload(profile, replace(config, client="franz-go")).history)
+
+
+def franzgo_sends(profile: Profile, config: WorkloadConfig) -> Sends:
+    """Bare franz-go: the franz-go workers' Go program as bare workers (clients/franzgo, "bare"), the same
+    processes, producers, schedule and client settings, recording nothing (one fixed payload, no rows, no
+    relay); each keeps its sends' due and acknowledgement times and writes them out at its end. What the
+    franzgo-workers are measured against: the difference is the recording and nothing else."""
+    config = replace(config, client="franz-go")
+    ctx = RunContext(profile=profile, config=config, run_id=f"ceiling-{uuid.uuid4().hex[:8]}", topic=config.topic,
+                     recorder=Recorder("ceiling"))
+    share = math.ceil(config.duration_s * config.rate / config.producers) + 1  # each producer's capacity
+    with tempfile.TemporaryDirectory(prefix="k6suite-bare-franzgo-") as tmp, contextlib.ExitStack() as running:
+        pool = []
+        for k, indexes in enumerate(workers.plan(config.producers, config.workers), start=1):
+            task = franzgo.worker_task(ctx, k, indexes, Path(tmp) / f"{k}.bin")
+            task["bare"] = True
+            for producer in task["producers"]:
+                producer["records"] = share
+            proc = subprocess.Popen([str(franzgo.binary_path()), json.dumps(task)], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            running.callback(proc.kill)  # a no-op once it exited
+            pool.append(proc)
+        for proc in pool:  # its clients are made: the schedule starts at "go", as the workers' does
+            while (line := proc.stdout.readline()) and '"ready"' not in line:
+                pass
+            if not line:
+                raise RuntimeError(f"a bare franz-go worker ended before it was ready: {proc.stderr.read()[-300:]}")
+        for proc in pool:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        time.sleep(config.duration_s)
+        for proc in pool:  # the end of its input stops its producers; they flush, it writes its send times
+            _, errors = proc.communicate(timeout=config.delivery_timeout_s + 30)
+            if proc.returncode:
+                raise RuntimeError(f"a bare franz-go worker exited {proc.returncode}: {errors[-300:]}")
+        pairs = np.concatenate([np.fromfile(Path(tmp) / f"{k}.bin", dtype="<i8") for k in range(1, len(pool) + 1)])
+    intended, completed = pairs[0::2], pairs[1::2]
+    return Sends(int(intended.min()) if len(intended) else time.monotonic_ns(), intended, completed)
 
 
 def history_sends(history) -> Sends:
@@ -221,11 +309,13 @@ def librdkafka_sends(profile: Profile, config: WorkloadConfig) -> Sends:
 
 
 CLIENTS: dict[str, Client] = {"suite": suite_sends, "workers": workers_sends, "franzgo-workers": franzgo_workers_sends,
-                              "kafka-python": kafka_python_sends, "librdkafka": librdkafka_sends}
-WORKER_CLIENTS = ("workers", "franzgo-workers")
+                              "kafka-python": kafka_python_sends, "librdkafka": librdkafka_sends,
+                              "franzgo": franzgo_sends}
+WORKER_CLIENTS = ("workers", "franzgo-workers", "franzgo")
 # the ratios printed, where both clients were measured: what the issue's targets compare
 RATIOS = (("suite", "kafka-python"), ("suite", "librdkafka"), ("workers", "librdkafka"), ("workers", "suite"),
-          ("franzgo-workers", "librdkafka"), ("franzgo-workers", "suite"))
+          ("franzgo-workers", "librdkafka"), ("franzgo-workers", "suite"), ("franzgo-workers", "franzgo"),
+          ("franzgo", "librdkafka"))
 
 
 def judge(sends: Sends, rate: float, trial_s: float, warmup_s: float, p99_ms: float) -> Trial:
@@ -314,18 +404,22 @@ def measure(name: str, profile: Profile, args: argparse.Namespace) -> tuple[dict
     clients.create_topic(profile, topic, args.partitions)
 
     def trial(client: str, rate: float) -> Trial:
-        workers = args.workers if client in WORKER_CLIENTS else 0
-        producers = (args.producers or args.workers) if workers else 1
+        processes = args.workers if client in WORKER_CLIENTS else 0
+        producers = (args.producers or args.workers) if processes else 1
         config = WorkloadConfig(records=None, duration_s=args.trial_s + TAIL_S, rate=rate, producers=producers,
-                                workers=workers, consumers=0, consumer_mode="none", partitions=args.partitions,
+                                workers=processes, consumers=0, consumer_mode="none", partitions=args.partitions,
                                 readback=False, topic=topic, create_topic=False, message_bytes=RECORD_BYTES,
                                 label="ceiling")
-        return judge(CLIENTS[client](profile, config), rate, args.trial_s, args.warmup_s, args.p99_ms)
+        before, started = Cpu.now(), time.monotonic()
+        sends = CLIENTS[client](profile, config)
+        cpu = Cpu.now().since(before, time.monotonic() - started)
+        return replace(judge(sends, rate, args.trial_s, args.warmup_s, args.p99_ms), cpu=cpu)
 
     def show(client: str, result: Trial, what: str) -> None:
         verdict = "sustained" if result.sustained else "not sustained"
         print(f"[{name}] {what:8s} {client:15s} offered {result.rate:8.0f}/s  achieved {result.achieved:8.0f}/s  "
-              f"p99 {result.p99_ms:9.1f} ms  {verdict}", flush=True)
+              f"p99 {result.p99_ms:9.1f} ms  {verdict:13s}  cores: {result.cpu}; "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
 
     for _ in range(args.warmup_trials):  # a fresh stack is slow at first (JVMs compiling): searches start after
         for client in args.clients:
@@ -416,7 +510,7 @@ def main() -> None:
     if args.producers is not None and args.producers < args.workers:
         parser.error("--producers must be at least --workers (every worker runs a producer)")
     interrupt_on_sigterm()  # a terminated run still stops its stacks
-    if "franzgo-workers" in args.clients:
+    if {"franzgo-workers", "franzgo"} & set(args.clients):
         franzgo.install(log=lambda _msg: None)
     results = {}
     with tempfile.TemporaryDirectory(prefix="k6suite-ceiling-") as outputs:

@@ -13,6 +13,12 @@
 // on stdout while its rows go to the shard file (JSON lines, the metadata line first): recording costs
 // a row encoded into a buffer, not a row parsed and stored by the suite's Python process.
 //
+// A bare worker ("bare": true; benchmarks/harness_ceiling.py's bare franz-go) runs the same producers
+// on the same schedule but records nothing: one fixed payload, no rows, nothing relayed; it keeps each
+// send's due and acknowledgement time in memory and writes them into its shard file when it ends, as
+// little-endian int64 pairs (due_ns, acked_ns; -1: not acknowledged). What it sustains is franz-go's
+// ceiling on the machine, against which the recording workers are measured.
+//
 // The client runs with franz-go's defaults (idempotent writes, acks=all) plus what the workload's
 // contract needs: the shared request timeout (also a produce's client-side deadline: the task's options),
 // the delivery timeout, explicit partitions for round-robin sends, no automatic commits, and the API
@@ -22,6 +28,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,6 +84,7 @@ type task struct {
 	Worker    int    `json:"worker"`
 	Producers []task `json:"producers"`
 	Shard     string `json:"shard"`
+	Bare      bool   `json:"bare"` // record nothing; keep send times only (see the package comment)
 
 	counter *connections // the client's connection hooks when the workload samples clients
 }
@@ -455,7 +463,7 @@ func main() {
 		var cl *kgo.Client
 		if cl, err = newProducer(&t); err == nil {
 			stdout.event(map[string]string{"event": "ready"})
-			produce(&t, cl, stop)
+			produce(&t, cl, stop, nil)
 		}
 	} else {
 		err = consume(&t, stop)
@@ -483,12 +491,23 @@ func work(t *task) error {
 	}
 	rows = newSink(file)
 	relayed = &relay{acks: map[string][]int{}, last: map[int32]int64{}}
-	header, _ := json.Marshal(map[string]any{"k6suite": map[string]any{
-		"format_version": 2, "run_id": t.RunID, "worker": t.Worker, "client": "franz-go"}})
-	rows.w.Write(append(header, '\n'))
+	if !t.Bare {
+		header, _ := json.Marshal(map[string]any{"k6suite": map[string]any{
+			"format_version": 2, "run_id": t.RunID, "worker": t.Worker, "client": "franz-go"}})
+		rows.w.Write(append(header, '\n'))
+	}
 	clients := make([]*kgo.Client, len(t.Producers))
+	bare := make([]*bareSends, len(t.Producers))
 	for i := range t.Producers {
+		if t.Bare {
+			if bare[i], err = newBareSends(&t.Producers[i]); err != nil {
+				return err
+			}
+		}
 		if clients[i], err = newProducer(&t.Producers[i]); err != nil {
+			if t.Bare {
+				return err
+			}
 			connectFailure(t.Producers[i].Name, err)
 		}
 	}
@@ -507,7 +526,7 @@ func work(t *task) error {
 				producers.Add(1)
 				go func() {
 					defer producers.Done()
-					produce(&t.Producers[i], cl, stop)
+					produce(&t.Producers[i], cl, stop, bare[i])
 				}()
 			}
 		}
@@ -538,6 +557,11 @@ func work(t *task) error {
 		}
 	}
 	stdout.event(relayed.take())
+	for _, sends := range bare {
+		if err := sends.write(rows.w); err != nil {
+			return err
+		}
+	}
 	rows.flush()
 	return file.Close()
 }
@@ -547,6 +571,44 @@ func counting(t *task) {
 	if t.ClientMetricsS > 0 {
 		t.counter = &connections{byBroker: map[string]*[3]int64{}}
 	}
+}
+
+// bareSends is what a bare producer keeps of its sends: when each was due and when it was
+// acknowledged (-1: not), in arrays made before it starts so that keeping them costs two stores.
+type bareSends struct {
+	due, acked []int64
+	made       int // sends made; written by the producer's goroutine, read after it ended
+	value      []byte
+}
+
+func newBareSends(t *task) (*bareSends, error) {
+	if t.Records <= 0 {
+		return nil, fmt.Errorf("a bare producer needs its number of records (the capacity of its send times)")
+	}
+	value, _ := payload(t.RunID, t.Name, 0, t.MessageBytes)
+	return &bareSends{due: make([]int64, t.Records), acked: make([]int64, t.Records), value: value}, nil
+}
+
+// promise keeps send seq's times; acked is written by franz-go's goroutine before outstanding drops.
+func (b *bareSends) promise(seq int, due int64, outstanding *atomic.Int64) func(*kgo.Record, error) {
+	b.due[seq], b.acked[seq], b.made = due, -1, seq+1
+	return func(_ *kgo.Record, err error) {
+		if err == nil {
+			b.acked[seq] = monoNow()
+		}
+		outstanding.Add(-1)
+	}
+}
+
+func (b *bareSends) write(w *bufio.Writer) error {
+	if b == nil {
+		return nil
+	}
+	pairs := make([]int64, 0, 2*b.made)
+	for seq := range b.made {
+		pairs = append(pairs, b.due[seq], b.acked[seq])
+	}
+	return binary.Write(w, binary.LittleEndian, pairs)
 }
 
 func stopped(stop <-chan struct{}) bool {
@@ -600,7 +662,8 @@ func newProducer(t *task) (*kgo.Client, error) {
 	return kgo.NewClient(opts...)
 }
 
-func produce(t *task, cl *kgo.Client, stop <-chan struct{}) {
+// produce runs one producer's schedule: its sends recorded as rows, or (bare) their times kept only.
+func produce(t *task, cl *kgo.Client, stop <-chan struct{}, bare *bareSends) {
 	defer sampled(t)()
 	var outstanding atomic.Int64
 	start := monoNow()
@@ -620,36 +683,23 @@ func produce(t *task, cl *kgo.Client, stop <-chan struct{}) {
 				}
 			}
 		}
-		value, crc := payload(t.RunID, t.Name, seq, t.MessageBytes)
-		record := &kgo.Record{Topic: t.Topic, Value: value}
-		key := ""
+		record := &kgo.Record{Topic: t.Topic}
 		if t.Keyed {
-			key = t.Name
-			record.Key = []byte(key)
+			record.Key = []byte(t.Name)
 		} else {
 			record.Partition = int32((seq + t.Index) % t.Partitions)
 		}
-		send := newRow(opIDs.Add(1), t.Name, "send", "", 0, 0, time.Now().UnixNano())
-		send.Topic, send.Key, send.Producer, send.Seq, send.Checksum = t.Topic, key, t.Name, int64(seq), int64(crc)
-		send.ValueLen, send.IntendedNs = int64(len(value)), intended
-		send.InvokeNs = monoNow()
 		outstanding.Add(1)
-		cl.Produce(context.Background(), record, func(r *kgo.Record, err error) {
-			send.CompleteNs = monoNow()
-			defer outstanding.Add(-1) // after its row: the producer's end waits for every row
-			if err == nil {
-				send.Type, send.Partition, send.Offset = "ok", int64(r.Partition), r.Offset
-			} else {
-				send.Type, send.Error = sendOutcome(err), errText(err)
-				if !t.Keyed {
-					send.Partition = int64(r.Partition)
-				}
+		if bare != nil {
+			if seq >= len(bare.due) {
+				outstanding.Add(-1)
+				break
 			}
-			rows.row(send)
-			if relayed != nil {
-				relayed.outcome(t.Name, seq, r.Partition, send.CompleteNs, err == nil)
-			}
-		})
+			record.Value = bare.value
+			cl.Produce(context.Background(), record, bare.promise(seq, intended, &outstanding))
+		} else {
+			cl.Produce(context.Background(), record, recordedSend(t, seq, intended, record, &outstanding))
+		}
 		if outstanding.Load() > int64(t.MaxOutstanding) {
 			deadline := time.Now().Add(time.Duration(t.DeliveryTimeout * float64(time.Second)))
 			for outstanding.Load() > int64(t.MaxOutstanding) && time.Now().Before(deadline) && !stopped(stop) {
@@ -658,10 +708,12 @@ func produce(t *task, cl *kgo.Client, stop <-chan struct{}) {
 			if t.Rate > 0 { // due sends that passed while blocked: offered, never made
 				until, wall := monoNow(), time.Now().UnixNano()
 				for due := start + int64(float64(slot)*1e9/t.Rate); due < until; due = start + int64(float64(slot)*1e9/t.Rate) {
-					blocked := newRow(opIDs.Add(1), t.Name, "blocked", "fail", due, until, wall-(until-due))
-					blocked.Topic, blocked.Producer, blocked.IntendedNs = t.Topic, t.Name, due
-					blocked.Error = fmt.Sprintf("not sent: %d sends outstanding (max_outstanding)", outstanding.Load())
-					rows.row(blocked)
+					if bare == nil {
+						blocked := newRow(opIDs.Add(1), t.Name, "blocked", "fail", due, until, wall-(until-due))
+						blocked.Topic, blocked.Producer, blocked.IntendedNs = t.Topic, t.Name, due
+						blocked.Error = fmt.Sprintf("not sent: %d sends outstanding (max_outstanding)", outstanding.Load())
+						rows.row(blocked)
+					}
 					slot++
 				}
 			}
@@ -674,6 +726,33 @@ func produce(t *task, cl *kgo.Client, stop <-chan struct{}) {
 	// franz-go finishes those promises on its own goroutines after Close returns: wait (bounded) for their rows
 	for deadline := time.Now().Add(5 * time.Second); outstanding.Load() > 0 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// recordedSend gives the record its identity payload and returns its promise, which writes its send
+// row (and, in a worker, relays its outcome).
+func recordedSend(t *task, seq int, intended int64, record *kgo.Record, outstanding *atomic.Int64) func(*kgo.Record, error) {
+	value, crc := payload(t.RunID, t.Name, seq, t.MessageBytes)
+	record.Value = value
+	send := newRow(opIDs.Add(1), t.Name, "send", "", 0, 0, time.Now().UnixNano())
+	send.Topic, send.Key, send.Producer, send.Seq, send.Checksum = t.Topic, string(record.Key), t.Name, int64(seq), int64(crc)
+	send.ValueLen, send.IntendedNs = int64(len(value)), intended
+	send.InvokeNs = monoNow()
+	return func(r *kgo.Record, err error) {
+		send.CompleteNs = monoNow()
+		defer outstanding.Add(-1) // after its row: the producer's end waits for every row
+		if err == nil {
+			send.Type, send.Partition, send.Offset = "ok", int64(r.Partition), r.Offset
+		} else {
+			send.Type, send.Error = sendOutcome(err), errText(err)
+			if !t.Keyed {
+				send.Partition = int64(r.Partition)
+			}
+		}
+		rows.row(send)
+		if relayed != nil {
+			relayed.outcome(t.Name, seq, r.Partition, send.CompleteNs, err == nil)
+		}
 	}
 }
 

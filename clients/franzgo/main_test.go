@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -135,5 +137,35 @@ func TestPlantedPollErrors(t *testing.T) {
 	if len(rows) != 1 || rows[0].F != "poll" || rows[0].Type == "ok" || rows[0].Session != 2 ||
 		!strings.Contains(rows[0].Error, "GROUP_AUTHORIZATION_FAILED") || strings.Contains(rows[0].Error, "EOF") {
 		t.Errorf("refused: wrote %+v, want one failed poll naming the refusal only", rows)
+	}
+}
+
+// TestBareSends: a bare producer's send times reach its shard as (due, acked) pairs, -1 for a send
+// never acknowledged, only for the sends it made (what benchmarks/harness_ceiling.py's bare franz-go reads).
+func TestBareSends(t *testing.T) {
+	initClock()
+	sends, err := newBareSends(&task{Name: "producer-0", Records: 4, MessageBytes: 128})
+	if err != nil || len(sends.value) != 128 {
+		t.Fatalf("newBareSends: %v, payload of %d bytes", err, len(sends.value))
+	}
+	var outstanding atomic.Int64
+	outstanding.Add(2)
+	sends.promise(0, 100, &outstanding)(nil, nil)
+	sends.promise(1, 200, &outstanding)(nil, kgo.ErrRecordTimeout)
+	var out bytes.Buffer
+	w := bufio.NewWriter(&out)
+	if err := sends.write(w); err != nil {
+		t.Fatal(err)
+	}
+	w.Flush()
+	pairs := make([]int64, out.Len()/8)
+	if err := binary.Read(&out, binary.LittleEndian, pairs); err != nil {
+		t.Fatal(err)
+	}
+	if len(pairs) != 4 || pairs[0] != 100 || pairs[1] <= 0 || pairs[2] != 200 || pairs[3] != -1 || outstanding.Load() != 0 {
+		t.Errorf("pairs %v, outstanding %d", pairs, outstanding.Load())
+	}
+	if _, err := newBareSends(&task{Records: -1}); err == nil {
+		t.Error("a bare producer without its number of records was made")
 	}
 }
