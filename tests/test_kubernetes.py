@@ -103,3 +103,24 @@ def test_profile_without_driver_settings_is_rejected(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ValueError, match=r"faults\.settings lacks cluster"):
         KubernetesDriver.from_profile(load_profile(path), api_client=client.ApiClient())
+
+
+def test_a_rollout_that_leaves_an_old_broker_process_running_did_not_take_effect():
+    """Done means the old brokers ended, not only that the API reports the new revision ready. No real
+    control plane makes this case (the suite's node stops a pod's process before the pod is made again),
+    so the driver here is a stand-in whose pod's PID is a live process of this machine (a sleep)."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from k6suite_lib.faults.kubernetes import PodState
+
+    survivor = subprocess.Popen(["sleep", "60"])
+    try:
+        driver = SimpleNamespace(statefulset="kafscale-broker", broker_pods=lambda: ["kafscale-broker-0"],
+                                 pod=lambda name: PodState("u0", True, survivor.pid), rollout_restart=lambda: None,
+                                 wait_rolled_out=lambda **_: True)
+        with pytest.raises(RuntimeError, match=rf"broker processes from before still run: PIDs \[{survivor.pid}\]"):
+            RolloutRestart(driver).start()
+    finally:
+        survivor.kill()
+        survivor.wait()

@@ -331,7 +331,8 @@ class ScaleTo(Fault):
 
 class RolloutRestart(Fault):
     """`kubectl rollout restart` of the broker StatefulSet; start() returns once every pod runs the new
-    revision and is ready."""
+    revision and is ready, and every broker process from before (where pods are processes of this
+    machine) has ended: a rollout the API calls done while an old broker runs on did not restart it."""
 
     name, role = "rollout-restart", "broker"
 
@@ -356,6 +357,13 @@ class RolloutRestart(Fault):
         if not self.driver.wait_rolled_out(timeout_s=self.ready_timeout_s, poll_s=0.5):
             raise TimeoutError(f"{self.target} not ready {self.ready_timeout_s:.0f} s after the rollout restart")
         self.evidence.update(pids_after=self._pids(), rolled_out_s=round(time.monotonic() - started, 2))
+        old = [pid for pid in self.evidence["pids_before"].values() if pid is not None]
+        deadline = time.monotonic() + GONE_TIMEOUT_S
+        while (running := [pid for pid in old if pid_alive(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if running:
+            raise RuntimeError(f"{self.target} rolled out, but broker processes from before still run: PIDs "
+                               f"{running} ({GONE_TIMEOUT_S:.0f} s after every pod was ready)")
 
     def stop(self) -> None:
         """Nothing to heal: the rollout is the change under test."""
