@@ -3,6 +3,7 @@ serves the official Python client: the part of the control plane every other one
 
 from __future__ import annotations
 
+import pytest
 from kubernetes import client
 
 from k6suite_lib.stack.kafscale_k8s import KubernetesKafScaleStack
@@ -50,3 +51,39 @@ def test_a_runs_archive_holds_only_pod_logs_written_during_the_run(isolated_outp
     assert pod_logs() == ["pod-kafscale_kafscale-broker-0_new-broker.log"]
     (pods / "kafscale_kafscale-broker-0_new" / "broker.log").unlink()
     assert pod_logs() == []
+
+
+def test_a_long_lived_pods_archive_holds_only_what_it_wrote_during_the_run(isolated_outputs, monkeypatch):
+    """audit21 L2, no stack: a pod that lives across runs (one port base, the stack left up) keeps appending to
+    one log. The run archives what it wrote since the run opened its stack, a pod begun since whole, and
+    nothing of a pod that wrote nothing meanwhile. A fresh start wipes the stack's data, after which every pod
+    log is the run's. Mutation tried: copying a log whole when its mtime is recent (as before): the earlier
+    run's line is in the archive, this test fails."""
+    from k6suite_lib.stack import kafscale_k8s
+
+    layout = StackLayout(port_base=port_base_for(27800), brokers=1)
+    pods = KubernetesKafScaleStack(layout, log=lambda _m: None).files.node_dir / "pods"
+    logs = {name: pods / f"kafscale_kafscale-broker-0_{name}" / "broker.log" for name in ("long", "quiet", "born")}
+    for name in ("long", "quiet"):
+        logs[name].parent.mkdir(parents=True, exist_ok=True)
+        logs[name].write_text(f"{name}: an earlier run\n")
+    stack = KubernetesKafScaleStack(layout, log=lambda _m: None)  # the run begins: it opens its stack
+    with logs["long"].open("a") as log:
+        log.write("long: this run\n")
+    logs["born"].parent.mkdir(parents=True, exist_ok=True)
+    logs["born"].write_text("born: this run\n")
+    archived = {p.name: p.read_text() for p in stack.log_files(since=0) if p.name.startswith("pod-kafscale_kafscale"
+                                                                                           "-broker-0_")}
+    assert archived == {"pod-kafscale_kafscale-broker-0_long-broker.log": "long: this run\n",
+                        "pod-kafscale_kafscale-broker-0_born-broker.log": "born: this run\n"}
+
+    class Started(Exception):
+        pass
+
+    def started(_log) -> None:
+        raise Started
+
+    monkeypatch.setattr(kafscale_k8s.controlplane, "install", started)
+    with pytest.raises(Started):
+        stack._start_components()
+    assert stack.log_marks == {}

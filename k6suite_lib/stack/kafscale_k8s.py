@@ -18,6 +18,7 @@ ports from +140 (a block of 5 per pod, see k8s/node/main.go).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -94,6 +95,20 @@ def chart_crds(build: builds.Build) -> list[dict[str, Any]]:
 class KubernetesKafScaleStack(KafScaleStack):
     """KafScale on Kubernetes: deployed by its operator, faults through the Kubernetes API."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # each pod log's (inode, size) when this stack was opened (a run opens its own as it begins), so
+        # the run archives what the pods wrote during it, not a long-lived pod's earlier runs (log_files)
+        self.log_marks = self._pod_log_sizes()
+
+    def _pod_log_sizes(self) -> dict[Path, tuple[int, int]]:
+        sizes = {}
+        for log in (self.files.node_dir / "pods").glob("*/*.log"):
+            with contextlib.suppress(FileNotFoundError):
+                stat = log.stat()
+                sizes[log] = (stat.st_ino, stat.st_size)
+        return sizes
+
     @classmethod
     def addresses(cls, layout: StackLayout) -> dict[str, tuple[str, ...] | str]:
         return {
@@ -120,6 +135,7 @@ class KubernetesKafScaleStack(KafScaleStack):
 
     # ------------------------------------------------------------------ start
     def _start_components(self) -> None:
+        self.log_marks = {}  # a start wipes the stack's data: every pod log from here on is this run's
         controlplane.install(self.log)
         self._start_etcd()
         self._start_minio()
@@ -343,16 +359,25 @@ class KubernetesKafScaleStack(KafScaleStack):
         return {**super().unhealthy(), **pods}
 
     def log_files(self, since: float = 0.0) -> list[Path]:
-        """The stack's process logs, and the container logs of every pod that logged since `since` (deleted
-        pods' too: the node keeps a folder per pod uid), copied as pod-<namespace>_<name>_<uid>-<container>.log
-        into a folder emptied first, so a run's archive holds the brokers' and the proxy's own words from
-        its own time, never a copy left by an earlier run on the same port base or a pod that ended before."""
+        """The stack's process logs, and what the container log of every pod that logged since `since` gained
+        since this stack was opened (log_marks; deleted pods' too: the node keeps a folder per pod uid), copied
+        as pod-<namespace>_<name>_<uid>-<container>.log into a folder emptied first. A log begun since (a new
+        pod, or a fresh stack's) is taken whole; one that was there is taken from the size it had, so a run's
+        archive holds the brokers' and the proxy's own words from its own time: not a long-lived pod's lines
+        of earlier runs, a copy left by an earlier run on the same port base, or a pod that ended before."""
         copies = self.layout.state_dir / "pod-logs"
         shutil.rmtree(copies, ignore_errors=True)
         copies.mkdir(parents=True)
         for log in sorted((self.files.node_dir / "pods").glob("*/*.log")):
-            if log.stat().st_mtime >= since:
-                (copies / f"pod-{log.parent.name}-{log.name}").write_bytes(log.read_bytes())
+            stat = log.stat()
+            if stat.st_mtime < since:
+                continue
+            inode, size = self.log_marks.get(log, (None, 0))
+            with log.open("rb") as handle:
+                handle.seek(size if inode == stat.st_ino and size <= stat.st_size else 0)
+                written = handle.read()
+            if written:
+                (copies / f"pod-{log.parent.name}-{log.name}").write_bytes(written)
         return super().log_files(since) + sorted(copies.glob("*.log"))
 
     def down(self, grace_s: float = 5.0) -> dict[str, str]:
