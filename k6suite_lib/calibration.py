@@ -720,8 +720,8 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
              "measured before cases kept them) are said beside the verdict (\"client settings ... not recorded\"),",
              "not held stale; probes (S1, S2's scrape and connection storm) depend on no client setting.",
              "Each case keeps the suite commit its runs were made with; a verdict beside a case whose commit differs",
-             "from the tree in use in the code that records or judges (k6suite_lib/checkers, k6suite_lib/workload,",
-             "clients/) reads STALE naming the files; a commit git cannot find is said, not held stale.",
+             "from the tree in use in the code that records or judges (k6suite_lib/checkers, workload, scenarios,",
+             "history.py, clients/) reads STALE naming the files; a commit git cannot find is said, not held stale.",
              "",
              "| check | req. | baseline | k of N | measured p50 / p95 / max | per variant (k of N) | fails on | date |",
              "|---|---|---|---|---|---|---|---|"]

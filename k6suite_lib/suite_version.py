@@ -16,8 +16,10 @@ from pathlib import Path
 
 from k6suite_lib.stack.layout import REPO_ROOT
 
-# the suite's code that records a history (workloads, the franz-go client) or judges it (the checkers)
-JUDGING_PATHS = ("k6suite_lib/checkers", "k6suite_lib/workload", "clients")
+# the suite's code that records a history (workloads, the franz-go client) or judges it (the checkers, the
+# history view they read, and the scenarios, which choose each check's rules and thresholds)
+JUDGING_PATHS = ("k6suite_lib/checkers", "k6suite_lib/workload", "k6suite_lib/scenarios", "k6suite_lib/history.py",
+                 "clients")
 # a client's own tests record and judge nothing
 NOT_JUDGING = (":(exclude)clients/**/*_test.go",)
 
@@ -30,11 +32,13 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess | None:
 
 def identity(root: Path = REPO_ROOT) -> dict[str, str | bool | None]:
     """{"git_commit", "git_dirty"} of the checkout at root (None each where git cannot tell); dirty means a
-    tracked file differs from the commit (untracked outputs do not count)."""
+    tracked file of JUDGING_PATHS differs from the commit: what the run recorded or judged with is not the
+    commit's. Other changes (the calibration records a campaign writes between its runs, docs, untracked
+    outputs) do not count."""
     head = _git(root, "rev-parse", "HEAD")
     if head is None or head.returncode != 0:
         return {"git_commit": None, "git_dirty": None}
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    status = _git(root, "status", "--porcelain", "--untracked-files=no", "--", *JUDGING_PATHS, *NOT_JUDGING)
     dirty = None if status is None or status.returncode != 0 else bool(status.stdout.strip())
     return {"git_commit": head.stdout.strip() or None, "git_dirty": dirty}
 

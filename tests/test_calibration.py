@@ -703,11 +703,13 @@ def test_a_record_written_before_cases_kept_client_settings_reads_not_recorded_a
     assert "case.settings is not an object" in calibration.load_records(tmp_path)["lost-write"]["unreadable"]
 
 
-def test_only_a_named_settings_difference_makes_a_no_stale_and_probes_depend_on_no_setting():
+def test_only_a_named_settings_difference_makes_a_no_stale_and_probes_depend_on_no_setting(monkeypatch):
     """audit21 M3: a NO is weakened only by a real, named difference of recorded settings. The committed S1 probe
     record (no settings) beside a probe verdict says nothing of settings; the committed lost-write record beside
     a verdict whose run recorded none says the unknown, and neither NO carries a caveat. Planted: the same case
-    with recorded settings that differ from the verdict's is STALE and caveats the NO."""
+    with recorded settings that differ from the verdict's is STALE and caveats the NO. (The suite the committed
+    cases were measured with is held current here: a later change to the checkers must not fail this test.)"""
+    monkeypatch.setattr(suite_version, "changed_since", lambda commit, root=None: ())
     committed = calibration.load_records()
     probe = "a client that does not trust the CA is refused"
     shown = calibration.note(committed[probe], "S1", "tls", None, None, None)
@@ -906,13 +908,16 @@ def test_a_suite_commit_git_cannot_find_or_a_dirty_one_is_said_not_stale(suite_r
     assert suite_version.identity(suite_repo) == {"git_commit": None, "git_dirty": None}
 
 
-def test_a_runs_manifest_names_its_suite_commit_and_whether_tracked_files_were_changed(suite_repo, tmp_path):
-    """The manifest's suite identity (what a case folds): dirty only for a changed tracked file, not for the
-    outputs a run writes; calibrating run archives takes each run's from its manifest."""
-    commit = _commit(suite_repo, {"k6suite_lib/checkers/anomalies.py": "v1\n"})
+def test_a_runs_manifest_names_its_suite_commit_and_whether_its_judging_code_was_changed(suite_repo, tmp_path):
+    """The manifest's suite identity (what a case folds): dirty only for a changed tracked file of the code that
+    records or judges, not for the outputs a run writes or the calibration records a campaign rewrites between
+    its runs (the campaign of this change read dirty from its second client on); calibrating run archives takes
+    each run's from its manifest. Mutation tried: dirty for any tracked change: the records step fails."""
+    commit = _commit(suite_repo, {"k6suite_lib/checkers/anomalies.py": "v1\n", "calibration/checks/x.json": "{}\n"})
     assert suite_version.identity(suite_repo) == {"git_commit": commit, "git_dirty": False}
     (suite_repo / "outputs").mkdir()
     (suite_repo / "outputs" / "run.txt").write_text("x\n")
+    (suite_repo / "calibration/checks/x.json").write_text('{"cases": []}\n')
     assert suite_version.identity(suite_repo)["git_dirty"] is False
     (suite_repo / "k6suite_lib/checkers/anomalies.py").write_text("v2\n")
     assert suite_version.identity(suite_repo) == {"git_commit": commit, "git_dirty": True}
