@@ -270,7 +270,7 @@ def test_matrix_says_which_client_a_finding_depends_on(tmp_path):
 
 
 def _broker(nodeid: int, state: str, connects: int, disconnects: int, source: str = "learned") -> dict:
-    """One broker of a librdkafka 2.16 statistics document (the fields connection_view reads)."""
+    """One broker of a librdkafka 2.16 statistics document (the fields HandleCounts reads)."""
     name = f"127.0.0.1:2210{nodeid}/{nodeid}" if nodeid >= 0 else "127.0.0.1:22100/bootstrap"
     return {name: {"name": name, "nodeid": nodeid, "nodename": name.split("/")[0], "source": source,
                    "state": state, "connects": connects, "disconnects": disconnects}}
@@ -291,17 +291,26 @@ def _librdkafka_samples(*documents: dict) -> list[dict]:
 def test_librdkafka_statistics_count_connections_that_came_up():
     """connects counts attempts, failed ones too; disconnects only connections that were up: a handle's
     created connections are its disconnects plus one while up. The bootstrap handle, dropped once the
-    brokers are learned, keeps its connection counted, as closed; brokers lists the learned ones."""
-    first, down, retrying, back = _librdkafka_samples(
+    brokers are learned, keeps its connection counted, as closed; brokers lists the learned ones. A
+    broker's handle made again under its name (librdkafka drops it while its broker is out of the
+    metadata, as in a restart) counts from 0: the old one's connections stay counted, closed. Before,
+    the new handle's counts replaced the old one's and the totals fell (S7 evidence run 20261204T221709-73f4)."""
+    first, down, retrying, back, remade, gone, returned = _librdkafka_samples(
         {**_broker(-1, "UP", 1, 0, "configured"), **_broker(0, "UP", 1, 0), **_broker(1, "INIT", 0, 0)},
         {**_broker(0, "DOWN", 1, 1), **_broker(1, "UP", 1, 0)},
         {**_broker(0, "CONNECT", 4, 1), **_broker(1, "UP", 1, 0)},
-        {**_broker(0, "APIVERSION_QUERY", 5, 1), **_broker(1, "UP", 1, 0)})
+        {**_broker(0, "APIVERSION_QUERY", 5, 1), **_broker(1, "UP", 1, 0)},
+        {**_broker(0, "UP", 1, 0), **_broker(1, "UP", 1, 0)},
+        _broker(0, "UP", 1, 0),
+        {**_broker(0, "UP", 1, 0), **_broker(1, "UP", 1, 0)})
     assert first == {"connection-creation-total": 2, "connection-close-total": 0, "connection-attempts-total": 2,
                      "brokers": ["0@127.0.0.1:22100", "1@127.0.0.1:22101"],
                      "per-broker": {"127.0.0.1:22100/0": [1, 0, 1], "127.0.0.1:22100/bootstrap": [1, 0, 1],
                                     "127.0.0.1:22101/1": [0, 0, 0]}}
     assert back["per-broker"]["127.0.0.1:22100/0"] == [2, 1, 5]
+    assert remade["per-broker"]["127.0.0.1:22100/0"] == [3, 2, 6]
+    assert [(s["connection-creation-total"], s["connection-close-total"]) for s in (remade, gone, returned)] == \
+        [(5, 3), (5, 4), (6, 4)]
     assert [(s["connection-creation-total"], s["connection-close-total"], s["connection-attempts-total"])
             for s in (down, retrying, back)] == [(3, 2, 3), (3, 2, 6), (4, 2, 7)]
 

@@ -39,7 +39,7 @@ does changes), one ``client-metrics`` row each time the client serves them (``St
 per-broker ``connects`` counts connection attempts, failed ones too, and ``disconnects`` only
 connections that had come up (src/rdkafka_broker.c, rd_kafka_broker_fail: ``rkb_state >=
 RD_KAFKA_BROKER_STATE_UP``); each broker handle holds at most one connection, so the connections it
-created are its disconnects plus one while it is up (``connection_view``).
+created are its disconnects plus one while it is up (``HandleCounts``).
 """
 
 from __future__ import annotations
@@ -138,34 +138,53 @@ def producer_config(profile: Profile, config: WorkloadConfig, client_id: str) ->
             "enable.idempotence": config.idempotent(profile)}
 
 
-def connection_view(stats: dict[str, Any], handles: dict[str, tuple[int, int, int]]) -> dict[str, Any]:
-    """A client-metrics detail from one statistics document: connections created (disconnects, plus
-    one while up), closed (disconnects) and attempted (connects), in total and per handle (the evidence
-    of which connection came back how often), over every broker handle: bootstrap,
-    learned and logical. handles keeps each handle's last counts: a handle gone from the statistics
-    (2.16 drops its bootstrap handles once it has learned the cluster's brokers) still counts, its
-    connection as closed."""
-    brokers = stats.get("brokers") or {}
-    for name, broker in brokers.items():
-        closed = int(broker.get("disconnects", 0))
-        handles[name] = (closed + (broker.get("state") in UP_STATES), closed, int(broker.get("connects", 0)))
-    for name in handles.keys() - brokers.keys():
-        created, _closed, attempts = handles[name]
-        handles[name] = (created, created, attempts)
-    created, closed, attempts = (sum(counts[i] for counts in handles.values()) for i in range(3))
-    learned = (b for b in brokers.values() if b.get("source") == "learned" and b.get("nodeid", -1) >= 0)
-    return {"connection-creation-total": created, "connection-close-total": closed,
-            "connection-attempts-total": attempts, "brokers": sorted(f"{b['nodeid']}@{b['nodename']}" for b in learned),
-            "per-broker": {name: list(counts) for name, counts in sorted(handles.items())}}
+class HandleCounts:
+    """Each broker handle's connections over the client's life, from its statistics documents: created
+    (disconnects, plus one while up), closed (disconnects) and attempted (connects). librdkafka 2.16
+    drops a handle when its broker leaves the metadata (its bootstrap handles once it has learned the
+    brokers; a restarted broker while it is away) and makes a new one under the same name, counting
+    from 0, when it returns. A handle gone, or counting less than before, is therefore retired with its
+    connection closed, and a name's counts are its retired handles' plus its live one's. A handle gone
+    and back between two documents with at least its old counts is not seen (samples every
+    client_metrics_s)."""
+
+    def __init__(self) -> None:
+        self.live: dict[str, tuple[int, int, int]] = {}
+        self.retired: dict[str, tuple[int, int, int]] = {}
+
+    def _retire(self, name: str) -> None:
+        created, _closed, attempts = self.live.pop(name)
+        old = self.retired.get(name, (0, 0, 0))
+        self.retired[name] = (old[0] + created, old[1] + created, old[2] + attempts)
+
+    def view(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """A client-metrics detail: the totals, the learned brokers, and per handle name [created, closed,
+        attempts] (the evidence of which connection came back how often)."""
+        brokers = stats.get("brokers") or {}
+        for name in self.live.keys() - brokers.keys():
+            self._retire(name)
+        for name, broker in brokers.items():
+            closed, attempts = int(broker.get("disconnects", 0)), int(broker.get("connects", 0))
+            if name in self.live and (attempts < self.live[name][2] or closed < self.live[name][1]):
+                self._retire(name)
+            self.live[name] = (closed + (broker.get("state") in UP_STATES), closed, attempts)
+        per_handle = {name: [live + retired for live, retired in zip(self.live.get(name, (0, 0, 0)),
+                                                                     self.retired.get(name, (0, 0, 0)), strict=True)]
+                      for name in sorted(self.live.keys() | self.retired.keys())}
+        created, closed, attempts = (sum(counts[i] for counts in per_handle.values()) for i in range(3))
+        learned = (b for b in brokers.values() if b.get("source") == "learned" and b.get("nodeid", -1) >= 0)
+        return {"connection-creation-total": created, "connection-close-total": closed,
+                "connection-attempts-total": attempts,
+                "brokers": sorted(f"{b['nodeid']}@{b['nodename']}" for b in learned), "per-broker": per_handle}
 
 
 class Statistics:
-    """A client's statistics callback: a client-metrics row (connection_view) each time librdkafka
-    serves its statistics, timed when served (poll() or consume() on the client's own thread)."""
+    """A client's statistics callback: a client-metrics row (HandleCounts) each time librdkafka serves
+    its statistics, timed when served (poll() or consume() on the client's own thread)."""
 
     def __init__(self, ctx: RunContext, name: str) -> None:
         self.ctx, self.name = ctx, name
-        self.handles: dict[str, tuple[int, int, int]] = {}
+        self.handles = HandleCounts()
 
     def settings(self) -> dict[str, Any]:
         """The client settings that turn the statistics on (none when the workload samples no clients)."""
@@ -177,7 +196,7 @@ class Statistics:
     def record(self, text: str) -> None:
         t_ns, wall = now()
         try:
-            detail, kind, error = json.dumps(connection_view(json.loads(text), self.handles)), "ok", ""
+            detail, kind, error = json.dumps(self.handles.view(json.loads(text))), "ok", ""
         except Exception as exc:  # a failed sample is evidence: the checks that read samples name it
             detail, kind, error = "", "fail", error_text(exc)
         self.ctx.recorder.record(op_id=self.ctx.recorder.next_op(), process=self.name, f="client-metrics", type=kind,
