@@ -278,23 +278,25 @@ def _unresumed(view: View, windows: list) -> str:
 
 
 @register("catch-up")
-def check_catch_up(view: View, limit_s: float = 30.0) -> list[dict]:
+def check_catch_up(view: View, limit_s: float = 30.0, requirement: str = "F6 / S5") -> list[dict]:
     """Consumers catch up: every record acknowledged before the last fault ended has been read by a
-    live consumer within limit_s of that end (their lag once the store is back). Judged only on the
-    time the consumers had: when the drain stopped them before limit_s passed, records not read yet
-    are not counted as never read (NOT TESTED), unless a record already came later than limit_s or
-    the consumers had reached the end offsets (`consumers-stop` reached_end): a record they passed
-    over then is one they will never read."""
+    live consumer within limit_s of that end (their lag once the store is back, or, after a broker
+    fault, that a group whose members all lost their session ever consumed again: nothing else in S4 or
+    S7 asks, as the read-back is its own client and a group that never rejoins writes no assignment to
+    count as a rebalance). Judged only on the time the consumers had: when the drain stopped them
+    before limit_s passed, records not read yet are not counted as never read (NOT TESTED), unless a
+    record already came later than limit_s or the consumers had reached the end offsets
+    (`consumers-stop` reached_end): a record they passed over then is one they will never read."""
     name = "consumers catch up after the faults"
     if view.windows.empty or view.acked.empty:
-        return [not_tested(name, "F6 / S5", "no fault window or no acknowledged send")]
+        return [not_tested(name, requirement, "no fault window or no acknowledged send")]
     live = view.valid_reads[view.valid_reads.index.isin(view.live_reads.index)]
     if live.empty:
-        return [not_tested(name, "F6 / S5", "no live consumer read anything")]
+        return [not_tested(name, requirement, "no live consumer read anything")]
     since = int(view.windows["end_ns"].max())
     owed = view.acked.loc[view.acked["complete_ns"] <= since, "code"].unique()
     if len(owed) == 0:
-        return [not_tested(name, "F6 / S5", "nothing was acknowledged before the faults ended")]
+        return [not_tested(name, requirement, "nothing was acknowledged before the faults ended")]
     seen = live.groupby("code")["complete_ns"].min().reindex(owed)
     caught = math.inf if seen.isna().any() else max(0.0, (float(seen.max()) - since) / 1e9)
     stop = view.phase("consumers-stop")
@@ -302,10 +304,10 @@ def check_catch_up(view: View, limit_s: float = 30.0) -> list[dict]:
     late = float(seen.max() - since) / 1e9 if seen.notna().any() else 0.0
     passed = bool(stop and stop.get("reached_end"))
     if math.isinf(caught) and had_s < limit_s and late < limit_s and not passed:
-        return [not_tested(name, "F6 / S5", f"{int(seen.isna().sum())} of {len(seen)} records acknowledged before "
+        return [not_tested(name, requirement, f"{int(seen.isna().sum())} of {len(seen)} records acknowledged before "
                            f"the faults ended were not read by a live consumer, but the drain stopped the consumers "
                            f"{max(had_s, 0.0):.1f} s after the last fault ended, before the {limit_s:g} s limit")]
-    return [verdict(name, "F6 / S5", caught, Below(limit_s, " s"),
+    return [verdict(name, requirement, caught, Below(limit_s, " s"),
                     f"{int(seen.isna().sum())} of {len(seen)} records acknowledged before the faults ended were "
                     "never read by a live consumer" + (", which had read to the end offsets and stopped: they "
                                                        "passed over them" if passed else "")

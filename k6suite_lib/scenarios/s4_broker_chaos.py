@@ -7,7 +7,9 @@ The fault hits the broker the workload's writes depend on most when it starts (t
 behind KafScale's proxy the busiest broker, on Kafka the leader of most of the topic's
 partitions). Verdicts: the shared fault checks (no acknowledged write lost, read-back to the end,
 acks resume, fault-free throughput, client errors) plus the longest gap between acknowledgements
-per partition from the fault's start (< 5 s, NFR1) and no consumer-group rebalance (F4.3).
+per partition from the fault's start (< 5 s, NFR1), no consumer-group rebalance (F4.3) and the group's
+consumers reading again after the fault (catch-up: a group that lost every member's session and never
+rejoined counts no rebalance and fails nothing else).
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ def _pod_fault(sc: Scenario, kind: str, topic: str):
     return PodKill(driver, grace_s=0 if kind == "kill" else TERMINATE_GRACE_S, choose=choose, load=load)
 
 
+def checks(sc: Scenario, config: WorkloadConfig, schedule: Schedule) -> list[CheckSpec]:
+    """S4's composition: the shared fault checks, the recovery gap, no rebalance, and the group reading again."""
+    return chaos.fault_checks(sc, config, schedule, extra=(
+        CheckSpec("recovery", {"limit_s": RECOVERY_LIMIT_S}), CheckSpec("rebalances", {"requirement": "F4.3"}),
+        CheckSpec("catch-up", {"limit_s": chaos.CATCH_UP_S, "requirement": "F4"})))
+
+
 def broker_fault(sc: Scenario, kind: str, timing: Timing, rate: float = 100.0, producers: int = 1,
                  consumers: int = 2, partitions: int = 3, repeat: int = 1, repeats: int = 1) -> pd.DataFrame:
     variant = chaos.variant_name(kind, repeat, repeats)
@@ -89,8 +98,6 @@ def broker_fault(sc: Scenario, kind: str, timing: Timing, rate: float = 100.0, p
                             client_metrics_s=1.0, label=f"s4-{variant}", topic=topic, consume_grace_s=30,
                             after_faults_s=chaos.AFTER_FAULTS_S, after_faults_min_s=chaos.AFTER_FAULTS_MIN_S,
                             readback_timeout_s=60)
-    checks = chaos.fault_checks(sc, config, schedule, extra=(
-        CheckSpec("recovery", {"limit_s": RECOVERY_LIMIT_S}), CheckSpec("rebalances", {"requirement": "F4.3"})))
-    _, judgement = chaos.run_with_faults(sc, variant, config, schedule, checks)
+    _, judgement = chaos.run_with_faults(sc, variant, config, schedule, checks(sc, config, schedule))
     sc.measure(f"{variant}.target", fault.target)
     return judgement.verdicts

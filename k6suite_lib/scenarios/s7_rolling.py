@@ -2,7 +2,8 @@
 on Kubernetes, a rollout restart of the broker StatefulSet.
 
 Verdicts: the shared fault checks (no loss, acks resume after each bounce, fault-free throughput,
-no produce or consume error), no group rebalance, and no reconnect storm (a client reconnecting
+no produce or consume error), no group rebalance, the group's consumers reading again after the last
+bounce (catch-up), and no reconnect storm (a client reconnecting
 more than once per restart, counted from the clients' own metrics).
 """
 
@@ -16,6 +17,14 @@ from k6suite_lib.faults.schedule import Schedule
 from k6suite_lib.scenario import Scenario
 from k6suite_lib.scenarios import chaos
 from k6suite_lib.workload import WorkloadConfig
+
+
+def checks(sc: Scenario, config: WorkloadConfig, schedule: Schedule, restarts: int) -> list[CheckSpec]:
+    """S7's composition: the shared fault checks, no rebalance, no reconnect storm, the group reading again."""
+    return chaos.fault_checks(sc, config, schedule, errors_requirement="NFR4", extra=(
+        CheckSpec("rebalances", {"requirement": "NFR4"}),
+        CheckSpec("reconnections", {"requirement": "S7", "restarts": restarts}),
+        CheckSpec("catch-up", {"limit_s": chaos.CATCH_UP_S, "requirement": "NFR4"})))
 
 
 def rolling_restart(sc: Scenario, warmup_s: float = 8, interval_s: float = 10, after_s: float = 10,
@@ -42,8 +51,5 @@ def rolling_restart(sc: Scenario, warmup_s: float = 8, interval_s: float = 10, a
                             producers=1, consumers=2, consumer_mode="group", partitions=3, client_metrics_s=1.0,
                             label=f"s7-{variant}", consume_grace_s=30, readback_timeout_s=60,
                             after_faults_s=chaos.AFTER_FAULTS_S, after_faults_min_s=chaos.AFTER_FAULTS_MIN_S)
-    checks = chaos.fault_checks(sc, config, schedule, errors_requirement="NFR4", extra=(
-        CheckSpec("rebalances", {"requirement": "NFR4"}),
-        CheckSpec("reconnections", {"requirement": "S7", "restarts": restarts})))
-    _, judgement = chaos.run_with_faults(sc, variant, config, schedule, checks)
+    _, judgement = chaos.run_with_faults(sc, variant, config, schedule, checks(sc, config, schedule, restarts))
     return judgement.verdicts
