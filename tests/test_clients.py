@@ -137,21 +137,26 @@ def test_planted_client_timeout_is_indeterminate_not_lost(error):
 
 
 # What franz-go writes when its group session breaks (clients/franzgo pollRows, TestPlantedPollErrors): the rejoin
-# after the coordinator's connection died is only franz-go's own log line; a refusal the rejoin cannot get past
-# is a failed poll.
+# after the coordinator's connection died is only franz-go's own log line; a refusal the rejoin cannot get past,
+# a member's third failed rejoin since its last assignment, or a member with no session twice its session timeout
+# after it lost it (audit22 H2) is a failed poll.
 FRANZ_GO_REJOIN_LOG = ("ERROR franz-go: group manage loop errored group=k6s-g err=EOF consecutive_errors=1 "
                        "backoff=212ms")
 FRANZ_GO_REFUSED_POLL = ("[0]: kerr GROUP_AUTHORIZATION_FAILED (not retriable): Group authorization failed.")
+FRANZ_GO_REJOIN_FAILED_POLL = "[0]: *kgo.ErrGroupSession: unable to join group session: EOF"
+FRANZ_GO_STALLED_POLL = "no group session 21.0 s after it was lost (1 notices, the last: *errors.errorString: EOF)"
 
 
 @pytest.mark.parametrize(("row", "status"), [
     ({"process": "client-log", "f": "client-log", "error": FRANZ_GO_REJOIN_LOG}, "PASS"),
     ({"process": "consumer-0", "f": "poll", "error": FRANZ_GO_REFUSED_POLL}, "FAIL"),
+    ({"process": "consumer-0", "f": "poll", "error": FRANZ_GO_REJOIN_FAILED_POLL}, "FAIL"),
+    ({"process": "consumer-0", "f": "poll", "error": FRANZ_GO_STALLED_POLL}, "FAIL"),
 ])
 def test_planted_franz_go_group_session_lost_is_an_error_only_when_the_rejoin_cannot_succeed(row, status):
     """A franz-go consumer whose coordinator's connection broke ("unable to join group session: EOF") rejoins by
     itself: the history holds franz-go's log line, handled by the client; a group that refuses the member for
-    good leaves a failed poll, a client error beyond retry."""
+    good, or a rejoin that keeps failing, leaves a failed poll, a client error beyond retry."""
     rows = h.clean_rows(h.Spec(1, 2, 20, 1), random.Random(5))
     t = max(r["complete_ns"] for r in rows) + 1000
     poll = next(r for r in rows if r["f"] == "poll")

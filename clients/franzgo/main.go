@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"net"
 	"os"
 	"sort"
@@ -620,25 +621,100 @@ func stopped(stop <-chan struct{}) bool {
 	}
 }
 
-// rejoining: a poll's ErrGroupSession is franz-go telling the application that it lost its group session, and
-// franz-go rejoins by itself whatever the cause: kgo/consumer_group.go manage() loops to joinAndSync after
-// manageFailWait has injected the error and backed off ("rejoining after we previously errored and backed
-// off"); only a closed client ends that loop, and it injects nothing. Fetches.Errors() documents ErrGroupSession
-// as "an informational error". So it is the client's own business (a client-log row: franz-go logs "group manage
-// loop errored"; the rebalance it causes is counted by the rebalance check), unless the rejoin can only meet the
-// same refusal: a Kafka error that is not retriable (GROUP_AUTHORIZATION_FAILED, INVALID_SESSION_TIMEOUT), a
-// failed poll. A cause that is no Kafka error at all is a connection that broke (EOF, a reset, a timeout:
-// "unable to join group session: EOF" when the coordinator died), which the rejoin retries on a new connection;
-// UNKNOWN_MEMBER_ID and ILLEGAL_GENERATION (the group dropped the member) end in a join without the old member
-// id (handleJoinResp), which the group accepts.
-func rejoining(err error) bool {
+// Rejoin bounds: franz-go rejoins by itself after it injects ErrGroupSession (kgo/consumer_group.go manage()
+// loops to joinAndSync after manageFailWait has called OnPartitionsLost, injected the error and backed off;
+// only a closed client ends that loop, and it injects nothing), whatever the cause, so a notice says nothing of
+// whether the member will ever consume again. It is the client's own business (franz-go's "group manage loop
+// errored" is a client-log row) only while the rejoin can succeed: its cause is transient and the member joins
+// again soon. Saved Kafka 4.1.1 S4 histories (kill, terminate, pause; 30 franz-go runs) never show a second
+// consecutive error (franz-go logs consecutive_errors=1) and every member joined again within 8.2 s; a group
+// can take a session timeout to drop a member that will not come back before the join completes.
+const maxRejoinFailures = 3 // this many notices since the member's last assignment are a failure
+
+// rejoins follows a member's notices since its last assignment (franz-go calls OnPartitionsAssigned on every
+// successful join, "even if nothing new is assigned").
+type rejoins struct {
+	mu       sync.Mutex
+	limitNs  int64  // a member not joined again this long after its first notice has failed to rejoin
+	firstNs  int64  // when the first notice since the last assignment came; 0: none
+	count    int    // notices since the last assignment
+	cause    string // the last one's
+	reported bool   // the stall past limitNs was written
+}
+
+func newRejoins(t *task) *rejoins {
+	session := t.SessionTimeoutMs
+	if session <= 0 {
+		session = 45000 // franz-go's default, kgo.SessionTimeout
+	}
+	return &rejoins{limitNs: 2 * int64(session) * int64(time.Millisecond)}
+}
+
+// joined: the member has a session again.
+func (r *rejoins) joined() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.firstNs, r.count, r.cause, r.reported = 0, 0, "", false
+}
+
+// quiet: err is franz-go's notice that it is rejoining its group after a transient cause, within the bounds;
+// anything else a poll returns is the application's to handle. now: when the poll returned.
+func (r *rejoins) quiet(err error, now int64) bool {
 	var session *kgo.ErrGroupSession
-	if !errors.As(err, &session) {
+	if r == nil || !errors.As(err, &session) || !transient(session.Err) {
 		return false
 	}
-	var refused *kerr.Error
-	return !errors.As(session.Err, &refused) || refused.Retriable ||
-		refused == kerr.UnknownMemberID || refused == kerr.IllegalGeneration
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.firstNs == 0 {
+		r.firstNs = now
+	}
+	r.count++
+	r.cause = errText(session.Err)
+	return r.count < maxRejoinFailures && now-r.firstNs < r.limitNs
+}
+
+// stalled: once per streak, why a member whose last notice was quiet has not joined again within limitNs (a
+// JoinGroup that never answers injects nothing more).
+func (r *rejoins) stalled(now int64) string {
+	if r == nil {
+		return ""
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.firstNs == 0 || r.reported || now-r.firstNs < r.limitNs {
+		return ""
+	}
+	r.reported = true
+	return fmt.Sprintf("no group session %.1f s after it was lost (%d notices, the last: %s)",
+		float64(now-r.firstNs)/1e9, r.count, r.cause)
+}
+
+// brokenConnection is franz-go v1.22.3's errChosenBrokerDead (unexported): the request's connection died and
+// it is retried on a new one.
+const brokenConnection = "the broker connection has died and the request will be retried on a new connection"
+
+// transient: a cause a rejoin on a new connection or with the new coordinator can clear. A connection that broke
+// (EOF, a reset, a refused dial while the broker restarts, one request's deadline); a retriable Kafka error
+// (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS); UNKNOWN_MEMBER_ID and ILLEGAL_GENERATION (the group dropped
+// the member: the rejoin goes without the old member id, handleJoinResp, which the group accepts). Not: a
+// connection closed before its first answer that franz-go itself will not retry (TLS, SASL or version
+// trouble, ErrFirstReadEOF), a Kafka refusal (GROUP_AUTHORIZATION_FAILED, INVALID_SESSION_TIMEOUT), nor
+// franz-go's own verdicts on the coordinator's answers (unknown coordinator, broker too old, a response it
+// cannot decode, an omitted offset fetch): the same rejoin meets them again.
+func transient(cause error) bool {
+	var kafka *kerr.Error
+	if errors.As(cause, &kafka) {
+		return kafka.Retriable || kafka == kerr.UnknownMemberID || kafka == kerr.IllegalGeneration
+	}
+	var first *kgo.ErrFirstReadEOF
+	if errors.As(cause, &first) {
+		return kgo.IsRetryableBrokerErr(cause)
+	}
+	var network net.Error
+	return errors.As(cause, &network) || errors.Is(cause, io.EOF) || errors.Is(cause, io.ErrUnexpectedEOF) ||
+		errors.Is(cause, net.ErrClosed) || errors.Is(cause, context.DeadlineExceeded) ||
+		cause.Error() == brokenConnection
 }
 
 func newProducer(t *task) (*kgo.Client, error) {
@@ -760,6 +836,10 @@ func consume(t *task, stop <-chan struct{}) error {
 	session := int64(0)
 	var mu sync.Mutex
 	owned := map[int32]bool{}
+	var rejoin *rejoins
+	if t.Group != "" {
+		rejoin = newRejoins(t)
+	}
 	// franz-go's default balancer is cooperative-sticky: its callbacks name only the partitions added or
 	// taken away. An assign row lists everything the member holds after the change, as an eager
 	// protocol's does (the history's group checks read a member's holdings from its last assignment).
@@ -771,6 +851,7 @@ func consume(t *task, stop <-chan struct{}) error {
 			owned[p] = kind == "assign"
 		}
 		if kind == "assign" {
+			rejoin.joined()
 			session++
 			partitions = []int32{}
 			for p, held := range owned {
@@ -824,7 +905,7 @@ func consume(t *task, stop <-chan struct{}) error {
 		mu.Lock()
 		epoch := session
 		mu.Unlock()
-		polls := pollRows(t, fetches, op, invoke, complete, wall, epoch)
+		polls := pollRows(t, fetches, rejoin, op, invoke, complete, wall, epoch)
 		for _, row := range polls {
 			rows.row(row)
 		}
@@ -845,15 +926,19 @@ func consume(t *task, stop <-chan struct{}) error {
 }
 
 // pollRows is what one poll writes: a row per record; without records, one failed poll naming the errors the
-// application must handle (not its own poll deadline, not franz-go's notice that it is rejoining its group);
-// nothing for an empty poll.
-func pollRows(t *task, fetches kgo.Fetches, op, invoke, complete, wall, epoch int64) []*Row {
+// application must handle (not its own poll deadline, not franz-go's notice that it is rejoining its group
+// within the rejoin bounds, see rejoins) or a member's rejoin that stalled past them; nothing for an empty poll.
+func pollRows(t *task, fetches kgo.Fetches, rejoin *rejoins, op, invoke, complete, wall, epoch int64) []*Row {
 	var failures []string
 	fetches.EachError(func(topic string, partition int32, err error) {
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !rejoining(err) {
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
+			!rejoin.quiet(err, complete) {
 			failures = append(failures, fmt.Sprintf("%s[%d]: %s", topic, partition, errText(err)))
 		}
 	})
+	if stall := rejoin.stalled(complete); stall != "" {
+		failures = append(failures, stall)
+	}
 	var polled []*Row
 	fetches.EachRecord(func(r *kgo.Record) {
 		polled = append(polled, pollRow(op, invoke, complete, wall, epoch, t.Name, r))

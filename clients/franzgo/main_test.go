@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -49,25 +50,71 @@ func BenchmarkPayload(b *testing.B) {
 }
 
 // TestRejoining: a group session lost to a broken connection, a retriable error or the group dropping the member
-// is franz-go rejoining by itself; one the group refused for good is not.
+// is franz-go rejoining by itself (a member's first notice); one the group refused for good, a connection closed
+// before its first answer that franz-go will not retry, or franz-go's own verdict on the coordinator's answers
+// (the texts of v1.22.3's unexported errUnknownCoordinator, errBrokerTooOld, a kbin decode error) is not.
 func TestRejoining(t *testing.T) {
 	for err, want := range map[error]bool{
-		&kgo.ErrGroupSession{Err: kerr.NotCoordinator}:                               true,
-		&kgo.ErrGroupSession{Err: io.EOF}:                                            true,
-		&kgo.ErrGroupSession{Err: io.ErrUnexpectedEOF}:                               true,
-		&kgo.ErrGroupSession{Err: &net.OpError{Op: "read", Err: syscall.ECONNRESET}}: true,
-		&kgo.ErrGroupSession{Err: kerr.UnknownMemberID}:                              true,
-		&kgo.ErrGroupSession{Err: kerr.IllegalGeneration}:                            true,
-		&kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}:                     false,
-		&kgo.ErrGroupSession{Err: kerr.InvalidSessionTimeout}:                        false,
+		&kgo.ErrGroupSession{Err: kerr.NotCoordinator}:                                                                                          true,
+		&kgo.ErrGroupSession{Err: io.EOF}:                                                                                                       true,
+		&kgo.ErrGroupSession{Err: io.ErrUnexpectedEOF}:                                                                                          true,
+		&kgo.ErrGroupSession{Err: &net.OpError{Op: "read", Err: syscall.ECONNRESET}}:                                                            true,
+		&kgo.ErrGroupSession{Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}:                                                          true,
+		&kgo.ErrGroupSession{Err: context.DeadlineExceeded}:                                                                                     true,
+		&kgo.ErrGroupSession{Err: errors.New(brokenConnection)}:                                                                                 true,
+		&kgo.ErrGroupSession{Err: kerr.UnknownMemberID}:                                                                                         true,
+		&kgo.ErrGroupSession{Err: kerr.IllegalGeneration}:                                                                                       true,
+		&kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}:                                                                                false,
+		&kgo.ErrGroupSession{Err: kerr.InvalidSessionTimeout}:                                                                                   false,
+		&kgo.ErrGroupSession{Err: &kgo.ErrFirstReadEOF{}}:                                                                                       false,
+		&kgo.ErrGroupSession{Err: errors.New(`the coordinator for group "g" is 4, but we do not know that broker`)}:                             false,
+		&kgo.ErrGroupSession{Err: errors.New("broker is too old; the broker has already indicated it will not know how to handle the request")}: false,
+		&kgo.ErrGroupSession{Err: errors.New("response did not contain enough data to be valid")}:                                               false,
 		kerr.NotCoordinator: false,
 		io.EOF:              false,
 		&kgo.ErrDataLoss{Topic: "t", ResetTo: 1, ConsumedTo: 2}: false,
 		errors.New("unexpected"):                                false,
 	} {
-		if rejoining(err) != want {
-			t.Errorf("rejoining(%v) = %v, want %v", err, !want, want)
+		if got := newRejoins(&task{SessionTimeoutMs: 10000}).quiet(err, 1); got != want {
+			t.Errorf("quiet(%v) = %v, want %v", err, got, want)
 		}
+	}
+}
+
+// TestRejoinBounds: a member that keeps failing to rejoin surfaces (audit22 H2: a coordinator closing every
+// JoinGroup, EOF forever, was as quiet as one that came back): its maxRejoinFailures-th notice since its last
+// assignment, a notice twice the session timeout after the first, and once a stall that long with no notice
+// at all. An assignment starts over.
+func TestRejoinBounds(t *testing.T) {
+	eof := &kgo.ErrGroupSession{Err: io.EOF}
+	s := int64(time.Second)
+	r := newRejoins(&task{SessionTimeoutMs: 10000})
+	for k, want := range []bool{true, true, false, false} {
+		if got := r.quiet(eof, 1*s+int64(k)); got != want {
+			t.Errorf("notice %d: quiet = %v, want %v", k+1, got, want)
+		}
+	}
+	r.joined()
+	if !r.quiet(eof, 30*s) || r.quiet(eof, 50*s) {
+		t.Error("after a join: the first notice is quiet, one 20 s after it is not")
+	}
+	r.joined()
+	if !r.quiet(eof, 60*s) || r.stalled(79*s) != "" {
+		t.Error("within 20 s of its first notice a member is rejoining")
+	}
+	if stall := r.stalled(81 * s); !strings.Contains(stall, "no group session 21.0 s after it was lost (1 notices, the last: *errors.errorString: EOF)") {
+		t.Errorf("stall: %q", stall)
+	}
+	if r.stalled(90*s) != "" {
+		t.Error("a stall is written once")
+	}
+	r.joined()
+	if r.stalled(200*s) != "" {
+		t.Error("a member that joined has no stall")
+	}
+	var none *rejoins
+	if none.quiet(eof, 1) || none.stalled(1) != "" {
+		t.Error("a consumer outside a group has no rejoin to follow")
 	}
 }
 
@@ -129,14 +176,38 @@ func TestPlantedPollErrors(t *testing.T) {
 		injected(context.DeadlineExceeded),
 		injected(&kgo.ErrGroupSession{Err: kerr.NotCoordinator}, context.DeadlineExceeded),
 	} {
-		if rows := pollRows(task, quiet, 1, 10, 20, 30, 2); len(rows) != 0 {
+		if rows := pollRows(task, quiet, newRejoins(task), 1, 10, 20, 30, 2); len(rows) != 0 {
 			t.Errorf("%v: wrote %+v, want nothing", quiet.Errors(), *rows[0])
 		}
 	}
-	rows := pollRows(task, injected(&kgo.ErrGroupSession{Err: io.EOF}, &kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}), 1, 10, 20, 30, 2)
+	rows := pollRows(task, injected(&kgo.ErrGroupSession{Err: io.EOF}, &kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}), newRejoins(task), 1, 10, 20, 30, 2)
 	if len(rows) != 1 || rows[0].F != "poll" || rows[0].Type == "ok" || rows[0].Session != 2 ||
 		!strings.Contains(rows[0].Error, "GROUP_AUTHORIZATION_FAILED") || strings.Contains(rows[0].Error, "EOF") {
 		t.Errorf("refused: wrote %+v, want one failed poll naming the refusal only", rows)
+	}
+	// audit22's group that never rejoins: EOF on every JoinGroup, a notice every 0.5 s; the third is a failed poll
+	s := int64(time.Second)
+	grouped := *task
+	grouped.SessionTimeoutMs = 10000
+	rejoin := newRejoins(&grouped)
+	var written []int
+	for k := range 4 {
+		now := 10*s + int64(k)*s/2
+		if rows := pollRows(task, injected(&kgo.ErrGroupSession{Err: io.EOF}), rejoin, 1, now, now, now, 2); len(rows) > 0 {
+			written = append(written, k+1)
+		}
+	}
+	if fmt.Sprint(written) != "[3 4]" {
+		t.Errorf("notices written as failed polls: %v, want [3 4]", written)
+	}
+	// one notice, then a JoinGroup that never answers: an empty poll past twice the session timeout fails once
+	rejoin.joined()
+	pollRows(task, injected(&kgo.ErrGroupSession{Err: io.EOF}), rejoin, 1, 40*s, 40*s, 40*s, 2)
+	for _, at := range []int64{59, 61, 62} {
+		rows := pollRows(task, nil, rejoin, 1, at*s, at*s, at*s, 2)
+		if wrote := len(rows) == 1 && strings.Contains(rows[0].Error, "no group session"); wrote != (at == 61) {
+			t.Errorf("empty poll at %d s: wrote %+v", at, rows)
+		}
 	}
 }
 
