@@ -796,8 +796,10 @@ def test_the_report_and_the_matrix_hold_each_verdict_against_its_runs_client_set
 def test_a_franz_go_case_measured_before_its_produce_timeout_split_reads_stale():
     """Issue 17: franz-go deadlines a produce at RequestTimeoutOverhead + ProduceRequestTimeout, and 729486b split
     the request timeout between them; a case measured before looked like one measured after (both recorded only
-    request_timeout_ms 4000). The program's producers take the options their task names, a history's metadata
-    records them, and a case whose histories did not (measured before) differs, named, from a run that did."""
+    request_timeout_ms 4000). The program's producers take the options their task names and a history's metadata
+    records them: a case that recorded other options (56b9dd8's 4000 + 4000) differs, named. A case that recorded
+    none (measured before histories kept them) is not thereby stale (audit22 M2: the S4 cases measured at 729486b
+    with today's very split all read "options None measured"): the unknown is said beside the verdict."""
     from k6suite_lib.workload import WorkloadConfig, franzgo
     from k6suite_lib.workload.config import client_settings
     from k6suite_lib.workload.orchestrator import client_options, workload_context
@@ -810,9 +812,20 @@ def test_a_franz_go_case_measured_before_its_produce_timeout_split_reads_stale()
             "config": {"delivery_timeout_s": 30.0}}
     before, after = client_settings(meta), client_settings({**meta, "client_options": split})
     assert before["options"] is None and after["options"] == split
-    assert calibration.settings_staleness({"settings": before}, after) == (
-        f"client settings differ: options None measured, {split} in use")
+    doubled = {"ProduceRequestTimeout_ms": 4000, "RequestTimeoutOverhead_ms": 4000}
+    assert calibration.settings_staleness({"settings": {**before, "options": doubled}}, after) == (
+        f"client settings differ: options {doubled} measured, {split} in use")
     assert calibration.settings_staleness({"settings": after}, after) == ""
+    unknown = "client setting options of the baseline not recorded, so not compared"
+    committed = {key: value for key, value in before.items() if key != "options"}  # as the committed cases hold it
+    for case in ({"settings": before}, {"settings": committed}):
+        assert calibration.settings_staleness(case, after) == ""
+        assert calibration.settings_unrecorded(case, after) == unknown
+    assert calibration.settings_unrecorded({"settings": after}, before) == (
+        "client setting options of this run not recorded, so not compared")
+    # an unknown option hides no other difference
+    assert calibration.settings_staleness({"settings": {**committed, "request_timeout_ms": 30000}}, after) == (
+        "client settings differ: request_timeout_ms 30000 measured, 4000 in use")
     kafka_python = workload_context(profile, WorkloadConfig())
     assert client_options(kafka_python) is None  # its producers are given nothing beyond the settings
 
