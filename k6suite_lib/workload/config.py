@@ -47,9 +47,9 @@ def client_settings(meta: dict[str, Any], request_timeout_ms: int | None = None)
     """The settings a history's producers ran with, from its metadata: the library and its version, and what
     that library was given (APPLIED_SETTINGS); a verdict's calibration record must have been measured with the
     same. request_timeout_ms: the profile's, for histories written before their metadata carried it. A history
-    written before its metadata carried the library options it was given has options None (unknown, so a case
-    measured with it differs from one that recorded them). None for a history that does not say which library
-    wrote it."""
+    written before its metadata carried the library options it was given has options None: not recorded, said
+    beside a verdict, not a difference (calibration.RECORDED_LATER). None for a history that does not say which
+    library wrote it."""
     client, version = meta.get("client"), meta.get("client_version")
     if client not in APPLIED_SETTINGS or not version:
         return None
