@@ -130,3 +130,92 @@ def test_recheck_of_an_old_librdkafka_history_counts_batch_sizes(tmp_path):
     path = history.save(h.frame([*rows, old]), tmp_path / "history-kill.parquet", meta=meta)
     row = recheck(str(path))[1].set_index("check").loc["duplicate"]
     assert row["status"] == "FAIL" and row["measured"] == "1", row.to_dict()
+
+
+def _reordered_and_duplicated(reorderings: int, others: int,
+                              earlier_duplicated: bool = False) -> tuple[list[dict], int]:
+    """`reorderings` planted reorderings of producer-0 whose earlier sends were outstanding together, `others`
+    other records outstanding in that same window each read a second time at a new offset (duplicates of
+    records that reordered nothing), and with earlier_duplicated each earlier send read a second time too
+    (a record that both reorders and duplicates); and a moment while all were outstanding."""
+    rows, _ = h.plant_nonmonotonic_send(h.clean_rows(h.Spec(1, 1, 20, 1), random.Random(5)), reorderings,
+                                        random.Random(6))
+    sends = sorted((r for r in rows if r["f"] == "send"), key=lambda r: r["seq"])
+    earlier = {sends[i - 1]["seq"] for i in range(1, len(sends)) if sends[i]["offset"] < sends[i - 1]["offset"]}
+    assert len(earlier) == reorderings
+    start = min(s["invoke_ns"] for s in sends if s["seq"] in earlier)
+    end = max(s["complete_ns"] for s in sends if s["seq"] in earlier)
+    other = {s["seq"] for s in sends if s["seq"] not in earlier and s["seq"] - 1 not in earlier}
+    copied = sorted(other)[:others] + (sorted(earlier) if earlier_duplicated else [])
+    windowed = earlier | set(copied)
+    rows = [{**r, "invoke_ns": start, "complete_ns": end} if r["f"] == "send" and r["seq"] in windowed else r
+            for r in rows]
+    top = max(r["offset"] for r in rows if r["f"] in ("send", "poll"))
+    late = max(r["complete_ns"] for r in rows) + 1000
+    for n, send in enumerate(s for s in rows if s["f"] == "send" and s["seq"] in copied):
+        top += 1
+        rows.append({**send, "process": "consumer-0", "f": "poll", "op_id": 60_000 + n, "offset": top,
+                     "invoke_ns": late, "complete_ns": late, "session": 1, "record_run": h.RUN})
+    return rows, start + 1
+
+
+def _statuses(rows: list[dict]) -> dict[str, str]:
+    verdicts = verdicts_of(h.frame(rows), RULES)
+    return verdicts.loc[["duplicate", "nonmonotonic-send"], "status"].to_dict()
+
+
+def test_one_batch_is_not_spent_by_duplicates_and_again_by_reorderings():
+    """audit22 M1 (the audit's demo): one failed batch of 2 records, 2 duplicated records and 2 other records
+    that landed above their next send: 4 resends of 4 records from a batch that resent at most 2. At least one
+    class FAILs, and its evidence says its retries went to others; a batch of 4 ALLOWs both. Mutation tried:
+    each class allotted apart (as before): both ALLOWED, this test fails."""
+    rows, at = _reordered_and_duplicated(2, 2)
+    statuses = _statuses([*rows, _retry(2, at)])
+    assert "FAIL" in statuses.values(), statuses
+    verdicts = verdicts_of(h.frame([*rows, _retry(2, at)]), RULES)
+    failed = verdicts[verdicts["status"] == "FAIL"]
+    assert failed["evidence"].str.contains("all given to other records").all(), failed.to_dict("index")
+    assert _statuses([*rows, _retry(4, at)]) == {"duplicate": "ALLOWED", "nonmonotonic-send": "ALLOWED"}
+
+
+def test_one_batch_of_two_explains_one_duplicate_and_one_reordering_of_other_records():
+    """Different records share one batch's capacity, unit by unit: a batch of 2 resends the duplicated record
+    and the earlier send of the reordering (ALLOWED both); a batch of 1 resends only one of them (a FAIL).
+    Mutation tried: a batch's capacity spent whole by the first class: the reordering FAILs, this test fails."""
+    rows, at = _reordered_and_duplicated(1, 1)
+    assert _statuses([*rows, _retry(2, at)]) == {"duplicate": "ALLOWED", "nonmonotonic-send": "ALLOWED"}
+    assert "FAIL" in _statuses([*rows, _retry(1, at)]).values()
+
+
+def test_a_record_that_duplicates_and_reorders_uses_one_resend():
+    """One resend of the earlier send both lands its second copy and puts it above the next send: a batch of
+    one record explains both (ALLOWED); the same history without the retry FAILs both. Mutation tried: the
+    two classes' resends of one record summed (2 needed): both FAIL, this test fails."""
+    rows, at = _reordered_and_duplicated(1, 0, earlier_duplicated=True)
+    assert _statuses([*rows, _retry(1, at)]) == {"duplicate": "ALLOWED", "nonmonotonic-send": "ALLOWED"}
+    assert _statuses(rows) == {"duplicate": "FAIL", "nonmonotonic-send": "FAIL"}
+
+
+def test_a_batch_size_in_compact_json_still_bounds():
+    """audit22 L4: a retry row whose detail is compact JSON ({"messages":3}, as another encoder writes) is a
+    batch of 3, not unbounded: four duplicates behind it FAIL one, as with RetryLog's own spacing. Mutation
+    tried: the old regex '"messages": (\\d+)': ALLOWED, this test fails."""
+    rows, at = _pipelined(4)
+    compact = {**_retry(3, at), "detail": '{"messages":3,"actions":"Retry"}'}
+    row = verdicts_of(h.frame([*rows, compact]), RULES).loc["duplicate"]
+    assert row["status"] == "FAIL" and row["measured"] == "1", row.to_dict()
+
+
+def test_a_librdkafka_row_without_a_readable_size_explains_nothing():
+    """A librdkafka retry row should name its batch's size: one whose detail names none readable takes it from
+    its MSGSET line, and one whose line is cut before the size explains nothing (FAIL), never everything;
+    kafka-python's and franz-go's rows, which never name a size, stay unbounded (ALLOWED). Mutation tried: an
+    unreadable size read as unbounded: ALLOWED, this test fails."""
+    rows, at = _pipelined(2)
+    no_detail = {**_retry(1, at), "detail": "not json"}
+    assert verdicts_of(h.frame([*rows, no_detail]), RULES).loc["duplicate", "measured"] == "1"  # size 1 from the line
+    cut = {**_retry(1, at), "detail": "", "error": "librdkafka: [thrd:127.0.0.1:33001/1]: 127.0.0.1:33001/1: "
+                                                     f"{h.TOPIC} [0]: MessageSet wi"}
+    assert verdicts_of(h.frame([*rows, cut]), RULES).loc["duplicate", "status"] == "FAIL"
+    franz = {**_retry(1, at), "detail": "", "error": "WARN franz-go: batch in a produce request failed"}
+    assert verdicts_of(h.frame([*rows, franz]), RULES).loc["duplicate", "status"] == "ALLOWED"

@@ -32,6 +32,8 @@ be allowed. Everything is vectorised so a million operations check in about a se
 from __future__ import annotations
 
 import heapq
+import json
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -353,16 +355,38 @@ def _top_errors(rows: pd.DataFrame, n: int = 3) -> str:
 STATISTICS_RETRY = "(statistics txretries)"
 
 
+# librdkafka's line for a failed batch names its size (the RetryLog row keeps it as `messages` in `detail`)
+BATCH_SIZE = re.compile(r"MessageSet with (\d+) message\(s\)")
+
+
+def batch_size(detail: str, error: str) -> float:
+    """How many records a retry row's failed batch held: `messages` in its JSON `detail`, else the size its
+    librdkafka line names. inf (unbounded) only for a row whose client names no size (kafka-python, franz-go:
+    no `messages`, no librdkafka line); a row that should name one and names none readable (another
+    encoder's detail, a truncated line) is 0 and ties nothing: an unknown size is no licence for any."""
+    try:
+        parsed = json.loads(detail) if detail else None
+    except ValueError:
+        parsed = None
+    named = parsed.get("messages") if isinstance(parsed, dict) else None
+    if isinstance(named, int) and not isinstance(named, bool) and named >= 0:
+        return float(named)
+    in_line = BATCH_SIZE.search(error)
+    if in_line:
+        return float(in_line[1])
+    sized = error.startswith("librdkafka") or '"messages"' in detail or "MessageSet" in error
+    return 0.0 if sized else np.inf
+
+
 def _retry_points(view: View) -> pd.DataFrame:
     """The retry rows that may tie a record: producer, topic, partition, `retry_ns` and `capacity`, how
-    many records the failed batch held (librdkafka's MSGSET line names it, `messages` in `detail`;
-    unbounded, inf, where a client's row does not: kafka-python, franz-go). Rows derived from statistics
-    (STATISTICS_RETRY) tie nothing."""
+    many records the failed batch held (batch_size). Rows derived from statistics (STATISTICS_RETRY) tie
+    nothing."""
     frame = view.frame
     rows = frame[(frame["f"] == "retry") & ~frame["error"].str.endswith(STATISTICS_RETRY)]
-    size = rows["detail"].astype(str).str.extract(r'"messages": (\d+)', expand=False)
+    size = [batch_size(str(d), str(e)) for d, e in zip(rows["detail"], rows["error"], strict=True)]
     return pd.DataFrame({"producer": rows["producer"], "topic": rows["topic"], "partition": rows["partition"],
-                         "retry_ns": rows["complete_ns"], "capacity": size.astype(float).fillna(np.inf)})
+                         "retry_ns": rows["complete_ns"], "capacity": pd.Series(size, index=rows.index, dtype=float)})
 
 
 def allot_retries(view: View, needs: pd.DataFrame, sized: bool = True) -> pd.DataFrame:
@@ -418,24 +442,52 @@ def _allot(want: pd.DataFrame, points: pd.DataFrame, sized: bool) -> dict[int, i
     return {seq: at for seq, at in first.items() if not left[seq]}
 
 
-def retry_explained(view: View, duplicates: pd.DataFrame, sized: bool = True) -> pd.DataFrame:
-    """The duplicate rows of identities recorded retries explain, with the first retry's time as
-    `retry_ns`: every copy sits on one partition, the one the send went to (where its row names it),
-    and retries of that partition are allotted to the send, one per copy beyond the first
-    (allot_retries). A resend of a request that had in fact been written lands a second copy on the
-    partition it was sent to, never on another one; a copy with no retry of its own is the system's,
-    whatever the producer's settings."""
-    if duplicates.empty:
-        return duplicates.assign(retry_ns=pd.Series(dtype="int64"))
-    who, keys = ["producer", "seq"], ["producer", "seq", "topic", "partition"]
-    slots = duplicates[keys].drop_duplicates()
-    sends = view.sends[[*keys, "invoke_ns", "complete_ns"]].drop_duplicates(who)
-    sent_to = sends.loc[sends["partition"] >= 0, keys].merge(slots[who].drop_duplicates(), on=who)
+KEYS = ["producer", "seq", "topic", "partition"]
+
+
+def duplicate_needs(view: View, duplicates: pd.DataFrame) -> pd.DataFrame:
+    """The resends the duplicates need (allot_retries' needs): every copy sits on one partition, the one
+    the send went to (where its row names it), one resend per copy beyond the first. A resend of a
+    request that had in fact been written lands a second copy on the partition it was sent to, never on
+    another one; a copy with no retry of its own is the system's, whatever the producer's settings."""
+    who = ["producer", "seq"]
+    slots = duplicates[KEYS].drop_duplicates()
+    sends = view.sends[[*KEYS, "invoke_ns", "complete_ns"]].drop_duplicates(who)
+    sent_to = sends.loc[sends["partition"] >= 0, KEYS].merge(slots[who].drop_duplicates(), on=who)
     places = pd.concat([slots, sent_to]).drop_duplicates()
     one_place = places[places.groupby(who)["partition"].transform("size") == 1]
     copies = duplicates.groupby(who).size().rename("copies").reset_index()
     timed = one_place.merge(sends[[*who, "invoke_ns", "complete_ns"]], on=who).merge(copies, on=who)
-    return duplicates.merge(allot_retries(view, timed.assign(resends=timed["copies"] - 1), sized), on=keys)
+    return timed.assign(resends=timed["copies"] - 1).drop(columns="copies")
+
+
+def reordering_needs(view: View, reordered: pd.DataFrame) -> pd.DataFrame:
+    """The resends the reorderings need: one of each earlier send (previous_seq, the one that landed higher)."""
+    earlier = reordered[["producer", "previous_seq", "topic", "partition"]].rename(columns={"previous_seq": "seq"})
+    sends = view.sends[[*KEYS, "invoke_ns", "complete_ns"]].drop_duplicates(KEYS)
+    return sends.merge(earlier.drop_duplicates(), on=KEYS).assign(resends=1)
+
+
+def _met(view: View, needs: pd.DataFrame, shared: pd.DataFrame | None, sized: bool) -> pd.DataFrame:
+    """allot_retries over these needs and those another class shares the same retries with: one failed
+    batch of N records resent N records, whichever anomaly each resend explains. A record both classes
+    need resent (its copy is a duplicate, and it landed above the next send) needs as many resends as
+    the larger of the two, not their sum: one resend does both."""
+    joint = needs if shared is None or shared.empty else pd.concat([needs, shared[needs.columns]])
+    joint = joint.groupby(KEYS, as_index=False, sort=False).agg(invoke_ns=("invoke_ns", "first"),
+                                                                complete_ns=("complete_ns", "first"),
+                                                                resends=("resends", "max"))
+    return allot_retries(view, joint, sized)
+
+
+def retry_explained(view: View, duplicates: pd.DataFrame, sized: bool = True,
+                    shared: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The duplicate rows of identities recorded retries explain (duplicate_needs met by allot_retries,
+    jointly with `shared`, the reorderings' needs when they are judged too), with the first retry's time
+    as `retry_ns`."""
+    if duplicates.empty:
+        return duplicates.assign(retry_ns=pd.Series(dtype="int64"))
+    return duplicates.merge(_met(view, duplicate_needs(view, duplicates), shared, sized), on=KEYS)
 
 
 def _statistics_note(view: View) -> str:
@@ -448,9 +500,10 @@ def _statistics_note(view: View) -> str:
             "txretries never counts a Produce requeue and such a row was stamped on every partition its broker led")
 
 
-def _duplicate_verdict(view: View, rows: pd.DataFrame) -> dict:
-    """Duplicates that a recorded retry explains are ALLOWED; any other duplicate fails."""
-    explained = retry_explained(view, rows)
+def _duplicate_verdict(view: View, rows: pd.DataFrame, shared: pd.DataFrame | None) -> dict:
+    """Duplicates that a recorded retry explains are ALLOWED; any other duplicate fails. shared: the
+    reorderings' needs, which the same retries serve (retry_explained)."""
+    explained = retry_explained(view, rows, shared=shared)
     unexplained = rows[~rows.set_index(["producer", "seq"]).index.isin(explained.set_index(["producer", "seq"]).index)]
     count = anomaly_count("duplicate", unexplained)
     why = (f"{anomaly_count('duplicate', explained)} explained by their producer's own retry on that partition "
@@ -463,15 +516,14 @@ def _duplicate_verdict(view: View, rows: pd.DataFrame) -> dict:
     return allowed_verdict("duplicate", REQUIREMENT["duplicate"], anomaly_count("duplicate", explained), why)
 
 
-def resent_earlier(view: View, reordered: pd.DataFrame, sized: bool = True) -> pd.DataFrame:
+def resent_earlier(view: View, reordered: pd.DataFrame, sized: bool = True,
+                   shared: pd.DataFrame | None = None) -> pd.DataFrame:
     """The reordered rows whose earlier send (previous_seq, the one that landed higher) was given a retry
-    of its own while outstanding (allot_retries, one resend each), with that retry's time as `retry_ns`."""
+    of its own while outstanding (reordering_needs met by allot_retries, jointly with `shared`, the
+    duplicates' needs when they are judged too), with that retry's time as `retry_ns`."""
     if reordered.empty:
         return reordered.assign(retry_ns=pd.Series(dtype="int64"))
-    keys = ["producer", "seq", "topic", "partition"]
-    earlier = reordered[["producer", "previous_seq", "topic", "partition"]].rename(columns={"previous_seq": "seq"})
-    sends = view.sends[[*keys, "invoke_ns", "complete_ns"]].drop_duplicates(keys)
-    tied = allot_retries(view, sends.merge(earlier.drop_duplicates(), on=keys).assign(resends=1), sized)
+    tied = _met(view, reordering_needs(view, reordered), shared, sized)
     return reordered.merge(tied.rename(columns={"seq": "previous_seq"}), on=["producer", "previous_seq", "topic",
                                                                             "partition"])
 
@@ -485,10 +537,11 @@ def _spent_note(view: View, unexplained: pd.DataFrame, explain) -> str:
             "(a failed batch of N records resends at most N, each once)") if count else ""
 
 
-def _reordering_verdict(view: View, rows: pd.DataFrame) -> dict:
-    """Reorderings whose earlier send was resent are ALLOWED; any other fails."""
+def _reordering_verdict(view: View, rows: pd.DataFrame, shared: pd.DataFrame | None) -> dict:
+    """Reorderings whose earlier send was resent are ALLOWED; any other fails. shared: the duplicates'
+    needs, which the same retries serve (resent_earlier)."""
     name = "nonmonotonic-send"
-    explained = resent_earlier(view, rows)
+    explained = resent_earlier(view, rows, shared=shared)
     keys = ["producer", "seq", "topic", "partition"]
     unexplained = rows[~rows.set_index(keys).index.isin(explained.set_index(keys).index)]
     why = (f"{len(explained)} explained by a retry of the earlier send that landed higher: "
@@ -515,6 +568,7 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
     if stats["acked"] < rules.min_acked:  # say why, from the operations themselves (not the client's logs)
         summary += "; " + _top_errors(view.frame[(view.frame["type"] != "ok") & (view.frame["f"] != "client-log")])
     rows = [verdict("acknowledged sends", "F2.1", stats["acked"], AtLeast(rules.min_acked), summary)]
+    dup_needs, reorder_needs = _judged_needs(view, found, rules)
     if rules.max_unacked is not None:
         unacked = stats["failed"] + stats["indeterminate"]
         rows.append(verdict("unacknowledged sends", "F2.1 / NFR1", unacked, AtMost(rules.max_unacked),
@@ -531,9 +585,9 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
             rows.append(not_tested(name, REQUIREMENT[name], "nothing was acknowledged, so a count of 0 proves "
                                                             "nothing"))
         elif name == "duplicate" and rules.retried_duplicates and name not in rules.allowed:
-            rows.append(_duplicate_verdict(view, found[name]))
+            rows.append(_duplicate_verdict(view, found[name], reorder_needs))
         elif name == "nonmonotonic-send" and rules.retried_reordering and name not in rules.allowed:
-            rows.append(_reordering_verdict(view, found[name]))
+            rows.append(_reordering_verdict(view, found[name], dup_needs))
         elif name in rules.allowed:
             rows.append(allowed_verdict(name, REQUIREMENT[name], count, evidence(name, found[name])))
         elif name == "ack-without-offset":
@@ -543,6 +597,20 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
         else:
             rows.append(verdict(name, REQUIREMENT[name], count, Equals(0), evidence(name, found[name])))
     return rows
+
+
+def _judged_needs(view: View, found: dict[str, pd.DataFrame],
+                  rules: AnomalyRules) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The resends the duplicates and the reorderings judged against retries need (None for a class not so
+    judged): each class's allotment counts the other's, so a failed batch of N records excuses N resends
+    in all, not N of each (audit22 M1)."""
+    def judged(name: str, by_retry: bool) -> bool:
+        return by_retry and name not in rules.allowed and not found[name].empty
+
+    dup = duplicate_needs(view, found["duplicate"]) if judged("duplicate", rules.retried_duplicates) else None
+    reorder = (reordering_needs(view, found["nonmonotonic-send"])
+               if judged("nonmonotonic-send", rules.retried_reordering) else None)
+    return dup, reorder
 
 
 def _acks(view: View) -> str | None:
