@@ -23,10 +23,13 @@ were given: idempotence, acks, timeouts; each case keeps them, from its runs' re
 recorded: only a named difference weakens a NO. Settings a case or a verdict's run did not record (a case written
 before cases kept them) are said beside the verdict ("client settings ... not recorded"), not held stale; a
 probe's verdict (S1, S2's scrape and connection storm) depends on no client setting and says nothing of them.
-Each case also keeps the suite's commit its runs were made with (their manifests' git_commit and git_dirty); a
-case is stale when the suite's code that records or judges (suite_version.JUDGING_PATHS) differs between that
-commit and the tree in use. A commit git cannot find (no git, a shallow clone), or a case that recorded none,
-is said beside the verdict, not held stale.
+Each case also keeps the suite's commit its runs were made with (their manifests' git_commit and git_dirty).
+When the suite's code that records or judges (suite_version.JUDGING_PATHS) differs between that commit and the
+tree in use, the files are named beside the verdict ("suite changed since measured: ..."), as is a commit git
+cannot find or a case that recorded none; none of these is held stale. Held stale, every checker or recording
+commit would caveat every NO until the whole baseline was measured again (each commit of this session did),
+so the caveat would stop meaning anything; named, the reader sees which code moved under a case and
+`k6suite calibrate` re-measures it.
 """
 
 from __future__ import annotations
@@ -528,17 +531,17 @@ def settings_unrecorded(case: dict[str, Any], settings: dict[str, Any] | None) -
                      for keys, whose in ((baseline, "the baseline"), (run, "this run")) if keys)
 
 
-def suite_staleness(case: dict[str, Any]) -> str:
-    """Why the suite in use records or judges differently from the one a case was measured with ("" when
+def suite_changes(case: dict[str, Any]) -> str:
+    """How the suite in use records or judges differently from the one a case was measured with ("" when
     it does not, or cannot tell): the files of suite_version.JUDGING_PATHS that changed since each commit
-    of the case's runs, against the working tree in use."""
+    of the case's runs, against the working tree in use. Said beside a verdict, not held stale."""
     changes = []
     for entry in case.get("suite") or []:
         changed = suite_version.changed_since(entry["commit"]) if entry.get("commit") else None
         if changed:
             more = f" +{len(changed) - 3} more" if len(changed) > 3 else ""
             changes.append(f"{entry['commit'][:10]}: {', '.join(changed[:3])}{more}")
-    return ("the suite's recording or judging code changed since it was measured (" + "; ".join(changes) + ")"
+    return ("suite changed since measured, in the code that records or judges (" + "; ".join(changes) + ")"
             if changes else "")
 
 
@@ -659,10 +662,10 @@ def note(record: dict[str, Any] | None, scenario: str | None = None, variant: st
     weighed = scenario is not None and not probed(scenario, variant)
     own = scenario is not None  # a case's own (the suite it was measured with), not the record's summed
     why_stale = "; ".join(why for why in [staleness(record, in_use),
-                                          settings_staleness(case, settings) if weighed else "",
-                                          suite_staleness(case) if own else ""] if why)
+                                          settings_staleness(case, settings) if weighed else ""] if why)
     unknown = "; ".join(why for why in [settings_unrecorded(case, settings) if weighed else "",
-                                        suite_unrecorded(case) if own else ""] if why)
+                                        suite_unrecorded(case) if own else "",
+                                        suite_changes(case) if own else ""] if why)
     text = f"{passes}; {fails_on_text(record)}" + (f"; {unknown}" if unknown else "") \
         + (f"; STALE: {why_stale}" if why_stale else "")
     return {"text": text, "calibrated": bool(case["judged"] or lost),
@@ -743,7 +746,8 @@ def readme(records: dict[str, dict[str, Any]]) -> str:
              "(S1, S2's scrape and connection storm) depend on no client setting.",
              "Each case keeps the suite commit its runs were made with; a verdict beside a case whose commit differs",
              "from the tree in use in the code that records or judges (k6suite_lib/checkers, workload, scenarios,",
-             "history.py, clients/) reads STALE naming the files; a commit git cannot find is said, not held stale.",
+             "history.py, clients/) names those files (\"suite changed since measured\"), and so does one whose",
+             "commit git cannot find; neither is held stale (re-measure with `k6suite calibrate` to refresh a case).",
              "",
              "| check | req. | baseline | k of N | measured p50 / p95 / max | per variant (k of N) | fails on | date |",
              "|---|---|---|---|---|---|---|---|"]

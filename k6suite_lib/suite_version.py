@@ -1,7 +1,8 @@
 """Which suite measured something: its git commit and whether the tree had uncommitted changes.
 
 A run's manifest records them, and each calibration case keeps those of its runs, so a case measured by
-code that records or judges differently from the code in use can be told apart (calibration.suite_staleness).
+code that records or judges differently from the code in use can be told apart (calibration.suite_changes,
+said beside a verdict).
 Only the files that record or judge count (JUDGING_PATHS): a commit touching the notebooks, the docs or the
 stacks leaves every case as it was. git missing, or a commit this clone does not hold (a shallow clone),
 is unknown, never a difference.
