@@ -223,7 +223,7 @@ def load(path: Path | str) -> tuple[pd.DataFrame, dict[str, Any]]:
                            f"{', '.join(map(str, READABLE_VERSIONS))}")
     if frame.empty and not len(frame.columns):
         frame = pd.DataFrame(columns=list(COLUMNS))
-    return validate(frame), meta
+    return in_order(validate(frame)), meta  # another tool's rows need not be in completion order
 
 
 def append(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -63,17 +63,25 @@ def check_reconnections(view: View, requirement: str, restarts: int = 0) -> list
         return [not_tested(name, requirement, "no fault window in the history")]
     table = measures.client_reconnections(view, view.first_fault_ns)
     failures = measures.sampler_failures(view)
+    unsampled = measures.unsampled_clients(view, view.first_fault_ns)
+    unjudged = (f"not judged, no usable client-metrics sample before the fault: {', '.join(unsampled)}"
+                if unsampled else "")
     if table.empty:
         return [not_tested(name, requirement, "no client-metrics sample before the fault: reconnections unknown"
+                           + (f" ({', '.join(unsampled)})" if unsampled else "")
                            + (f"; the sampler failed: {failures}" if failures else ""))]
-    evidence = "; ".join(f"{r.client}: {r.before} -> {r.after} ({r.open_before} open before)"
-                         for r in table.itertuples()) + (f"; {failures}" if failures else "")
+    evidence = "; ".join(filter(None, ["; ".join(f"{r.client}: {r.before} -> {r.after} ({r.open_before} open before)"
+                                                 for r in table.itertuples()), unjudged, failures]))
     if restarts:
         allowance = {r.client: max(1, r.open_before) + restarts for r in table.itertuples()}
         excess = {r.client: r.reconnections - allowance[r.client] for r in table.itertuples()}
-        return [verdict(name, requirement, excess, EveryOf(AtMost(0), "client"),
-                        f"beyond the connections held open + {restarts} restarts, per client; {evidence}")]
-    return [verdict(name, requirement, int(table["reconnections"].sum()), AtMost(0), evidence)]
+        row = verdict(name, requirement, excess, EveryOf(AtMost(0), "client"),
+                      f"beyond the connections held open + {restarts} restarts, per client; {evidence}")
+    else:
+        row = verdict(name, requirement, int(table["reconnections"].sum()), AtMost(0), evidence)
+    if unsampled and row["status"] != "FAIL":  # a client left unjudged may be the one storming
+        return [not_tested(name, requirement, f"{unjudged}; the others: {row['evidence']}")]
+    return [row]
 
 
 @register("metadata-unchanged")

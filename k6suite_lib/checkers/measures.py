@@ -218,9 +218,10 @@ def sampler_failures(view: View) -> str:
 
 def client_reconnections(view: View, since_ns: int) -> pd.DataFrame:
     """Per client sampled before since_ns: connections it created after since_ns, and how many it held
-    open just before (created minus closed), from its own metrics."""
+    open just before (created minus closed), from its own metrics, its samples taken in time order (a
+    history from another tool need not be in completion order)."""
     samples = client_samples(view)
-    samples = samples[samples["error"] == ""].dropna(subset=["created"])
+    samples = samples[samples["error"] == ""].dropna(subset=["created"]).sort_values("complete_ns", kind="stable")
     rows = []
     for process, group in samples.groupby("process"):
         before = group[group["complete_ns"] <= since_ns]
@@ -231,3 +232,11 @@ def client_reconnections(view: View, since_ns: int) -> pd.DataFrame:
         rows.append({"client": process, "before": created_before, "after": after, "open_before": open_before,
                      "reconnections": after - created_before})
     return pd.DataFrame(rows, columns=["client", "before", "after", "open_before", "reconnections"])
+
+
+def unsampled_clients(view: View, since_ns: int) -> list[str]:
+    """The clients with client-metrics rows but no usable sample (one that did not fail and counts
+    connections) at or before since_ns: client_reconnections cannot judge them, and a check must say so."""
+    samples = client_samples(view)
+    usable = samples[(samples["error"] == "") & samples["created"].notna() & (samples["complete_ns"] <= since_ns)]
+    return sorted(set(samples["process"]) - set(usable["process"]))
