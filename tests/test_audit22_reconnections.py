@@ -42,7 +42,7 @@ def test_a_client_first_sampled_after_the_fault_is_named_not_left_out():
 
 def test_a_client_whose_samples_before_the_fault_failed_is_named():
     """A client whose every sample before the fault failed cannot be judged either: NOT TESTED naming it, its
-    sampler's failure beside. Mutation tried: unsampled_clients counting failed samples as usable: PASS, this
+    sampler's failure beside. Mutation tried: unsampled_clients counting a failed sample as usable: PASS, this
     test fails."""
     t = steady()
     t.client_metrics(5, "producer-0", 2, ["0@h:1"])
