@@ -71,7 +71,7 @@ def check_reconnections(view: View, requirement: str, restarts: int = 0) -> list
                            + (f" ({', '.join(unsampled)})" if unsampled else "")
                            + (f"; the sampler failed: {failures}" if failures else ""))]
     evidence = "; ".join(filter(None, ["; ".join(f"{r.client}: {r.before} -> {r.after} ({r.open_before} open before)"
-                                                 for r in table.itertuples()), unjudged, failures]))
+                                                 for r in table.itertuples()), failures]))
     if restarts:
         allowance = {r.client: max(1, r.open_before) + restarts for r in table.itertuples()}
         excess = {r.client: r.reconnections - allowance[r.client] for r in table.itertuples()}
@@ -81,7 +81,7 @@ def check_reconnections(view: View, requirement: str, restarts: int = 0) -> list
         row = verdict(name, requirement, int(table["reconnections"].sum()), AtMost(0), evidence)
     if unsampled and row["status"] != "FAIL":  # a client left unjudged may be the one storming
         return [not_tested(name, requirement, f"{unjudged}; the others: {row['evidence']}")]
-    return [row]
+    return [{**row, "evidence": f"{row['evidence']}; {unjudged}"} if unsampled else row]
 
 
 @register("metadata-unchanged")
