@@ -650,8 +650,11 @@ func newRejoins(t *task) *rejoins {
 	return &rejoins{limitNs: 2 * int64(session) * int64(time.Millisecond)}
 }
 
-// joined: the member has a session again.
+// joined: the member has a session again (a consumer outside a group has no rejoins: nil).
 func (r *rejoins) joined() {
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.firstNs, r.count, r.cause, r.reported = 0, 0, "", false

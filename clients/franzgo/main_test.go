@@ -240,3 +240,10 @@ func TestBareSends(t *testing.T) {
 		t.Error("a bare producer without its number of records was made")
 	}
 }
+
+// TestAssignedConsumerHasNoRejoins: a consumer outside a group (assign mode) has no rejoin bookkeeping;
+// its assignment once dereferenced the nil *rejoins and the program panicked at start (bf719c0).
+func TestAssignedConsumerHasNoRejoins(t *testing.T) {
+	var none *rejoins
+	none.joined()
+}
