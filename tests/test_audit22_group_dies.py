@@ -68,3 +68,50 @@ def test_a_group_that_rejoins_passes_s4_and_s7():
         table = compose(view, specs)
         assert not (table["status"] == "FAIL").any(), (scenario, table[["check", "status", "evidence"]].to_string())
         assert table.set_index("check").loc[CATCH_UP, "status"] == "PASS"
+
+
+def _dead_group_drained(ack_during_fault: bool) -> Timeline:
+    """audit23's demo (/tmp/audit23/demo_catchup_gaps.py) with the phase rows a real run writes: the group
+    dies at the fault (10-12 s); producers stop 10.3 s after it ends, and the drain gives up on consumers
+    that read nothing new for 10 s (orchestrator STALL_S), 20.5 s after the fault: inside catch-up's 30 s."""
+    t = Timeline()
+    if ack_during_fault:
+        t.sends(0, 22.3, 20, 2)
+    else:  # nothing acknowledged during the fault: everything owed from before it was read before it
+        t.sends(0, 10, 20, 2)
+        t.sends(12.05, 22.3, 20, 2)
+    t.group(0.5, "consumer-0", [0])
+    t.group(0.5, "consumer-1", [1])
+    t.fault(10, 12)
+    for s in [r for r in t.rows if r["f"] == "send" and r["type"] == "ok" and r["invoke_ns"] < 10e9]:
+        t.poll(s["invoke_ns"] / 1e9 + 0.01, f"consumer-{s['partition']}", send=s)
+    for member, partition in (("consumer-0", 0), ("consumer-1", 1)):
+        t.group(10.5, member, [partition], f="revoke")
+    t.phase(22.3, "producers-stop")
+    t.phase(32.5, "consumers-stop", unseen=400, reached_end=False)
+    t.read_everything(33, process="readback")
+    return t
+
+
+def test_a_dead_group_the_drain_gave_up_on_fails_catch_up_with_or_without_acks_during_the_fault():
+    """audit23 H1: the drain stopped the silent consumers before the 30 s limit, which made catch-up NOT TESTED
+    (a dead kafka-python or librdkafka group FAILed nothing); M1: with no ack during the fault window nothing
+    was owed from before its end, so it PASSed. Mutations tried: dropping the quiet-consumers rule (NOT TESTED
+    again), owing only records acknowledged before the last fault's end (PASS in the second case)."""
+    for during in (True, False):
+        view = View(_dead_group_drained(during).frame())
+        for scenario, specs in _compositions().items():
+            row = compose(view, specs).set_index("check").loc[CATCH_UP]
+            assert row["status"] == "FAIL", (scenario, during, row["evidence"])
+            assert "live consumers had read nothing for 22.5 s" in row["evidence"]
+
+
+def test_consumers_still_reading_when_the_drain_stopped_them_are_not_judged():
+    """The other side of the rule: the last live read just before the drain ended (consumers still making
+    progress, stopped by its grace): records not read yet are NOT TESTED, not never read."""
+    t = _dead_group_drained(True)
+    late = [r for r in t.rows if r["f"] == "send" and r["type"] == "ok" and 10e9 <= r["invoke_ns"] < 11e9]
+    for s in late:
+        t.poll(32.0, "consumer-0", send=s)
+    row = compose(View(t.frame()), _compositions()["S4"]).set_index("check").loc[CATCH_UP]
+    assert row["status"] == "NOT TESTED" and "while they were still reading" in row["evidence"], row["evidence"]

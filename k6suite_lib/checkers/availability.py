@@ -17,6 +17,7 @@ from k6suite_lib.checkers.verdicts import AtLeast, Below, Equals, not_tested, ve
 from k6suite_lib.history import View
 
 PATH_ROLES = ("storage", "metadata")  # faults on the brokers' paths to their stores, through Toxiproxy
+QUIET_S = 10.0  # live consumers that read nothing this long were stopped by the drain as stalled (its STALL_S)
 
 
 @register("faults-applied")
@@ -279,14 +280,19 @@ def _unresumed(view: View, windows: list) -> str:
 
 @register("catch-up")
 def check_catch_up(view: View, limit_s: float = 30.0, requirement: str = "F6 / S5") -> list[dict]:
-    """Consumers catch up: every record acknowledged before the last fault ended has been read by a
-    live consumer within limit_s of that end (their lag once the store is back, or, after a broker
-    fault, that a group whose members all lost their session ever consumed again: nothing else in S4 or
-    S7 asks, as the read-back is its own client and a group that never rejoins writes no assignment to
-    count as a rebalance). Judged only on the time the consumers had: when the drain stopped them
-    before limit_s passed, records not read yet are not counted as never read (NOT TESTED), unless a
-    record already came later than limit_s or the consumers had reached the end offsets
-    (`consumers-stop` reached_end): a record they passed over then is one they will never read."""
+    """Consumers catch up: every acknowledged record has been read by a live consumer within limit_s of
+    when it was due, the last fault's end for a record acknowledged before it, its acknowledgement for a
+    later one (their lag once the store is back, or, after a broker fault, that a group whose members all
+    lost their session ever consumed again: nothing else in S4 or S7 asks, as the read-back is its own
+    client and a group that never rejoins writes no assignment to count as a rebalance). Records
+    acknowledged after the faults count too (audit23 M1): a group that died at a fault it had kept up
+    with until then owes nothing from before the fault's end. Judged only on the time the consumers had:
+    when the drain stopped them before limit_s passed while they were still reading, records not read yet
+    are not counted as never read (NOT TESTED); they are when a record already came later than limit_s,
+    when the consumers had reached the end offsets (`consumers-stop` reached_end: a record they passed over
+    then is one they will never read), or when live consumers had read nothing for QUIET_S before the drain
+    stopped them (audit23 H1: the drain gives up on consumers that read nothing new for that long, which a
+    group that never rejoins does about 20 s after the fault, inside the limit)."""
     name = "consumers catch up after the faults"
     if view.windows.empty or view.acked.empty:
         return [not_tested(name, requirement, "no fault window or no acknowledged send")]
@@ -294,23 +300,28 @@ def check_catch_up(view: View, limit_s: float = 30.0, requirement: str = "F6 / S
     if live.empty:
         return [not_tested(name, requirement, "no live consumer read anything")]
     since = int(view.windows["end_ns"].max())
-    owed = view.acked.loc[view.acked["complete_ns"] <= since, "code"].unique()
-    if len(owed) == 0:
-        return [not_tested(name, requirement, "nothing was acknowledged before the faults ended")]
-    seen = live.groupby("code")["complete_ns"].min().reindex(owed)
-    caught = math.inf if seen.isna().any() else max(0.0, (float(seen.max()) - since) / 1e9)
+    due = view.acked.groupby("code")["complete_ns"].min().clip(lower=since)
+    seen = live.groupby("code")["complete_ns"].min().reindex(due.index)
+    lateness = ((seen - due) / 1e9).clip(lower=0.0)
+    unread = int(seen.isna().sum())
+    caught = math.inf if unread else float(lateness.max())
     stop = view.phase("consumers-stop")
     had_s = (stop["t_ns"] - since) / 1e9 if stop is not None else math.inf
-    late = float(seen.max() - since) / 1e9 if seen.notna().any() else 0.0
+    late = float(lateness.max()) if seen.notna().any() else 0.0
     passed = bool(stop and stop.get("reached_end"))
-    if math.isinf(caught) and had_s < limit_s and late < limit_s and not passed:
-        return [not_tested(name, requirement, f"{int(seen.isna().sum())} of {len(seen)} records acknowledged before "
-                           f"the faults ended were not read by a live consumer, but the drain stopped the consumers "
-                           f"{max(had_s, 0.0):.1f} s after the last fault ended, before the {limit_s:g} s limit")]
+    quiet_s = (stop["t_ns"] - int(live["complete_ns"].max())) / 1e9 if stop is not None else 0.0
+    stalled = quiet_s >= QUIET_S
+    if math.isinf(caught) and had_s < limit_s and late < limit_s and not passed and not stalled:
+        return [not_tested(name, requirement, f"{unread} of {len(due)} acknowledged records were not read by a "
+                           f"live consumer, but the drain stopped the consumers {max(had_s, 0.0):.1f} s after the "
+                           f"last fault ended, before the {limit_s:g} s limit, while they were still reading "
+                           f"(the last read {quiet_s:.1f} s before)")]
+    why = (", which had read to the end offsets and stopped: they passed over them" if passed
+           else f"; live consumers had read nothing for {quiet_s:.1f} s when the drain stopped them "
+                f"{max(had_s, 0.0):.1f} s after the last fault ended" if stalled else "")
     return [verdict(name, requirement, caught, Below(limit_s, " s"),
-                    f"{int(seen.isna().sum())} of {len(seen)} records acknowledged before the faults ended were "
-                    "never read by a live consumer" + (", which had read to the end offsets and stopped: they "
-                                                       "passed over them" if passed else "")
+                    f"{unread} of {len(due)} acknowledged records were never read by a live consumer" + why
                     if math.isinf(caught) else
-                    f"time from the last fault's end until live consumers had read all {len(seen)} records "
-                    "acknowledged before it", unit=" s")]
+                    f"longest time from when a record was due (the last fault's end, or its acknowledgement "
+                    f"if later) until a live consumer read it, over all {len(due)} acknowledged records",
+                    unit=" s")]
