@@ -468,26 +468,24 @@ def reordering_needs(view: View, reordered: pd.DataFrame) -> pd.DataFrame:
     return sends.merge(earlier.drop_duplicates(), on=KEYS).assign(resends=1)
 
 
-def _met(view: View, needs: pd.DataFrame, shared: pd.DataFrame | None, sized: bool) -> pd.DataFrame:
-    """allot_retries over these needs and those another class shares the same retries with: one failed
-    batch of N records resent N records, whichever anomaly each resend explains. A record both classes
-    need resent (its copy is a duplicate, and it landed above the next send) needs as many resends as
-    the larger of the two, not their sum: one resend does both."""
-    joint = needs if shared is None or shared.empty else pd.concat([needs, shared[needs.columns]])
+def joint_met(view: View, needs: list[pd.DataFrame], sized: bool = True) -> pd.DataFrame:
+    """allot_retries over the needs of every class judged against retries at once: one failed batch of N
+    records resent N records, whichever anomaly each resend explains. A record both classes need resent
+    (its copy is a duplicate, and it landed above the next send) needs as many resends as the larger of
+    the two, not their sum: one resend does both."""
+    joint = pd.concat([n[needs[0].columns] for n in needs])
     joint = joint.groupby(KEYS, as_index=False, sort=False).agg(invoke_ns=("invoke_ns", "first"),
                                                                 complete_ns=("complete_ns", "first"),
                                                                 resends=("resends", "max"))
     return allot_retries(view, joint, sized)
 
 
-def retry_explained(view: View, duplicates: pd.DataFrame, sized: bool = True,
-                    shared: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The duplicate rows of identities recorded retries explain (duplicate_needs met by allot_retries,
-    jointly with `shared`, the reorderings' needs when they are judged too), with the first retry's time
-    as `retry_ns`."""
-    if duplicates.empty:
+def retry_explained(duplicates: pd.DataFrame, met: pd.DataFrame | None) -> pd.DataFrame:
+    """The duplicate rows of identities the allotment (joint_met) explains, with the first retry's time as
+    `retry_ns`."""
+    if duplicates.empty or met is None:
         return duplicates.assign(retry_ns=pd.Series(dtype="int64"))
-    return duplicates.merge(_met(view, duplicate_needs(view, duplicates), shared, sized), on=KEYS)
+    return duplicates.merge(met, on=KEYS)
 
 
 def _statistics_note(view: View) -> str:
@@ -500,10 +498,10 @@ def _statistics_note(view: View) -> str:
             "txretries never counts a Produce requeue and such a row was stamped on every partition its broker led")
 
 
-def _duplicate_verdict(view: View, rows: pd.DataFrame, shared: pd.DataFrame | None) -> dict:
-    """Duplicates that a recorded retry explains are ALLOWED; any other duplicate fails. shared: the
-    reorderings' needs, which the same retries serve (retry_explained)."""
-    explained = retry_explained(view, rows, shared=shared)
+def _duplicate_verdict(view: View, rows: pd.DataFrame, met: pd.DataFrame | None) -> dict:
+    """Duplicates that a recorded retry explains are ALLOWED; any other duplicate fails. met: the joint
+    allotment of the retries (joint_met), which the reorderings share."""
+    explained = retry_explained(rows, met)
     unexplained = rows[~rows.set_index(["producer", "seq"]).index.isin(explained.set_index(["producer", "seq"]).index)]
     count = anomaly_count("duplicate", unexplained)
     why = (f"{anomaly_count('duplicate', explained)} explained by their producer's own retry on that partition "
@@ -511,37 +509,34 @@ def _duplicate_verdict(view: View, rows: pd.DataFrame, shared: pd.DataFrame | No
     if count:
         return verdict("duplicate", REQUIREMENT["duplicate"], count, Equals(0),
                        "; ".join(filter(None, [evidence("duplicate", unexplained), why,
-                                               _spent_note(view, unexplained, retry_explained),
+                                               _spent_note(view, unexplained, duplicate_needs, retry_explained),
                                                _statistics_note(view)])))
     return allowed_verdict("duplicate", REQUIREMENT["duplicate"], anomaly_count("duplicate", explained), why)
 
 
-def resent_earlier(view: View, reordered: pd.DataFrame, sized: bool = True,
-                   shared: pd.DataFrame | None = None) -> pd.DataFrame:
+def resent_earlier(reordered: pd.DataFrame, met: pd.DataFrame | None) -> pd.DataFrame:
     """The reordered rows whose earlier send (previous_seq, the one that landed higher) was given a retry
-    of its own while outstanding (reordering_needs met by allot_retries, jointly with `shared`, the
-    duplicates' needs when they are judged too), with that retry's time as `retry_ns`."""
-    if reordered.empty:
+    of its own while outstanding in the allotment (joint_met), with that retry's time as `retry_ns`."""
+    if reordered.empty or met is None:
         return reordered.assign(retry_ns=pd.Series(dtype="int64"))
-    tied = _met(view, reordering_needs(view, reordered), shared, sized)
-    return reordered.merge(tied.rename(columns={"seq": "previous_seq"}), on=["producer", "previous_seq", "topic",
+    return reordered.merge(met.rename(columns={"seq": "previous_seq"}), on=["producer", "previous_seq", "topic",
                                                                             "partition"])
 
 
-def _spent_note(view: View, unexplained: pd.DataFrame, explain) -> str:
+def _spent_note(view: View, unexplained: pd.DataFrame, needs_of, explained_by) -> str:
     """How many of the unexplained had retries of their partition while outstanding, every one given to
     other records (a failed batch of N records resends at most N): what sizes, not windows, refused."""
-    spent = explain(view, unexplained, sized=False)
+    spent = explained_by(unexplained, joint_met(view, [needs_of(view, unexplained)], sized=False))
     count = len(spent[["producer", "seq"]].drop_duplicates())
     return (f"{count} of them had retries of their partition while outstanding, all given to other records "
             "(a failed batch of N records resends at most N, each once)") if count else ""
 
 
-def _reordering_verdict(view: View, rows: pd.DataFrame, shared: pd.DataFrame | None) -> dict:
-    """Reorderings whose earlier send was resent are ALLOWED; any other fails. shared: the duplicates'
-    needs, which the same retries serve (resent_earlier)."""
+def _reordering_verdict(view: View, rows: pd.DataFrame, met: pd.DataFrame | None) -> dict:
+    """Reorderings whose earlier send was resent are ALLOWED; any other fails. met: the joint allotment of
+    the retries (joint_met), which the duplicates share."""
     name = "nonmonotonic-send"
-    explained = resent_earlier(view, rows, shared=shared)
+    explained = resent_earlier(rows, met)
     keys = ["producer", "seq", "topic", "partition"]
     unexplained = rows[~rows.set_index(keys).index.isin(explained.set_index(keys).index)]
     why = (f"{len(explained)} explained by a retry of the earlier send that landed higher: "
@@ -550,7 +545,8 @@ def _reordering_verdict(view: View, rows: pd.DataFrame, shared: pd.DataFrame | N
     if len(unexplained):
         return verdict(name, REQUIREMENT[name], len(unexplained), Equals(0),
                        "; ".join(filter(None, [evidence(name, unexplained) + " (the earlier send has no retry of "
-                                               "its own)", why, _spent_note(view, unexplained, resent_earlier),
+                                               "its own)", why,
+                                               _spent_note(view, unexplained, reordering_needs, resent_earlier),
                                                _statistics_note(view)])))
     return allowed_verdict(name, REQUIREMENT[name], len(explained), why)
 
@@ -568,7 +564,8 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
     if stats["acked"] < rules.min_acked:  # say why, from the operations themselves (not the client's logs)
         summary += "; " + _top_errors(view.frame[(view.frame["type"] != "ok") & (view.frame["f"] != "client-log")])
     rows = [verdict("acknowledged sends", "F2.1", stats["acked"], AtLeast(rules.min_acked), summary)]
-    dup_needs, reorder_needs = _judged_needs(view, found, rules)
+    needs = _judged_needs(view, found, rules)
+    met = joint_met(view, needs) if needs else None
     if rules.max_unacked is not None:
         unacked = stats["failed"] + stats["indeterminate"]
         rows.append(verdict("unacknowledged sends", "F2.1 / NFR1", unacked, AtMost(rules.max_unacked),
@@ -585,9 +582,9 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
             rows.append(not_tested(name, REQUIREMENT[name], "nothing was acknowledged, so a count of 0 proves "
                                                             "nothing"))
         elif name == "duplicate" and rules.retried_duplicates and name not in rules.allowed:
-            rows.append(_duplicate_verdict(view, found[name], reorder_needs))
+            rows.append(_duplicate_verdict(view, found[name], met))
         elif name == "nonmonotonic-send" and rules.retried_reordering and name not in rules.allowed:
-            rows.append(_reordering_verdict(view, found[name], dup_needs))
+            rows.append(_reordering_verdict(view, found[name], met))
         elif name in rules.allowed:
             rows.append(allowed_verdict(name, REQUIREMENT[name], count, evidence(name, found[name])))
         elif name == "ack-without-offset":
@@ -599,18 +596,13 @@ def check_anomalies(view: View, allowed: list[str] | tuple[str, ...] = (), min_a
     return rows
 
 
-def _judged_needs(view: View, found: dict[str, pd.DataFrame],
-                  rules: AnomalyRules) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """The resends the duplicates and the reorderings judged against retries need (None for a class not so
-    judged): each class's allotment counts the other's, so a failed batch of N records excuses N resends
-    in all, not N of each (audit22 M1)."""
-    def judged(name: str, by_retry: bool) -> bool:
-        return by_retry and name not in rules.allowed and not found[name].empty
-
-    dup = duplicate_needs(view, found["duplicate"]) if judged("duplicate", rules.retried_duplicates) else None
-    reorder = (reordering_needs(view, found["nonmonotonic-send"])
-               if judged("nonmonotonic-send", rules.retried_reordering) else None)
-    return dup, reorder
+def _judged_needs(view: View, found: dict[str, pd.DataFrame], rules: AnomalyRules) -> list[pd.DataFrame]:
+    """The resends the duplicates and the reorderings judged against retries need, allotted together
+    (joint_met), so a failed batch of N records excuses N resends in all, not N of each (audit22 M1)."""
+    judged = (("duplicate", rules.retried_duplicates, duplicate_needs),
+              ("nonmonotonic-send", rules.retried_reordering, reordering_needs))
+    return [needs_of(view, found[name]) for name, by_retry, needs_of in judged
+            if by_retry and name not in rules.allowed and not found[name].empty]
 
 
 def _acks(view: View) -> str | None:
