@@ -1,6 +1,6 @@
 """audit21 H2/M1/M2/L3: a reordering is the producer's own only where the earlier send has a retry of its
 own; statistics-derived retry rows are no evidence (pure: planted histories, librdkafka's real log lines
-through the real RetryLog; no stack).
+through the real DebugLog; no stack).
 
 Each planted-anomaly test is one of the audit's demonstrations (A2, A4, A5) turned into a FAIL; its clean
 counterpart ALLOWs the same anomaly once the tied evidence is there. A1 (a retry of another batch of the
@@ -32,10 +32,10 @@ LINE = ("[thrd:127.0.0.1:33001/1]: 127.0.0.1:33001/1: {topic} [{partition}]: Mes
 
 def _logged(partition: int, msgid: int, n: int, error: str = "Local: Request timed out",
             actions: str = "Retry,MsgPossiblyPersisted") -> list[dict]:
-    """The rows RetryLog records for one failed-batch line of producer-0."""
+    """The rows DebugLog records for one failed-batch line of producer-0."""
     recorder = Recorder(h.RUN)
     ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
-    rdkafka.RetryLog(ctx, "producer-0", logging.getLogger("k6suite-test-null")).log(
+    rdkafka.DebugLog(ctx, "producer-0", logging.getLogger("k6suite-test-null")).log(
         logging.DEBUG, "%s [%s] %s", "MSGSET", "rdkafka#producer-1",
         LINE.format(topic=h.TOPIC, partition=partition, n=n, msgid=msgid, error=error, actions=actions))
     return recorder.rows()

@@ -10,6 +10,7 @@ Apache Kafka is a suite run (`k6suite run --profile kafka --clients ...`), see d
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -177,7 +178,7 @@ def _retry_rows(topic: str, partition: int, actions: str, level: int = 10, facil
     """What the librdkafka producer's logger records for one log call, as confluent-kafka makes it."""
     recorder = Recorder(h.RUN)
     ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
-    log = rdkafka.RetryLog(ctx, "producer-0", logging.getLogger("k6suite-test-null"))
+    log = rdkafka.DebugLog(ctx, "producer-0", logging.getLogger("k6suite-test-null"))
     log.log(level, "%s [%s] %s", facility, "rdkafka#producer-1",
             FAILED_BATCH_LINE.format(topic=topic, partition=partition, actions=actions))
     return recorder.rows()
@@ -274,50 +275,136 @@ def test_matrix_says_which_client_a_finding_depends_on(tmp_path):
     assert "depends on the client: kafka-python YES, librdkafka NO" in matrix_html(matrix)
 
 
-def _broker(nodeid: int, state: str, connects: int, disconnects: int, source: str = "learned") -> dict:
-    """One broker of a librdkafka 2.16 statistics document (the fields HandleCounts reads)."""
-    name = f"127.0.0.1:2210{nodeid}/{nodeid}" if nodeid >= 0 else "127.0.0.1:22100/bootstrap"
+def _broker(nodeid: int, state: str, source: str = "learned") -> dict:
+    """One broker of a librdkafka 2.16 statistics document (the fields Statistics reads)."""
+    name = _handle(nodeid)
     return {name: {"name": name, "nodeid": nodeid, "nodename": name.split("/")[0], "source": source,
-                   "state": state, "connects": connects, "disconnects": disconnects}}
+                   "state": state}}
 
 
-def _librdkafka_samples(*documents: dict) -> list[dict]:
-    """The client-metrics details librdkafka's statistics callback records for these documents, in order."""
+def _handle(nodeid: int) -> str:
+    return f"127.0.0.1:2210{nodeid}/{nodeid}" if nodeid >= 0 else "127.0.0.1:22100/bootstrap"
+
+
+def _states(name: str, *states: str) -> list[tuple[str, str]]:
+    """librdkafka 2.16's broker state lines (debug context broker) for a handle passing through states."""
+    return [("STATE", f"[thrd:{name}]: {name}: Broker changed state {old} -> {new}")
+            for old, new in itertools.pairwise(states)]
+
+
+UP = ("INIT", "TRY_CONNECT", "CONNECT", "APIVERSION_QUERY", "UP")
+# consumer-0's coordinator handle in S7 run 20261204T231922-f0ea (debug=broker,protocol,cgrp), its STATE
+# lines verbatim: up, closed when the coordinator moved, then 3 TCP connections of which librdkafka closed
+# two 0 ms after connecting, in APIVERSION_QUERY ("Closing connection due to nodename change"), and one
+# whose ApiVersions was answered; twice it was moved before it dialed (TRY_CONNECT -> DOWN). librdkafka's
+# statistics: connects 4, disconnects 3.
+COORDINATOR_LOG = [("STATE", f"[thrd:GroupCoordinator]: GroupCoordinator: Broker changed state {change}")
+                   for change in (
+    "INIT -> TRY_CONNECT", "TRY_CONNECT -> CONNECT", "CONNECT -> APIVERSION_QUERY", "APIVERSION_QUERY -> UP",
+    "UP -> DOWN", "DOWN -> INIT", "INIT -> TRY_CONNECT", "TRY_CONNECT -> DOWN", "DOWN -> INIT", "INIT -> TRY_CONNECT",
+    "TRY_CONNECT -> CONNECT", "CONNECT -> APIVERSION_QUERY", "APIVERSION_QUERY -> DOWN", "DOWN -> INIT",
+    "INIT -> TRY_CONNECT", "TRY_CONNECT -> DOWN", "DOWN -> INIT", "INIT -> TRY_CONNECT", "TRY_CONNECT -> CONNECT",
+    "CONNECT -> APIVERSION_QUERY", "APIVERSION_QUERY -> DOWN", "DOWN -> INIT", "INIT -> TRY_CONNECT",
+    "TRY_CONNECT -> CONNECT", "CONNECT -> APIVERSION_QUERY", "APIVERSION_QUERY -> UP")]
+COORDINATOR = {"GroupCoordinator": {"name": "GroupCoordinator", "nodeid": -1, "nodename": "127.0.0.1:22100",
+                                    "source": "logical", "state": "UP"}}
+
+
+def _librdkafka_rows(*steps: tuple[list[tuple[str, str]], dict]) -> list[dict]:
+    """The client-metrics rows of a librdkafka consumer that logs these debug lines (through its DebugLog,
+    as confluent-kafka calls it) and then serves a statistics document, step by step."""
     recorder = Recorder(h.RUN)
     ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
     statistics = rdkafka.Statistics(ctx, "consumer-0")
-    for brokers in documents:
+    log = rdkafka.DebugLog(ctx, "consumer-0", logging.getLogger("k6suite-test-null"), statistics.connections)
+    for lines, brokers in steps:
+        for facility, text in lines:
+            log.log(logging.DEBUG, "%s [%s] %s", facility, "rdkafka#consumer-1", text)
         statistics.record(json.dumps({"type": "consumer", "brokers": brokers}))
     rows = recorder.rows()
-    assert {(r["process"], r["f"], r["type"]) for r in rows} == {("consumer-0", "client-metrics", "ok")}
+    assert {(r["process"], r["f"]) for r in rows} == {("consumer-0", "client-metrics")}
+    return rows
+
+
+def _librdkafka_samples(*steps: tuple[list[tuple[str, str]], dict]) -> list[dict]:
+    rows = _librdkafka_rows(*steps)
+    assert {r["type"] for r in rows} == {"ok"}, [r["error"] for r in rows]
     return [json.loads(r["detail"]) for r in rows]
 
 
-def test_librdkafka_statistics_count_connections_that_came_up():
-    """connects counts attempts, failed ones too; disconnects only connections that were up: a handle's
-    created connections are its disconnects plus one while up. The bootstrap handle, dropped once the
-    brokers are learned, keeps its connection counted, as closed; brokers lists the learned ones. A
-    broker's handle made again under its name (librdkafka drops it while its broker is out of the
-    metadata, as in a restart) counts from 0: the old one's connections stay counted, closed. Before,
-    the new handle's counts replaced the old one's and the totals fell (S7 evidence run 20261204T221709-73f4)."""
+def test_librdkafka_counts_a_connection_once_apiversions_answered_not_the_ones_it_abandoned_before():
+    """The coordinator handle of S7 run 20261204T231922-f0ea: 4 TCP connections (4 attempts), 2 closed by
+    librdkafka in APIVERSION_QUERY before ApiVersions answered. Counted as kafka-python counts connections:
+    2 created, 1 closed, 2 abandoned; librdkafka's statistics (disconnects 3, up) would have given 4 created."""
+    (sample,) = _librdkafka_samples((COORDINATOR_LOG, COORDINATOR))
+    assert sample["per-broker"] == {"GroupCoordinator": [2, 1, 4]}
+    assert (sample["connection-creation-total"], sample["connection-close-total"], sample["connection-attempts-total"],
+            sample["connection-abandoned-total"]) == (2, 1, 4, 2)
+
+
+def test_librdkafka_connection_counts_follow_handles_dropped_and_made_again():
+    """The bootstrap handle, dropped once the brokers are learned, keeps its connection counted, closed;
+    brokers lists the learned ones. A broker's handle dropped while its broker is out of the metadata (as
+    in a restart; its last line is its DOWN) and made again under its name counts on from its old
+    connections and attempts, where its statistics count from 0 again (6dfd693 kept the old handle's; before,
+    the totals fell, S7 evidence run 20261204T221709-73f4). A re-authentication is the same connection; a
+    failed dial is an attempt, no connection."""
+    b0, b1, boot = _handle(0), _handle(1), _handle(-1)
     first, down, retrying, back, remade, gone, returned = _librdkafka_samples(
-        {**_broker(-1, "UP", 1, 0, "configured"), **_broker(0, "UP", 1, 0), **_broker(1, "INIT", 0, 0)},
-        {**_broker(0, "DOWN", 1, 1), **_broker(1, "UP", 1, 0)},
-        {**_broker(0, "CONNECT", 4, 1), **_broker(1, "UP", 1, 0)},
-        {**_broker(0, "APIVERSION_QUERY", 5, 1), **_broker(1, "UP", 1, 0)},
-        {**_broker(0, "UP", 1, 0), **_broker(1, "UP", 1, 0)},
-        _broker(0, "UP", 1, 0),
-        {**_broker(0, "UP", 1, 0), **_broker(1, "UP", 1, 0)})
+        (_states(boot, *UP) + _states(b0, *UP),
+         {**_broker(-1, "UP", "configured"), **_broker(0, "UP"), **_broker(1, "INIT")}),
+        (_states(boot, "UP", "DOWN") + _states(b0, "UP", "DOWN") + _states(b1, *UP),
+         {**_broker(0, "DOWN"), **_broker(1, "UP")}),
+        (_states(b0, "DOWN", "INIT", "TRY_CONNECT", "CONNECT", "DOWN") * 3,
+         {**_broker(0, "CONNECT"), **_broker(1, "UP")}),
+        (_states(b0, "DOWN", *UP) + _states(b1, "UP", "REAUTH", "AUTH_HANDSHAKE", "AUTH_REQ", "UP"),
+         {**_broker(0, "UP"), **_broker(1, "UP")}),
+        (_states(b0, "UP", "DOWN") + _states(b0, *UP), {**_broker(0, "UP"), **_broker(1, "UP")}),
+        (_states(b1, "UP", "DOWN"), _broker(0, "UP")),
+        (_states(b1, *UP), {**_broker(0, "UP"), **_broker(1, "UP")}))
     assert first == {"connection-creation-total": 2, "connection-close-total": 0, "connection-attempts-total": 2,
-                     "brokers": ["0@127.0.0.1:22100", "1@127.0.0.1:22101"],
-                     "per-broker": {"127.0.0.1:22100/0": [1, 0, 1], "127.0.0.1:22100/bootstrap": [1, 0, 1],
-                                    "127.0.0.1:22101/1": [0, 0, 0]}}
-    assert back["per-broker"]["127.0.0.1:22100/0"] == [2, 1, 5]
-    assert remade["per-broker"]["127.0.0.1:22100/0"] == [3, 2, 6]
-    assert [(s["connection-creation-total"], s["connection-close-total"]) for s in (remade, gone, returned)] == \
-        [(5, 3), (5, 4), (6, 4)]
+                     "connection-abandoned-total": 0, "brokers": ["0@127.0.0.1:22100", "1@127.0.0.1:22101"],
+                     "per-broker": {b0: [1, 0, 1], boot: [1, 0, 1], b1: [0, 0, 0]}}
+    assert back["per-broker"][b0] == [2, 1, 5] and back["per-broker"][b1] == [1, 0, 1]
+    assert remade["per-broker"][b0] == [3, 2, 6]
     assert [(s["connection-creation-total"], s["connection-close-total"], s["connection-attempts-total"])
-            for s in (down, retrying, back)] == [(3, 2, 3), (3, 2, 6), (4, 2, 7)]
+            for s in (down, retrying, back, remade, gone, returned)] == \
+        [(3, 2, 3), (3, 2, 6), (4, 2, 7), (5, 3, 8), (5, 4, 8), (6, 4, 9)]
+
+
+def test_librdkafka_handle_renamed_in_place_keeps_its_connection():
+    """A learned broker whose host changes is renamed in place (facility UPDATE, 'Name changed from A to B'):
+    its open connection goes on under the new name, closed there once."""
+    old, new = _handle(0), "127.0.0.1:22109/0"
+    renamed = {new: {**_broker(0, "UP")[old], "name": new}}
+    up, moved = _librdkafka_samples(
+        (_states(old, *UP), _broker(0, "UP")),
+        ([("UPDATE", f"[thrd:{old}]: {old}: Name changed from {old} to {new}"), *_states(new, "UP", "DOWN")],
+         {new: {**renamed[new], "state": "DOWN"}}))
+    assert (up["connection-creation-total"], moved["connection-creation-total"], moved["connection-close-total"]) == \
+        (1, 1, 1)
+
+
+def test_librdkafka_sample_fails_when_the_statistics_show_a_connection_its_log_never_did():
+    """A handle librdkafka's statistics show UP that never came up in the broker state log means the log
+    was lost, and every count from it would be short: the sample is a fail row (the checks that read
+    samples name it, or are NOT TESTED), not a low count that passes."""
+    rows = _librdkafka_rows(([], _broker(0, "UP")))
+    assert [r["type"] for r in rows] == ["fail"]
+    assert "127.0.0.1:22100/0 UP" in rows[0]["error"] and "never showed it come up" in rows[0]["error"]
+    assert [r["type"] for r in _librdkafka_rows(([], _broker(0, "APIVERSION_QUERY")))] == ["ok"]
+
+
+def test_librdkafka_counts_connections_only_when_the_workload_samples_clients():
+    """Client metrics on: statistics at the interval and the broker state log (context broker, beside the
+    producer's msg); off: neither, the producer's msg context alone."""
+    profile = load_profile("kafka")
+    for interval, debug, stats in ((0.5, "msg,broker", 500), (0, "msg", None)):
+        ctx = RunContext(profile=profile, config=WorkloadConfig(client="librdkafka", client_metrics_s=interval),
+                         run_id=h.RUN, topic=h.TOPIC, recorder=Recorder(h.RUN))
+        settings = rdkafka.Statistics(ctx, "producer-0").settings(logging.getLogger("k6suite-test-null"), "msg")
+        assert (settings.get("debug"), settings.get("statistics.interval.ms")) == (debug, stats)
+        assert (settings["logger"].connections is not None) is bool(interval)
 
 
 def _reconnections(samples: list[tuple[float, dict]], restarts: int) -> dict:
@@ -336,13 +423,22 @@ def _reconnections(samples: list[tuple[float, dict]], restarts: int) -> dict:
 
 
 def test_planted_librdkafka_reconnect_storm_fails_and_one_reconnection_per_restart_passes():
-    """Samples as librdkafka's statistics give them: a connection back once per bounce passes S7's
-    allowance; a handle redialing again and again (each dial up, then dropped) is a storm."""
-    brokers = {**_broker(0, "UP", 1, 0), **_broker(1, "UP", 1, 0)}
-    before = _librdkafka_samples(brokers)[0]
-    clean = _librdkafka_samples(brokers, {**_broker(0, "UP", 9, 1), **_broker(1, "UP", 6, 1)})[-1]
-    storm = _librdkafka_samples(brokers, {**_broker(0, "UP", 12, 6), **_broker(1, "UP", 1, 0)})[-1]
+    """Samples as librdkafka's client-metrics rows give them: a connection back once per bounce passes S7's
+    allowance; a handle redialing again and again (each dial up, then dropped) is a storm; connections it
+    abandoned before ApiVersions answered (the coordinator handle's in S7) are not reconnections."""
+    b0, b1 = _handle(0), _handle(1)
+    start = (_states(b0, *UP) + _states(b1, *UP), {**_broker(0, "UP"), **_broker(1, "UP")})
+    bounce = _states(b0, "UP", "DOWN") + _states(b0, "DOWN", *UP)
+    before = _librdkafka_samples(start)[0]
+    clean = _librdkafka_samples(start, (bounce + _states(b1, "UP", "DOWN") + _states(b1, "DOWN", *UP),
+                                        {**_broker(0, "UP"), **_broker(1, "UP")}))[-1]
+    storm = _librdkafka_samples(start, (bounce * 6, {**_broker(0, "UP"), **_broker(1, "UP")}))[-1]
+    unanswered = _states(b0, "DOWN", "INIT", "TRY_CONNECT", "CONNECT", "APIVERSION_QUERY", "DOWN")
+    lines = bounce + _states(b0, "UP", "DOWN") + unanswered * 5 + _states(b0, "DOWN", *UP)
+    abandoned = _librdkafka_samples(start, (lines, {**_broker(0, "UP"), **_broker(1, "UP")}))[-1]
+    assert abandoned["connection-abandoned-total"] == 5 and abandoned["connection-creation-total"] == 4
     assert _reconnections([(5, before), (25, clean)], restarts=3)["status"] == "PASS"  # 2 new, failed dials aside
+    assert _reconnections([(5, before), (25, abandoned)], restarts=3)["status"] == "PASS"  # 2 new, 5 abandoned
     row = _reconnections([(5, before), (25, storm)], restarts=3)
     assert row["status"] == "FAIL" and row["measured"] == "consumer-0: 1", row["evidence"]  # 6 new > 2 + 3
     assert _reconnections([(5, before), (25, before)], restarts=0)["status"] == "PASS"

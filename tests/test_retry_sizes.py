@@ -1,5 +1,5 @@
 """audit21 H1: a retry row excuses only as many copies as its failed batch held, and only of records outstanding
-when it came (pure: planted histories, librdkafka's real MSGSET lines through the real RetryLog; no stack).
+when it came (pure: planted histories, librdkafka's real MSGSET lines through the real DebugLog; no stack).
 
 librdkafka logs MsgId 0 for every batch of a producer without idempotence, so no row names the records it
 resent; its line does name how many ("MessageSet with N message(s)"). A batch of N records resends at most N,
@@ -25,10 +25,10 @@ RULES = AnomalyRules(min_acked=1, retried_duplicates=True, retried_reordering=Tr
 
 
 def _retry(n: int, at: int, op_id: int = 40_000) -> dict:
-    """The retry row RetryLog records for one failed batch of n records of producer-0 on partition 0, at `at`."""
+    """The retry row DebugLog records for one failed batch of n records of producer-0 on partition 0, at `at`."""
     recorder = Recorder(h.RUN)
     ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
-    rdkafka.RetryLog(ctx, "producer-0", logging.getLogger("k6suite-test-null")).log(
+    rdkafka.DebugLog(ctx, "producer-0", logging.getLogger("k6suite-test-null")).log(
         logging.DEBUG, "%s [%s] %s", "MSGSET", "rdkafka#producer-1", LINE.format(topic=h.TOPIC, n=n))
     (row,) = recorder.rows()
     return {**row, "op_id": op_id, "invoke_ns": at, "complete_ns": at, "wall_ns": at}
@@ -198,7 +198,7 @@ def test_a_record_that_duplicates_and_reorders_uses_one_resend():
 
 def test_a_batch_size_in_compact_json_still_bounds():
     """audit22 L4: a retry row whose detail is compact JSON ({"messages":3}, as another encoder writes) is a
-    batch of 3, not unbounded: four duplicates behind it FAIL one, as with RetryLog's own spacing (the row's
+    batch of 3, not unbounded: four duplicates behind it FAIL one, as with DebugLog's own spacing (the row's
     line names no size here, so only the detail does). Mutations tried: the old regex '"messages": (\\d+)':
     ALLOWED; the detail ignored: FAIL 4; this test fails on both."""
     rows, at = _pipelined(4)

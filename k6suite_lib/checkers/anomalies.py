@@ -355,7 +355,7 @@ def _top_errors(rows: pd.DataFrame, n: int = 3) -> str:
 STATISTICS_RETRY = "(statistics txretries)"
 
 
-# librdkafka's line for a failed batch names its size (the RetryLog row keeps it as `messages` in `detail`)
+# librdkafka's line for a failed batch names its size (the DebugLog row keeps it as `messages` in `detail`)
 BATCH_SIZE = re.compile(r"MessageSet with (\d+) message\(s\)")
 
 

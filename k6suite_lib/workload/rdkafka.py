@@ -33,13 +33,18 @@ of any record of that batch. A line for a request that timed out still queued ("
 queue", tagged MsgNotPersisted) writes no row: that request never reached the broker. Other unsent
 requests (purged with a dropped connection) log the same line as sent ones and keep their rows.
 
-Client metrics (``client_metrics_s > 0``): librdkafka's own statistics (``statistics.interval.ms`` at
-that interval; an observation setting, like ``debug``: the client emits a JSON document, nothing it
-does changes), one ``client-metrics`` row each time the client serves them (``Statistics``). Its
-per-broker ``connects`` counts connection attempts, failed ones too, and ``disconnects`` only
-connections that had come up (src/rdkafka_broker.c, rd_kafka_broker_fail: ``rkb_state >=
-RD_KAFKA_BROKER_STATE_UP``); each broker handle holds at most one connection, so the connections it
-created are its disconnects plus one while it is up (``HandleCounts``).
+Client metrics (``client_metrics_s > 0``): one ``client-metrics`` row each time the client serves
+librdkafka's own statistics (``statistics.interval.ms`` at that interval; an observation setting, like
+``debug``: the client emits a JSON document, nothing it does changes), its connections counted from
+librdkafka's broker state log (debug context ``broker``, also on then: a few lines per connection;
+``ConnectionLog``), not from the statistics: a connection counts once its handle reached state UP,
+i.e. ApiVersions (and SASL) answered, as kafka-python counts one. The statistics' per-broker
+``disconnects`` also count connections closed in APIVERSION_QUERY, before they were usable
+(src/rdkafka_broker.c, rd_kafka_broker_fail: ``rkb_state >= RD_KAFKA_BROKER_STATE_UP``, and
+APIVERSION_QUERY comes after UP in that enum), and nothing in them tells those apart: ``req`` counts
+ApiVersions requests sent, ``rx`` responses of any type. Their ``connects`` also counts a coordinator
+handle's calls without an address, and a handle dropped between two documents takes its counts with
+it. The statistics give the broker list, and the check that the log was not lost.
 """
 
 from __future__ import annotations
@@ -76,8 +81,15 @@ DEFINITE = frozenset({
     KafkaError._UNKNOWN_PARTITION, KafkaError._UNKNOWN_TOPIC, KafkaError._INVALID_ARG, KafkaError._QUEUE_FULL,
     KafkaError._PURGE_QUEUE,
 })
-# broker states in which the handle's connection is up (rd_kafka_broker_state_t from STATE_UP on)
-UP_STATES = frozenset({"UP", "UPDATE", "APIVERSION_QUERY", "AUTH_HANDSHAKE", "AUTH_REQ", "REAUTH"})
+# librdkafka's broker state log (context broker, facility STATE; src/rdkafka_broker.c, rd_kafka_broker_set_state)
+# and its line for a learned broker renamed in place (facility UPDATE, rd_kafka_broker_op_serve NODE_UPDATE)
+STATE_CHANGE = re.compile(r"(?P<name>\S+): Broker changed state (?P<old>[A-Z_]+) -> (?P<new>[A-Z_]+)$")
+RENAMED = re.compile(r"Name changed from (?P<old>\S+) to (?P<new>\S+)$")
+# a client-metrics row's totals, in ConnectionLog's order
+TOTALS = ("connection-creation-total", "connection-close-total", "connection-attempts-total",
+          "connection-abandoned-total")
+# states of a connected handle before it is usable (rd_kafka_broker_state_t: TLS, SASL, ApiVersions)
+HANDSHAKES = frozenset({"SSL_HANDSHAKE", "AUTH_LEGACY", "APIVERSION_QUERY", "AUTH_HANDSHAKE", "AUTH_REQ"})
 # broker.version.fallback per (Fetch, Produce) cap: the newest Kafka release whose Fetch and Produce
 # versions stay within them (Kafka 2.3: Fetch 11, Produce 7; 2.4-2.6: Fetch 11, Produce 8; 2.7: Fetch 12).
 FALLBACKS = ((11, 8, "2.6.0"), (11, 7, "2.3.0"), (10, 7, "2.1.0"))
@@ -138,65 +150,94 @@ def producer_config(profile: Profile, config: WorkloadConfig, client_id: str) ->
             "enable.idempotence": config.idempotent(profile)}
 
 
-class HandleCounts:
-    """Each broker handle's connections over the client's life, from its statistics documents: created
-    (disconnects, plus one while up), closed (disconnects) and attempted (connects). librdkafka 2.16
-    drops a handle when its broker leaves the metadata (its bootstrap handles once it has learned the
-    brokers; a restarted broker while it is away) and makes a new one under the same name, counting
-    from 0, when it returns. A handle gone, or counting less than before, is therefore retired with its
-    connection closed, and a name's counts are its retired handles' plus its live one's. A handle gone
-    and back between two documents with at least its old counts is not seen (samples every
-    client_metrics_s)."""
+class ConnectionLog:
+    """Each broker handle's connections, read from librdkafka's broker state log: attempted when the
+    handle enters CONNECT (a dial, rd_kafka_broker_connect), created when it enters UP
+    (rd_kafka_broker_connect_up, the one place that sets it: after ApiVersions and SASL), closed when a
+    handle that was up goes DOWN (every closed connection does: rd_kafka_broker_fail, also when
+    librdkafka drops the handle), abandoned when it goes DOWN from a handshake state (HANDSHAKES),
+    connected but never usable; a dial that failed (CONNECT -> DOWN) is only an attempt. A
+    re-authentication (REAUTH, then UP again) keeps its connection. Counted per handle name, so a handle
+    librdkafka drops (a restarted broker's, while it is out of the metadata) and makes again under its
+    name counts on. Its lines are served, like the statistics, in order on the client's one queue, by
+    whichever thread polls (a producer's flush() too: hence the lock)."""
 
     def __init__(self) -> None:
-        self.live: dict[str, tuple[int, int, int]] = {}
-        self.retired: dict[str, tuple[int, int, int]] = {}
+        self.counts: dict[str, list[int]] = {}  # [created, closed, attempts, abandoned] per handle name
+        self.up: set[str] = set()
+        self.lock = threading.Lock()
 
-    def _retire(self, name: str) -> None:
-        created, _closed, attempts = self.live.pop(name)
-        old = self.retired.get(name, (0, 0, 0))
-        self.retired[name] = (old[0] + created, old[1] + created, old[2] + attempts)
+    def read(self, facility: str, text: str) -> None:
+        """One debug line of the client's (confluent-kafka's facility and text)."""
+        renamed = RENAMED.search(text) if facility == "UPDATE" else None
+        change = STATE_CHANGE.search(text) if facility == "STATE" else None
+        with self.lock:
+            if renamed and renamed["old"] in self.up:
+                self.up.discard(renamed["old"])
+                self.up.add(renamed["new"])
+            if change is None:
+                return
+            name, counts = change["name"], self.counts.setdefault(change["name"], [0, 0, 0, 0])
+            if change["new"] == "CONNECT":
+                counts[2] += 1
+            elif change["new"] == "UP" and name not in self.up:
+                counts[0] += 1
+                self.up.add(name)
+            elif change["new"] == "DOWN" and name in self.up:
+                counts[1] += 1
+                self.up.discard(name)
+            elif change["new"] == "DOWN" and change["old"] in HANDSHAKES:
+                counts[3] += 1
+
+    def totals(self, brokers: dict[str, Any]) -> dict[str, list[int]]:
+        """[created, closed, attempts, abandoned] per handle name. A handle the statistics show UP must have come
+        up in the log before them: if not, the log was lost and every count would be short (ValueError)."""
+        with self.lock:
+            unseen = sorted(name for name, broker in brokers.items() if broker.get("state") == "UP"
+                            and name not in self.up)
+            if unseen:
+                raise ValueError(f"librdkafka's statistics show {', '.join(unseen)} UP, but its broker state log "
+                                 "never showed it come up: the connection counts would be short")
+            return {name: list(counts) for name, counts in self.counts.items()}
+
+
+class Statistics:
+    """What a client observes of itself: a client-metrics row each time librdkafka serves its statistics
+    (timed when served: poll() or consume()), its connections from the ConnectionLog."""
+
+    def __init__(self, ctx: RunContext, name: str) -> None:
+        self.ctx, self.name = ctx, name
+        self.connections = ConnectionLog()
+
+    def settings(self, logger: logging.Logger, *debug: str) -> dict[str, Any]:
+        """The client's log settings (its debug contexts, a DebugLog over the suite's logger) and, when the
+        workload samples clients, the statistics and the broker state log the counts read."""
+        sampling = self.ctx.config.client_metrics_s > 0
+        contexts = [*debug, "broker"] if sampling else list(debug)
+        settings: dict[str, Any] = {"logger": DebugLog(self.ctx, self.name, logger,
+                                                       self.connections if sampling else None)}
+        if contexts:
+            settings["debug"] = ",".join(contexts)
+        if sampling:
+            settings.update({"statistics.interval.ms": max(1, round(self.ctx.config.client_metrics_s * 1000)),
+                             "stats_cb": self.record})
+        return settings
 
     def view(self, stats: dict[str, Any]) -> dict[str, Any]:
         """A client-metrics detail: the totals, the learned brokers, and per handle name [created, closed,
         attempts] (the evidence of which connection came back how often)."""
         brokers = stats.get("brokers") or {}
-        for name in self.live.keys() - brokers.keys():
-            self._retire(name)
-        for name, broker in brokers.items():
-            closed, attempts = int(broker.get("disconnects", 0)), int(broker.get("connects", 0))
-            if name in self.live and (attempts < self.live[name][2] or closed < self.live[name][1]):
-                self._retire(name)
-            self.live[name] = (closed + (broker.get("state") in UP_STATES), closed, attempts)
-        per_handle = {name: [live + retired for live, retired in zip(self.live.get(name, (0, 0, 0)),
-                                                                     self.retired.get(name, (0, 0, 0)), strict=True)]
-                      for name in sorted(self.live.keys() | self.retired.keys())}
-        created, closed, attempts = (sum(counts[i] for counts in per_handle.values()) for i in range(3))
+        counts = self.connections.totals(brokers)
+        names = sorted(counts.keys() | brokers.keys())
         learned = (b for b in brokers.values() if b.get("source") == "learned" and b.get("nodeid", -1) >= 0)
-        return {"connection-creation-total": created, "connection-close-total": closed,
-                "connection-attempts-total": attempts,
-                "brokers": sorted(f"{b['nodeid']}@{b['nodename']}" for b in learned), "per-broker": per_handle}
-
-
-class Statistics:
-    """A client's statistics callback: a client-metrics row (HandleCounts) each time librdkafka serves
-    its statistics, timed when served (poll() or consume() on the client's own thread)."""
-
-    def __init__(self, ctx: RunContext, name: str) -> None:
-        self.ctx, self.name = ctx, name
-        self.handles = HandleCounts()
-
-    def settings(self) -> dict[str, Any]:
-        """The client settings that turn the statistics on (none when the workload samples no clients)."""
-        interval = self.ctx.config.client_metrics_s
-        if interval <= 0:
-            return {}
-        return {"statistics.interval.ms": max(1, round(interval * 1000)), "stats_cb": self.record}
+        return {**{total: sum(c[i] for c in counts.values()) for i, total in enumerate(TOTALS)},
+                "brokers": sorted(f"{b['nodeid']}@{b['nodename']}" for b in learned),
+                "per-broker": {name: counts.get(name, [0, 0, 0])[:3] for name in names}}
 
     def record(self, text: str) -> None:
         t_ns, wall = now()
         try:
-            detail, kind, error = json.dumps(self.handles.view(json.loads(text))), "ok", ""
+            detail, kind, error = json.dumps(self.view(json.loads(text))), "ok", ""
         except Exception as exc:  # a failed sample is evidence: the checks that read samples name it
             detail, kind, error = "", "fail", error_text(exc)
         self.ctx.recorder.record(op_id=self.ctx.recorder.next_op(), process=self.name, f="client-metrics", type=kind,
@@ -214,8 +255,8 @@ class Sender:
         config = ctx.config
         self.ctx, self.name = ctx, name
         settings = producer_config(ctx.profile, config, f"{ctx.run_id}-{name}")
-        self.producer = Producer({**settings, "debug": "msg", "logger": RetryLog(ctx, name, settings["logger"]),
-                                  "error_cb": self._error, **Statistics(ctx, name).settings()})
+        self.producer = Producer({**settings, "error_cb": self._error,
+                                  **Statistics(ctx, name).settings(settings["logger"], "msg")})
         self.closed = threading.Event()
         self.poller = threading.Thread(target=self._serve, name=f"{name}-poll", daemon=True)
         self.poller.start()
@@ -250,18 +291,23 @@ class Sender:
         logging.getLogger(f"kafka.librdkafka.{self.ctx.run_id}-{self.name}").warning(describe(error))
 
 
-class RetryLog:
-    """The producer's librdkafka logger: a retry row per failed batch of the workload's topic that goes
-    back to its queue (FAILED_BATCH), the other debug lines dropped, the rest passed to the suite's logger.
-    confluent-kafka calls log(level, "%s [%s] %s", facility, client name, text)."""
+class DebugLog:
+    """A client's librdkafka logger: warnings and errors go to the suite's logger; of the debug lines, a
+    broker's state change goes to the client's ConnectionLog (when it counts connections), and a failed
+    batch of the workload's topic that goes back to its queue (FAILED_BATCH, context msg: the producer's)
+    is a retry row; the other debug lines are dropped. confluent-kafka calls log(level, "%s [%s] %s",
+    facility, client name, text)."""
 
-    def __init__(self, ctx: RunContext, name: str, logger: logging.Logger) -> None:
-        self.ctx, self.name, self.logger = ctx, name, logger
+    def __init__(self, ctx: RunContext, name: str, logger: logging.Logger,
+                 connections: ConnectionLog | None = None) -> None:
+        self.ctx, self.name, self.logger, self.connections = ctx, name, logger, connections
 
     def log(self, level: int, message: str, *args: Any) -> None:
         if level > logging.DEBUG:
             self.logger.log(level, message, *args)
             return
+        if len(args) == 3 and self.connections is not None:
+            self.connections.read(args[0], args[2])
         if len(args) != 3 or args[0] != "MSGSET" or "encountered error" not in args[2]:
             return  # a delivered batch's line, or another debug line
         failed = FAILED_BATCH.search(args[2])
@@ -357,8 +403,8 @@ def run_consumer(ctx: RunContext, index: int) -> None:
 
     config, name = ctx.config, f"consumer-{index}"
     try:
-        consumer = Consumer({**consumer_config(ctx.profile, f"{ctx.run_id}-{name}", config.group_id,
-                                               config.session_timeout_ms), **Statistics(ctx, name).settings()})
+        settings = consumer_config(ctx.profile, f"{ctx.run_id}-{name}", config.group_id, config.session_timeout_ms)
+        consumer = Consumer({**settings, **Statistics(ctx, name).settings(settings["logger"])})
     except Exception as exc:
         ctx.connect_failure(name, exc)
         return
