@@ -382,6 +382,13 @@ class Timeline:
                   detail=json.dumps({"connection-creation-total": created, "connection-close-total": closed,
                                      "brokers": brokers}))
 
+    def quiet_clients(self, *processes: str, at: tuple[float, ...] = (5, 25)) -> None:
+        """Samples of clients that kept one connection throughout (before and after steady()'s fault): a check
+        that needs every client that ran sampled (reconnections) judges the one a test is about beside them."""
+        for process in processes:
+            for t in at:
+                self.client_metrics(t, process, 1, ["0@h:1"])
+
     def failed_client_metrics(self, t: float, process: str, error: str, as_ok_row: bool = False) -> None:
         """A sample the sampler could not take: a fail row naming the error (as_ok_row: as histories
         recorded it before issue 16, an ok row whose detail holds only the error)."""

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from k6suite_lib.history import View
+from k6suite_lib.history import READBACK, View
 
 PERCENTILES = {"p50": 50, "p75": 75, "p95": 95, "p99": 99, "p99.9": 99.9, "p99.99": 99.99}
 
@@ -234,9 +234,27 @@ def client_reconnections(view: View, since_ns: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["client", "before", "after", "open_before", "reconnections"])
 
 
+CLIENT_OPS = ("send", "blocked", "retry", "poll", "assign", "revoke", "commit", "connect")
+
+
+def expected_clients(view: View) -> set[str]:
+    """The clients that ran, sampled or not: those that recorded a client operation (the read-back aside, which
+    is not sampled) and, when the saved config sampled clients, every producer and consumer it ran, so that one
+    that died before writing anything is still missed (audit23 L3)."""
+    frame = view.frame
+    ran = set(frame.loc[frame["f"].isin(CLIENT_OPS) & (frame["process"] != READBACK), "process"])
+    config = view.meta.get("config") or {}
+    if (config.get("client_metrics_s") or 0) > 0:
+        consumers = int(config.get("consumers") or 0) if config.get("consumer_mode") != "none" else 0
+        ran |= {f"producer-{i}" for i in range(int(config.get("producers") or 0))}
+        ran |= {f"consumer-{i}" for i in range(consumers)}
+    return ran
+
+
 def unsampled_clients(view: View, since_ns: int) -> list[str]:
-    """The clients with client-metrics rows but no usable sample (one that did not fail and counts
-    connections) at or before since_ns: client_reconnections cannot judge them, and a check must say so."""
+    """The clients that ran or wrote client-metrics rows with no usable sample (one that did not fail and counts
+    connections) at or before since_ns, none at all included: client_reconnections cannot judge them, and a
+    check must say so."""
     samples = client_samples(view)
     usable = samples[(samples["error"] == "") & samples["created"].notna() & (samples["complete_ns"] <= since_ns)]
-    return sorted(set(samples["process"]) - set(usable["process"]))
+    return sorted((set(samples["process"]) | expected_clients(view)) - set(usable["process"]))
