@@ -631,15 +631,19 @@ func stopped(stop <-chan struct{}) bool {
 // can take a session timeout to drop a member that will not come back before the join completes.
 const maxRejoinFailures = 3 // this many notices since the member's last assignment are a failure
 
-// rejoins follows a member's notices since its last assignment (franz-go calls OnPartitionsAssigned on every
-// successful join, "even if nothing new is assigned").
+// rejoins follows a member's lost sessions since its last assignment (franz-go calls OnPartitionsAssigned on
+// every successful join, "even if nothing new is assigned"), in the order of franz-go's group loop: it calls
+// the group-manage-error hook, injects the notice, backs off, then joins (kgo/consumer_group.go
+// manageFailWait, manage). The poll that drains a notice may come after that join (audit23 L1: a poll loop
+// held up writing rows); it takes the verdict the loss was given when it happened.
 type rejoins struct {
 	mu       sync.Mutex
-	limitNs  int64  // a member not joined again this long after its first notice has failed to rejoin
-	firstNs  int64  // when the first notice since the last assignment came; 0: none
-	count    int    // notices since the last assignment
+	limitNs  int64  // a member not joined again this long after its first loss has failed to rejoin
+	firstNs  int64  // when the first loss since the last assignment came; 0: none
+	count    int    // losses since the last assignment
 	cause    string // the last one's
 	reported bool   // the stall past limitNs was written
+	verdicts []bool // per loss whose notice no poll has drained yet, oldest first: whether the notice is quiet
 }
 
 func newRejoins(t *task) *rejoins {
@@ -650,7 +654,8 @@ func newRejoins(t *task) *rejoins {
 	return &rejoins{limitNs: 2 * int64(session) * int64(time.Millisecond)}
 }
 
-// joined: the member has a session again (a consumer outside a group has no rejoins: nil).
+// joined: the member has a session again (a consumer outside a group has no rejoins: nil). Notices not yet
+// drained keep their verdicts.
 func (r *rejoins) joined() {
 	if r == nil {
 		return
@@ -660,21 +665,38 @@ func (r *rejoins) joined() {
 	r.firstNs, r.count, r.cause, r.reported = 0, 0, "", false
 }
 
-// quiet: err is franz-go's notice that it is rejoining its group after a transient cause, within the bounds;
-// anything else a poll returns is the application's to handle. now: when the poll returned.
-func (r *rejoins) quiet(err error, now int64) bool {
-	var session *kgo.ErrGroupSession
-	if r == nil || !errors.As(err, &session) || !transient(session.Err) {
-		return false
-	}
+// OnGroupManageError is kgo.HookGroupManageError: franz-go's group loop lost the session to err.
+func (r *rejoins) OnGroupManageError(err error) { r.lost(err, monoNow()) }
+
+// lost: the session was lost to cause at now; its notice will be quiet if the cause is transient and the loss
+// is within the bounds.
+func (r *rejoins) lost(cause error, now int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.firstNs == 0 {
 		r.firstNs = now
 	}
 	r.count++
-	r.cause = errText(session.Err)
-	return r.count < maxRejoinFailures && now-r.firstNs < r.limitNs
+	r.cause = errText(cause)
+	r.verdicts = append(r.verdicts, transient(cause) && r.count < maxRejoinFailures && now-r.firstNs < r.limitNs)
+}
+
+// quiet: err is franz-go's notice of a loss that was transient and within the bounds; anything else a poll
+// returns (a notice franz-go's group loop did not announce to the hook included) is the application's to
+// handle. Notices are drained in the order they were injected.
+func (r *rejoins) quiet(err error) bool {
+	var session *kgo.ErrGroupSession
+	if r == nil || !errors.As(err, &session) {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.verdicts) == 0 {
+		return false
+	}
+	verdict := r.verdicts[0]
+	r.verdicts = r.verdicts[1:]
+	return verdict
 }
 
 // stalled: once per streak, why a member whose last notice was quiet has not joined again within limitNs (a
@@ -700,11 +722,14 @@ const brokenConnection = "the broker connection has died and the request will be
 // transient: a cause a rejoin on a new connection or with the new coordinator can clear. A connection that broke
 // (EOF, a reset, a refused dial while the broker restarts, one request's deadline); a retriable Kafka error
 // (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS); UNKNOWN_MEMBER_ID and ILLEGAL_GENERATION (the group dropped
-// the member: the rejoin goes without the old member id, handleJoinResp, which the group accepts). Not: a
-// connection closed before its first answer that franz-go itself will not retry (TLS, SASL or version
-// trouble, ErrFirstReadEOF), a Kafka refusal (GROUP_AUTHORIZATION_FAILED, INVALID_SESSION_TIMEOUT), nor
-// franz-go's own verdicts on the coordinator's answers (unknown coordinator, broker too old, a response it
-// cannot decode, an omitted offset fetch): the same rejoin meets them again.
+// the member: the rejoin goes without the old member id, handleJoinResp, which the group accepts); anything
+// else franz-go itself calls retryable (kgo.IsRetryableBrokerErr), such as a coordinator its metadata does not
+// list yet (errUnknownCoordinator: every coordinator lookup reloads metadata, so a lagging broker list clears;
+// one never listed, OBS-02, passes the bounds). Not: a connection closed before its first answer that
+// franz-go itself will not retry (TLS, SASL or version trouble, ErrFirstReadEOF), a Kafka refusal
+// (GROUP_AUTHORIZATION_FAILED, INVALID_SESSION_TIMEOUT), nor franz-go's other verdicts on the coordinator's
+// answers (broker too old, a response it cannot decode, an omitted offset fetch): the same rejoin meets them
+// again.
 func transient(cause error) bool {
 	var kafka *kerr.Error
 	if errors.As(cause, &kafka) {
@@ -717,7 +742,7 @@ func transient(cause error) bool {
 	var network net.Error
 	return errors.As(cause, &network) || errors.Is(cause, io.EOF) || errors.Is(cause, io.ErrUnexpectedEOF) ||
 		errors.Is(cause, net.ErrClosed) || errors.Is(cause, context.DeadlineExceeded) ||
-		cause.Error() == brokenConnection
+		cause.Error() == brokenConnection || kgo.IsRetryableBrokerErr(cause)
 }
 
 func newProducer(t *task) (*kgo.Client, error) {
@@ -874,22 +899,7 @@ func consume(t *task, stop <-chan struct{}) error {
 		rows.row(change)
 	}
 	counting(t)
-	opts := append(options(t), kgo.FetchMaxWait(200*time.Millisecond))
-	if t.Group != "" {
-		opts = append(opts, kgo.ConsumerGroup(t.Group), kgo.ConsumeTopics(t.Topic), kgo.DisableAutoCommit(),
-			kgo.SessionTimeout(time.Duration(t.SessionTimeoutMs)*time.Millisecond),
-			kgo.HeartbeatInterval(time.Second),
-			kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) { assignment("assign", a) }),
-			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { assignment("revoke", r) }),
-			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { assignment("revoke", r) }))
-	} else {
-		lane := map[int32]kgo.Offset{}
-		for _, p := range t.Lane {
-			lane[p] = kgo.NewOffset().AtStart()
-		}
-		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.Topic: lane}))
-	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(consumerOptions(t, rejoin, assignment)...)
 	if err != nil {
 		return err
 	}
@@ -928,34 +938,56 @@ func consume(t *task, stop <-chan struct{}) error {
 	return nil
 }
 
+// consumerOptions: a consumer's client options; a group member's callbacks, and its rejoins as franz-go's
+// group-manage-error hook, or the partitions of its lane.
+func consumerOptions(t *task, rejoin *rejoins, assignment func(kind string, changed map[string][]int32)) []kgo.Opt {
+	opts := append(options(t), kgo.FetchMaxWait(200*time.Millisecond))
+	if t.Group == "" {
+		lane := map[int32]kgo.Offset{}
+		for _, p := range t.Lane {
+			lane[p] = kgo.NewOffset().AtStart()
+		}
+		return append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.Topic: lane}))
+	}
+	return append(opts, kgo.ConsumerGroup(t.Group), kgo.ConsumeTopics(t.Topic), kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(time.Duration(t.SessionTimeoutMs)*time.Millisecond),
+		kgo.HeartbeatInterval(time.Second),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) { assignment("assign", a) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { assignment("revoke", r) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { assignment("revoke", r) }),
+		kgo.WithHooks(rejoin))
+}
+
 // pollRows is what one poll writes: a row per record; without records, one failed poll naming the errors the
 // application must handle (not its own poll deadline, not franz-go's notice that it is rejoining its group
 // within the rejoin bounds, see rejoins) or a member's rejoin that stalled past them; nothing for an empty poll.
 func pollRows(t *task, fetches kgo.Fetches, rejoin *rejoins, op, invoke, complete, wall, epoch int64) []*Row {
 	var failures []string
-	fetches.EachError(func(topic string, partition int32, err error) {
-		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) &&
-			!rejoin.quiet(err, complete) {
+	fetches.EachError(func(topic string, partition int32, err error) { // every notice drained takes its verdict
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && !rejoin.quiet(err) {
 			failures = append(failures, fmt.Sprintf("%s[%d]: %s", topic, partition, errText(err)))
 		}
 	})
-	if stall := rejoin.stalled(complete); stall != "" {
-		failures = append(failures, stall)
-	}
 	var polled []*Row
 	fetches.EachRecord(func(r *kgo.Record) {
 		polled = append(polled, pollRow(op, invoke, complete, wall, epoch, t.Name, r))
 	})
-	if len(polled) == 0 && len(failures) > 0 {
-		text := strings.Join(failures, "; ")
-		if len(text) > 500 {
-			text = text[:500]
-		}
-		failed := newRow(op, t.Name, "poll", "info", invoke, complete, wall)
-		failed.Topic, failed.Session, failed.Error = t.Topic, epoch, text
-		polled = append(polled, failed)
+	if len(polled) > 0 {
+		return polled
 	}
-	return polled
+	if stall := rejoin.stalled(complete); stall != "" { // only a poll that writes it marks it written
+		failures = append(failures, stall)
+	}
+	if len(failures) == 0 {
+		return nil
+	}
+	text := strings.Join(failures, "; ")
+	if len(text) > 500 {
+		text = text[:500]
+	}
+	failed := newRow(op, t.Name, "poll", "info", invoke, complete, wall)
+	failed.Topic, failed.Session, failed.Error = t.Topic, epoch, text
+	return []*Row{failed}
 }
 
 func pollRow(op, invoke, complete, wall, epoch int64, name string, r *kgo.Record) *Row {

@@ -49,58 +49,71 @@ func BenchmarkPayload(b *testing.B) {
 	}
 }
 
-// TestRejoining: a group session lost to a broken connection, a retriable error or the group dropping the member
-// is franz-go rejoining by itself (a member's first notice); one the group refused for good, a connection closed
-// before its first answer that franz-go will not retry, or franz-go's own verdict on the coordinator's answers
-// (the texts of v1.22.3's unexported errUnknownCoordinator, errBrokerTooOld, a kbin decode error) is not.
+// notice is franz-go losing the member's session to cause at `at` (its group-manage-error hook), then the poll
+// that drains the notice it injected: whether that notice is quiet.
+func notice(r *rejoins, cause error, at int64) bool {
+	r.lost(cause, at)
+	return r.quiet(&kgo.ErrGroupSession{Err: cause})
+}
+
+// TestRejoining: a group session lost to a broken connection, a retriable error, the group dropping the member or
+// another cause franz-go retries is franz-go rejoining by itself (a member's first notice); one the group refused
+// for good, a connection closed before its first answer that franz-go will not retry, or franz-go's other
+// verdicts on the coordinator's answers (the texts of v1.22.3's unexported errBrokerTooOld, a kbin decode error)
+// is not (the unknown coordinator, which franz-go retries: TestUnknownCoordinatorIsRejoining). An error that is
+// no group notice is never quiet and leaves the notices' verdicts in place.
 func TestRejoining(t *testing.T) {
-	for err, want := range map[error]bool{
-		&kgo.ErrGroupSession{Err: kerr.NotCoordinator}:                                                                                          true,
-		&kgo.ErrGroupSession{Err: io.EOF}:                                                                                                       true,
-		&kgo.ErrGroupSession{Err: io.ErrUnexpectedEOF}:                                                                                          true,
-		&kgo.ErrGroupSession{Err: &net.OpError{Op: "read", Err: syscall.ECONNRESET}}:                                                            true,
-		&kgo.ErrGroupSession{Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}:                                                          true,
-		&kgo.ErrGroupSession{Err: context.DeadlineExceeded}:                                                                                     true,
-		&kgo.ErrGroupSession{Err: errors.New(brokenConnection)}:                                                                                 true,
-		&kgo.ErrGroupSession{Err: kerr.UnknownMemberID}:                                                                                         true,
-		&kgo.ErrGroupSession{Err: kerr.IllegalGeneration}:                                                                                       true,
-		&kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}:                                                                                false,
-		&kgo.ErrGroupSession{Err: kerr.InvalidSessionTimeout}:                                                                                   false,
-		&kgo.ErrGroupSession{Err: &kgo.ErrFirstReadEOF{}}:                                                                                       false,
-		&kgo.ErrGroupSession{Err: errors.New(`the coordinator for group "g" is 4, but we do not know that broker`)}:                             false,
-		&kgo.ErrGroupSession{Err: errors.New("broker is too old; the broker has already indicated it will not know how to handle the request")}: false,
-		&kgo.ErrGroupSession{Err: errors.New("response did not contain enough data to be valid")}:                                               false,
-		kerr.NotCoordinator: false,
-		io.EOF:              false,
-		&kgo.ErrDataLoss{Topic: "t", ResetTo: 1, ConsumedTo: 2}: false,
-		errors.New("unexpected"):                                false,
+	for cause, want := range map[error]bool{
+		kerr.NotCoordinator: true,
+		io.EOF:              true,
+		io.ErrUnexpectedEOF: true,
+		&net.OpError{Op: "read", Err: syscall.ECONNRESET}:              true,
+		&net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}:            true,
+		context.DeadlineExceeded:                                       true,
+		errors.New(brokenConnection):                                   true,
+		kerr.UnknownMemberID:                                           true,
+		kerr.IllegalGeneration:                                         true,
+		kerr.GroupAuthorizationFailed:                                  false,
+		kerr.InvalidSessionTimeout:                                     false,
+		&kgo.ErrFirstReadEOF{}:                                         false,
+		errors.New("response did not contain enough data to be valid"): false,
+		errors.New("broker is too old; the broker has already indicated it will not know how to handle the request"): false,
 	} {
-		if got := newRejoins(&task{SessionTimeoutMs: 10000}).quiet(err, 1); got != want {
-			t.Errorf("quiet(%v) = %v, want %v", err, got, want)
+		if got := notice(newRejoins(&task{SessionTimeoutMs: 10000}), cause, 1); got != want {
+			t.Errorf("notice of %v: quiet = %v, want %v", cause, got, want)
 		}
+	}
+	r := newRejoins(&task{SessionTimeoutMs: 10000})
+	r.lost(io.EOF, 1)
+	for _, other := range []error{kerr.NotCoordinator, io.EOF, &kgo.ErrDataLoss{Topic: "t", ResetTo: 1, ConsumedTo: 2}, errors.New("unexpected")} {
+		if r.quiet(other) {
+			t.Errorf("quiet(%v): no group notice is quiet", other)
+		}
+	}
+	if !r.quiet(&kgo.ErrGroupSession{Err: io.EOF}) || r.quiet(&kgo.ErrGroupSession{Err: io.EOF}) {
+		t.Error("the loss's notice is quiet; a notice the hook never saw is not")
 	}
 }
 
 // TestRejoinBounds: a member that keeps failing to rejoin surfaces (audit22 H2: a coordinator closing every
-// JoinGroup, EOF forever, was as quiet as one that came back): its maxRejoinFailures-th notice since its last
-// assignment, a notice twice the session timeout after the first, and once a stall that long with no notice
+// JoinGroup, EOF forever, was as quiet as one that came back): its maxRejoinFailures-th loss since its last
+// assignment, a loss twice the session timeout after the first, and once a stall that long with no loss
 // at all. An assignment starts over.
 func TestRejoinBounds(t *testing.T) {
-	eof := &kgo.ErrGroupSession{Err: io.EOF}
 	s := int64(time.Second)
 	r := newRejoins(&task{SessionTimeoutMs: 10000})
 	for k, want := range []bool{true, true, false, false} {
-		if got := r.quiet(eof, 1*s+int64(k)); got != want {
+		if got := notice(r, io.EOF, 1*s+int64(k)); got != want {
 			t.Errorf("notice %d: quiet = %v, want %v", k+1, got, want)
 		}
 	}
 	r.joined()
-	if !r.quiet(eof, 30*s) || r.quiet(eof, 50*s) {
+	if !notice(r, io.EOF, 30*s) || notice(r, io.EOF, 50*s) {
 		t.Error("after a join: the first notice is quiet, one 20 s after it is not")
 	}
 	r.joined()
-	if !r.quiet(eof, 60*s) || r.stalled(79*s) != "" {
-		t.Error("within 20 s of its first notice a member is rejoining")
+	if !notice(r, io.EOF, 60*s) || r.stalled(79*s) != "" {
+		t.Error("within 20 s of its first loss a member is rejoining")
 	}
 	if stall := r.stalled(81 * s); !strings.Contains(stall, "no group session 21.0 s after it was lost (1 notices, the last: *errors.errorString: EOF)") {
 		t.Errorf("stall: %q", stall)
@@ -113,7 +126,7 @@ func TestRejoinBounds(t *testing.T) {
 		t.Error("a member that joined has no stall")
 	}
 	var none *rejoins
-	if none.quiet(eof, 1) || none.stalled(1) != "" {
+	if none.quiet(&kgo.ErrGroupSession{Err: io.EOF}) || none.stalled(1) != "" {
 		t.Error("a consumer outside a group has no rejoin to follow")
 	}
 }
@@ -157,10 +170,10 @@ func TestConnectionRows(t *testing.T) {
 }
 
 // TestPlantedPollErrors: the rows a poll writes for the errors franz-go injects into it (a fake kgo.Fetches:
-// the injected errors are what a real poll returns, with no broker needed to make them). The rejoin notice
-// after a coordinator's connection broke writes nothing (franz-go's own log line is the client-log row); a
-// group that refuses the member writes a failed poll, which tests/test_clients.py's planted history shows
-// the client-errors check counts.
+// the injected errors are what a real poll returns, with no broker needed to make them; each notice follows the
+// loss franz-go's group loop announced to the hook first). The rejoin notice after a coordinator's connection
+// broke writes nothing (franz-go's own log line is the client-log row); a group that refuses the member writes
+// a failed poll, which tests/test_clients.py's planted history shows the client-errors check counts.
 func TestPlantedPollErrors(t *testing.T) {
 	task := &task{Name: "consumer-0", Topic: "k6s-t"}
 	injected := func(errs ...error) kgo.Fetches {
@@ -170,22 +183,28 @@ func TestPlantedPollErrors(t *testing.T) {
 		}
 		return fetches
 	}
-	for _, quiet := range []kgo.Fetches{
-		nil,
-		injected(&kgo.ErrGroupSession{Err: io.EOF}),
-		injected(context.DeadlineExceeded),
-		injected(&kgo.ErrGroupSession{Err: kerr.NotCoordinator}, context.DeadlineExceeded),
-	} {
-		if rows := pollRows(task, quiet, newRejoins(task), 1, 10, 20, 30, 2); len(rows) != 0 {
-			t.Errorf("%v: wrote %+v, want nothing", quiet.Errors(), *rows[0])
+	// lose: the member loses its session to each cause at `at`; the fetches a poll then drains (and others)
+	lose := func(r *rejoins, at int64, causes []error, others ...error) kgo.Fetches {
+		for _, cause := range causes {
+			r.lost(cause, at)
+			others = append(others, &kgo.ErrGroupSession{Err: cause})
+		}
+		return injected(others...)
+	}
+	for k, quiet := range [][]error{nil, {io.EOF}, {kerr.NotCoordinator}} {
+		rejoin := newRejoins(task)
+		fetches := lose(rejoin, 1, quiet, context.DeadlineExceeded)
+		if rows := pollRows(task, fetches, rejoin, 1, 10, 20, 30, 2); len(rows) != 0 {
+			t.Errorf("case %d, %v: wrote %+v, want nothing", k, fetches.Errors(), *rows[0])
 		}
 	}
-	rows := pollRows(task, injected(&kgo.ErrGroupSession{Err: io.EOF}, &kgo.ErrGroupSession{Err: kerr.GroupAuthorizationFailed}), newRejoins(task), 1, 10, 20, 30, 2)
+	refused := newRejoins(task)
+	rows := pollRows(task, lose(refused, 1, []error{io.EOF, kerr.GroupAuthorizationFailed}), refused, 1, 10, 20, 30, 2)
 	if len(rows) != 1 || rows[0].F != "poll" || rows[0].Type == "ok" || rows[0].Session != 2 ||
 		!strings.Contains(rows[0].Error, "GROUP_AUTHORIZATION_FAILED") || strings.Contains(rows[0].Error, "EOF") {
 		t.Errorf("refused: wrote %+v, want one failed poll naming the refusal only", rows)
 	}
-	// audit22's group that never rejoins: EOF on every JoinGroup, a notice every 0.5 s; the third is a failed poll
+	// audit22's group that never rejoins: EOF on every JoinGroup, a loss every 0.5 s; the third is a failed poll
 	s := int64(time.Second)
 	grouped := *task
 	grouped.SessionTimeoutMs = 10000
@@ -193,16 +212,16 @@ func TestPlantedPollErrors(t *testing.T) {
 	var written []int
 	for k := range 4 {
 		now := 10*s + int64(k)*s/2
-		if rows := pollRows(task, injected(&kgo.ErrGroupSession{Err: io.EOF}), rejoin, 1, now, now, now, 2); len(rows) > 0 {
+		if rows := pollRows(task, lose(rejoin, now, []error{io.EOF}), rejoin, 1, now, now, now, 2); len(rows) > 0 {
 			written = append(written, k+1)
 		}
 	}
 	if fmt.Sprint(written) != "[3 4]" {
 		t.Errorf("notices written as failed polls: %v, want [3 4]", written)
 	}
-	// one notice, then a JoinGroup that never answers: an empty poll past twice the session timeout fails once
+	// one loss, then a JoinGroup that never answers: an empty poll past twice the session timeout fails once
 	rejoin.joined()
-	pollRows(task, injected(&kgo.ErrGroupSession{Err: io.EOF}), rejoin, 1, 40*s, 40*s, 40*s, 2)
+	pollRows(task, lose(rejoin, 40*s, []error{io.EOF}), rejoin, 1, 40*s, 40*s, 40*s, 2)
 	for _, at := range []int64{59, 61, 62} {
 		rows := pollRows(task, nil, rejoin, 1, at*s, at*s, at*s, 2)
 		if wrote := len(rows) == 1 && strings.Contains(rows[0].Error, "no group session"); wrote != (at == 61) {
