@@ -24,7 +24,7 @@ TARGET_KINDS = ("kafscale", "kafka", "tansu", "other")
 EMBEDDED_KINDS = ("kafscale", "kafka", "tansu")
 FAULT_DRIVERS = ("local", "kubernetes", "none")
 # The recording clients a workload can run (workload/orchestrator.runners).
-CLIENT_LIBRARIES = ("kafka-python", "librdkafka", "franz-go")
+CLIENT_LIBRARIES = ("kafka-python", "librdkafka", "franz-go", "java")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 # Kafka API names a profile may cap (client.max_api_versions); the values are Kafka's api keys.
@@ -68,7 +68,7 @@ class ClientSettings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     sasl: SaslSettings = field(default_factory=SaslSettings)
     library: str = "kafka-python"  # the recording client (CLIENT_LIBRARIES); `k6suite run --clients` sets it
-    # None: the library's default (kafka-python 3 and franz-go: on; librdkafka: off). A profile may not
+    # None: the library's default (kafka-python 3, franz-go and kafka-clients: on; librdkafka: off). A profile may not
     # switch a default off to get around a failure: that failure is a finding.
     idempotence: bool | None = None
     api_version: str | None = None

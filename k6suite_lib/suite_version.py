@@ -17,7 +17,7 @@ from pathlib import Path
 
 from k6suite_lib.stack.layout import REPO_ROOT
 
-# the suite's code that records a history (workloads, the franz-go client) or judges it (the checkers, the
+# the suite's code that records a history (workloads, the franz-go and Java clients) or judges it (the checkers, the
 # history view they read, and the scenarios, which choose each check's rules and thresholds)
 JUDGING_PATHS = ("k6suite_lib/checkers", "k6suite_lib/workload", "k6suite_lib/scenarios", "k6suite_lib/history.py",
                  "clients")

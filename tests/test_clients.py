@@ -1,5 +1,5 @@
-"""The recording clients (kafka-python, librdkafka, franz-go) on a real stack, and each client's
-error classes on planted histories.
+"""The recording clients (kafka-python, librdkafka, franz-go, the Java client) on a real stack, and each
+client's error classes on planted histories.
 
 Each real-stack test produces, consumes in a group and reads back with one client, and the checker
 judges the history as it judges kafka-python's: the histories of every client share one format.
@@ -23,7 +23,7 @@ import tests.histories as h
 from k6suite_lib.checkers import AnomalyRules, CheckSpec
 from k6suite_lib.history import Recorder
 from k6suite_lib.profiles import Profile, load_profile
-from k6suite_lib.workload import WorkloadConfig, franzgo, rdkafka, run_workload
+from k6suite_lib.workload import WorkloadConfig, franzgo, javaclient, rdkafka, run_workload
 from k6suite_lib.workload.context import RunContext
 from tests.conftest import assert_clean, port_base_for, stack_fixture, verdicts_of
 
@@ -39,6 +39,7 @@ def tansu_one(tmp_path_factory, isolated_outputs) -> Iterator[tuple[object, Prof
 @pytest.mark.parametrize(("client", "idempotence", "mode"), [
     ("librdkafka", None, "group"), ("librdkafka", True, "group"), ("kafka-python", None, "group"),
     ("librdkafka", None, "assign"),  # librdkafka wants a group.id even for direct assignment
+    ("java", None, "group"), ("java", False, "assign"),
 ])
 def test_client_produces_consumes_in_a_group_and_reads_back(tansu_one, client, idempotence, mode):
     _stack, profile = tansu_one
@@ -127,10 +128,11 @@ def _timed_out(library_error: str) -> tuple[list[dict], list[dict]]:
 @pytest.mark.parametrize("error", [
     "KafkaError _MSG_TIMED_OUT (not retriable): Local: Message timed out",
     "*errors.errorString: records have timed out before they were able to be produced",
+    "TimeoutException (retriable): Expiring 1 record(s) for t-0:4005 ms has passed since batch creation",
 ])
 def test_planted_client_timeout_is_indeterminate_not_lost(error):
-    """librdkafka's and franz-go's delivery timeouts are info rows: a timed-out send that never landed
-    is no lost write; the same send acknowledged and never read fails the run."""
+    """librdkafka's, franz-go's and kafka-clients' delivery timeouts are info rows: a timed-out send that never
+    landed is no lost write; the same send acknowledged and never read fails the run."""
     indeterminate, acknowledged = _timed_out(error)
     assert_clean(verdicts_of(h.frame(indeterminate)))
     verdicts = verdicts_of(h.frame(acknowledged))
@@ -221,8 +223,105 @@ def test_planted_librdkafka_failed_batch_explains_a_duplicate_on_its_partition_o
     assert judged(None) == "FAIL"
 
 
+# kafka-clients 4.1.1's Sender warning for a batch it re-enqueues, as the Java program writes it (a client-log row)
+JAVA_RETRY_LINE = ("WARN org.apache.kafka.clients.producer.internals.Sender: [Producer clientId={client}] Got error "
+                   "produce response with correlation id 41 on topic-partition {topic}-{partition}, retrying "
+                   "(2147483630 attempts left). Error: NOT_LEADER_OR_FOLLOWER")
+
+
+def _java_rows(client: str, topic: str, partition: int, process: str = "client-log") -> list[dict]:
+    """What the Java producer-0's feed records for one client-log line of its program."""
+    recorder = Recorder(h.RUN)
+    ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
+    logged = {"run_id": h.RUN, "op_id": 7, "process": process, "f": "client-log", "type": "info", "invoke_ns": 1000,
+              "complete_ns": 1000, "wall_ns": 1, "error": JAVA_RETRY_LINE.format(client=client, topic=topic,
+                                                                                partition=partition)}
+    javaclient.RetryFeed(ctx, "producer-0").line(json.dumps(logged))
+    return recorder.rows()
+
+
+def test_java_sender_retry_warning_becomes_a_retry_row_of_its_partition():
+    """kafka-clients' "Got error produce response ... retrying" for the workload's topic, from this producer, is a
+    retry of that partition beside its client-log row; another topic, another client id (the producer of another
+    run or process) or another warning records the client-log row only."""
+    own = f"{h.RUN}-producer-0"
+    rows = _java_rows(own, h.TOPIC, 2)
+    assert [(r["f"], r["process"]) for r in rows] == [("client-log", "client-log"), ("retry", "producer-0")]
+    retry = rows[1]
+    assert (retry["producer"], retry["topic"], retry["partition"], retry["complete_ns"]) == ("producer-0", h.TOPIC, 2,
+                                                                                           1000)
+    assert "NOT_LEADER_OR_FOLLOWER" in retry["error"]
+    assert [r["f"] for r in _java_rows(own, f"{h.TOPIC}-other", 2)] == ["client-log"]
+    assert [r["f"] for r in _java_rows(f"{h.RUN}-producer-1", h.TOPIC, 2)] == ["client-log"]
+    split = _java_rows(own, h.TOPIC, 0)[0]["error"].replace("with correlation id 41", "in correlation id 41")
+    assert javaclient.RETRYING.search(split.replace(", retrying", ", splitting and retrying")).group(3) == "0"
+
+
+def test_planted_java_retry_explains_a_duplicate_on_its_partition_only():
+    """A non-idempotent duplicate with the Java sender's retry for its partition while it was outstanding is
+    ALLOWED; the same retry for another partition, or none, leaves it a FAIL."""
+    rows = h.clean_rows(h.Spec(1, 2, 20, 1), random.Random(3))
+    rows, chosen = h.plant_duplicate(rows, 1, random.Random(4))
+    send = next(r for r in rows if r["f"] == "send" and f"{r['producer']}#{r['seq']}" == next(iter(chosen)))
+    rules = AnomalyRules(max_unacked=0, retried_duplicates=True)
+
+    def judged(partition: int | None) -> str:
+        planted = list(rows)
+        if partition is not None:
+            retry = _java_rows(f"{h.RUN}-producer-0", h.TOPIC, partition)[1]
+            at = send["invoke_ns"] + 1
+            planted.append({**retry, "producer": send["producer"], "process": send["producer"], "op_id": 30_000,
+                            "invoke_ns": at, "complete_ns": at, "wall_ns": at})
+        return verdicts_of(h.frame(planted), rules).loc["duplicate", "status"]
+
+    assert judged(send["partition"]) == "ALLOWED"
+    assert judged(1 - send["partition"]) == "FAIL"
+    assert judged(None) == "FAIL"
+
+
+def test_java_send_never_queued_fails_and_failed_dials_are_no_connections():
+    """The Java program itself (no stack: its bootstrap port refuses): a send whose metadata never came within
+    max.block.ms failed inside send(), before kafka-clients queued it: fail (it reached no log), with
+    kafka-clients' TimeoutException named retriable; the refused dials are client-log rows, and its
+    client-metrics count no connection created or closed, where kafka-clients' own close total counts every
+    refused dial (docs/clients.md)."""
+    import socket
+    import subprocess
+    import tempfile
+
+    javaclient.install(log=lambda _msg: None)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    task = {"role": "producer", "name": "producer-0", "run_id": h.RUN, "topic": h.TOPIC,
+            "brokers": [f"127.0.0.1:{port}"], "request_timeout_ms": 1000, "delivery_timeout_s": 2.0,
+            "idempotent": True, "index": 0, "records": 2, "rate": 0, "partitions": 2, "keyed": False,
+            "message_bytes": 100, "max_outstanding": 10, "client_metrics_s": 0.5,
+            "options": javaclient.producer_options(1000, 2.0)}
+    with tempfile.TemporaryFile(mode="w+") as out:  # stdin stays open: its end would stop the producer
+        proc = subprocess.Popen(javaclient.command(task), stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            assert proc.wait(60) == 0, proc.stderr.read()[-500:]
+        finally:
+            proc.kill()
+            proc.stdin.close()
+            proc.stderr.close()
+        out.seek(0)
+        lines = [json.loads(line) for line in out]
+    assert lines[0] == {"event": "ready"}
+    sends = [r for r in lines if r.get("f") == "send"]
+    assert [(r["type"], r["seq"], r["partition"]) for r in sends] == [("fail", 0, 0), ("fail", 1, 1)], sends
+    assert all(r["error"].startswith("TimeoutException (retriable): Topic") for r in sends), sends
+    assert any("could not be established" in r["error"] for r in lines if r.get("f") == "client-log")
+    last = json.loads([r for r in lines if r.get("f") == "client-metrics"][-1]["detail"])
+    assert last["connection-creation-total"] == last["connection-close-total"] == 0, last
+    assert last["kafka-clients-close-total"] >= 1, last
+
+
 @pytest.mark.parametrize(("client", "idempotence", "in_flight"), [
     ("librdkafka", None, 1_000_000), ("librdkafka", True, 5), ("franz-go", None, 5), ("franz-go", False, 1),
+    ("java", None, 5), ("java", False, 5),
     ("kafka-python", None, 1), ("kafka-python", False, 1),
 ])
 def test_reordering_rules_follow_the_recording_clients_own_in_flight_limit(client, idempotence, in_flight):

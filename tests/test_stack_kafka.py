@@ -256,32 +256,63 @@ def test_two_franz_go_worker_processes_write_shards_that_merge_into_one_clean_hi
 
 
 @pytest.mark.stack
-@pytest.mark.parametrize("client", ["librdkafka", "franz-go"])
+@pytest.mark.parametrize("client", ["librdkafka", "franz-go", "java"])
 def test_clients_sample_their_own_connection_totals(kafka_stack, client):
     """With client_metrics_s set, every client writes client-metrics rows from its own counters
-    (librdkafka: its statistics; franz-go: its connection hooks), also a producer in a worker process:
-    totals that never fall, every connection counted once it came up. librdkafka lists the brokers of
-    its metadata; franz-go exposes none. Before, only kafka-python wrote these rows, and S6's and S7's
-    reconnection checks were NOT TESTED for the other clients."""
+    (librdkafka: its statistics; franz-go: its connection hooks; kafka-clients: its connection metrics), also a
+    producer in a worker process (the Java client runs in the workload's process only): totals that never fall,
+    every connection counted once it came up. librdkafka lists the brokers of its metadata; franz-go and
+    kafka-clients expose none. Before, only kafka-python wrote these rows, and S6's and S7's reconnection checks
+    were NOT TESTED for the other clients."""
     import json
 
     _, profile = kafka_stack
-    config = WorkloadConfig(client=client, producers=1, workers=1, consumers=1, partitions=PARTITIONS, records=150,
-                            rate=100, client_metrics_s=0.25, label=f"metrics-{client}")
+    workers = 0 if client == "java" else 1
+    config = WorkloadConfig(client=client, producers=1, workers=workers, consumers=1, partitions=PARTITIONS,
+                            records=150, rate=100, client_metrics_s=0.25, label=f"metrics-{client}")
     frame = run_workload(profile, config).history
     samples = frame[frame["f"] == "client-metrics"]
     assert set(samples["type"]) == {"ok"}, samples["error"].head().tolist()
-    assert samples.groupby("process")["worker"].unique().map(list).to_dict() == {"consumer-0": [0], "producer-0": [1]}
+    assert samples.groupby("process")["worker"].unique().map(list).to_dict() == {"consumer-0": [0],
+                                                                                 "producer-0": [workers]}
+    attempts = "kafka-clients-close-total" if client == "java" else "connection-attempts-total"  # see docs/clients.md
     for process, rows in samples.groupby("process"):
         details = [json.loads(detail) for detail in rows.sort_values("complete_ns")["detail"]]
         assert len(details) >= 2, (process, details)
-        for total in ("connection-creation-total", "connection-close-total", "connection-attempts-total"):
+        for total in ("connection-creation-total", "connection-close-total", attempts):
             counts = [d[total] for d in details]
             assert counts == sorted(counts), (process, total, counts)
-        assert 1 <= details[-1]["connection-creation-total"] <= details[-1]["connection-attempts-total"], details[-1]
+        assert details[-1]["connection-creation-total"] >= 1, details[-1]
+        if client != "java":
+            assert details[-1]["connection-creation-total"] <= details[-1]["connection-attempts-total"], details[-1]
         brokers = {tuple(d.get("brokers", ())) for d in details}
         assert brokers == ({tuple(f"{i}@{server}" for i, server in enumerate(profile.bootstrap_servers))}
                            if client == "librdkafka" else {()}), brokers
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize(("idempotence", "mode"), [(None, "group"), (False, "assign")])
+def test_java_client_produces_consumes_and_reads_back_clean(kafka_stack, idempotence, mode):
+    """The Java client (kafka-clients 4.1.1, clients/java) on Apache Kafka: its default, idempotent producer and a
+    non-idempotent one, a group consumer and directly assigned ones; every send acknowledged, every record read
+    live and read back, the history judged clean, the client's options in its metadata."""
+    from k6suite_lib.workload import javaclient
+    from tests.conftest import assert_clean, verdicts_of
+
+    _, profile = kafka_stack
+    config = WorkloadConfig(client="java", idempotence=idempotence, producers=2, consumers=2, partitions=PARTITIONS,
+                            consumer_mode=mode, records=300, await_consumers_s=15, label=f"java-{mode}")
+    result = run_workload(profile, config)
+    frame, meta = result.history, result.meta()
+    sends = frame[frame["f"] == "send"]
+    assert (sends["type"] == "ok").sum() == 300, sends[sends["type"] != "ok"]["error"].head().tolist()
+    live = frame[(frame["f"] == "poll") & frame["process"].str.startswith("consumer") & (frame["type"] == "ok")]
+    assert live[["producer", "seq"]].drop_duplicates().shape[0] == 300
+    assert (mode == "group") == (not frame[(frame["f"] == "commit") & (frame["type"] == "ok")].empty)
+    assert meta["client"] == "java" and meta["idempotent"] is (idempotence is None) and not result.notes, result.notes
+    assert meta["client_options"] == javaclient.producer_options(profile.client.request_timeout_ms,
+                                                                 config.delivery_timeout_s)
+    assert_clean(verdicts_of(frame))
 
 
 @pytest.mark.stack

@@ -145,6 +145,9 @@ def install(systems: list[str] | None = None, log=print, builds: dict[str, str] 
     from k6suite_lib.workload import franzgo  # the recording franz-go client, whatever the system
 
     paths["franzgo"] = franzgo.install(log)
+    from k6suite_lib.workload import javaclient  # the recording Java client, compiled against the Kafka cache's jars
+
+    paths["java-client"] = javaclient.install(log)
     from k6suite_lib.stack import builds as system_builds
 
     for system in wanted:

@@ -22,14 +22,15 @@ def error_text(exc: BaseException) -> str:
 
 
 # What each recording client library does when nobody configures idempotence (kafka-python 3 and
-# franz-go turn it on; librdkafka leaves it off), and how to name its version in a history.
-DEFAULT_IDEMPOTENCE = {"kafka-python": True, "librdkafka": False, "franz-go": True}
+# franz-go and kafka-clients 4.x turn it on; librdkafka leaves it off), and how to name its version in a history.
+DEFAULT_IDEMPOTENCE = {"kafka-python": True, "librdkafka": False, "franz-go": True, "java": True}
 # Produce requests each library keeps in flight per connection when the suite leaves it alone
 # (without idempotence, with idempotence): librdkafka's max.in.flight.requests.per.connection is
 # 1000000, capped at 5 by enable.idempotence (its CONFIGURATION.md); franz-go's
-# MaxProduceRequestsInflightPerBroker is 1 without idempotence and 5 with it (kgo config.go, sink.go).
+# MaxProduceRequestsInflightPerBroker is 1 without idempotence and 5 with it (kgo config.go, sink.go);
+# kafka-clients' max.in.flight.requests.per.connection is 5 either way (at most 5 with idempotence).
 # kafka-python runs with the workload's max_in_flight.
-DEFAULT_IN_FLIGHT = {"librdkafka": (1_000_000, 5), "franz-go": (1, 5)}
+DEFAULT_IN_FLIGHT = {"librdkafka": (1_000_000, 5), "franz-go": (1, 5), "java": (5, 5)}
 
 
 # The settings each library's recording producers take from the workload and the profile (producer.py,
@@ -40,6 +41,7 @@ APPLIED_SETTINGS = {
     "kafka-python": ("idempotent", "acks", "max_in_flight", "linger_ms", "delivery_timeout_s", "request_timeout_ms"),
     "librdkafka": ("idempotent", "acks", "delivery_timeout_s", "request_timeout_ms"),
     "franz-go": ("idempotent", "delivery_timeout_s", "request_timeout_ms", "options"),
+    "java": ("idempotent", "delivery_timeout_s", "request_timeout_ms", "options"),
 }
 
 
@@ -69,6 +71,10 @@ def library_version(library: str) -> str:
         import confluent_kafka
 
         return f"librdkafka {confluent_kafka.libversion()[0]} (confluent-kafka {confluent_kafka.version()[0]})"
+    if library == "java":
+        from k6suite_lib.workload import javaclient
+
+        return f"kafka-clients {javaclient.KAFKA_CLIENTS_VERSION} (Java)"
     from k6suite_lib.workload import franzgo
 
     return f"franz-go {franzgo.FRANZ_GO_VERSION}"

@@ -153,29 +153,35 @@ class Feed:
 
 
 def _run(ctx: RunContext, role: str, index: int) -> None:
+    run_program(ctx, role, index, [str(binary_path()), json.dumps(task(ctx, role, index))], "franz-go")
+
+
+def run_program(ctx: RunContext, role: str, index: int, argv: list[str], library: str,
+                feed: type[Feed] = Feed) -> None:
+    """Run one client program speaking this program's protocol (also the Java client's) until the run stops it,
+    its lines fed into the run by feed."""
     name = f"{role}-{index}"
     stop = ctx.stop_producers if role == "producer" else ctx.stop_consumers
     try:
-        proc = subprocess.Popen([str(binary_path()), json.dumps(task(ctx, role, index))], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except Exception as exc:
         ctx.connect_failure(name, exc)
         return
-    feed = Feed(ctx, name)
+    lines = feed(ctx, name)
     stopper = threading.Thread(target=_stop_when, args=(stop, proc), name=f"{name}-stop", daemon=True)
     stopper.start()
     try:
         for text in proc.stdout:
-            feed.line(text)
+            lines.line(text)
     finally:
         with contextlib.suppress(Exception):
             proc.wait(STOP_TIMEOUT_S)
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-            ctx.note(f"the franz-go {name} did not stop within {STOP_TIMEOUT_S:.0f} s and was killed")
+            ctx.note(f"the {library} {name} did not stop within {STOP_TIMEOUT_S:.0f} s and was killed")
         if proc.returncode:
-            ctx.note(f"the franz-go {name} exited {proc.returncode}: {proc.stderr.read()[-300:]}")
+            ctx.note(f"the {library} {name} exited {proc.returncode}: {proc.stderr.read()[-300:]}")
 
 
 def _stop_when(stop: threading.Event, proc: subprocess.Popen) -> None:

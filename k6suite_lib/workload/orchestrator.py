@@ -67,6 +67,10 @@ def client_options(ctx: RunContext) -> dict[str, Any] | None:
         from k6suite_lib.workload import franzgo
 
         return franzgo.producer_options(ctx.profile.client.request_timeout_ms)
+    if ctx.config.library(ctx.profile) == "java":
+        from k6suite_lib.workload import javaclient
+
+        return javaclient.client_options(ctx)
     return None
 
 
@@ -97,6 +101,10 @@ def runners(library: str) -> tuple[Callable[[RunContext, int], None], Callable[[
         from k6suite_lib.workload import franzgo
 
         return franzgo.run_producer, franzgo.run_consumer
+    if library == "java":
+        from k6suite_lib.workload import javaclient
+
+        return javaclient.run_producer, javaclient.run_consumer
     raise ValueError(f"unknown client library {library!r}; known: {', '.join(CLIENT_LIBRARIES)}")
 
 

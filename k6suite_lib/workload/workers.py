@@ -87,6 +87,8 @@ def command(ctx: RunContext, library: str, worker: int, producers: list[int], sh
         from k6suite_lib.workload import franzgo
 
         return [str(franzgo.binary_path()), json.dumps(franzgo.worker_task(ctx, worker, producers, shard))]
+    if library == "java":
+        raise ValueError("the Java client runs in the workload's process only (no worker role): workers=0")
     if not Path(ctx.profile.source).is_file():
         raise ValueError(f"worker processes load the profile from its file; {ctx.profile.source!r} is none")
     task = {"profile": ctx.profile.source, "config": asdict(ctx.config), "run_id": ctx.run_id,
