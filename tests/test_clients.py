@@ -297,7 +297,7 @@ def test_java_send_never_queued_fails_and_failed_dials_are_no_connections():
             "brokers": [f"127.0.0.1:{port}"], "request_timeout_ms": 1000, "delivery_timeout_s": 2.0,
             "idempotent": True, "index": 0, "records": 2, "rate": 0, "partitions": 2, "keyed": False,
             "message_bytes": 100, "max_outstanding": 10, "client_metrics_s": 0.5,
-            "options": javaclient.producer_options(1000, 2.0)}
+            "options": {**javaclient.producer_options(1000, 2.0), "max.block.ms": 1000}}  # not 60 s
     with tempfile.TemporaryFile(mode="w+") as out:  # stdin stays open: its end would stop the producer
         proc = subprocess.Popen(javaclient.command(task), stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE,
                                 text=True)
