@@ -153,14 +153,21 @@ func sampleConnections(t *task, done <-chan struct{}) {
 	}
 }
 
-// sampled starts the client's sampler when the workload samples clients; the returned func stops it.
+// sampled starts the client's sampler when the workload samples clients; the returned func stops it and
+// returns once it has stopped, so that no row follows the stop (the program's last flush, a test's sink).
 func sampled(t *task) func() {
 	if t.counter == nil {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go sampleConnections(t, done)
-	return func() { close(done) }
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		sampleConnections(t, done)
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
 }
 
 type produceOptions struct {

@@ -136,7 +136,8 @@ func TestRejoinBounds(t *testing.T) {
 func TestConnectionRows(t *testing.T) {
 	initClock()
 	var out bytes.Buffer
-	rows = &sink{w: bufio.NewWriter(&out)}
+	written := &sink{w: bufio.NewWriter(&out)}
+	rows = written
 	defer func() { rows = stdout }()
 	client := &task{Name: "consumer-1", ClientMetricsS: 0.01}
 	counting(client)
@@ -146,7 +147,9 @@ func TestConnectionRows(t *testing.T) {
 	client.counter.OnBrokerConnect(meta, time.Millisecond, &net.TCPConn{}, nil)
 	client.counter.OnBrokerDisconnect(meta, &net.TCPConn{})
 	stop := sampled(client)
-	time.Sleep(50 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); lineCount(written, &out) < 2 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	stop()
 	rows.flush()
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
@@ -167,6 +170,14 @@ func TestConnectionRows(t *testing.T) {
 	if quiet.counter != nil {
 		t.Fatal("a workload that samples no clients gets no hooks")
 	}
+}
+
+// lineCount flushes the sink and counts the lines in its buffer, under the lock the sampler writes under.
+func lineCount(s *sink, out *bytes.Buffer) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.w.Flush()
+	return bytes.Count(out.Bytes(), []byte("\n"))
 }
 
 // TestPlantedPollErrors: the rows a poll writes for the errors franz-go injects into it (a fake kgo.Fetches:
