@@ -94,7 +94,7 @@ func answer(conn net.Conn, host string, port int32) {
 // the hook saw the loss before the poll drained the notice.
 func TestUnknownCoordinatorIsRejoining(t *testing.T) {
 	initClock()
-	rows = &sink{w: bufio.NewWriter(io.Discard)} // franz-go's log lines, as client-log rows
+	rows = newSink(io.Discard, nil) // franz-go's log lines, as client-log rows
 	defer func() { rows = stdout }()
 	member := &task{Name: "consumer-0", Brokers: []string{staleMetadataBroker(t)}, Group: "g", Topic: "t",
 		SessionTimeoutMs: 10000, RequestTimeoutMs: 5000}

@@ -27,6 +27,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -176,12 +177,11 @@ type produceOptions struct {
 }
 
 var (
-	stdout  = newSink(os.Stdout)
+	stdout  = newSink(os.Stdout, nil)
 	rows    = stdout // a worker's rows go to its shard instead
 	opIDs   atomic.Int64
 	monoRef int64
 	timeRef time.Time
-	relayed *relay // a worker's acknowledgements for the workload's waits; nil when rows go to stdout
 	runID   string
 )
 
@@ -246,47 +246,93 @@ func appendString(b []byte, s string) []byte {
 	return append(append(append(b, '"'), s...), '"')
 }
 
-// sink is one buffered output of JSON lines, shared by the client's goroutines.
+// sink is one buffered output of JSON lines, shared by the client's goroutines: they hand it their rows
+// over a queue and one goroutine of its own encodes and writes them, in the order they arrived. A row
+// recorded in franz-go's promise (its goroutine calls a client's promises one after another) thus costs
+// the promise a channel send, not the encoding, a lock shared with the other producers' promises, or a
+// write into the file: a slow write no longer holds back the acknowledgements behind it.
 type sink struct {
-	mu  sync.Mutex
-	w   *bufio.Writer
-	buf []byte
+	queue chan entry
+	w     *bufio.Writer
+	buf   []byte
+	relay *relay // a worker's shard: its send rows' outcomes, for the workload's waits; else nil
 }
 
-func newSink(f *os.File) *sink { return &sink{w: bufio.NewWriterSize(f, 1<<20)} }
-
-func (s *sink) row(r *Row) {
-	s.mu.Lock()
-	s.buf = r.appendJSON(s.buf[:0])
-	s.w.Write(s.buf)
-	s.mu.Unlock()
+// entry is one thing to write: a row; or a line (a control line, bare send times) or a flush, each
+// answered on done once it and everything queued before it is written out, a flush with what the relay
+// collected since the last one.
+type entry struct {
+	row  *Row
+	line []byte // nil: a flush
+	done chan map[string]any
 }
 
-// event writes a control line and flushes at once: the workload reads its clock when it arrives.
+// queueLength bounds the rows waiting to be written (a few seconds of a worker's sends at its ceiling):
+// past it, whoever records waits for the writer, as it waited for the lock before.
+const queueLength = 1 << 16
+
+func newSink(w io.Writer, outcomes *relay) *sink {
+	s := &sink{queue: make(chan entry, queueLength), w: bufio.NewWriterSize(w, 1<<20), relay: outcomes}
+	go s.write()
+	return s
+}
+
+// write is the sink's goroutine: it runs until the process ends (late rows of a client being closed
+// must find someone to take them).
+func (s *sink) write() {
+	for e := range s.queue {
+		switch {
+		case e.row != nil:
+			s.buf = e.row.appendJSON(s.buf[:0])
+			s.w.Write(s.buf)
+			if r := e.row; s.relay != nil && r.F == "send" {
+				s.relay.outcome(r.Producer, int(r.Seq), int32(r.Partition), r.CompleteNs, r.Type == "ok")
+			}
+		case e.line != nil:
+			s.w.Write(e.line)
+			s.w.Flush()
+			e.done <- nil
+		default:
+			s.w.Flush()
+			e.done <- s.relay.take()
+		}
+	}
+}
+
+func (s *sink) row(r *Row) { s.queue <- entry{row: r} }
+
+// line writes b (not nil) after everything queued before it and returns once it is written out: the
+// process may end right after its last line.
+func (s *sink) line(b []byte) {
+	done := make(chan map[string]any)
+	s.queue <- entry{line: b, done: done}
+	<-done
+}
+
+// event writes a control line: the workload reads its clock when it arrives.
 func (s *sink) event(v any) {
 	line, _ := json.Marshal(v)
-	s.mu.Lock()
-	s.w.Write(append(line, '\n'))
-	s.w.Flush()
-	s.mu.Unlock()
+	s.line(append(line, '\n'))
 }
 
-func (s *sink) flush() {
-	s.mu.Lock()
-	s.w.Flush()
-	s.mu.Unlock()
+// flush returns once every row and line queued before it is written out, with what settled since the last
+// flush (a worker's shard; nil otherwise): those outcomes' rows are in the file before anyone hears of them.
+func (s *sink) flush() map[string]any {
+	done := make(chan map[string]any)
+	s.queue <- entry{done: done}
+	return <-done
 }
 
-// relay collects a worker's outcomes between two relay lines.
+// relay collects a worker's outcomes between two relay lines; only its sink's goroutine touches it.
 type relay struct {
-	mu   sync.Mutex
 	acks map[string][]int
 	last map[int32]int64
 	done int
 }
 
+func newRelay() *relay { return &relay{acks: map[string][]int{}, last: map[int32]int64{}} }
+
 func (r *relay) outcome(producer string, seq int, partition int32, complete int64, ok bool) {
-	r.mu.Lock()
 	if ok {
 		r.acks[producer] = append(r.acks[producer], seq)
 		if complete > r.last[partition] {
@@ -295,13 +341,13 @@ func (r *relay) outcome(producer string, seq int, partition int32, complete int6
 	} else {
 		r.done++
 	}
-	r.mu.Unlock()
 }
 
-// take is what settled since the last call, as the workload's relay line wants it.
+// take is what settled since the last call, as the workload's relay line wants it (nil without a relay).
 func (r *relay) take() map[string]any {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	if r == nil {
+		return nil
+	}
 	message := map[string]any{"acked": r.acks, "last_ack_ns": r.last, "done": r.done}
 	r.acks, r.last, r.done = map[string][]int{}, map[int32]int64{}, 0
 	return message
@@ -497,12 +543,10 @@ func work(t *task) error {
 	if err != nil {
 		return err
 	}
-	rows = newSink(file)
-	relayed = &relay{acks: map[string][]int{}, last: map[int32]int64{}}
+	rows = newSink(file, newRelay())
 	if !t.Bare {
-		header, _ := json.Marshal(map[string]any{"k6suite": map[string]any{
+		rows.event(map[string]any{"k6suite": map[string]any{
 			"format_version": 2, "run_id": t.RunID, "worker": t.Worker, "client": "franz-go"}})
-		rows.w.Write(append(header, '\n'))
 	}
 	clients := make([]*kgo.Client, len(t.Producers))
 	bare := make([]*bareSends, len(t.Producers))
@@ -549,9 +593,7 @@ func work(t *task) error {
 			case <-ticker.C:
 				// the rows reach the shard before their outcomes reach the workload: a crash or a kill
 				// loses at most the rows since the last tick, none of an outcome it relayed
-				update := relayed.take()
-				rows.flush()
-				stdout.event(update)
+				stdout.event(rows.flush())
 			case <-finished:
 				running = false
 			}
@@ -564,11 +606,15 @@ func work(t *task) error {
 			}
 		}
 	}
-	stdout.event(relayed.take())
-	for _, sends := range bare {
-		if err := sends.write(rows.w); err != nil {
-			return err
+	stdout.event(rows.flush())
+	if t.Bare {
+		pairs := bytes.NewBuffer([]byte{})
+		for _, sends := range bare {
+			if err := sends.write(pairs); err != nil {
+				return err
+			}
 		}
+		rows.line(pairs.Bytes())
 	}
 	rows.flush()
 	return file.Close()
@@ -608,7 +654,7 @@ func (b *bareSends) promise(seq int, due int64, outstanding *atomic.Int64) func(
 	}
 }
 
-func (b *bareSends) write(w *bufio.Writer) error {
+func (b *bareSends) write(w io.Writer) error {
 	if b == nil {
 		return nil
 	}
@@ -840,8 +886,8 @@ func produce(t *task, cl *kgo.Client, stop <-chan struct{}, bare *bareSends) {
 	}
 }
 
-// recordedSend gives the record its identity payload and returns its promise, which writes its send
-// row (and, in a worker, relays its outcome).
+// recordedSend gives the record its identity payload and returns its promise, which completes its send
+// row (the acknowledgement's time taken first) and hands it to the sink.
 func recordedSend(t *task, seq int, intended int64, record *kgo.Record, outstanding *atomic.Int64) func(*kgo.Record, error) {
 	value, crc := payload(t.RunID, t.Name, seq, t.MessageBytes)
 	record.Value = value
@@ -851,7 +897,6 @@ func recordedSend(t *task, seq int, intended int64, record *kgo.Record, outstand
 	send.InvokeNs = monoNow()
 	return func(r *kgo.Record, err error) {
 		send.CompleteNs = monoNow()
-		defer outstanding.Add(-1) // after its row: the producer's end waits for every row
 		if err == nil {
 			send.Type, send.Partition, send.Offset = "ok", int64(r.Partition), r.Offset
 		} else {
@@ -860,10 +905,10 @@ func recordedSend(t *task, seq int, intended int64, record *kgo.Record, outstand
 				send.Partition = int64(r.Partition)
 			}
 		}
+		// a worker's sink relays the outcome once the row is written; outstanding drops after the row is
+		// queued, so the flush after the producer's end writes every row
 		rows.row(send)
-		if relayed != nil {
-			relayed.outcome(t.Name, seq, r.Partition, send.CompleteNs, err == nil)
-		}
+		outstanding.Add(-1)
 	}
 }
 

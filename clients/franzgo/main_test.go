@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -27,18 +28,105 @@ import (
 func BenchmarkRecordSend(b *testing.B) {
 	initClock()
 	runID = "20261204T190000-abcd"
-	rows = &sink{w: bufio.NewWriterSize(io.Discard, 1<<20)}
-	relayed = &relay{acks: map[string][]int{}, last: map[int32]int64{}}
+	shard := newSink(io.Discard, newRelay())
 	for i := 0; b.Loop(); i++ {
 		send := newRow(opIDs.Add(1), "producer-3", "send", "", 0, 0, time.Now().UnixNano())
 		send.Topic, send.Producer, send.Seq, send.Checksum = "k6s-20261204T190000-abcd-ceiling", "producer-3", int64(i), 3735928559
 		send.ValueLen, send.IntendedNs, send.InvokeNs = 128, monoNow(), monoNow()
 		send.CompleteNs, send.Type, send.Partition, send.Offset = monoNow(), "ok", int64(i%3), int64(i)
-		rows.row(send)
-		relayed.outcome("producer-3", i, int32(i%3), send.CompleteNs, true)
+		shard.row(send)
 		if i%100000 == 0 {
-			relayed.take()
+			shard.flush()
 		}
+	}
+	shard.flush()
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestShardRowsBeforeOutcomes: rows recorded at once by several producers' promises all reach the shard, each
+// producer's in the order it recorded them, and an outcome is relayed only once its row is in the file (a
+// worker killed after a relay has lost none of the rows the workload heard of); the last flush leaves nothing out.
+func TestShardRowsBeforeOutcomes(t *testing.T) {
+	const producers, sends = 8, 2000
+	var out lockedBuffer // the writer may write while the test reads
+	shard := newSink(&out, newRelay())
+	written := func() map[string][]int64 { // the send rows in the file, by producer, in file order
+		got := map[string][]int64{}
+		for line := range strings.Lines(out.String()) {
+			if !strings.HasSuffix(line, "\n") { // cut where the buffer filled: the rest is not written yet
+				break
+			}
+			var row struct {
+				Producer string
+				Seq      int64
+			}
+			if err := json.Unmarshal([]byte(line), &row); err != nil {
+				t.Fatalf("a line that is no row: %q: %v", line, err)
+			}
+			got[row.Producer] = append(got[row.Producer], row.Seq)
+		}
+		return got
+	}
+	var recording sync.WaitGroup
+	for p := range producers {
+		recording.Go(func() {
+			name := fmt.Sprintf("producer-%d", p)
+			for seq := range sends {
+				send := newRow(int64(seq), name, "send", "ok", 1, 2, 3)
+				send.Producer, send.Seq, send.Partition, send.CompleteNs = name, int64(seq), int64(seq%3), int64(seq)
+				if seq%10 == 9 {
+					send.Type = "info"
+				}
+				shard.row(send)
+			}
+		})
+	}
+	acked, done := map[string]int{}, 0
+	check := func(relayed map[string]any) {
+		inFile := written()
+		for name, seqs := range relayed["acked"].(map[string][]int) {
+			for _, seq := range seqs {
+				if seq >= len(inFile[name]) {
+					t.Fatalf("%s's seq %d relayed before its row was written (%d in the file)", name, seq, len(inFile[name]))
+				}
+			}
+			acked[name] += len(seqs)
+		}
+		done += relayed["done"].(int)
+	}
+	for range 10 {
+		check(shard.flush())
+	}
+	recording.Wait()
+	check(shard.flush())
+	for name, seqs := range written() {
+		for i, seq := range seqs {
+			if seq != int64(i) {
+				t.Fatalf("%s's rows out of order or missing at %d: seq %d", name, i, seq)
+			}
+		}
+		if len(seqs) != sends || acked[name] != sends*9/10 {
+			t.Errorf("%s: %d rows, %d relayed acknowledgements, want %d and %d", name, len(seqs), acked[name], sends, sends*9/10)
+		}
+	}
+	if done != producers*sends/10 {
+		t.Errorf("%d other outcomes relayed, want %d", done, producers*sends/10)
 	}
 }
 
@@ -54,6 +142,34 @@ func BenchmarkPayload(b *testing.B) {
 func notice(r *rejoins, cause error, at int64) bool {
 	r.lost(cause, at)
 	return r.quiet(&kgo.ErrGroupSession{Err: cause})
+}
+
+// gate is a writer that lets nothing through until it is closed.
+type gate chan struct{}
+
+func (g gate) Write(p []byte) (int, error) {
+	<-g
+	return len(p), nil
+}
+
+// TestAnEventIsWrittenWhenItReturns: a control line (a worker's last relay, after which the process ends) is
+// written out, after every row queued before it, when event returns; recording a row never waits for the write.
+func TestAnEventIsWrittenWhenItReturns(t *testing.T) {
+	out := make(gate)
+	lines := newSink(out, nil)
+	lines.row(newRow(1, "producer-0", "send", "ok", 1, 2, 3))
+	returned := make(chan struct{})
+	go func() {
+		lines.event(map[string]string{"event": "ready"})
+		close(returned)
+	}()
+	select {
+	case <-returned:
+		t.Fatal("event returned before its line was written")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(out)
+	<-returned
 }
 
 // TestRejoining: a group session lost to a broken connection, a retriable error, the group dropping the member or
@@ -135,8 +251,8 @@ func TestRejoinBounds(t *testing.T) {
 // sampler writes those totals as client-metrics rows of the task's client until it is stopped.
 func TestConnectionRows(t *testing.T) {
 	initClock()
-	var out bytes.Buffer
-	written := &sink{w: bufio.NewWriter(&out)}
+	var out lockedBuffer // the sampler's rows are written while the test counts them
+	written := newSink(&out, nil)
 	rows = written
 	defer func() { rows = stdout }()
 	client := &task{Name: "consumer-1", ClientMetricsS: 0.01}
@@ -172,12 +288,10 @@ func TestConnectionRows(t *testing.T) {
 	}
 }
 
-// lineCount flushes the sink and counts the lines in its buffer, under the lock the sampler writes under.
-func lineCount(s *sink, out *bytes.Buffer) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.w.Flush()
-	return bytes.Count(out.Bytes(), []byte("\n"))
+// lineCount flushes the sink and counts the lines written so far.
+func lineCount(s *sink, out *lockedBuffer) int {
+	s.flush()
+	return strings.Count(out.String(), "\n")
 }
 
 // TestPlantedPollErrors: the rows a poll writes for the errors franz-go injects into it (a fake kgo.Fetches:
