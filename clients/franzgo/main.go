@@ -249,8 +249,8 @@ func appendString(b []byte, s string) []byte {
 // sink is one buffered output of JSON lines, shared by the client's goroutines: they hand it their rows
 // over a queue and one goroutine of its own encodes and writes them, in the order they arrived. A row
 // recorded in franz-go's promise (its goroutine calls a client's promises one after another) thus costs
-// the promise a channel send, not the encoding, a lock shared with the other producers' promises, or a
-// write into the file: a slow write no longer holds back the acknowledgements behind it.
+// the promise a channel send, not the encoding, a lock held by the other producers' promises, or a write
+// into the file: a slow write no longer holds back the acknowledgements behind it.
 type sink struct {
 	queue chan entry
 	w     *bufio.Writer
