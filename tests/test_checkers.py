@@ -268,6 +268,49 @@ def test_fault_free_acks_pass_a_healthy_run_and_need_an_offered_rate():
     assert run(steady(), "fault-free-acks", rate=0.0)["status"] == "NOT TESTED"
 
 
+def _rolling(latency: float) -> Timeline:
+    """An open-loop producer at 10/s for 60 s, every send acknowledged `latency` s after it, four 4 s faults with
+    short fault-free intervals between them (3 s each once the 5 s settling is taken off), nothing lost."""
+    t = Timeline()
+    t.sends(0, 60, 10, partitions=2, latency=latency)
+    for start in (8, 20, 32, 44):
+        t.fault(start, start + 4, "broker-restart")
+    t.read_everything(61 + latency)
+    return t
+
+
+def test_fault_free_acks_do_not_charge_a_steady_latency_as_missing_acks():
+    """Apache Kafka 4.1.1, librdkafka S7 run 20261205T010638-0ea6 rolling#1: produce latency ~2.8 s in the
+    warm-up (__consumer_offsets being created), nothing lost, every send acknowledged, and 0.799 < 0.8. Acks were
+    counted by when they came: the first interval had none for its first 2.8 s and the acks of its last 2.8 s of
+    sends came in the fault after it. A system that takes writes with 2.8 s latency took them."""
+    row = run(_rolling(2.8), "fault-free-acks", rate=10.0, fraction=0.8, settle_s=5.0)
+    assert row["status"] == "PASS" and float(row["measured"]) > 0.95, row
+    assert "acknowledged within 5 s of falling due" in row["evidence"]
+
+
+def test_fault_free_acks_fail_a_system_that_acknowledges_everything_late():
+    """Every write taken, nothing lost, but each acknowledged 25 s after it was sent: no availability."""
+    row = run(_rolling(25.0), "fault-free-acks", rate=10.0, fraction=0.8, settle_s=5.0)
+    assert row["status"] == "FAIL" and float(row["measured"]) == 0.0, row
+    assert "acknowledged later than 5 s" in row["evidence"]
+    assert run(_rolling(6.0), "fault-free-acks", rate=10.0, fraction=0.8, settle_s=5.0)["status"] == "FAIL"
+
+
+def test_fault_free_acks_judge_a_send_from_when_it_fell_due():
+    """An open-loop producer whose send() call held it (a client blocking the application on a full buffer) makes
+    its sends late: the system took them 8 s after they were offered, though 1 s after each was made."""
+    t = Timeline()
+    t.sends(0, 30, 10, latency=1.0)
+    for row in t.rows:
+        if row["f"] == "send" and row["invoke_ns"] >= 20 * h.S:
+            row["invoke_ns"] += 7 * h.S
+            row["complete_ns"] += 7 * h.S
+    t.fault(5, 6, "broker-restart")
+    row = run(t, "fault-free-acks", rate=10.0, fraction=0.8, settle_s=5.0)
+    assert row["status"] == "FAIL" and "99 more were acknowledged later than 5 s" in row["evidence"], row["evidence"]
+
+
 def test_client_errors_count_surfaced_and_report_handled_apart():
     clean = steady()
     clean._row(12, process="client-log", f="client-log", type="info", error="WARNING kafka: retrying produce")

@@ -3,11 +3,12 @@ compose the checkers that judge it.
 
 Every fault scenario gets the same availability verdicts on top of the core anomalies and the
 read-back: every fault took effect, acknowledgements resume within a bound after each fault ends,
-the target acknowledges most of what open-loop producers offered outside the faults (a run that
-stops accepting writes fails), and client errors are counted as surfaced vs handled. Under faults
-a non-idempotent producer may legitimately duplicate, but only a record its own recorded retry of
-that partition explains (a copy on the same partition, retried while the send was outstanding);
-any other duplicate fails, and nothing else is allowed beyond what the client settings produce.
+the target acknowledges most of what open-loop producers offered outside the faults, each within the
+settling time of falling due (a run that stops accepting writes, or acknowledges them only late, fails),
+and client errors are counted as surfaced vs handled. Under faults a non-idempotent producer may
+legitimately duplicate, but only a record its own recorded retry of that partition explains (a copy
+on the same partition, retried while the send was outstanding); any other duplicate fails, and
+nothing else is allowed beyond what the client settings produce.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from k6suite_lib.workload import WorkloadConfig, WorkloadResult
 RESUME_BOUND_S = 10.0  # acknowledgements must come back this soon after a fault ends
 AFTER_FAULTS_S = RESUME_BOUND_S + 2  # producers keep sending at most this long after the last heal, to see it
 FAULT_FREE_SHARE = 0.8  # of the offered rate, outside the faults
-SETTLE_S = 5.0  # after each fault, time the target may take to catch up before throughput is judged
-# and at least this long, once every partition acknowledged again: acks-resume can always be judged,
-# and fault-free traffic after the settling time is judged too
+SETTLE_S = 5.0  # after each fault, time the target may take to catch up before throughput is judged; also the
+# longest an acknowledgement may take, from when its send fell due, to count as a write taken (fault-free-acks)
+# producers keep sending at least this long after the last heal, once every partition acknowledged again:
+# acks-resume can always be judged, and fault-free traffic after the settling time is judged too
 AFTER_FAULTS_MIN_S = RESUME_BOUND_S
 # live group consumers must have read every acknowledged record within this long of when it was due (the last
 # fault's end, or its acknowledgement if later; S4, S7): 292 saved Kafka 4.1.1 S4/S7 histories of all three
