@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -610,6 +611,27 @@ def test_acknowledgements_without_an_offset_are_not_judged_as_positions_and_say_
     assert set(placed.loc[[PAST_ACKS, PASSED_ACKS], "status"]) == {"PASS"}
     assert _judge_storage(tmp_path, sent, _stored(sent)).loc[
         "every acknowledged record is in storage at its position, intact", "status"] == "PASS"
+
+
+def test_an_acknowledgement_the_client_completed_without_an_offset_says_so_in_the_evidence():
+    """audit24 L1: kafka-clients completes a batch answered DUPLICATE_SEQUENCE_NUMBER as a success without an
+    offset; the Java program's send row says so in its detail (OFFSET_UNKNOWN in clients/java), and the
+    ack-without-offset FAIL quotes it, so the reader sees the client's doing; an ack without that note reads
+    as before.
+    Mutation tried: evidence() without the detail's note: the quote is missing, this test fails."""
+    note = ("kafka-clients completed the send as a success without an offset (as its Sender does for "
+            "DUPLICATE_SEQUENCE_NUMBER)")
+    sent = h.clean_rows(h.Spec(1, 1, 20, 0), random.Random(15))
+    first, second = sorted(r["seq"] for r in sent if r["f"] == "send")[:2]
+    noted = json.dumps({"offset_unknown": note})
+    rows = [{**r, "offset": -1, "detail": noted} if r["f"] == "send" and r["seq"] == first
+            else {**r, "offset": -1} if r["f"] == "send" and r["seq"] == second else r for r in sent]
+    specs = [CheckSpec("anomalies", AnomalyRules(min_acked=20, max_unacked=0).params())]
+    row = compose(View(h.frame(rows), {"config": {"acks": "all"}}), specs).set_index("check").loc["ack-without-offset"]
+    assert row["status"] == "FAIL" and row["measured"] == "2", row.to_dict()
+    assert f"producer-0#{first} p0@-1 (producer-0): {note}; producer-0#{second} p0@-1 (producer-0)" in row["evidence"]
+    java = (Path(__file__).parent.parent / "clients" / "java" / "K6SuiteJavaClient.java").read_text()
+    assert note in java  # the very text the Java program writes
 
 
 def test_an_acknowledgement_without_an_offset_fails_unless_acks_0_owed_none(tmp_path):

@@ -229,10 +229,12 @@ JAVA_RETRY_LINE = ("WARN org.apache.kafka.clients.producer.internals.Sender: [Pr
                    "(2147483630 attempts left). Error: NOT_LEADER_OR_FOLLOWER")
 
 
-def _java_rows(client: str, topic: str, partition: int, process: str = "client-log") -> list[dict]:
+def _java_rows(client: str, topic: str, partition: int, process: str = "client-log",
+               message_bytes: int = 128) -> list[dict]:
     """What the Java producer-0's feed records for one client-log line of its program."""
     recorder = Recorder(h.RUN)
-    ctx = RunContext(profile=None, config=None, run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
+    ctx = RunContext(profile=None, config=WorkloadConfig(message_bytes=message_bytes), run_id=h.RUN, topic=h.TOPIC,
+                     recorder=recorder)
     logged = {"run_id": h.RUN, "op_id": 7, "process": process, "f": "client-log", "type": "info", "invoke_ns": 1000,
               "complete_ns": 1000, "wall_ns": 1, "error": JAVA_RETRY_LINE.format(client=client, topic=topic,
                                                                                 partition=partition)}
@@ -279,6 +281,71 @@ def test_planted_java_retry_explains_a_duplicate_on_its_partition_only():
     assert judged(None) == "FAIL"
 
 
+def test_one_java_retry_excuses_no_more_copies_than_its_batch_can_hold():
+    """audit24 M2: the Sender's retry warning names no batch size, so the retry row carries the most records
+    kafka-clients' 16384-byte batch.size can hold of this workload's records (4 of 4073-byte values; 120 of
+    128-byte ones). 15 records outstanding together, each read twice, behind one such retry: 4 duplicates are
+    the retry's and 11 the system's (FAIL); 4 duplicates behind it are ALLOWED.
+    Mutation tried: the retry row without `messages` (unbounded, as before): 15 ALLOWED, this test fails."""
+    from tests.test_retry_sizes import RULES, _pipelined
+
+    assert (javaclient.batch_bound(4073), javaclient.batch_bound(128), javaclient.batch_bound(10 ** 6)) == (4, 120, 1)
+
+    def judged(outstanding: int) -> dict:
+        rows, at = _pipelined(outstanding)
+        retry = _java_rows(f"{h.RUN}-producer-0", h.TOPIC, 0, message_bytes=4073)[1]
+        planted = {**retry, "op_id": 40_000, "invoke_ns": at, "complete_ns": at, "wall_ns": at}
+        return verdicts_of(h.frame([*rows, planted]), RULES).loc["duplicate"].to_dict()
+
+    assert json.loads(_java_rows(f"{h.RUN}-producer-0", h.TOPIC, 0, message_bytes=4073)[1]["detail"]) == {
+        "messages": 4}
+    many = judged(15)
+    assert many["status"] == "FAIL" and many["measured"] == "11", many
+    few = judged(4)
+    assert few["status"] == "ALLOWED" and few["measured"] == "4", few
+
+
+def test_a_stray_line_on_a_programs_stdout_is_a_client_log_row_and_every_row_is_still_recorded():
+    """audit24 H1: a line on the program's stdout that is no row (the JVM's own "[warning][pagesize] ..." before
+    its first row, a torn line among them) is recorded as a client-log row quoting it, and the feed reads on:
+    every send row after it is recorded, none lost behind a pipe nobody drains. A fake program (a Python one
+    printing the lines): no JVM here can be made to print a warning between rows at will.
+    Mutation tried: Feed.line parsing with json.loads unguarded: JSONDecodeError, no send recorded."""
+    import sys
+
+    sends = 3000  # ~450 KB: far more than a pipe holds
+    program = ("import json\n"
+               "print('[0.009s][warning][pagesize] UseLargePages disabled, no large pages configured')\n"
+               f"for seq in range({sends}):\n"
+               "    if seq == 1500:\n"
+               "        print('{\"run_id\": \"torn')\n"
+               "    print(json.dumps({'op_id': seq, 'process': 'producer-0', 'f': 'send', 'type': 'ok', 'producer':"
+               " 'producer-0', 'seq': seq, 'partition': 0, 'offset': seq, 'invoke_ns': seq, 'complete_ns': seq,"
+               " 'error': 'x' * 80}))\n")
+    recorder = Recorder(h.RUN)
+    ctx = RunContext(profile=None, config=WorkloadConfig(), run_id=h.RUN, topic=h.TOPIC, recorder=recorder)
+    franzgo.run_program(ctx, "producer", 0, [sys.executable, "-c", program], "Java", javaclient.RetryFeed)
+    rows = recorder.rows()
+    assert [r["seq"] for r in rows if r["f"] == "send"] == list(range(sends))
+    stray = [r["error"] for r in rows if r["f"] == "client-log"]
+    assert stray == ["producer-0 wrote a line that is no row: [0.009s][warning][pagesize] UseLargePages disabled, "
+                     "no large pages configured", 'producer-0 wrote a line that is no row: {"run_id": "torn'], stray
+    assert len(ctx.tracker.acked) == sends and not ctx.notes, ctx.notes
+
+
+def test_the_jvm_writes_its_own_warnings_to_stderr_not_among_the_rows():
+    """audit24 H1: HotSpot's unified logging writes to stdout by default; with the suite's JVM options a warning
+    the JVM itself prints (large pages asked for where none are configured) goes to stderr, stdout stays empty."""
+    import subprocess
+
+    javaclient.install(log=lambda _msg: None)
+    argv = javaclient.command({})
+    argv = [*argv[:1], "-XX:+UseLargePages", "-XX:LargePageSizeInBytes=1g", *argv[1:-1]]  # no task: usage, exit 2
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert "[warning]" in proc.stderr, proc.stderr
+
+
 def test_java_send_never_queued_fails_and_failed_dials_are_no_connections():
     """The Java program itself (no stack: its bootstrap port refuses): a send whose metadata never came within
     max.block.ms failed inside send(), before kafka-clients queued it: fail (it reached no log), with
@@ -317,6 +384,38 @@ def test_java_send_never_queued_fails_and_failed_dials_are_no_connections():
     last = json.loads([r for r in lines if r.get("f") == "client-metrics"][-1]["detail"])
     assert last["connection-creation-total"] == last["connection-close-total"] == 0, last
     assert last["kafka-clients-close-total"] >= 1, last
+
+
+def test_java_consumer_takes_a_last_client_metrics_sample_at_stop():
+    """audit24 L2: the Java consumer (the program itself, no stack: its bootstrap port refuses) samples its
+    connections once more when it stops, as the producer does: with a 60 s interval and a stop after a second,
+    its only client-metrics row is that last one, after its polls.
+    Mutation tried: no sample after the poll loop: no client-metrics row, this test fails."""
+    import socket
+    import subprocess
+    import time
+
+    javaclient.install(log=lambda _msg: None)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    task = {"role": "consumer", "name": "consumer-0", "run_id": h.RUN, "topic": h.TOPIC,
+            "brokers": [f"127.0.0.1:{port}"], "request_timeout_ms": 1000, "lane": [0], "group": "",
+            "client_metrics_s": 60.0, "options": {"request.timeout.ms": 1000}}
+    proc = subprocess.Popen(javaclient.command(task), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        head = [json.loads(proc.stdout.readline()) for _ in range(2)]  # its assign row, then ready
+        assert head[1] == {"event": "ready"}, head
+        time.sleep(1)
+        out, _ = proc.communicate("stop\n", timeout=60)
+    finally:
+        proc.kill()
+    lines = [*head, *(json.loads(line) for line in out.splitlines())]
+    samples = [r for r in lines if r.get("f") == "client-metrics"]
+    assert len(samples) == 1 and samples[0]["type"] == "ok", samples
+    polls = [r for r in lines if r.get("f") == "poll"]
+    assert all(r["complete_ns"] <= samples[0]["complete_ns"] for r in polls), polls
 
 
 @pytest.mark.parametrize(("client", "idempotence", "in_flight"), [

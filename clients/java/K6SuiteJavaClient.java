@@ -174,6 +174,14 @@ public final class K6SuiteJavaClient {
         return "info";
     }
 
+    /**
+     * The detail of a send kafka-clients completed as a success without an offset: its Sender does that for a
+     * batch the broker answered DUPLICATE_SEQUENCE_NUMBER (Sender.completeBatch, 4.1.1), an error response that
+     * carries no offset, so an ack-without-offset here is the client's doing, not the broker's.
+     */
+    static final String OFFSET_UNKNOWN = "{\"offset_unknown\":"
+        + quote("kafka-clients completed the send as a success without an offset (as its Sender does for DUPLICATE_SEQUENCE_NUMBER)") + "}";
+
     static final class Payload {
         final byte[] value;
         final long crc;
@@ -375,6 +383,9 @@ public final class K6SuiteJavaClient {
                         send.type = "ok";
                         send.partition = m.partition();
                         send.offset = m.offset();
+                        if (!m.hasOffset()) {
+                            send.detail = OFFSET_UNKNOWN;
+                        }
                     } else {
                         send.type = sendOutcome(e, !queued[0] && Thread.currentThread() == caller);
                         send.error = errText(e);
@@ -549,6 +560,9 @@ public final class K6SuiteJavaClient {
                 sample(name, consumer.metrics());
                 nextSample += interval;
             }
+        }
+        if (interval > 0) { // the last interval's connections, as the producer's sampler takes at stop
+            sample(name, consumer.metrics());
         }
         consumer.close(CloseOptions.timeout(Duration.ofMillis(task.path("request_timeout_ms").asLong(30000))));
     }

@@ -342,7 +342,20 @@ def evidence(name: str, rows: pd.DataFrame) -> str:
     if name == "foreign-record":
         return "; ".join(f"p{r.partition}@{r.offset} carries run {r.record_run} ({r.process})"
                          for r in sample.itertuples())
+    if name == "ack-without-offset":  # the client's own word on why, where it gave one (the Java client's)
+        return "; ".join(f"{r.ident} p{r.partition}@{r.offset} ({r.process})" + _offset_unknown(r.detail)
+                         for r in sample.itertuples())
     return "; ".join(f"{r.ident} p{r.partition}@{r.offset} ({r.process})" for r in sample.itertuples())
+
+
+def _offset_unknown(detail: str) -> str:
+    """": <why>" for a send whose client said it completed without an offset (its detail's offset_unknown)."""
+    try:
+        parsed = json.loads(detail) if detail else None
+    except ValueError:
+        return ""
+    why = parsed.get("offset_unknown") if isinstance(parsed, dict) else None
+    return f": {why}" if why else ""
 
 
 def _top_errors(rows: pd.DataFrame, n: int = 3) -> str:
@@ -361,8 +374,9 @@ BATCH_SIZE = re.compile(r"MessageSet with (\d+) message\(s\)")
 
 def batch_size(detail: str, error: str) -> float:
     """How many records a retry row's failed batch held: `messages` in its JSON `detail`, else the size its
-    librdkafka line names. inf (unbounded) only for a row whose client names no size (kafka-python, franz-go:
-    no `messages`, no librdkafka line); a row that should name one and names none readable (another
+    librdkafka line names (the Java client's rows carry the most its batch.size can hold: javaclient.batch_bound).
+    inf (unbounded) only for a row whose client names no size (kafka-python, franz-go: no `messages`, no
+    librdkafka line); a row that should name one and names none readable (another
     encoder's detail, a truncated line) is 0 and ties nothing: an unknown size is no licence for any."""
     try:
         parsed = json.loads(detail) if detail else None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from k6suite_lib import clients
+from k6suite_lib.history import now
 from k6suite_lib.profiles import API_KEYS
 from k6suite_lib.stack.layout import REPO_ROOT
 from k6suite_lib.workload.consumer import lane
@@ -125,7 +126,27 @@ class Feed:
         self.last_op: tuple[int, int] = (-1, -1)  # the program's op id -> the run's
 
     def line(self, text: str) -> None:
-        data = json.loads(text)
+        """One line of the program's stdout: a row or an event, else a client-log row quoting it (a stray
+        line, such as the JVM's own warning, must not stop the reading: the program would block on a full
+        pipe while its records still land)."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and ("event" in data or {"op_id", "f"} <= data.keys()):
+            self.take(data)
+        else:
+            self.stray(text)
+
+    def stray(self, text: str) -> None:
+        t_ns, wall = now()
+        self.ctx.recorder.record(op_id=self.ctx.recorder.next_op(), process="client-log", f="client-log",
+                                 type="info", invoke_ns=t_ns, complete_ns=t_ns, wall_ns=wall,
+                                 error=f"{self.name} wrote a line that is no row: {text.rstrip()[:400]}",
+                                 detail=json.dumps({"logger": "stdout", "process": self.name}))
+
+    def take(self, data: dict[str, Any]) -> None:
+        """One parsed row or event into the run."""
         if "event" in data:
             if data["event"] == "polled":
                 self.ctx.polled.add(self.name)

@@ -43,8 +43,11 @@ MAIN_CLASS = "K6SuiteJavaClient"
 LINGER_MS = 5  # kafka-clients 4.x's default linger.ms (KIP-1030), which bounds the delivery timeout from below
 BUILD_TIMEOUT_S = 300
 # JVM settings, not client settings: a small heap and the serial collector for a short-lived client on a
-# machine shared with the systems under test
-JVM_OPTIONS = ("-XX:+UseSerialGC", "-Xms32m", "-Xmx256m")
+# machine shared with the systems under test; the JVM's own messages (unified logging, whose default output is
+# stdout: "[warning][pagesize] ...", "[warning][os,thread] Failed to start thread ...", and VM output) go to
+# stderr, since stdout carries rows only (a stray line there becomes a client-log row: franzgo.Feed.line)
+JVM_OPTIONS = ("-XX:+UseSerialGC", "-Xms32m", "-Xmx256m",
+               "-Xlog:disable", "-Xlog:all=warning:stderr", "-XX:+DisplayVMOutputToStderr")
 
 
 def source_key() -> str:
@@ -127,14 +130,28 @@ RETRYING = re.compile(r"\[Producer clientId=(\S+)\] Got error produce response (
                       r"on topic-partition (\S+)-(\d+), (?:splitting and )?retrying")
 
 
+# kafka-clients' default batch.size (ProducerConfig; the suite does not set it): a batch takes no record that would
+# carry it past this many bytes (MemoryRecordsBuilder.hasRoomFor; its first record always fits), compression off
+BATCH_SIZE_BYTES = 16384
+BATCH_HEADER_BYTES = 61  # DefaultRecordBatch.RECORD_BATCH_OVERHEAD
+RECORD_OVERHEAD_BYTES = 7  # a DefaultRecord's least framing: length, attributes, deltas, key and value lengths, headers
+
+
+def batch_bound(message_bytes: int) -> int:
+    """How many records one failed kafka-clients batch can have held at most, from the least size each takes (its
+    value plus the least framing). The Sender's warning names no count, so this is what a retry row can honestly
+    claim (checkers/anomalies.batch_size)."""
+    return max(1, (BATCH_SIZE_BYTES - BATCH_HEADER_BYTES) // (message_bytes + RECORD_OVERHEAD_BYTES))
+
+
 class RetryFeed(franzgo.Feed):
     """The Java program's lines into the run, and for each client-log row that is its producer's sender
     re-enqueueing a batch of the workload's topic, a retry row of that producer and partition at the same moment
-    (docs/history-format.md, "Retry rows"), as kafka-python's ClientLog does for its sender's log record."""
+    (docs/history-format.md, "Retry rows"), as kafka-python's ClientLog does for its sender's log record, with the
+    most records the batch can have held as `messages` (batch_bound)."""
 
-    def line(self, text: str) -> None:
-        super().line(text)
-        data = json.loads(text)
+    def take(self, data: dict[str, Any]) -> None:
+        super().take(data)
         if data.get("f") != "client-log":
             return
         retrying = RETRYING.search(data["error"])
@@ -144,7 +161,8 @@ class RetryFeed(franzgo.Feed):
         self.ctx.recorder.record(op_id=self.ctx.recorder.next_op(), process=self.name, f="retry", type="info",
                                  invoke_ns=data["invoke_ns"], complete_ns=data["complete_ns"],
                                  wall_ns=data["wall_ns"], producer=self.name, topic=self.ctx.topic,
-                                 partition=int(retrying.group(3)), error=data["error"])
+                                 partition=int(retrying.group(3)), error=data["error"],
+                                 detail=json.dumps({"messages": batch_bound(self.ctx.config.message_bytes)}))
 
 
 def _run(ctx: RunContext, role: str, index: int) -> None:
