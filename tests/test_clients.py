@@ -10,6 +10,7 @@ Apache Kafka is a suite run (`k6suite run --profile kafka --clients ...`), see d
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -661,3 +662,63 @@ def test_franz_go_task_asks_for_client_metrics_at_the_workloads_interval():
     ctx = RunContext(profile=load_profile("kafka"), config=WorkloadConfig(client="franz-go", client_metrics_s=0.5),
                      run_id=h.RUN, topic=h.TOPIC, recorder=Recorder(h.RUN))
     assert franzgo.task(ctx, "consumer", 0)["client_metrics_s"] == 0.5
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "librdkafka", "franz-go", "java"])
+def test_group_members_run_with_their_librarys_session_and_heartbeat_unless_the_workload_sets_them(client):
+    """Issue 17: every client's group consumer runs with its library's session timeout and heartbeat interval
+    (45 s and 3 s each, kafka-python's 45 s on a broker it takes for 3.0 or later), not a shorter one of the suite's:
+    with the suite's 10 s, a paused coordinator's members were expired by its successor, a rebalance a user with
+    the defaults does not meet. A workload that sets them gives exactly those. The history says which it ran with
+    (metadata group_session, part of its client settings); a workload without a group records none. The
+    kafka-python consumer is the real client (its api_version set, so it is built without a broker); librdkafka's
+    is its settings; franz-go's and the Java program's are their tasks (0: the program sets nothing; the franz-go
+    program's own test, TestGroupSessionIsFranzGosUnlessGiven, shows franz-go then runs 45 s / 3 s)."""
+    from k6suite_lib.workload import consumer as kafka_python
+    from k6suite_lib.workload.config import DEFAULT_GROUP_SESSION, client_settings
+    from k6suite_lib.workload.orchestrator import result_of, workload_context
+
+    kafka = load_profile("kafka")
+    profile = dataclasses.replace(kafka, client=dataclasses.replace(kafka.client, api_version="4.1.0"))
+
+    def given(config: WorkloadConfig) -> tuple[dict, dict | None]:
+        """What the client's first consumer is given of the group session, and the history's metadata."""
+        ctx = workload_context(profile, config)
+        if client == "kafka-python":
+            member = kafka_python.open_consumer(ctx, "consumer-0")
+            asked = {key: member.config[key] for key in ("session_timeout_ms", "heartbeat_interval_ms")}
+            member.close()
+        elif client == "librdkafka":
+            settings = rdkafka.consumer_config(ctx, "consumer-0")
+            asked = {key: settings[name] for key, name in (("session_timeout_ms", "session.timeout.ms"),
+                                                           ("heartbeat_interval_ms", "heartbeat.interval.ms"))
+                     if name in settings}
+        else:
+            task = (franzgo if client == "franz-go" else javaclient).task(ctx, "consumer", 0)
+            asked = {key: task[key] for key in ("session_timeout_ms", "heartbeat_interval_ms") if task[key]}
+        return asked, result_of(ctx, 0.0, 0.0).meta()
+
+    default = {"session_timeout_ms": 45000, "heartbeat_interval_ms": 3000}
+    asked, meta = given(WorkloadConfig(client=client, consumers=2, consumer_mode="group"))
+    assert DEFAULT_GROUP_SESSION[client] == default
+    assert asked == (default if client == "kafka-python" else {})  # the others are given nothing
+    assert meta["group_session"] == default and client_settings(meta)["group_session"] == default
+    explicit = {"session_timeout_ms": 12000, "heartbeat_interval_ms": 2000}
+    asked, meta = given(WorkloadConfig(client=client, consumers=2, consumer_mode="group", **explicit))
+    assert asked == meta["group_session"] == explicit
+    _, meta = given(WorkloadConfig(client=client, consumers=1, consumer_mode="assign"))
+    assert "group_session" not in meta and "group_session" not in client_settings(meta)
+
+
+def test_kafka_python_records_the_session_it_picked_for_an_older_broker():
+    """kafka-python takes 30 s, not 45 s, for a broker it judges older than 3.0 (KIP-735): the history records the
+    session its consumers ran with, not the table's."""
+    from k6suite_lib.workload import consumer as kafka_python
+    from k6suite_lib.workload.orchestrator import result_of, workload_context
+
+    kafka = load_profile("kafka")
+    profile = dataclasses.replace(kafka, client=dataclasses.replace(kafka.client, api_version="2.8.0"))
+    ctx = workload_context(profile, WorkloadConfig(consumers=1, consumer_mode="group"))
+    kafka_python.open_consumer(ctx, "consumer-0").close()
+    assert result_of(ctx, 0.0, 0.0).meta()["group_session"] == {"session_timeout_ms": 30000,
+                                                                  "heartbeat_interval_ms": 3000}

@@ -70,10 +70,13 @@ type task struct {
 	MessageBytes   int     `json:"message_bytes"`
 	MaxOutstanding int     `json:"max_outstanding"`
 	// consumer
-	Group            string  `json:"group"`
-	Commit           bool    `json:"commit"`
-	Lane             []int32 `json:"lane"`
-	SessionTimeoutMs int     `json:"session_timeout_ms"`
+	Group  string  `json:"group"`
+	Commit bool    `json:"commit"`
+	Lane   []int32 `json:"lane"`
+	// SessionTimeoutMs, HeartbeatIntervalMs: a group member's, set only where the workload gives them (> 0);
+	// otherwise franz-go's defaults (kgo.SessionTimeout 45 s, kgo.HeartbeatInterval 3 s), as a user runs it
+	SessionTimeoutMs    int `json:"session_timeout_ms"`
+	HeartbeatIntervalMs int `json:"heartbeat_interval_ms"`
 	// ClientMetricsS > 0: a client-metrics row (connection totals) this often, in seconds
 	ClientMetricsS float64 `json:"client_metrics_s"`
 	// Options: the produce timeouts the suite derives from the request timeout (k6suite_lib/workload/franzgo.py
@@ -1001,9 +1004,13 @@ func consumerOptions(t *task, rejoin *rejoins, assignment func(kind string, chan
 		}
 		return append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.Topic: lane}))
 	}
+	if t.SessionTimeoutMs > 0 {
+		opts = append(opts, kgo.SessionTimeout(time.Duration(t.SessionTimeoutMs)*time.Millisecond))
+	}
+	if t.HeartbeatIntervalMs > 0 {
+		opts = append(opts, kgo.HeartbeatInterval(time.Duration(t.HeartbeatIntervalMs)*time.Millisecond))
+	}
 	return append(opts, kgo.ConsumerGroup(t.Group), kgo.ConsumeTopics(t.Topic), kgo.DisableAutoCommit(),
-		kgo.SessionTimeout(time.Duration(t.SessionTimeoutMs)*time.Millisecond),
-		kgo.HeartbeatInterval(time.Second),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) { assignment("assign", a) }),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { assignment("revoke", r) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { assignment("revoke", r) }),

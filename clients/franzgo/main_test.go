@@ -391,3 +391,24 @@ func TestAssignedConsumerHasNoRejoins(t *testing.T) {
 	var none *rejoins
 	none.joined()
 }
+
+// TestGroupSessionIsFranzGosUnlessGiven (issue 17): a member's session timeout and heartbeat interval are
+// franz-go's own (45 s, 3 s) when the task gives none, and the task's where it gives them.
+func TestGroupSessionIsFranzGosUnlessGiven(t *testing.T) {
+	for _, c := range []struct {
+		session, heartbeat int
+		want               [2]time.Duration
+	}{{0, 0, [2]time.Duration{45 * time.Second, 3 * time.Second}}, {10000, 1000, [2]time.Duration{10 * time.Second, time.Second}}} {
+		member := &task{Name: "consumer-0", Brokers: []string{"127.0.0.1:1"}, Group: "g", Topic: "t",
+			SessionTimeoutMs: c.session, HeartbeatIntervalMs: c.heartbeat, RequestTimeoutMs: 5000}
+		cl, err := kgo.NewClient(consumerOptions(member, newRejoins(member), func(string, map[string][]int32) {})...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := [2]time.Duration{cl.OptValue(kgo.SessionTimeout).(time.Duration), cl.OptValue(kgo.HeartbeatInterval).(time.Duration)}
+		cl.Close()
+		if got != c.want {
+			t.Errorf("task session %d ms, heartbeat %d ms: the client runs with %v, want %v", c.session, c.heartbeat, got, c.want)
+		}
+	}
+}

@@ -485,8 +485,15 @@ public final class K6SuiteJavaClient {
         p.put(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG, "200");
         if (group) {
             p.put(ConsumerConfig.GROUP_ID_CONFIG, groupId);
-            p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, String.valueOf(task.path("session_timeout_ms").asInt(45000)));
-            p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "1000");
+            // the group session only where the workload sets it (> 0); kafka-clients' defaults otherwise
+            int session = task.path("session_timeout_ms").asInt(0);
+            int heartbeat = task.path("heartbeat_interval_ms").asInt(0);
+            if (session > 0) {
+                p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, String.valueOf(session));
+            }
+            if (heartbeat > 0) {
+                p.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, String.valueOf(heartbeat));
+            }
         }
         KafkaConsumer<byte[], byte[]> consumer;
         try {

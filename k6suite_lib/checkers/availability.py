@@ -17,7 +17,9 @@ from k6suite_lib.checkers.verdicts import AtLeast, Below, Equals, not_tested, ve
 from k6suite_lib.history import View
 
 PATH_ROLES = ("storage", "metadata")  # faults on the brokers' paths to their stores, through Toxiproxy
-QUIET_S = 10.0  # live consumers that read nothing this long were stopped by the drain as stalled (its STALL_S)
+# live consumers that read nothing this long when the drain stopped them had stalled (the drain's STALL_S; a group's
+# drain waits up to its session timeout, orchestrator.stall_s, so a group this quiet at the end of its grace too)
+QUIET_S = 10.0
 
 
 @register("faults-applied")

@@ -125,12 +125,23 @@ def lane(ctx: RunContext, index: int) -> list[int]:
     return [p for p in range(ctx.config.partitions) if p % lanes == index % lanes]
 
 
+def open_consumer(ctx: RunContext, name: str) -> KafkaConsumer:
+    """A live consumer; a group member runs with kafka-python's session timeout and heartbeat interval unless the
+    workload sets them (WorkloadConfig.group_settings), and says which it got (ctx.group_session): kafka-python
+    picks its default session by the broker version it finds (30 s below 3.0, else 45 s)."""
+    config = ctx.config
+    consumer = clients.consumer(ctx.profile, client_id=f"{ctx.run_id}-{name}", group_id=config.group_id,
+                                **config.group_settings())
+    if config.consumer_mode == "group":
+        ctx.group_session = {key: consumer.config[key] for key in ("session_timeout_ms", "heartbeat_interval_ms")}
+    return consumer
+
+
 def run_consumer(ctx: RunContext, index: int) -> None:
     """One live consumer thread: poll (and commit, in a group) until told to stop."""
     config, name = ctx.config, f"consumer-{index}"
     try:
-        consumer = clients.consumer(ctx.profile, client_id=f"{ctx.run_id}-{name}", group_id=config.group_id,
-                                    session_timeout_ms=config.session_timeout_ms, heartbeat_interval_ms=1000)
+        consumer = open_consumer(ctx, name)
     except Exception as exc:
         ctx.connect_failure(name, exc)
         return

@@ -98,6 +98,9 @@ class RunContext:
     last_assignment_ns: int = 0  # the last assignment or revocation a consumer saw
     clients: dict[str, Any] = field(default_factory=dict)  # live clients, sampled for their metrics
     shards: list[tuple[pd.DataFrame, int]] = field(default_factory=list)  # (rows, worker id) of worker processes
+    # group members' session timeout and heartbeat interval as their library reported them (kafka-python's consumers);
+    # None: as WorkloadConfig.group_session says
+    group_session: dict[str, int] | None = None
 
     def assigned(self, consumer: str, partitions: set[int]) -> None:
         self.owned[consumer] = partitions

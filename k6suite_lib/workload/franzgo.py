@@ -105,7 +105,8 @@ def task(ctx: RunContext, role: str, index: int) -> dict[str, Any]:
             "partitions": config.partitions, "keyed": config.keyed, "message_bytes": config.message_bytes,
             "max_outstanding": config.max_outstanding, "group": config.group_id or "", "commit": config.commit,
             "lane": lane(ctx, index) if role == "consumer" and config.consumer_mode != "group" else [],
-            "session_timeout_ms": config.session_timeout_ms, "auto_create": not config.create_topic,
+            "session_timeout_ms": config.session_timeout_ms or 0,
+            "heartbeat_interval_ms": config.heartbeat_interval_ms or 0, "auto_create": not config.create_topic,
             "client_metrics_s": config.client_metrics_s,
             "options": producer_options(profile.client.request_timeout_ms) if role == "producer" else {}}
 

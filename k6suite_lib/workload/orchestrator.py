@@ -58,7 +58,8 @@ def result_of(ctx: RunContext, started_wall: float, started: float,
                           max_in_flight=ctx.config.in_flight(ctx.profile), client=ctx.config.library(ctx.profile),
                           request_timeout_ms=ctx.profile.client.request_timeout_ms,
                           started_wall=started_wall, duration_s=time.monotonic() - started, notes=ctx.notes,
-                          workers=workers.clock_agreement(pool or []), client_options=client_options(ctx))
+                          workers=workers.clock_agreement(pool or []), client_options=client_options(ctx),
+                          group_session=ctx.group_session or ctx.config.group_session(ctx.profile))
 
 
 def client_options(ctx: RunContext) -> dict[str, Any] | None:
@@ -251,7 +252,7 @@ def _drain_consumers(ctx: RunContext, consumers: list[threading.Thread], ends: d
     """Live consumers read on until they reach the end offsets (every acknowledged record they will
     ever see is then seen), or, without end offsets, every acknowledged record was seen and nothing
     new came for drain_quiet_s; they stop early when they make no progress (read nothing not read
-    before) for STALL_S, and at the latest after consume_grace_s."""
+    before) for stall_s, and at the latest after consume_grace_s."""
     config, tracker = ctx.config, ctx.tracker
     deadline = time.monotonic() + config.consume_grace_s
     draining_since = time.monotonic_ns()
@@ -264,7 +265,7 @@ def _drain_consumers(ctx: RunContext, consumers: list[threading.Thread], ends: d
         quiet_s = (time.monotonic_ns() - max(tracker.last_read_ns, draining_since)) / 1e9
         stalled_s = (time.monotonic_ns() - max(tracker.last_progress_ns, draining_since)) / 1e9
         if reached or (ends is None and tracker.unseen() == 0 and quiet_s >= config.drain_quiet_s) \
-                or stalled_s >= STALL_S:
+                or stalled_s >= stall_s(ctx):
             break
         progress.update(acked=len(tracker.acked), read=len(tracker.read))
         time.sleep(0.1)
@@ -274,6 +275,15 @@ def _drain_consumers(ctx: RunContext, consumers: list[threading.Thread], ends: d
         thread.join(JOIN_TIMEOUT_S)
         if thread.is_alive():
             ctx.note(f"{thread.name} did not stop within {JOIN_TIMEOUT_S:.0f} s")
+
+
+def stall_s(ctx: RunContext) -> float:
+    """How long live consumers may make no progress before the drain stops them: STALL_S, or a group's session
+    timeout where that is longer, since a group may take that long to form or form again and then read on (Tansu
+    holds a new group's first JoinGroup for half of it; a coordinator waits that long for a member that vanished).
+    With the libraries' 45 s session the drain's consume_grace_s bounds it instead."""
+    session = ctx.group_session or ctx.config.group_session(ctx.profile)
+    return max(STALL_S, session["session_timeout_ms"] / 1000) if session else STALL_S
 
 
 def sample_clients(ctx: RunContext) -> None:

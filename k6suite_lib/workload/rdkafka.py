@@ -331,9 +331,13 @@ def run_producer(ctx: RunContext, index: int) -> None:
     producer_loop(ctx, index, sender)
 
 
-def consumer_config(profile: Profile, client_id: str, group_id: str | None, session_timeout_ms: int) -> dict:
-    config = {**common_config(profile, client_id), "enable.auto.commit": False, "auto.offset.reset": "earliest",
-              "session.timeout.ms": session_timeout_ms, "fetch.wait.max.ms": 200,
+def consumer_config(ctx: RunContext, name: str) -> dict:
+    """A live consumer's settings; a group member's session timeout and heartbeat interval only where the workload
+    sets them (WorkloadConfig.group_settings), librdkafka's own otherwise."""
+    client_id, group_id = f"{ctx.run_id}-{name}", ctx.config.group_id
+    names = {"session_timeout_ms": "session.timeout.ms", "heartbeat_interval_ms": "heartbeat.interval.ms"}
+    config = {**common_config(ctx.profile, client_id), "enable.auto.commit": False, "auto.offset.reset": "earliest",
+              "fetch.wait.max.ms": 200, **{names[key]: value for key, value in ctx.config.group_settings().items()},
               "error_cb": lambda error: logging.getLogger(f"kafka.librdkafka.{client_id}").warning(describe(error))}
     # librdkafka refuses a consumer without group.id even for direct assignment; one that only assigns
     # and never commits joins no group, so an unused id of its own does no harm
@@ -400,7 +404,7 @@ def run_consumer(ctx: RunContext, index: int) -> None:
 
     config, name = ctx.config, f"consumer-{index}"
     try:
-        settings = consumer_config(ctx.profile, f"{ctx.run_id}-{name}", config.group_id, config.session_timeout_ms)
+        settings = consumer_config(ctx, name)
         consumer = Consumer({**settings, **Statistics(ctx, name).settings(settings["logger"])})
     except Exception as exc:
         ctx.connect_failure(name, exc)
