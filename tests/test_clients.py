@@ -725,3 +725,19 @@ def test_kafka_python_records_the_session_it_picked_for_an_older_broker():
     kafka_python.open_consumer(ctx, "consumer-0").close()
     assert result_of(ctx, 0.0, 0.0).meta()["group_session"] == {"session_timeout_ms": 30000,
                                                                   "heartbeat_interval_ms": 3000}
+
+
+def test_a_group_gets_its_session_timeout_to_form_before_the_drain_or_the_first_fault_gives_up():
+    """With the libraries' 45 s session a group may take 22.5 s to form on Tansu (it holds a new group's first
+    JoinGroup for half the session timeout): the drain stops a group's consumers for making no progress only after
+    its session timeout (STALL_S for consumers outside a group), and S4's and S7's first fault comes at the latest a
+    session timeout after their warm-up (earlier once the traffic is steady, faults.schedule)."""
+    from k6suite_lib.scenarios import chaos
+    from k6suite_lib.workload.orchestrator import STALL_S, stall_s, workload_context
+
+    profile = load_profile("tansu")
+    assert stall_s(workload_context(profile, WorkloadConfig(consumers=2, consumer_mode="group"))) == 45.0
+    assert stall_s(workload_context(profile, WorkloadConfig(consumers=2, consumer_mode="assign"))) == STALL_S == 10.0
+    assert stall_s(workload_context(profile, WorkloadConfig(consumers=2, consumer_mode="group",
+                                                            session_timeout_ms=6000))) == STALL_S
+    assert chaos.group_warmup_s(profile, 8) == 53.0

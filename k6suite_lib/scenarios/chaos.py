@@ -19,6 +19,7 @@ from k6suite_lib import plots
 from k6suite_lib.checkers import AnomalyRules, CheckSpec, reordering_needs_retry
 from k6suite_lib.faults.schedule import Schedule
 from k6suite_lib.history import View
+from k6suite_lib.profiles import Profile
 from k6suite_lib.scenario import Judgement, Scenario
 from k6suite_lib.workload import WorkloadConfig, WorkloadResult
 
@@ -59,13 +60,13 @@ def fault_checks(sc: Scenario, config: WorkloadConfig, schedule: Schedule, error
     ]
 
 
-def group_warmup_s(sc: Scenario, warmup_s: float) -> float:
+def group_warmup_s(profile: Profile, warmup_s: float) -> float:
     """The latest a group workload's first fault comes: its warm-up plus its members' session timeout
     (WorkloadConfig.group_session). A group may take that long to form (Tansu holds a new group's first JoinGroup
     for half of it: 22.5 s with the libraries' 45 s), and a fault before it formed leaves the group's checks NOT
     TESTED. The fault still comes BASELINE_S after the traffic is steady (faults.schedule), so a run whose group
     formed within the warm-up is the same run."""
-    session = WorkloadConfig(consumer_mode="group").group_session(sc.profile)
+    session = WorkloadConfig(consumer_mode="group").group_session(profile)
     return warmup_s + session["session_timeout_ms"] / 1000
 
 

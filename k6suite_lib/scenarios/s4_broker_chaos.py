@@ -92,7 +92,7 @@ def broker_fault(sc: Scenario, kind: str, timing: Timing, rate: float = 100.0, p
         sc.not_tested(variant, f"broker {kind}", "F4 / NFR1",
                       f"the profile's fault driver ({sc.profile.faults.driver}) cannot {kind} a broker{why}")
         return pd.DataFrame()
-    warmup_s = chaos.group_warmup_s(sc, timing.warmup_s)
+    warmup_s = chaos.group_warmup_s(sc.profile, timing.warmup_s)
     schedule = Schedule.window(fault, warmup_s, timing.fault_s)
     config = WorkloadConfig(records=None, duration_s=warmup_s + timing.fault_s + timing.after_s, rate=rate,
                             producers=producers, consumers=consumers, consumer_mode="group", partitions=partitions,

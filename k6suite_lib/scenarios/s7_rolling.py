@@ -32,7 +32,7 @@ def rolling_restart(sc: Scenario, warmup_s: float = 8, interval_s: float = 10, a
     variant = chaos.variant_name("rolling", repeat, repeats)
     if not sc.require_target(variant):
         return pd.DataFrame()
-    warmup_s = chaos.group_warmup_s(sc, warmup_s)
+    warmup_s = chaos.group_warmup_s(sc.profile, warmup_s)
     if sc.profile.faults.driver == "kubernetes":
         from k6suite_lib.faults.kubernetes import KubernetesDriver, RolloutRestart
 
