@@ -377,10 +377,13 @@ class Timeline:
     def group(self, t: float, process: str, partitions: list[int], f: str = "assign") -> None:
         self._row(t, process=process, f=f, type="ok", detail=json.dumps({"partitions": partitions, "group": True}))
 
-    def client_metrics(self, t: float, process: str, created: int, brokers: list[str], closed: int = 0) -> None:
+    def client_metrics(self, t: float, process: str, created: int, brokers: list[str], closed: int = 0,
+                       lagging: list[str] | None = None) -> None:
+        """A usable sample (lagging: a librdkafka row whose statistics showed those handles UP before its log did)."""
+        extra = {} if lagging is None else {"lagging": lagging}
         self._row(t, process=process, f="client-metrics", type="ok",
                   detail=json.dumps({"connection-creation-total": created, "connection-close-total": closed,
-                                     "brokers": brokers}))
+                                     "brokers": brokers, **extra}))
 
     def quiet_clients(self, *processes: str, at: tuple[float, ...] = (5, 25)) -> None:
         """Samples of clients that kept one connection throughout (before and after steady()'s fault): a check

@@ -566,7 +566,7 @@ def test_librdkafka_connection_counts_follow_handles_dropped_and_made_again():
         (_states(b1, *UP), {**_broker(0, "UP"), **_broker(1, "UP")}))
     assert first == {"connection-creation-total": 2, "connection-close-total": 0, "connection-attempts-total": 2,
                      "connection-abandoned-total": 0, "brokers": ["0@127.0.0.1:22100", "1@127.0.0.1:22101"],
-                     "per-broker": {b0: [1, 0, 1], boot: [1, 0, 1], b1: [0, 0, 0]}}
+                     "per-broker": {b0: [1, 0, 1], boot: [1, 0, 1], b1: [0, 0, 0]}, "lagging": []}
     assert back["per-broker"][b0] == [2, 1, 5] and back["per-broker"][b1] == [1, 0, 1]
     assert remade["per-broker"][b0] == [3, 2, 6]
     assert [(s["connection-creation-total"], s["connection-close-total"], s["connection-attempts-total"])
@@ -590,11 +590,39 @@ def test_librdkafka_handle_renamed_in_place_keeps_its_connection():
 def test_librdkafka_statistics_served_ahead_of_queued_log_lines_count_them_in_the_next_row():
     """librdkafka serves a statistics document ahead of log lines still queued (higher priority): a document
     showing a handle UP whose state lines are not served yet is an ok row without that connection (a guard
-    that made it a fail row fired in 3 of 5 repeats of S7 run 20261205T010638-0ea6); the next row, after the
-    lines, counts it, once."""
+    that made it a fail row fired in 3 of 5 repeats of S7 run 20261205T010638-0ea6), marked lagging that
+    handle (audit24 M3: a recorded fact, which the checks skip); the next row, after the lines, counts it,
+    once, and does not lag. Mutation tried: totals() never lagging: this test fails."""
     up = _broker(0, "UP")
     lagging, caught_up, steady = _librdkafka_samples(([], up), (_states(_handle(0), *UP), up), ([], up))
     assert [s["connection-creation-total"] for s in (lagging, caught_up, steady)] == [0, 1, 1]
+    assert [s["lagging"] for s in (lagging, caught_up, steady)] == [[_handle(0)], [], []]
+
+
+def test_librdkafka_lagging_rows_are_not_read_by_the_reconnection_check():
+    """audit24 M3, both ways through the real Statistics. (1) Before the fault, handle 0 bounced and the sample at 9 s
+    has its DOWN line but not yet its UP line (its document shows it UP): read as it was, it held 4 open, not 5, an
+    allowance of 4 + 3 for its 8 reconnections, a false FAIL; the check reads the caught-up sample at 5 s (5 open):
+    PASS. (2) The one sample after the faults lags a storm's UP lines (3 of them served): read, it under-counted, a
+    false PASS; now the client is named not judged. Mutation tried: the check reading lagging rows: (1) FAILs and
+    (2) PASSes."""
+    handles = [_handle(n) for n in range(5)]
+    up = {name: state for n in range(5) for name, state in _broker(n, "UP").items()}
+    bounce = _states(handles[0], "UP", "DOWN") + _states(handles[0], "DOWN", *UP[:-1])
+    early, lag, after = _librdkafka_samples(
+        ([line for name in handles for line in _states(name, *UP)], up), (bounce, up),
+        (_states(handles[0], "APIVERSION_QUERY", "UP")
+         + [line for name in (*handles, *handles[1:3]) for line in _states(name, "UP", "DOWN", *UP)], up))
+    assert [(s["connection-creation-total"], s["connection-close-total"], s["lagging"]) for s in (early, lag, after)] \
+        == [(5, 0, []), (5, 1, [handles[0]]), (13, 8, [])]
+    row = _reconnections([(5, early), (9, lag), (25, after)], restarts=3)
+    assert row["status"] == "PASS" and "consumer-0: 5 -> 13 (5 open before)" in row["evidence"], row["evidence"]
+    storm = [line for _ in range(3) for line in _states(handles[0], "UP", "DOWN", *UP)]
+    first, lagging = _librdkafka_samples((_states(handles[0], *UP), _broker(0, "UP")),
+                                         (storm + _states(handles[0], "UP", "DOWN", *UP[:-1]), _broker(0, "UP")))
+    assert lagging["lagging"] == [handles[0]] and lagging["connection-creation-total"] == 4
+    row = _reconnections([(5, first), (25, lagging)], restarts=3)
+    assert row["status"] == "NOT TESTED" and "after the last fault window ended: consumer-0" in row["evidence"], row
 
 
 def test_librdkafka_counts_connections_only_when_the_workload_samples_clients():

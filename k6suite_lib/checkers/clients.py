@@ -50,7 +50,9 @@ def _owned_at(events, t_ns: int) -> set[int]:
 
 @register("reconnections")
 def check_reconnections(view: View, requirement: str, restarts: int = 0) -> list[dict]:
-    """Connections clients created after the first fault (or scale-out), from their own metrics.
+    """Connections clients created after the first fault (or scale-out), from their own metrics: per client from
+    its latest usable sample before the first fault to its latest after the last fault window ended (a client
+    without both is named as not judged).
 
     restarts 0: none at all (scale-out must go unnoticed). restarts N (a rolling restart): no storm,
     i.e. per client at most one new connection per connection it held open before (each comes back
@@ -61,14 +63,18 @@ def check_reconnections(view: View, requirement: str, restarts: int = 0) -> list
     name = "reconnections per client after the first fault" if restarts else "client reconnections after the fault"
     if view.first_fault_ns is None:
         return [not_tested(name, requirement, "no fault window in the history")]
-    table = measures.client_reconnections(view, view.first_fault_ns)
+    since, until = view.first_fault_ns, int(view.windows["end_ns"].max())
+    table = measures.client_reconnections(view, since, until)
     failures = measures.sampler_failures(view)
-    unsampled = measures.unsampled_clients(view, view.first_fault_ns)
-    unjudged = (f"not judged, no usable client-metrics sample before the fault: {', '.join(unsampled)}"
-                if unsampled else "")
+    unsampled = measures.unsampled_clients(view, since)
+    unfinished = measures.unfinished_clients(view, since, until)
+    unjudged = "; ".join(filter(None, [
+        f"not judged, no usable client-metrics sample before the fault: {', '.join(unsampled)}" if unsampled else "",
+        f"not judged, no usable client-metrics sample after the last fault window ended: {', '.join(unfinished)}"
+        if unfinished else ""]))
     if table.empty:
-        return [not_tested(name, requirement, "no client-metrics sample before the fault: reconnections unknown"
-                           + (f" ({', '.join(unsampled)})" if unsampled else "")
+        return [not_tested(name, requirement, "no client-metrics sample before the fault and after the last fault "
+                                              "window: reconnections unknown" + (f" ({unjudged})" if unjudged else "")
                            + (f"; the sampler failed: {failures}" if failures else ""))]
     evidence = "; ".join(filter(None, ["; ".join(f"{r.client}: {r.before} -> {r.after} ({r.open_before} open before)"
                                                  for r in table.itertuples()), failures]))
@@ -79,9 +85,9 @@ def check_reconnections(view: View, requirement: str, restarts: int = 0) -> list
                       f"beyond the connections held open + {restarts} restarts, per client; {evidence}")
     else:
         row = verdict(name, requirement, int(table["reconnections"].sum()), AtMost(0), evidence)
-    if unsampled and row["status"] != "FAIL":  # a client left unjudged may be the one storming
+    if unjudged and row["status"] != "FAIL":  # a client left unjudged may be the one storming
         return [not_tested(name, requirement, f"{unjudged}; the others: {row['evidence']}")]
-    return [{**row, "evidence": f"{row['evidence']}; {unjudged}"} if unsampled else row]
+    return [{**row, "evidence": f"{row['evidence']}; {unjudged}"} if unjudged else row]
 
 
 @register("metadata-unchanged")

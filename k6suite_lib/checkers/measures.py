@@ -191,9 +191,10 @@ def last_commits(view: View) -> dict[int, int]:
 
 
 def client_samples(view: View) -> pd.DataFrame:
-    """Client-metrics rows parsed: process, complete_ns, connection totals, brokers in its metadata, and
-    the sampler's error when the sample failed (a fail row; older histories: an ok row whose detail
-    holds only an error)."""
+    """Client-metrics rows parsed: process, complete_ns, connection totals, brokers in its metadata, the
+    sampler's error when the sample failed (a fail row; older histories: an ok row whose detail holds only an
+    error), and the handles its counts lagged (a librdkafka row whose statistics showed them UP before its
+    broker state log did, docs/history-format.md)."""
     samples = view.frame[view.frame["f"] == "client-metrics"]
     rows = []
     for process, complete_ns, kind, error, detail in zip(samples["process"], samples["complete_ns"], samples["type"],
@@ -202,35 +203,49 @@ def client_samples(view: View) -> pd.DataFrame:
         failed = (str(error or "") or "sample failed") if kind != "ok" else str(parsed.get("error") or "")
         rows.append({"process": process, "complete_ns": int(complete_ns),
                      "created": parsed.get("connection-creation-total"), "closed": parsed.get("connection-close-total"),
-                     "brokers": tuple(parsed.get("brokers") or ()), "error": failed})
-    return pd.DataFrame(rows, columns=["process", "complete_ns", "created", "closed", "brokers", "error"])
+                     "brokers": tuple(parsed.get("brokers") or ()), "error": failed,
+                     "lagging": tuple(parsed.get("lagging") or ())})
+    return pd.DataFrame(rows, columns=["process", "complete_ns", "created", "closed", "brokers", "error", "lagging"])
+
+
+def usable_samples(view: View) -> pd.DataFrame:
+    """The samples a connection count can be read from, in time order (a history from another tool need not be in
+    completion order): not failed, counting connections, not lagging their log."""
+    samples = client_samples(view)
+    usable = (samples["error"] == "") & samples["created"].notna() & (samples["lagging"].map(len) == 0)
+    return samples[usable].sort_values("complete_ns", kind="stable")
 
 
 def sampler_failures(view: View) -> str:
-    """The clients' failed metrics samples, said in a sentence ("" when none failed)."""
+    """The clients' failed metrics samples, and those that lagged their log, said in a sentence ("" when none)."""
     samples = client_samples(view)
     failed = samples[samples["error"] != ""]
-    if failed.empty:
-        return ""
-    top = "; ".join(f"{n}× {e[:120]}" for e, n in failed["error"].value_counts().head(2).items())
-    return f"{len(failed)} of {len(samples)} client-metrics samples failed ({top})"
+    lagged = samples[(samples["error"] == "") & (samples["lagging"].map(len) > 0)]
+    said = []
+    if len(failed):
+        top = "; ".join(f"{n}× {e[:120]}" for e, n in failed["error"].value_counts().head(2).items())
+        said.append(f"{len(failed)} of {len(samples)} client-metrics samples failed ({top})")
+    if len(lagged):
+        said.append(f"{len(lagged)} of {len(samples)} client-metrics samples lagged their broker state log, not read "
+                    f"({', '.join(sorted(lagged['process'].unique())[:4])})")
+    return "; ".join(said)
 
 
-def client_reconnections(view: View, since_ns: int) -> pd.DataFrame:
-    """Per client sampled before since_ns: connections it created after since_ns, and how many it held
-    open just before (created minus closed), from its own metrics, its samples taken in time order (a
-    history from another tool need not be in completion order)."""
-    samples = client_samples(view)
-    samples = samples[samples["error"] == ""].dropna(subset=["created"]).sort_values("complete_ns", kind="stable")
+def client_reconnections(view: View, since_ns: int, until_ns: int) -> pd.DataFrame:
+    """Per client with a usable sample at or before since_ns and one after until_ns (the last fault window's
+    end): connections it created between its latest before and its latest after, and how many it held open just
+    before (created minus closed), from its own metrics. A client sampled only until the fault is not judged: its
+    reconnections during the faults are unknown (audit24 M1)."""
+    samples = usable_samples(view)
     rows = []
     for process, group in samples.groupby("process"):
-        before = group[group["complete_ns"] <= since_ns]
-        if before.empty:
+        before, after = group[group["complete_ns"] <= since_ns], group[group["complete_ns"] > until_ns]
+        if before.empty or after.empty:
             continue
-        created_before, after = int(before["created"].iloc[-1]), int(group["created"].iloc[-1])
+        created_before, created_after = int(before["created"].iloc[-1]), int(after["created"].iloc[-1])
         open_before = created_before - int(before["closed"].fillna(0).iloc[-1])
-        rows.append({"client": process, "before": created_before, "after": after, "open_before": open_before,
-                     "reconnections": after - created_before})
+        rows.append({"client": process, "before": created_before, "after": created_after, "open_before": open_before,
+                     "reconnections": created_after - created_before})
     return pd.DataFrame(rows, columns=["client", "before", "after", "open_before", "reconnections"])
 
 
@@ -252,9 +267,16 @@ def expected_clients(view: View) -> set[str]:
 
 
 def unsampled_clients(view: View, since_ns: int) -> list[str]:
-    """The clients that ran or wrote client-metrics rows with no usable sample (one that did not fail and counts
-    connections) at or before since_ns, none at all included: client_reconnections cannot judge them, and a
-    check must say so."""
-    samples = client_samples(view)
-    usable = samples[(samples["error"] == "") & samples["created"].notna() & (samples["complete_ns"] <= since_ns)]
-    return sorted((set(samples["process"]) | expected_clients(view)) - set(usable["process"]))
+    """The clients that ran or wrote client-metrics rows with no usable sample at or before since_ns, none at all
+    included: client_reconnections cannot judge them, and a check must say so."""
+    usable = usable_samples(view)
+    usable = usable[usable["complete_ns"] <= since_ns]
+    return sorted((set(client_samples(view)["process"]) | expected_clients(view)) - set(usable["process"]))
+
+
+def unfinished_clients(view: View, since_ns: int, until_ns: int) -> list[str]:
+    """The clients with a usable sample at or before since_ns but none after until_ns (one that stopped sampling,
+    hung or died during the faults, or whose later samples failed or lagged): not judged either."""
+    usable = usable_samples(view)
+    before = set(usable.loc[usable["complete_ns"] <= since_ns, "process"])
+    return sorted(before - set(usable.loc[usable["complete_ns"] > until_ns, "process"]))

@@ -44,7 +44,8 @@ i.e. ApiVersions (and SASL) answered, as kafka-python counts one. The statistics
 APIVERSION_QUERY comes after UP in that enum), and nothing in them tells those apart: ``req`` counts
 ApiVersions requests sent, ``rx`` responses of any type. Their ``connects`` also counts a coordinator
 handle's calls without an address, and a handle dropped between two documents takes its counts with
-it. The statistics give the broker list.
+it. The statistics give the broker list, and each row's ``lagging``: the handles they show UP that the
+log has not shown come up yet.
 """
 
 from __future__ import annotations
@@ -163,7 +164,10 @@ class ConnectionLog:
     thread polls (a producer's flush() too: hence the lock); librdkafka queues a statistics document
     ahead of log lines still waiting (src/rdkafka.c: RD_KAFKA_PRIO_HIGH for OP_STATS, MEDIUM for
     OP_LOG), so a row may lack the lines of a change its document already shows: they count in the
-    next row (the same poll serves them, or the next one after a client blocked in a commit)."""
+    next row (the same poll serves them, or the next one after a client blocked in a commit). A row
+    whose document shows a handle UP that the log has not shown come up says so (``lagging``): a
+    recorded fact, not a failed sample; the checks read the nearest row that does not lag (audit24 M3).
+    A lost UP line leaves the rows lagging while its handle stays up, so it is noticed too."""
 
     def __init__(self) -> None:
         self.counts: dict[str, list[int]] = {}  # [created, closed, attempts, abandoned] per handle name
@@ -192,10 +196,14 @@ class ConnectionLog:
             elif change["new"] == "DOWN" and change["old"] in HANDSHAKES:
                 counts[3] += 1
 
-    def totals(self) -> dict[str, list[int]]:
-        """[created, closed, attempts, abandoned] per handle name, from the lines served so far."""
+    def totals(self, brokers: dict[str, Any]) -> tuple[dict[str, list[int]], list[str]]:
+        """[created, closed, attempts, abandoned] per handle name, from the lines served so far, and the handles
+        the statistics show UP that the log has not shown come up: lines still queued (or lost), so the counts
+        lag the document (the row says so; the checks read the nearest row that does not)."""
         with self.lock:
-            return {name: list(counts) for name, counts in self.counts.items()}
+            lagging = sorted(name for name, broker in brokers.items() if broker.get("state") == "UP"
+                             and name not in self.up)
+            return {name: list(counts) for name, counts in self.counts.items()}, lagging
 
 
 class Statistics:
@@ -221,15 +229,16 @@ class Statistics:
         return settings
 
     def view(self, stats: dict[str, Any]) -> dict[str, Any]:
-        """A client-metrics detail: the totals, the learned brokers, and per handle name [created, closed,
-        attempts] (the evidence of which connection came back how often)."""
+        """A client-metrics detail: the totals, the learned brokers, per handle name [created, closed,
+        attempts] (the evidence of which connection came back how often), and the handles whose UP its
+        counts lag (empty when the log has caught up with the document)."""
         brokers = stats.get("brokers") or {}
-        counts = self.connections.totals()
+        counts, lagging = self.connections.totals(brokers)
         names = sorted(counts.keys() | brokers.keys())
         learned = (b for b in brokers.values() if b.get("source") == "learned" and b.get("nodeid", -1) >= 0)
         return {**{total: sum(c[i] for c in counts.values()) for i, total in enumerate(TOTALS)},
                 "brokers": sorted(f"{b['nodeid']}@{b['nodename']}" for b in learned),
-                "per-broker": {name: counts.get(name, [0, 0, 0])[:3] for name in names}}
+                "per-broker": {name: counts.get(name, [0, 0, 0])[:3] for name in names}, "lagging": lagging}
 
     def record(self, text: str) -> None:
         t_ns, wall = now()
