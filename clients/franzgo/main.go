@@ -1017,9 +1017,12 @@ func consumerOptions(t *task, rejoin *rejoins, assignment func(kind string, chan
 		kgo.WithHooks(rejoin))
 }
 
-// pollRows is what one poll writes: a row per record; without records, one failed poll naming the errors the
-// application must handle (not its own poll deadline, not franz-go's notice that it is rejoining its group
-// within the rejoin bounds, see rejoins) or a member's rejoin that stalled past them; nothing for an empty poll.
+// pollRows is what one poll writes: a row per record, and one failed poll naming the errors the application must
+// handle (not its own poll deadline, not franz-go's notice that it is rejoining its group within the rejoin bounds,
+// see rejoins), also when the same poll returned records (audit24 L3: a rejoin notice judged not quiet, or a
+// partition's ErrDataLoss, drained beside buffered records was dropped), under an op id of its own (the records of
+// one poll share theirs); without records, a member's rejoin that stalled past the bounds fails it too; nothing for
+// an empty poll.
 func pollRows(t *task, fetches kgo.Fetches, rejoin *rejoins, op, invoke, complete, wall, epoch int64) []*Row {
 	var failures []string
 	fetches.EachError(func(topic string, partition int32, err error) { // every notice drained takes its verdict
@@ -1027,26 +1030,29 @@ func pollRows(t *task, fetches kgo.Fetches, rejoin *rejoins, op, invoke, complet
 			failures = append(failures, fmt.Sprintf("%s[%d]: %s", topic, partition, errText(err)))
 		}
 	})
-	var polled []*Row
+	var rows []*Row
 	fetches.EachRecord(func(r *kgo.Record) {
-		polled = append(polled, pollRow(op, invoke, complete, wall, epoch, t.Name, r))
+		rows = append(rows, pollRow(op, invoke, complete, wall, epoch, t.Name, r))
 	})
-	if len(polled) > 0 {
-		return polled
-	}
-	if stall := rejoin.stalled(complete); stall != "" { // only a poll that writes it marks it written
-		failures = append(failures, stall)
+	if len(rows) == 0 {
+		if stall := rejoin.stalled(complete); stall != "" { // only a poll that writes it marks it written
+			failures = append(failures, stall)
+		}
 	}
 	if len(failures) == 0 {
-		return nil
+		return rows
 	}
 	text := strings.Join(failures, "; ")
 	if len(text) > 500 {
 		text = text[:500]
 	}
-	failed := newRow(op, t.Name, "poll", "info", invoke, complete, wall)
+	failedOp := op
+	if len(rows) > 0 {
+		failedOp = opIDs.Add(1)
+	}
+	failed := newRow(failedOp, t.Name, "poll", "info", invoke, complete, wall)
 	failed.Topic, failed.Session, failed.Error = t.Topic, epoch, text
-	return []*Row{failed}
+	return append(rows, failed)
 }
 
 func pollRow(op, invoke, complete, wall, epoch int64, name string, r *kgo.Record) *Row {

@@ -329,6 +329,19 @@ func TestPlantedPollErrors(t *testing.T) {
 		!strings.Contains(rows[0].Error, "GROUP_AUTHORIZATION_FAILED") || strings.Contains(rows[0].Error, "EOF") {
 		t.Errorf("refused: wrote %+v, want one failed poll naming the refusal only", rows)
 	}
+	// audit24 L3: the same refusal and a partition's data loss drained by a poll that also returned a record: the
+	// record's row and, under an op id of its own, a failed poll naming both (they were dropped)
+	record := kgo.Fetch{Topics: []kgo.FetchTopic{{Topic: "k6s-t", Partitions: []kgo.FetchPartition{
+		{Partition: 1, Records: []*kgo.Record{{Topic: "k6s-t", Partition: 1, Value: []byte("x")}}}}}}}
+	refused = newRejoins(task)
+	beside := append(lose(refused, 1, []error{kerr.GroupAuthorizationFailed},
+		&kgo.ErrDataLoss{Topic: "k6s-t", Partition: 0, ConsumedTo: 9, ResetTo: 5}), record)
+	rows = pollRows(task, beside, refused, 7, 10, 20, 30, 2)
+	if len(rows) != 2 || rows[0].Type != "ok" || rows[0].OpID != 7 || rows[1].F != "poll" || rows[1].Type != "info" ||
+		rows[1].OpID == 7 || rows[1].Offset != -1 || !strings.Contains(rows[1].Error, "GROUP_AUTHORIZATION_FAILED") ||
+		!strings.Contains(rows[1].Error, "lost") {
+		t.Errorf("errors beside a record: wrote %d rows %+v, want the record and one failed poll naming both", len(rows), rows)
+	}
 	// audit22's group that never rejoins: EOF on every JoinGroup, a loss every 0.5 s; the third is a failed poll
 	s := int64(time.Second)
 	grouped := *task
