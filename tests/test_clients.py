@@ -390,6 +390,39 @@ def test_java_send_never_queued_fails_and_failed_dials_are_no_connections():
     assert last["kafka-clients-close-total"] >= 1, last
 
 
+def test_java_counts_a_connection_once_apiversions_answered_not_one_abandoned_before():
+    """audit24 M4: a listener that takes the TCP connection and never answers ApiVersions (a socket, no broker:
+    what a restarting broker's port can do) makes kafka-clients count connections created at TCP connect
+    (kept as kafka-clients-creation-total), and the Java client's rows none, as librdkafka's and kafka-python's
+    (the stack test test_clients_sample_their_own_connection_totals sees them count on a real broker).
+    Mutation tried: connection-creation-total from kafka-clients' TCP count again: >= 1, this test fails."""
+    import socket
+    import subprocess
+    import tempfile
+
+    javaclient.install(log=lambda _msg: None)
+    with socket.socket() as mute, tempfile.TemporaryFile(mode="w+") as out:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)  # the kernel completes the handshakes; nothing reads or answers
+        task = {"role": "producer", "name": "producer-0", "run_id": h.RUN, "topic": h.TOPIC,
+                "brokers": [f"127.0.0.1:{mute.getsockname()[1]}"], "request_timeout_ms": 1000,
+                "delivery_timeout_s": 2.0, "idempotent": True, "index": 0, "records": 1, "rate": 0, "partitions": 1,
+                "keyed": False, "message_bytes": 100, "max_outstanding": 10, "client_metrics_s": 0.5,
+                "options": {**javaclient.producer_options(1000, 2.0), "max.block.ms": 3000}}
+        proc = subprocess.Popen(javaclient.command(task), stdin=subprocess.PIPE, stdout=out,
+                                stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert proc.wait(60) == 0
+        finally:
+            proc.kill()
+            proc.stdin.close()
+        out.seek(0)
+        lines = [json.loads(line) for line in out]
+    last = json.loads([r for r in lines if r.get("f") == "client-metrics"][-1]["detail"])
+    assert last["kafka-clients-creation-total"] >= 1, last
+    assert last["connection-creation-total"] == last["connection-close-total"] == 0, last
+
+
 def test_java_consumer_takes_a_last_client_metrics_sample_at_stop():
     """audit24 L2: the Java consumer (the program itself, no stack: its bootstrap port refuses) samples its
     connections once more when it stops, as the producer does: with a 60 s interval and a stop after a second,

@@ -47,12 +47,16 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.logging.log4j.Level;
 import org.apache.logging.log4j.LogManager;
+import org.apache.logging.log4j.Marker;
+import org.apache.logging.log4j.core.Filter;
 import org.apache.logging.log4j.core.LogEvent;
 import org.apache.logging.log4j.core.LoggerContext;
 import org.apache.logging.log4j.core.appender.AbstractAppender;
 import org.apache.logging.log4j.core.config.Configuration;
 import org.apache.logging.log4j.core.config.LoggerConfig;
 import org.apache.logging.log4j.core.config.Property;
+import org.apache.logging.log4j.core.filter.AbstractFilter;
+import org.apache.logging.log4j.message.Message;
 
 /**
  * K6SUITE's recording Java client (kafka-clients, the Kafka release's own): one producer or one consumer of a
@@ -69,6 +73,7 @@ import org.apache.logging.log4j.core.config.Property;
 public final class K6SuiteJavaClient {
     static final ObjectMapper JSON = new ObjectMapper();
     static final AtomicLong OP_IDS = new AtomicLong();
+    static final AtomicLong CONNECTIONS_UP = new AtomicLong(); // connections whose ApiVersions answered
     static final CountDownLatch STOP = new CountDownLatch(1);
     static BufferedWriter out;
     static String runId = "";
@@ -211,6 +216,10 @@ public final class K6SuiteJavaClient {
 
         @Override
         public void append(LogEvent e) {
+            if (e.getLevel().intLevel() > Level.WARN.intLevel()) { // NetworkClient's "ApiVersions answered" line only
+                CONNECTIONS_UP.incrementAndGet();
+                return;
+            }
             long now = System.nanoTime();
             long wall = wallNow();
             String message = e.getMessage().getFormattedMessage();
@@ -224,7 +233,55 @@ public final class K6SuiteJavaClient {
         }
     }
 
-    /** Only this appender, at WARN: log4j2's default console appender would write on stdout, among the rows. */
+    static final String NETWORK_CLIENT = "org.apache.kafka.clients.NetworkClient";
+    // NetworkClient's DEBUG line, written once per connection, right after ApiVersions answered and the connection
+    // became ready (NetworkClient.handleApiVersionsResponse, 4.1.1): "Node {} has finalized features epoch: {}, ..."
+    // (Kafka's LogContext formats it before log4j2 sees it: "[Producer clientId=c] Node 1 has finalized ...")
+    static final String API_VERSIONS_ANSWERED = " has finalized features epoch: ";
+
+    /**
+     * Below WARN, lets through NetworkClient's "ApiVersions answered" line only, decided on its text before any
+     * event is made (a context-wide filter is asked in isEnabled): every other DEBUG or INFO line of NetworkClient,
+     * one or two per request, is refused there. Their cost: Kafka's LogContext formats each (the request or
+     * response's toString) before asking; no other logger leaves WARN.
+     */
+    static final class ApiVersionsAnswered extends AbstractFilter {
+        static Result decide(String logger, Level level, String text) {
+            if (level.intLevel() <= Level.WARN.intLevel() || !NETWORK_CLIENT.equals(logger) || text == null) {
+                return Result.NEUTRAL;
+            }
+            return text.contains(API_VERSIONS_ANSWERED) ? Result.NEUTRAL : Result.DENY;
+        }
+
+        @Override
+        public Result filter(org.apache.logging.log4j.core.Logger logger, Level level, Marker marker, String msg,
+                Object... params) {
+            return decide(logger.getName(), level, msg);
+        }
+
+        @Override
+        public Result filter(org.apache.logging.log4j.core.Logger logger, Level level, Marker marker, Object msg,
+                Throwable t) {
+            return decide(logger.getName(), level, msg == null ? null : msg.toString());
+        }
+
+        @Override
+        public Result filter(org.apache.logging.log4j.core.Logger logger, Level level, Marker marker, Message msg,
+                Throwable t) {
+            return decide(logger.getName(), level, msg == null ? null : msg.getFormat());
+        }
+
+        @Override
+        public Result filter(LogEvent event) {
+            return decide(event.getLoggerName(), event.getLevel(), event.getMessage().getFormat());
+        }
+    }
+
+    /**
+     * Only this appender, at WARN: log4j2's default console appender would write on stdout, among the rows. And
+     * NetworkClient at DEBUG for its one "ApiVersions answered" line (ApiVersionsAnswered), which the appender
+     * counts as a connection made (connectionDetail).
+     */
     static void recordLogs() {
         LoggerContext context = (LoggerContext) LogManager.getContext(false);
         Configuration config = context.getConfiguration();
@@ -237,6 +294,12 @@ public final class K6SuiteJavaClient {
         config.addAppender(appender);
         root.addAppender(appender, Level.WARN, null);
         root.setLevel(Level.WARN);
+        LoggerConfig network = new LoggerConfig(NETWORK_CLIENT, Level.DEBUG, false);
+        network.addAppender(appender, Level.DEBUG, null);
+        config.addLogger(NETWORK_CLIENT, network);
+        Filter answered = new ApiVersionsAnswered();
+        answered.start();
+        config.addFilter(answered);
         context.updateLoggers();
     }
 
@@ -255,12 +318,13 @@ public final class K6SuiteJavaClient {
     // ------------------------------------------------------------------ client-metrics rows
 
     /**
-     * The client's own connection counters (client-level: kafka-clients counts no connection per broker). Its
-     * connection-creation-total counts connections whose TCP connect completed (Selector: finishConnect, before
-     * ApiVersions); its connection-close-total counts every channel closed, failed dials too (a refused connect
-     * counts a close and no creation), so the close total the checks read is the created connections no longer
-     * open: created minus connection-count (the channels open now; a dial in progress counts there too, so while
-     * one is, this is one low). kafka-clients' own close count is kept as kafka-clients-close-total.
+     * The connections the client made, counted as kafka-python and librdkafka count them: once ApiVersions answered
+     * (CONNECTIONS_UP, from NetworkClient's line), so a connection abandoned during ApiVersions is none.
+     * kafka-clients' own counters are client-level: its connection-creation-total counts connections whose TCP
+     * connect completed (Selector: finishConnect, before ApiVersions; kept as kafka-clients-creation-total); its
+     * connection-close-total counts every channel closed, failed dials too (kept as kafka-clients-close-total). The
+     * close total the checks read is the connections made no longer open: made minus connection-count (the channels
+     * open now; one still connecting or in ApiVersions counts there too, so while one is, this is one low).
      */
     static String connectionDetail(Map<MetricName, ? extends Metric> metrics) {
         Map<String, Long> counts = new HashMap<>();
@@ -270,16 +334,18 @@ public final class K6SuiteJavaClient {
                 counts.put(m.getKey().name(), Math.round(((Number) m.getValue().metricValue()).doubleValue()));
             }
         }
-        Long created = counts.get("connection-creation-total");
+        Long tcp = counts.get("connection-creation-total");
         Long closed = counts.get("connection-close-total");
         Long open = counts.get("connection-count");
-        if (created == null || closed == null || open == null) {
+        if (tcp == null || closed == null || open == null) {
             throw new IllegalStateException("kafka-clients' connection metrics are missing: " + counts.keySet());
         }
+        long made = CONNECTIONS_UP.get();
         Map<String, Long> detail = new TreeMap<>();
-        detail.put("connection-creation-total", created);
-        detail.put("connection-close-total", Math.max(0, created - open));
+        detail.put("connection-creation-total", made);
+        detail.put("connection-close-total", Math.max(0, made - open));
         detail.put("connection-count", open);
+        detail.put("kafka-clients-creation-total", tcp);
         detail.put("kafka-clients-close-total", closed);
         try {
             return JSON.writeValueAsString(detail);
