@@ -300,8 +300,10 @@ def test_java_client_produces_consumes_and_reads_back_clean(kafka_stack, idempot
     from tests.conftest import assert_clean, verdicts_of
 
     _, profile = kafka_stack
+    # producers wait for the consumers' first polls: a bound, not a duration (four JVMs starting on a loaded
+    # 2-core machine took over 15 s at a load average of 40: "only 0 of 2 consumers had polled after 15 s")
     config = WorkloadConfig(client="java", idempotence=idempotence, producers=2, consumers=2, partitions=PARTITIONS,
-                            consumer_mode=mode, records=300, await_consumers_s=15, label=f"java-{mode}")
+                            consumer_mode=mode, records=300, await_consumers_s=60, label=f"java-{mode}")
     result = run_workload(profile, config)
     frame, meta = result.history, result.meta()
     sends = frame[frame["f"] == "send"]
